@@ -1,0 +1,44 @@
+# The README's two commands: `make example` and `make test`. Each installs what is
+# missing (system packages through apt-get, Python packages into .venv) and then runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# System packages the features need: runc runs Exec ops, busybox-static is the base root
+# the examples and tests build from scratch.
+SYS_PKGS := runc busybox-static
+EXAMPLE ?= examples/merge/build.py
+
+.PHONY: all deps sysdeps venv example test bench clean
+
+all: test
+
+deps: sysdeps venv
+
+sysdeps:
+	@missing=""; for p in $(SYS_PKGS); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+example: deps
+	$(VENV)/bin/llb solve $(EXAMPLE) --output type=local,dest=out/example
+	@echo "result in out/example:" && find out/example | head -50
+
+test: deps
+	$(PY) -m pytest -n 2 -q tests
+
+bench: deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
