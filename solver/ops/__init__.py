@@ -1,0 +1,75 @@
+"""Op handlers, one module per op kind, and the dispatch from an op's kind to its module.
+
+Each module exposes `run(ctx, op, inputs) -> list[Ref | None]` and `name(op) -> str`.
+Modules are imported on first use so a fully cached solve never imports them."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from types import ModuleType
+from typing import Any
+
+from solver.errors import UnsupportedError
+from solver.ops.context import OpContext
+
+_MODULES = {
+    "source": "solver.ops.source",
+    "exec": "solver.ops.exec",
+    "file": "solver.ops.file",
+    "merge": "solver.ops.merge",
+    "diff": "solver.ops.diff",
+}
+_loaded: dict[str, ModuleType] = {}
+
+__all__ = ["OpContext", "handler", "run", "name"]
+
+
+def handler(kind: str) -> ModuleType:
+    """The module running ops of `kind`; UnsupportedError when this build of llb has none."""
+    mod = _loaded.get(kind)
+    if mod is not None:
+        return mod
+    modname = _MODULES.get(kind)
+    if modname is None:
+        raise UnsupportedError(f"unknown op kind {kind!r}")
+    try:
+        mod = importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name != modname:
+            raise
+        raise UnsupportedError(f"{kind} ops are not supported yet") from None
+    _loaded[kind] = mod
+    return mod
+
+
+def run(ctx: OpContext, op: Any, inputs: list) -> list:
+    """Run `op` on its input refs; results are indexed by output index."""
+    return handler(op.kind).run(ctx, op, inputs)
+
+
+def name(op: Any) -> str:
+    """The vertex's progress name: what the op does with its main arguments."""
+    try:
+        return handler(op.kind).name(op)
+    except (UnsupportedError, AttributeError):
+        return _fallback_name(op)
+
+
+def _fallback_name(op: Any) -> str:
+    kind = op.kind
+    if kind == "exec":
+        return "exec " + shlex.join(op.args)
+    if kind == "file":
+        parts = []
+        for a in op.actions:
+            if a.action == "copy":
+                parts.append(f"copy {a.src} {a.dest}")
+            else:
+                parts.append(f"{a.action} {a.path}")
+        return ", ".join(parts) or "file"
+    if kind == "merge":
+        return f"merge ({len(op.inputs)} inputs)"
+    if kind == "source":
+        return op.identifier
+    return kind

@@ -1,0 +1,48 @@
+"""Errors the solver raises: a failed build (exit 1) and an unsupported feature (exit 2)."""
+
+from __future__ import annotations
+
+from llb.errors import LLBError
+
+
+class SolveError(LLBError):
+    """A vertex failed while building: carries its name, the command and the tail of its log.
+
+    str() is the one-line summary; `details` holds the extra lines (command, log tail) the
+    CLI prints below it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, vertex: str | None = None, path: str | None = None,
+                 name: str | None = None, command: str | None = None,
+                 log_tail: list[str] | None = None):
+        super().__init__(message, vertex=vertex, path=path)
+        self.name = name
+        self.command = command
+        self.log_tail = list(log_tail or [])
+
+    @property
+    def details(self) -> list[str]:
+        """Lines to print under the one-line summary."""
+        out = []
+        if self.command:
+            out.append(f"command: {self.command}")
+        if self.log_tail:
+            out.append("last lines of output:")
+            out.extend("  " + line for line in self.log_tail)
+        return out
+
+
+class UnsupportedError(LLBError):
+    """An op or option this version of llb cannot run yet (bad input: exit 2)."""
+
+
+class InputError(LLBError):
+    """The build asked for something that is not there: a missing `--local` mapping or a copy
+    source that does not exist (bad input: exit 2)."""
+
+
+class CancelledError(LLBError):
+    """A vertex stopped because another vertex failed."""
+
+    exit_code = 1

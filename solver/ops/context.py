@@ -1,0 +1,39 @@
+"""OpContext: what the solver hands every op handler."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class OpContext:
+    """Everything an op handler may use while running one vertex.
+
+    `log(stream, data)` emits a progress log event ("stdout" | "stderr"); handlers must check
+    `cancelled` at safe points and stop (discarding what they prepared) once it is set."""
+
+    store: Any
+    root: Path
+    vertex: str
+    name: str
+    locals: dict[str, Path] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _log: Callable[[str, str, bytes], None] | None = None
+    _tail: list[str] = field(default_factory=list)
+
+    def log(self, stream: str, data: bytes) -> None:
+        """Emit `data` from `stream` as a progress log event and keep the tail for errors."""
+        if not data:
+            return
+        text = data.decode("utf-8", "replace")
+        self._tail.extend(text.splitlines())
+        del self._tail[:-20]
+        if self._log is not None:
+            self._log(self.vertex, stream, data)
+
+    def log_tail(self, lines: int = 10) -> list[str]:
+        """The last `lines` lines this vertex logged (for a failure message)."""
+        return self._tail[-lines:]
