@@ -1,0 +1,461 @@
+"""The runc executor: run one process in an OCI runtime bundle and report its exit code.
+
+`Executor.run` writes a bundle (config.json per the OCI runtime spec, rootfs given as an
+absolute path), runs `runc run` on it, streams stdout/stderr line by line to a callback,
+and afterwards removes the mount stubs runc had to create (see `_Stubs`) so that a diff of
+the rootfs holds only what the process changed.
+
+The configuration that works on the target VM (Debian 12, runc 1.1.5, kernel 6.x, root, a
+cgroup v1 hybrid hierarchy, no user namespaces needed):
+- namespaces: pid, ipc, uts, mount, and network unless network="host" (a fresh network
+  namespace holds only `lo`, which runc brings up);
+- `linux.cgroupsPath` = "/llb/<container id>" (runc creates and removes it in every v1
+  hierarchy; no systemd cgroup driver);
+- no seccomp profile (runc's libseccomp works, but BuildKit's default profile is a large
+  allow-list we do not ship; isolation comes from namespaces, capabilities and masked paths);
+- capabilities: containerd's default set (what BuildKit grants a RUN), no rlimits, new
+  privileges allowed (BuildKit's `WithNewPrivileges`);
+- mounts: /proc, a tmpfs /dev (runc creates the default device nodes), /dev/pts,
+  /dev/shm, /dev/mqueue, a read-only /sys; /etc/hosts and /etc/resolv.conf bind-mounted
+  read-only from the executor's state directory; binds use "rbind" plus "ro" when read-only
+  (runc remounts a bind read-only, so a write fails inside with EROFS);
+- a read-only rootfs is `root.readonly`: runc creates mount points first, then remounts "/".
+runc keeps its state under `<llb root>/executor/runc` (`runc --root`), and its own errors go
+to a per-run log file (`runc --log`) so they can be told apart from the process's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llb.errors import LLBError
+from snapshot.paths import resolve_in_root
+
+DEFAULT_HOSTNAME = "buildkitsandbox"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG_TAIL_LINES = 20
+
+# containerd's default capability set, which BuildKit gives every exec.
+_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+_MASKED_PATHS = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+]
+_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+# Paths runc (or we) create in every rootfs; removed after the run when they were absent.
+_SYSTEM_STUBS = ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf")
+_RESOLV_DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844"]
+
+
+class ExecutorError(LLBError):
+    """The executor could not run a process at all (runc missing or failing to start)."""
+
+    exit_code = 1
+
+
+class RuncNotFoundError(ExecutorError):
+    """runc is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__("runc not found: Exec ops run under runc; install it with "
+                         "`apt-get install runc`")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """Bind `source` (a host path: directory or file) at `dest` inside the container."""
+
+    dest: str
+    source: Path
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    """A fresh tmpfs at `dest` (size in bytes, 0 = the kernel default)."""
+
+    dest: str
+    size: int = 0
+
+
+ContainerMount = BindMount | TmpfsMount
+
+
+@dataclass
+class ProcessSpec:
+    """What to run and as whom; env is "KEY=value" strings (PATH is defaulted if absent)."""
+
+    args: Sequence[str]
+    env: Sequence[str] = ()
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: Sequence[int] = ()
+    hostname: str = ""
+    network: str = "none"  # "none" | "host"
+    readonly_rootfs: bool = False
+    mounts: Sequence[ContainerMount] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """How a run ended: the exit code, the last lines of output, and runc's own error."""
+
+    exit_code: int
+    tail: list[str]
+    runc_error: str = ""
+    cancelled: bool = False
+
+
+LogFn = Callable[[str, bytes], None]
+
+
+class Executor:
+    """Runs processes under runc; state (runc state, bundles, hosts files) lives in state_dir."""
+
+    def __init__(self, state_dir: Path, runc: str | None = None):
+        self.state_dir = Path(state_dir)
+        self.runc = runc or shutil.which("runc") or ""
+        if not self.runc:
+            raise RuncNotFoundError()
+        self._runc_root = self.state_dir / "runc"
+        self._bundles = self.state_dir / "bundles"
+        for d in (self._runc_root, self._bundles):
+            d.mkdir(parents=True, exist_ok=True)
+        self._files_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ run
+
+    def run(self, rootfs: Path, spec: ProcessSpec, *, log: LogFn | None = None,
+            cancelled: threading.Event | None = None) -> RunResult:
+        """Run spec.args in rootfs; block until it exits (or is killed on `cancelled`)."""
+        cid = "llb-" + uuid.uuid4().hex[:20]
+        bundle = self._bundles / cid
+        bundle.mkdir()
+        mounts = sorted(spec.mounts, key=lambda m: _depth(m.dest))
+        stubs = _Stubs(Path(rootfs), [m for m in mounts if isinstance(m, BindMount)])
+        stub_paths = list(_SYSTEM_STUBS) + [m.dest for m in mounts]
+        stubs.record(stub_paths)
+        try:
+            config = self._config(cid, Path(rootfs), spec, mounts)
+            (bundle / "config.json").write_text(json.dumps(config))
+            return self._run_runc(cid, bundle, log, cancelled)
+        finally:
+            stubs.clean()
+            shutil.rmtree(bundle, ignore_errors=True)
+
+    def _run_runc(self, cid: str, bundle: Path, log: LogFn | None,
+                  cancelled: threading.Event | None) -> RunResult:
+        runc_log = bundle / "runc.log"
+        argv = [self.runc, "--root", str(self._runc_root), "--log", str(runc_log),
+                "--log-format", "json", "run", "--bundle", str(bundle), cid]
+        if cancelled is not None and cancelled.is_set():
+            return RunResult(exit_code=-1, tail=[], cancelled=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, close_fds=True)
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        tail_lock = threading.Lock()
+        readers = [threading.Thread(target=_pump, args=(pipe, name, log, tail, tail_lock),
+                                    daemon=True)
+                   for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
+        for t in readers:
+            t.start()
+        done = threading.Event()
+        was_cancelled = threading.Event()
+        if cancelled is not None:
+            threading.Thread(target=self._watch, args=(cid, done, cancelled, was_cancelled),
+                             daemon=True).start()
+        try:
+            code = proc.wait()
+        finally:
+            done.set()
+        for t in readers:
+            t.join()
+        if was_cancelled.is_set():
+            self._delete(cid)
+        runc_error = _runc_error(runc_log)
+        return RunResult(exit_code=code, tail=list(tail), runc_error=runc_error,
+                         cancelled=was_cancelled.is_set())
+
+    def _watch(self, cid: str, done: threading.Event, cancelled: threading.Event,
+               was_cancelled: threading.Event) -> None:
+        while not done.is_set():
+            if cancelled.wait(0.1):
+                if done.is_set():
+                    return
+                was_cancelled.set()
+                subprocess.run([self.runc, "--root", str(self._runc_root), "kill", "--all",
+                                cid, "KILL"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
+                return
+
+    def _delete(self, cid: str) -> None:
+        subprocess.run([self.runc, "--root", str(self._runc_root), "delete", "--force", cid],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    # ------------------------------------------------------------------------------ config
+
+    def _config(self, cid: str, rootfs: Path, spec: ProcessSpec,
+                mounts: list[ContainerMount]) -> dict:
+        env = list(spec.env)
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, "PATH=" + DEFAULT_PATH)
+        host_network = spec.network == "host"
+        hostname = spec.hostname or DEFAULT_HOSTNAME
+        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        if not host_network:
+            namespaces.append({"type": "network"})
+        user_dests = {_norm(m.dest) for m in mounts}
+        oci_mounts = _system_mounts()
+        for dest, src in (("/etc/hosts", self._hosts_file(hostname)),
+                          ("/etc/resolv.conf", self._resolv_conf(host_network))):
+            if dest not in user_dests:
+                oci_mounts.append({"destination": dest, "type": "bind", "source": str(src),
+                                   "options": ["rbind", "ro"]})
+        for m in mounts:
+            if isinstance(m, TmpfsMount):
+                opts = ["nosuid", "nodev", "strictatime", "mode=1777"]
+                if m.size:
+                    opts.append(f"size={m.size}")
+                oci_mounts.append({"destination": m.dest, "type": "tmpfs", "source": "tmpfs",
+                                   "options": opts})
+            else:
+                opts = ["rbind", "ro"] if m.readonly else ["rbind"]
+                oci_mounts.append({"destination": m.dest, "type": "bind",
+                                   "source": str(m.source), "options": opts})
+        return {
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": False,
+                "user": {"uid": spec.uid, "gid": spec.gid,
+                         **({"additionalGids": list(spec.additional_gids)}
+                            if spec.additional_gids else {})},
+                "args": list(spec.args),
+                "env": env,
+                "cwd": spec.cwd or "/",
+                "capabilities": {k: list(_CAPABILITIES) for k in
+                                 ("bounding", "effective", "permitted")},
+                "noNewPrivileges": False,
+            },
+            "root": {"path": str(rootfs), "readonly": spec.readonly_rootfs},
+            "hostname": hostname,
+            "mounts": oci_mounts,
+            "linux": {
+                "cgroupsPath": f"/llb/{cid}",
+                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+                "namespaces": namespaces,
+                "maskedPaths": list(_MASKED_PATHS),
+                "readonlyPaths": list(_READONLY_PATHS),
+            },
+        }
+
+    def _hosts_file(self, hostname: str) -> Path:
+        """/etc/hosts as BuildKit writes it (one file per hostname)."""
+        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in hostname)
+        content = (f"127.0.0.1\tlocalhost {hostname}\n"
+                   "::1\tlocalhost ip6-localhost ip6-loopback\n")
+        return self._state_file(f"hosts.{safe}", content)
+
+    def _resolv_conf(self, host_network: bool) -> Path:
+        """The host's resolv.conf; without host networking, localhost resolvers are dropped
+        (they are unreachable from the container) and Google's are used if none is left."""
+        try:
+            text = Path("/etc/resolv.conf").read_text(errors="replace")
+        except OSError:
+            text = ""
+        if not host_network or not _nameservers(text):
+            text = _filter_resolv(text)
+        name = "resolv-host.conf" if host_network else "resolv.conf"
+        return self._state_file(name, text)
+
+    def _state_file(self, name: str, content: str) -> Path:
+        path = self.state_dir / name
+        with self._files_lock:
+            try:
+                if path.read_text() == content:
+                    return path
+            except OSError:
+                pass
+            tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(content)
+            tmp.chmod(0o644)
+            os.replace(tmp, path)
+        return path
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _system_mounts() -> list[dict]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]
+
+
+def _pump(pipe, stream: str, log: LogFn | None, tail: deque, lock: threading.Lock) -> None:
+    for line in iter(pipe.readline, b""):
+        if log is not None:
+            log(stream, line)
+        with lock:
+            tail.append(line.decode(errors="replace").rstrip("\n"))
+    pipe.close()
+
+
+def _runc_error(path: Path) -> str:
+    """The last error runc itself logged (not the process's output), or ""."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", "")).strip()
+    return ""
+
+
+def _nameservers(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            out.append(parts[1])
+    return out
+
+
+def _filter_resolv(text: str) -> str:
+    """Drop localhost nameservers (like libnetwork's FilterResolvDNS); default if none."""
+    kept = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            ip = parts[1].split("%")[0]
+            if ip.startswith("127.") or ip == "::1":
+                continue
+        kept.append(line)
+    out = "\n".join(kept).strip("\n")
+    out = out + "\n" if out else ""
+    if not _nameservers(out):
+        out += "".join(f"nameserver {ns}\n" for ns in _RESOLV_DEFAULT_NAMESERVERS)
+    return out
+
+
+def _norm(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p and p != ".")
+
+
+def _depth(path: str) -> tuple[str, ...]:
+    return tuple(p for p in _norm(path).split("/") if p)
+
+
+class _Stubs:
+    """Records which mount points and stub files are missing before a run (in whichever
+    host directory backs their parent: the rootfs or an enclosing writable bind mount) and
+    removes the ones runc created afterwards: only empty directories and empty files.
+
+    The existing directory above each missing path (its "anchor") gets its atime and mtime
+    back when its entries are the same as before the run, so a run that only needed stubs
+    leaves the tree exactly as it found it (BuildKit #3148 restores times the same way)."""
+
+    def __init__(self, rootfs: Path, binds: list[BindMount]):
+        self._layers = [((), rootfs)] + [(_depth(b.dest), b.source) for b in binds
+                                          if not b.readonly and b.source.is_dir()]
+        self._paths: list[Path] = []
+        self._anchors: dict[Path, tuple[set[str], int, int]] = {}
+
+    def _host_path(self, dest: str) -> tuple[Path, tuple[str, ...]] | None:
+        """The host directory holding dest's mount point (the innermost mount strictly
+        above dest) and dest's path relative to it."""
+        parts = _depth(dest)
+        best = None
+        for prefix, host in self._layers:
+            if len(prefix) < len(parts) and parts[:len(prefix)] == prefix:
+                if best is None or len(prefix) >= len(best[0]):
+                    best = (prefix, host)
+        if best is None:
+            return None
+        return best[1], parts[len(best[0]):]
+
+    def record(self, dests: list[str]) -> None:
+        """Note every missing path among dests and their parents (resolved like runc does,
+        symlinks followed inside the root)."""
+        for dest in dests:
+            found = self._host_path(dest)
+            if found is None:
+                continue
+            host, rel = found
+            for i in range(len(rel), 0, -1):
+                try:
+                    p = resolve_in_root(host, "/".join(rel[:i]))
+                except LLBError:
+                    break
+                if os.path.lexists(p):
+                    break
+                if p not in self._paths:
+                    self._paths.append(p)
+                    self._anchor(p.parent)
+
+    def _anchor(self, d: Path) -> None:
+        if d in self._anchors or not os.path.isdir(d) or os.path.islink(d):
+            return
+        try:
+            st = os.lstat(d)
+            self._anchors[d] = (set(os.listdir(d)), st.st_atime_ns, st.st_mtime_ns)
+        except OSError:
+            pass
+
+    def clean(self) -> None:
+        """Remove the recorded paths that are now empty stubs, deepest first; then give
+        untouched anchors their times back."""
+        for p in sorted(self._paths, key=lambda x: len(x.parts), reverse=True):
+            try:
+                st = os.lstat(p)
+                if stat.S_ISDIR(st.st_mode):
+                    with os.scandir(p) as it:
+                        if any(True for _ in it):
+                            continue
+                elif not stat.S_ISREG(st.st_mode) or st.st_size != 0:
+                    continue
+                pst = os.lstat(p.parent)
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(p)
+                else:
+                    os.unlink(p)
+                os.utime(p.parent, ns=(pst.st_atime_ns, pst.st_mtime_ns),
+                         follow_symlinks=False)
+            except OSError:
+                continue
+        for d, (names, atime, mtime) in self._anchors.items():
+            try:
+                if set(os.listdir(d)) == names:
+                    os.utime(d, ns=(atime, mtime), follow_symlinks=False)
+            except OSError:
+                continue
