@@ -1,0 +1,193 @@
+"""File actions: mkdir, mkfile, rm and copy, chainable into one FileOp.
+
+    llb.mkdir("/a", parents=True).mkfile("/a/b", b"data").rm("/a/old")
+
+Actions hold the paths as written; `State.file` resolves relative paths against the state's
+working directory (copy sources against the source state's) with `..` cleaned lexically.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llb.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from llb.state import State
+
+Owner = str | int | tuple[int | str, int | str] | None
+Created = int | _dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """One action as written by the user, before paths are resolved."""
+
+    action: str
+    options: tuple[tuple[str, Any], ...]
+    source: State | None = field(default=None)
+
+
+class FileActions:
+    """An immutable chain of file actions; apply with `State.file(actions)`."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: tuple[PendingAction, ...] = ()):
+        self._items = items
+
+    @property
+    def items(self) -> tuple[PendingAction, ...]:
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return "FileActions(" + ", ".join(f"{a.action} {dict(a.options).get('path', '')}".strip()
+                                          for a in self._items) + ")"
+
+    def _add(self, action: str, source: State | None = None, **options: Any) -> FileActions:
+        return FileActions(self._items + (PendingAction(action, tuple(options.items()), source),))
+
+    def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False,
+              owner: Owner = None, created: Created = None) -> FileActions:
+        """Create a directory (with parents: missing parents too, with the same mode)."""
+        return self._add("mkdir", path=_str(path, "mkdir path"), mode=_mode(mode, "mkdir"),
+                         parents=_bool(parents, "parents"), owner=owner_str(owner),
+                         created=created_ns(created))
+
+    def mkfile(self, path: str, data: bytes | str = b"", mode: int = 0o644, *,
+               owner: Owner = None, created: Created = None) -> FileActions:
+        """Create or replace a regular file with `data` (str is written as UTF-8)."""
+        if isinstance(data, str):
+            data = data.encode()
+        elif isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise DefinitionError(f"mkfile {path}: data must be bytes or str, not "
+                                  f"{type(data).__name__}")
+        return self._add("mkfile", path=_str(path, "mkfile path"), data=data,
+                         mode=_mode(mode, "mkfile"), owner=owner_str(owner),
+                         created=created_ns(created))
+
+    def rm(self, path: str, *, allow_not_found: bool = False,
+           allow_wildcard: bool = False) -> FileActions:
+        """Remove a path recursively (a missing path is fine)."""
+        return self._add("rm", path=_str(path, "rm path"),
+                         allow_not_found=_bool(allow_not_found, "allow_not_found"),
+                         allow_wildcard=_bool(allow_wildcard, "allow_wildcard"))
+
+    def copy(self, source: State, src: str, dest: str, *, owner: Owner = None,
+             mode: int | None = None, follow_symlinks: bool = False,
+             copy_dir_contents_only: bool = False, create_dest_path: bool = False,
+             allow_wildcard: bool = False, allow_empty_wildcard: bool = False,
+             include: list[str] | tuple[str, ...] = (), exclude: list[str] | tuple[str, ...] = (),
+             created: Created = None, always_replace_existing: bool = False) -> FileActions:
+        """Copy `src` of state `source` to `dest` (a trailing "/" on dest means "into")."""
+        from llb.state import State
+
+        if not isinstance(source, State):
+            raise DefinitionError(f"copy {src}: source must be an llb.State, not "
+                                  f"{type(source).__name__}")
+        flags = {k: _bool(v, k) for k, v in (
+            ("follow_symlinks", follow_symlinks), ("copy_dir_contents_only", copy_dir_contents_only),
+            ("create_dest_path", create_dest_path), ("allow_wildcard", allow_wildcard),
+            ("allow_empty_wildcard", allow_empty_wildcard),
+            ("always_replace_existing", always_replace_existing))}
+        return self._add("copy", source, src=_str(src, "copy src"), dest=_str(dest, "copy dest"),
+                         owner=owner_str(owner), mode=-1 if mode is None else _mode(mode, "copy"),
+                         include=patterns(include, "include"), exclude=patterns(exclude, "exclude"),
+                         created=created_ns(created), **flags)
+
+
+def mkdir(path: str, mode: int = 0o755, *, parents: bool = False, owner: Owner = None,
+          created: Created = None) -> FileActions:
+    """Start a chain with mkdir (see FileActions.mkdir)."""
+    return FileActions().mkdir(path, mode, parents=parents, owner=owner, created=created)
+
+
+def mkfile(path: str, data: bytes | str = b"", mode: int = 0o644, *, owner: Owner = None,
+           created: Created = None) -> FileActions:
+    """Start a chain with mkfile (see FileActions.mkfile)."""
+    return FileActions().mkfile(path, data, mode, owner=owner, created=created)
+
+
+def rm(path: str, *, allow_not_found: bool = False, allow_wildcard: bool = False) -> FileActions:
+    """Start a chain with rm (see FileActions.rm)."""
+    return FileActions().rm(path, allow_not_found=allow_not_found, allow_wildcard=allow_wildcard)
+
+
+def copy(source: State, src: str, dest: str, **options: Any) -> FileActions:
+    """Start a chain with copy (see FileActions.copy)."""
+    return FileActions().copy(source, src, dest, **options)
+
+
+# ---------------------------------------------------------------------------------- coercion
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DefinitionError(f"{what} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise DefinitionError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
+def _mode(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= 0o7777:
+        raise DefinitionError(f"{what} mode must be an int in 0..0o7777, not {value!r}")
+    return value
+
+
+def owner_str(owner: Owner) -> str:
+    """"uid:gid" / "user:group" form of an owner option (an int means uid = gid)."""
+    if owner is None or owner == "":
+        return ""
+    if isinstance(owner, bool):
+        raise DefinitionError(f"owner must be 'user[:group]', an int or a pair, not {owner!r}")
+    if isinstance(owner, int):
+        if owner < 0:
+            raise DefinitionError(f"owner {owner} must not be negative")
+        return f"{owner}:{owner}"
+    if isinstance(owner, tuple) and len(owner) == 2:
+        return f"{owner[0]}:{owner[1]}"
+    if isinstance(owner, str):
+        return owner
+    raise DefinitionError(f"owner must be 'user[:group]', an int or a pair, not {owner!r}")
+
+
+def created_ns(created: Created) -> int:
+    """Nanoseconds since the epoch for a `created` option (-1 = the time of the build)."""
+    if created is None:
+        return -1
+    if isinstance(created, _dt.datetime):
+        if created.tzinfo is None:
+            secs = calendar.timegm(created.timetuple())
+        else:
+            secs = calendar.timegm(created.utctimetuple())
+        return secs * 1_000_000_000 + created.microsecond * 1000
+    if type(created) is int and created >= 0:
+        return created
+    raise DefinitionError(f"created must be a datetime or nanoseconds (int >= 0), not {created!r}")
+
+
+def patterns(value: Any, what: str) -> tuple[str, ...]:
+    """A tuple of gitignore-style patterns (a single string is one pattern)."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        out = tuple(value)
+    except TypeError:
+        raise DefinitionError(f"{what} must be a list of patterns, not {value!r}") from None
+    for p in out:
+        if not isinstance(p, str) or not p:
+            raise DefinitionError(f"{what} patterns must be non-empty strings, not {p!r}")
+    return out

@@ -1,0 +1,241 @@
+"""Canonical msgpack for ops: sorted keys, no floats, bytes stay bytes.
+
+An op's wire form is a map of all its fields (nested dataclasses become maps, tuples become
+arrays); its digest is "sha256:" + the hex sha256 of those bytes. Decoding is driven by the
+type hints in `llb.ops`, so it accepts exactly what encoding produces and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from llb import ops as _ops
+from llb.errors import DefinitionError
+
+_packb = msgpack.packb
+
+
+class FieldError(Exception):
+    """A value at `path` (a list of keys, innermost last) has the wrong shape."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+    def where(self) -> str:
+        return "".join(self.path).lstrip(".") or "(value)"
+
+
+# ---------------------------------------------------------------------------------- encode
+
+_SORTED_FIELDS: dict[type, tuple[str, ...]] = {}
+_PRIMITIVES = (str, int, bool, bytes)
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    names = _SORTED_FIELDS.get(cls)
+    if names is None:
+        names = tuple(sorted(f.name for f in dataclasses.fields(cls)))
+        _SORTED_FIELDS[cls] = names
+    return names
+
+
+def to_wire(value: Any) -> Any:
+    """The msgpack-ready form of an op (or any nested op value)."""
+    t = type(value)
+    if t is tuple:
+        if all(type(x) in _PRIMITIVES for x in value):
+            return value
+        return [to_wire(x) for x in value]
+    if t in _PRIMITIVES:
+        return value
+    if dataclasses.is_dataclass(value):
+        return {name: to_wire(getattr(value, name)) for name in _fields_of(t)}
+    raise DefinitionError(f"cannot encode a {t.__name__} value in an op")
+
+
+def pack(obj: Any) -> bytes:
+    """Canonical msgpack bytes of an already wire-shaped object."""
+    return _packb(obj, use_bin_type=True)
+
+
+def encode_op(op: _ops.Op) -> bytes:
+    """The canonical msgpack bytes of `op`."""
+    return _packb(to_wire(op), use_bin_type=True)
+
+
+def digest_of(data: bytes) -> str:
+    """ "sha256:<hex>" of `data`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def op_digest(op: _ops.Op) -> str:
+    """The digest of an op: sha256 over its canonical msgpack encoding."""
+    return digest_of(encode_op(op))
+
+
+# ---------------------------------------------------------------------------------- decode
+
+Decoder = Callable[[Any], Any]
+_DECODERS: dict[Any, Decoder] = {}
+
+
+def _typename(value: Any) -> str:
+    return {dict: "map", list: "array", str: "string", bytes: "bytes", bool: "bool",
+            int: "integer", float: "float", type(None): "nil"}.get(type(value), type(value).__name__)
+
+
+def _primitive(tp: type, label: str) -> Decoder:
+    def decode(v: Any) -> Any:
+        if type(v) is not tp:
+            raise FieldError(f"expected {label}, got {_typename(v)}")
+        return v
+    return decode
+
+
+def _tag_field(cls: type) -> tuple[str, Any] | None:
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            return f.name, f.default
+    return None
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls, vars(_ops))
+    names = _fields_of(cls)
+    keys = list(names)
+    tag = _tag_field(cls)
+    field_decoders = [(n, decoder_for(hints[n])) for n in names if not tag or n != tag[0]]
+
+    def decode(v: Any) -> Any:
+        if type(v) is not dict:
+            raise FieldError(f"expected a map, got {_typename(v)}")
+        if list(v) != keys:
+            extra = sorted(set(map(str, v)) - set(keys))
+            missing = sorted(set(keys) - set(map(str, v)))
+            if extra:
+                raise FieldError(f"unknown field {extra[0]!r} in {cls.__name__}")
+            if missing:
+                raise FieldError(f"missing field {missing[0]!r} in {cls.__name__}")
+            raise FieldError(f"fields of {cls.__name__} not in sorted order")
+        if tag and v[tag[0]] != tag[1]:
+            raise FieldError(f"{tag[0]} must be {tag[1]!r}")
+        kwargs = {}
+        for name, dec in field_decoders:
+            try:
+                kwargs[name] = dec(v[name])
+            except FieldError as e:
+                e.path.insert(0, "." + name)
+                raise
+        return cls(**kwargs)
+    return decode
+
+
+def _union_decoder(members: tuple[type, ...]) -> Decoder:
+    tags = [_tag_field(m) for m in members]
+    if any(t is None for t in tags) or len({t[0] for t in tags}) != 1:  # type: ignore[index]
+        raise TypeError(f"union {members} is not discriminated by one tag field")
+    tag_name = tags[0][0]  # type: ignore[index]
+    by_tag = {t[1]: decoder_for(m) for t, m in zip(tags, members)}  # type: ignore[index]
+
+    def decode(v: Any) -> Any:
+        if type(v) is not dict:
+            raise FieldError(f"expected a map, got {_typename(v)}")
+        value = v.get(tag_name)
+        dec = by_tag.get(value) if type(value) is str else None
+        if dec is None:
+            known = ", ".join(sorted(by_tag))
+            raise FieldError(f"unknown {tag_name} {str(value)[:40]!r} (known: {known})")
+        return dec(v)
+    return decode
+
+
+def _tuple_decoder(args: tuple[Any, ...]) -> Decoder:
+    if len(args) == 2 and args[1] is Ellipsis:
+        elem = decoder_for(args[0])
+
+        def decode_var(v: Any) -> Any:
+            if type(v) is not list:
+                raise FieldError(f"expected an array, got {_typename(v)}")
+            out = []
+            for i, x in enumerate(v):
+                try:
+                    out.append(elem(x))
+                except FieldError as e:
+                    e.path.insert(0, f"[{i}]")
+                    raise
+            return tuple(out)
+        return decode_var
+    elems = [decoder_for(a) for a in args]
+
+    def decode_fixed(v: Any) -> Any:
+        if type(v) is not list:
+            raise FieldError(f"expected an array, got {_typename(v)}")
+        if len(v) != len(elems):
+            raise FieldError(f"expected {len(elems)} items, got {len(v)}")
+        out = []
+        for i, (dec, x) in enumerate(zip(elems, v)):
+            try:
+                out.append(dec(x))
+            except FieldError as e:
+                e.path.insert(0, f"[{i}]")
+                raise
+        return tuple(out)
+    return decode_fixed
+
+
+def decoder_for(tp: Any) -> Decoder:
+    """A function turning the wire form of type `tp` back into a value, or raising FieldError."""
+    dec = _DECODERS.get(tp)
+    if dec is not None:
+        return dec
+    origin = typing.get_origin(tp)
+    if tp is str:
+        dec = _primitive(str, "a string")
+    elif tp is bool:
+        dec = _primitive(bool, "a bool")
+    elif tp is int:
+        dec = _primitive(int, "an integer")
+    elif tp is bytes:
+        dec = _primitive(bytes, "bytes")
+    elif origin is tuple:
+        dec = _tuple_decoder(typing.get_args(tp))
+    elif origin in (typing.Union, types.UnionType):
+        dec = _union_decoder(typing.get_args(tp))
+    elif dataclasses.is_dataclass(tp):
+        dec = _dataclass_decoder(tp)
+    else:
+        raise TypeError(f"no wire decoder for {tp!r}")
+    _DECODERS[tp] = dec
+    return dec
+
+
+def check_types(value: Any, tp: Any) -> Any:
+    """Raise FieldError unless `value` (an op built in Python) has exactly the field types of
+    `tp`; returns its wire form (checked by the same rules as decoding)."""
+    wire = wire_lists(value)
+    decoder_for(tp)(wire)
+    return wire
+
+
+def wire_lists(value: Any) -> Any:
+    """Like to_wire, but every sequence becomes a list and nothing is type-checked."""
+    t = type(value)
+    if t is tuple or t is list:
+        return [wire_lists(x) for x in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: wire_lists(getattr(value, name)) for name in _fields_of(t)}
+    return value
+
+
+OP_DECODER: Decoder = decoder_for(_ops.Op)
+INPUT_DECODER: Decoder = decoder_for(_ops.Input)
+METADATA_DECODER: Decoder = decoder_for(_ops.OpMetadata)

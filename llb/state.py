@@ -1,0 +1,374 @@
+"""Immutable build states: an op output plus the settings (env, cwd, user, ...) that later
+runs inherit. Every method returns a new State; nothing is ever modified in place."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from llb import codec, validate
+from llb import ops as _ops
+from llb.actions import FileActions, owner_str
+from llb.codec import FieldError
+from llb.definition import Definition
+from llb.errors import DefinitionError
+from llb.mounts import MountSpec
+from llb.paths import resolve
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_NO_META = _ops.OpMetadata()
+
+
+class _Node:
+    """One op with its digest, its canonical bytes, the nodes its inputs name, and metadata."""
+
+    __slots__ = ("op", "digest", "data", "inputs", "meta")
+
+    def __init__(self, op: _ops.Op, inputs: tuple[_Node, ...], meta: _ops.OpMetadata = _NO_META):
+        try:
+            wire = codec.check_types(op, _ops.Op)
+        except FieldError as e:
+            raise DefinitionError(f"{op.kind}: {e.where()}: {e.message}") from None
+        validate.check_op(op)
+        validate.check_metadata(meta)
+        self.op = op
+        self.data = codec.pack(wire)
+        self.digest = codec.digest_of(self.data)
+        self.inputs = inputs
+        self.meta = meta
+
+    def with_meta(self, meta: _ops.OpMetadata) -> _Node:
+        node = object.__new__(_Node)
+        node.op, node.data, node.digest, node.inputs = self.op, self.data, self.digest, self.inputs
+        node.meta = meta
+        return node
+
+
+def new_node(op: _ops.Op, inputs: tuple[_Node, ...], *, name: str = "", description: str = "",
+             ignore_cache: bool = False) -> _Node:
+    """A graph node for `op` (validated), with its progress name/description metadata."""
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise DefinitionError("name and description must be strings")
+    meta = _ops.OpMetadata(description=description, progress_name=name,
+                           ignore_cache=bool(ignore_cache))
+    return _Node(op, inputs, meta)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a State carries into later runs (BuildKit keeps these as state values)."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    network: str = _ops.NETWORK_NONE
+
+
+class State:
+    """One output of an op, plus env/cwd/user/hostname/network for later runs."""
+
+    __slots__ = ("_node", "_index", "_settings")
+
+    def __init__(self, node: _Node, index: int | None = 0, settings: _Settings = _Settings()):
+        self._node = node
+        self._index = index
+        self._settings = settings
+
+    # ------------------------------------------------------------------ identity
+
+    def _output(self) -> int:
+        if self._index is None:
+            raise DefinitionError("this exec has a read-only rootfs and so no root output; "
+                                  "use get_mount(dest) for its results", vertex=self._node.digest)
+        return self._index
+
+    @property
+    def output(self) -> _ops.Input:
+        """The op output this state stands for (digest and index)."""
+        return _ops.Input(self._node.digest, self._output())
+
+    @property
+    def op(self) -> _ops.Op:
+        """The op producing this state."""
+        return self._node.op
+
+    @property
+    def is_scratch(self) -> bool:
+        """True for the empty state."""
+        op = self._node.op
+        return op.kind == "source" and op.identifier == _ops.SCRATCH
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (self._node.digest, self._index, self._settings) == \
+            (other._node.digest, other._index, other._settings)
+
+    def __hash__(self) -> int:
+        return hash((self._node.digest, self._index, self._settings))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._node.op.kind} {self._node.digest[:19]}[{self._index}]>"
+
+    def _with(self, **changes: Any) -> State:
+        return State(self._node, self._output(), replace(self._settings, **changes))
+
+    # ------------------------------------------------------------------ settings
+
+    def env(self, key: str, value: str) -> State:
+        """Set an environment variable for later runs (replacing an earlier value)."""
+        if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
+            raise DefinitionError(f"env: key must be a non-empty string without '=' and value a "
+                                  f"string, got {key!r}={value!r}")
+        env = tuple(kv for kv in self._settings.env if kv[0] != key) + ((key, value),)
+        return self._with(env=env)
+
+    def del_env(self, key: str) -> State:
+        """Unset an environment variable for later runs."""
+        return self._with(env=tuple(kv for kv in self._settings.env if kv[0] != key))
+
+    def get_env(self, key: str, default: str | None = None) -> str | None:
+        """The value later runs get for `key`, or `default`."""
+        for k, v in self._settings.env:
+            if k == key:
+                return v
+        return default
+
+    def env_list(self) -> list[str]:
+        """The environment later runs get, as "KEY=value" strings in order."""
+        return [f"{k}={v}" for k, v in self._settings.env]
+
+    def cwd(self, path: str) -> State:
+        """Set the working directory of later runs and relative file-action paths (a relative
+        path is taken from the current one)."""
+        if not isinstance(path, str) or not path:
+            raise DefinitionError(f"cwd must be a non-empty path, not {path!r}")
+        return self._with(cwd=resolve(self._settings.cwd, path))
+
+    dir = cwd  # BuildKit's name
+
+    def get_cwd(self) -> str:
+        return self._settings.cwd
+
+    get_dir = get_cwd
+
+    def user(self, name: str | int) -> State:
+        """Run later commands as `name` ("user[:group]", names or numbers)."""
+        user = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
+        if not isinstance(user, str):
+            raise DefinitionError(f"user must be a string or an int, not {name!r}")
+        validate.check_owner(user, "user")
+        return self._with(user=user)
+
+    def get_user(self) -> str:
+        return self._settings.user
+
+    def hostname(self, name: str) -> State:
+        """The hostname later runs see."""
+        return self._with(hostname=name)
+
+    def get_hostname(self) -> str:
+        return self._settings.hostname
+
+    def network(self, mode: str) -> State:
+        """Network for later runs: "none" (the default, isolated) or "host"."""
+        if mode not in validate.NETWORKS:
+            raise DefinitionError(f"network must be one of {', '.join(validate.NETWORKS)}, "
+                                  f"not {mode!r}")
+        return self._with(network=mode)
+
+    def get_network(self) -> str:
+        return self._settings.network
+
+    def with_(self, *fns: Callable[[State], State]) -> State:
+        """Apply functions state -> state in order (BuildKit's State.With)."""
+        state = self
+        for fn in fns:
+            state = fn(state)
+            if not isinstance(state, State):
+                raise DefinitionError(f"with_: {fn!r} returned {type(state).__name__}, "
+                                      f"not a State")
+        return state
+
+    # ------------------------------------------------------------------ metadata
+
+    def _with_meta(self, **changes: Any) -> State:
+        node = self._node.with_meta(replace(self._node.meta, **changes))
+        validate.check_metadata(node.meta)
+        return State(node, self._output(), self._settings)
+
+    def with_name(self, name: str) -> State:
+        """Name the op producing this state in progress output (BuildKit's WithCustomName)."""
+        return self._with_meta(progress_name=name)
+
+    def with_description(self, description: str) -> State:
+        """Attach a free-text description to the op producing this state."""
+        return self._with_meta(description=description)
+
+    def ignore_cache(self) -> State:
+        """Always re-run the op producing this state (metadata; the digest is unchanged)."""
+        return self._with_meta(ignore_cache=True)
+
+    # ------------------------------------------------------------------ ops
+
+    def run(self, args: str | Iterable[str], *, mounts: Iterable[MountSpec] = (),
+            env: Mapping[str, str] | Iterable[str] | None = None, cwd: str | None = None,
+            user: str | int | None = None, readonly_rootfs: bool = False,
+            network: str | None = None, hostname: str | None = None,
+            ignore_cache: bool = False, name: str = "", description: str = "") -> ExecState:
+        """Run a command on this state. A str is split like a shell would (shlex); a list is
+        used as is. env/cwd/user/network/hostname apply to this run and the states it gives."""
+        from llb.exec import build_exec
+
+        state = self
+        for k, v in _env_pairs(env):
+            state = state.env(k, v)
+        if cwd is not None:
+            state = state.cwd(cwd)
+        if user is not None:
+            state = state.user(user)
+        if network is not None:
+            state = state.network(network)
+        if hostname is not None:
+            state = state.hostname(hostname)
+        if isinstance(args, str):
+            try:
+                argv = shlex.split(args)
+            except ValueError as e:
+                raise DefinitionError(f"run {args!r}: {e}") from None
+        else:
+            argv = list(args)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise DefinitionError(f"run: args must be a non-empty command, got {args!r}")
+        return build_exec(state, argv, list(mounts), bool(readonly_rootfs),
+                          name=name, description=description, ignore_cache=ignore_cache)
+
+    def file(self, actions: FileActions, *, name: str = "", description: str = "",
+             ignore_cache: bool = False) -> State:
+        """Apply a chain of file actions to this state, as one FileOp."""
+        if not isinstance(actions, FileActions) or not len(actions):
+            raise DefinitionError("file() takes a chain of file actions, e.g. llb.mkdir(...)")
+        nodes: list[_Node] = [self._node]
+        inputs: list[_ops.Input] = [self.output]
+        cwd = self._settings.cwd
+        out: list[_ops.FileAction] = []
+        for item in actions.items:
+            opts = dict(item.options)
+            try:
+                if item.action == "mkdir":
+                    out.append(_ops.Mkdir(**{**opts, "path": resolve(cwd, opts["path"])}))
+                elif item.action == "mkfile":
+                    out.append(_ops.Mkfile(**{**opts, "path": resolve(cwd, opts["path"])}))
+                elif item.action == "rm":
+                    out.append(_ops.Rm(**{**opts, "path": resolve(cwd, opts["path"])}))
+                else:
+                    src_state = item.source
+                    assert src_state is not None
+                    inp = src_state.output
+                    if inp in inputs:
+                        index = inputs.index(inp)
+                    else:
+                        index = len(inputs)
+                        inputs.append(inp)
+                        nodes.append(src_state._node)
+                    src = resolve(src_state.get_cwd(), opts.pop("src"))
+                    dest = resolve(cwd, opts.pop("dest"), keep_slash=True)
+                    out.append(_ops.Copy(source=index, src=src, dest=dest, **opts))
+            except ValueError as e:
+                raise DefinitionError(f"{item.action}: {e}") from None
+        op = _ops.FileOp(inputs=tuple(inputs), actions=tuple(out))
+        node = new_node(op, tuple(nodes), name=name, description=description,
+                        ignore_cache=ignore_cache)
+        return State(node, 0, self._settings)
+
+    # ------------------------------------------------------------------ marshal
+
+    def to_definition(self) -> Definition:
+        """The definition of everything this state depends on (identical ops are one vertex)."""
+        output = self.output
+        ops: dict[str, _ops.Op] = {}
+        op_bytes: dict[str, bytes] = {}
+        metadata: dict[str, _ops.OpMetadata] = {}
+        seen = {id(self._node)}
+        stack: list[tuple[_Node, int]] = [(self._node, 0)]
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node.inputs[i]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+                continue
+            stack.pop()
+            digest = node.digest
+            if digest not in ops:
+                ops[digest] = node.op
+                op_bytes[digest] = node.data
+            if node.meta != _NO_META:
+                metadata[digest] = _merge_meta(metadata.get(digest), node.meta)
+        return Definition(ops, metadata, output, _op_bytes=op_bytes, _checked=True)
+
+
+class ExecState(State):
+    """The result of `State.run`: its root filesystem (as a State) and writable mounts."""
+
+    __slots__ = ("_mount_outputs",)
+
+    def __init__(self, node: _Node, index: int | None, settings: _Settings,
+                 mount_outputs: dict[str, int | None]):
+        super().__init__(node, index, settings)
+        self._mount_outputs = mount_outputs
+
+    def root(self) -> State:
+        """The root filesystem after the command ran."""
+        return State(self._node, self._output(), self._settings)
+
+    def get_mount(self, dest: str) -> State:
+        """The contents of the writable mount at `dest` after the command ran."""
+        path = resolve(self._settings.cwd, dest) if isinstance(dest, str) and dest else dest
+        if path == "/":
+            return self.root()
+        if path not in self._mount_outputs:
+            known = ", ".join(sorted(self._mount_outputs)) or "none"
+            raise DefinitionError(f"exec has no mount at {dest!r} (mounts: {known})",
+                                  vertex=self._node.digest)
+        index = self._mount_outputs[path]
+        if index is None:
+            raise DefinitionError(f"mount {path} is read-only, a cache or a tmpfs: it has no "
+                                  f"output", vertex=self._node.digest)
+        return State(self._node, index, _Settings())
+
+
+def _merge_meta(a: _ops.OpMetadata | None, b: _ops.OpMetadata) -> _ops.OpMetadata:
+    if a is None:
+        return b
+    return _ops.OpMetadata(description=a.description or b.description,
+                           progress_name=a.progress_name or b.progress_name,
+                           ignore_cache=a.ignore_cache or b.ignore_cache)
+
+
+def _env_pairs(env: Mapping[str, str] | Iterable[str] | None) -> list[tuple[str, str]]:
+    if env is None:
+        return []
+    if isinstance(env, Mapping):
+        return list(env.items())
+    if isinstance(env, str):
+        raise DefinitionError(f"env must be a mapping or a list of KEY=value, not {env!r}")
+    pairs = []
+    for item in env:
+        if isinstance(item, str):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise DefinitionError(f"env entry {item!r} must be KEY=value")
+            pairs.append((key, value))
+        else:
+            key, value = item
+            pairs.append((key, value))
+    return pairs
+
+
+__all__ = ["State", "ExecState", "DEFAULT_PATH", "owner_str"]
