@@ -1,0 +1,192 @@
+"""The cache DB: sqlite (WAL) in the root mapping cache keys to committed snapshots.
+
+records: cache key -> output snapshot ids (each leased in the store by "cache:<key>"),
+created, last used, size, description. history: the latest key ingredients per vertex (for
+--explain). checksums: memoised content checksums per (snapshot id, read spec)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    key TEXT PRIMARY KEY, vertex TEXT NOT NULL, outputs TEXT NOT NULL,
+    description TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL,
+    size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS records_last_used ON records(last_used);
+CREATE TABLE IF NOT EXISTS history (
+    vertex TEXT PRIMARY KEY, blanked TEXT NOT NULL, key TEXT NOT NULL,
+    ingredients TEXT NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS history_blanked ON history(blanked);
+CREATE TABLE IF NOT EXISTS checksums (
+    snapshot TEXT NOT NULL, spec TEXT NOT NULL, checksum TEXT NOT NULL,
+    PRIMARY KEY (snapshot, spec));
+"""
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Record:
+    """One cache record."""
+
+    key: str
+    vertex: str
+    outputs: tuple[str | None, ...]
+    description: str
+    created: float
+    last_used: float
+    size: int
+
+
+def lease_holder(key: str) -> str:
+    """The store lease holder name of a cache record."""
+    return "cache:" + key
+
+
+class CacheDB:
+    """Cache records in `<root>/solver/cache.db`; safe to share between threads."""
+
+    def __init__(self, root: Path):
+        d = Path(root) / "solver"
+        d.mkdir(parents=True, exist_ok=True)
+        self.path = d / "cache.db"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        try:
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError:  # another process creating it right now
+            time.sleep(0.05)
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---------------------------------------------------------------- records
+
+    def lookup_many(self, keys: Iterable[str]) -> dict[str, tuple[str | None, ...]]:
+        """Outputs of every key that has a record, in as few queries as possible."""
+        keys = list(keys)
+        out: dict[str, tuple[str | None, ...]] = {}
+        with self._lock:
+            for i in range(0, len(keys), _BATCH):
+                chunk = keys[i:i + _BATCH]
+                q = "SELECT key, outputs FROM records WHERE key IN (%s)" % ",".join("?" * len(chunk))
+                for k, outs in self._db.execute(q, chunk):
+                    out[k] = tuple(json.loads(outs))
+        return out
+
+    def lookup(self, key: str) -> tuple[str | None, ...] | None:
+        return self.lookup_many([key]).get(key)
+
+    def add(self, store, key: str, vertex: str, outputs: list[str | None], description: str,
+            size: int) -> None:
+        """Record `outputs` under `key`, leasing each snapshot in the store first."""
+        holder = lease_holder(key)
+        for sid in outputs:
+            if sid is not None:
+                store.lease(sid, holder)
+        now = time.time()
+        with self._lock:
+            old = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
+                " last_used, size) VALUES (?,?,?,?,?,?,?)",
+                (key, vertex, json.dumps(list(outputs)), description, now, now, size))
+        if old:
+            for sid in set(json.loads(old[0])) - set(outputs):
+                if sid is not None:
+                    store.release(sid, holder)
+
+    def touch_many(self, keys: Iterable[str]) -> None:
+        """Mark records as used now (one transaction)."""
+        now = time.time()
+        rows = [(now, k) for k in keys]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE records SET last_used=? WHERE key=?", rows)
+            self._db.execute("COMMIT")
+
+    def records(self) -> list[Record]:
+        """Every record, least recently used first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
+                " ORDER BY last_used, created").fetchall()
+        return [Record(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def remove(self, store, keys: Iterable[str]) -> int:
+        """Delete records and release their leases; returns how many were removed."""
+        n = 0
+        for key in keys:
+            with self._lock:
+                row = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
+                if row is None:
+                    continue
+                self._db.execute("DELETE FROM records WHERE key=?", (key,))
+            n += 1
+            for sid in set(json.loads(row[0])):
+                if sid is not None:
+                    try:
+                        store.release(sid, lease_holder(key))
+                    except Exception:  # already gone: nothing to release
+                        pass
+        return n
+
+    # ---------------------------------------------------------------- explain history
+
+    def history_many(self, vertices: Iterable[str]) -> dict[str, dict]:
+        vertices = list(vertices)
+        out = {}
+        with self._lock:
+            for i in range(0, len(vertices), _BATCH):
+                chunk = vertices[i:i + _BATCH]
+                q = "SELECT vertex, ingredients FROM history WHERE vertex IN (%s)" % ",".join("?" * len(chunk))
+                for v, ing in self._db.execute(q, chunk):
+                    out[v] = json.loads(ing)
+        return out
+
+    def history_by_blanked(self, blanked: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT ingredients FROM history WHERE blanked=?"
+                                   " ORDER BY time DESC LIMIT 1", (blanked,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_history(self, vertex: str, key: str, ingredients: dict) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
+                             " VALUES (?,?,?,?,?)",
+                             (vertex, ingredients["op"], key, json.dumps(ingredients), time.time()))
+
+    # ---------------------------------------------------------------- checksum memo
+
+    def checksum(self, snapshot: str, spec: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT checksum FROM checksums WHERE snapshot=? AND spec=?",
+                                   (snapshot, spec)).fetchone()
+        return row[0] if row else None
+
+    def put_checksum(self, snapshot: str, spec: str, checksum: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO checksums(snapshot, spec, checksum)"
+                             " VALUES (?,?,?)", (snapshot, spec, checksum))
+
+    def forget_checksums(self, keep: set[str]) -> None:
+        """Drop memoised checksums of snapshots not in `keep`."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT snapshot FROM checksums").fetchall()
+            gone = [(s,) for (s,) in rows if s not in keep]
+            if gone:
+                self._db.executemany("DELETE FROM checksums WHERE snapshot=?", gone)

@@ -1,0 +1,90 @@
+"""Cache keys: sha256 over an op with its inputs blanked plus, per input, either the input's
+cache key or a checksum of exactly what the op reads from it.
+
+The ingredients are kept beside the key (in the cache DB's history) so `--explain` can say
+which input or content change made a vertex miss."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import msgpack
+
+_VERSION = b"llb-cachekey-v1"
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(v: Any, blank: bool) -> Any:
+    t = type(v)
+    if t is str or t is int or t is bool or t is bytes or v is None:
+        return v
+    if t is tuple or t is list:
+        return [_plain(x, blank) for x in v]
+    names = _FIELDS.get(t)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(v))
+        _FIELDS[t] = names
+    if blank and t.__name__ == "Input":
+        return ["Input", "", v.index]
+    return [t.__name__] + [_plain(getattr(v, n), blank) for n in names]
+
+
+def blanked_digest(op: Any) -> str:
+    """sha256 of the op's canonical encoding with every input digest blanked."""
+    data = msgpack.packb(_plain(op, True), use_bin_type=True)
+    return hashlib.sha256(data).hexdigest()
+
+
+def partial_inputs(op: Any) -> dict[int, list]:
+    """Inputs the op reads only in part: input index -> the Copy actions reading it.
+
+    For a FileOp, every input other than the base (inputs[0]) is read only through copies."""
+    if op.kind != "file":
+        return {}
+    out: dict[int, list] = {}
+    for a in op.actions:
+        if a.action == "copy" and a.source != 0:
+            out.setdefault(a.source, []).append(a)
+    return out
+
+
+def compute_key(blanked: str, parts: list[str], source: str | None = None) -> str:
+    """The cache key from the blanked op digest, per-input parts, and a source content key."""
+    h = hashlib.sha256(_VERSION)
+    h.update(b"\0op:" + blanked.encode())
+    if source is not None:
+        h.update(b"\0src:" + source.encode())
+    for p in parts:
+        h.update(b"\0in:" + p.encode())
+    return "sha256:" + h.hexdigest()
+
+
+def explain(prev: dict | None, cur: dict, names: dict[str, str]) -> str:
+    """Why a vertex with ingredients `cur` missed, compared with its previous record `prev`.
+
+    Ingredients: {"op": blanked digest, "source": content key or None,
+    "inputs": [{"vertex": digest, "index": n, "kind": "key"|"content", "value": str}]}."""
+    if prev is None:
+        return "no earlier build of this op"
+    reasons = []
+    if prev.get("op") != cur.get("op"):
+        reasons.append("the op itself changed")
+    if prev.get("source") != cur.get("source"):
+        reasons.append("source content changed")
+    pins, cins = prev.get("inputs", []), cur.get("inputs", [])
+    if len(pins) != len(cins):
+        reasons.append(f"number of inputs changed ({len(pins)} -> {len(cins)})")
+    for i, (p, c) in enumerate(zip(pins, cins)):
+        label = f"input {i} ({names.get(c['vertex'], c['vertex'][:19])})"
+        if p.get("vertex") != c.get("vertex"):
+            reasons.append(f"{label} is a different op")
+        elif p.get("value") != c.get("value"):
+            if c.get("kind") == "content":
+                reasons.append(f"{label}: the content read from it changed")
+            else:
+                reasons.append(f"{label} changed")
+    if not reasons:
+        return "same key as before but its cache record is gone (pruned)"
+    return "; ".join(reasons)

@@ -1,0 +1,142 @@
+"""Content checksums: exactly the content and metadata an op reads from a tree.
+
+Local sources are keyed by the checksum of the selected files of their directory; a Copy is
+keyed by the checksum of what it reads from its source input (the matched paths with the
+copy's include/exclude), so editing a file the copy does not read leaves its key unchanged.
+Modification times are left out (as BuildKit's content hashes do); content, type, mode,
+owner, symlink targets, device numbers and xattrs are in."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Iterable
+
+from solver.errors import InputError
+from solver.patterns import PathFilter, walk
+
+_CHUNK = 1 << 20
+_WILDCARD = frozenset("*?[")
+
+
+def file_digest(path: str) -> bytes:
+    """sha256 of a regular file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(_CHUNK)
+            if not b:
+                break
+            h.update(b)
+    return h.digest()
+
+
+def _entry(h, base: str, rel: str, st: os.stat_result) -> None:
+    """Feed one entry's metadata and content into `h`."""
+    mode = st.st_mode
+    full = os.path.join(base, rel) if rel else base
+    h.update(f"{rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}\0"
+             .encode("utf-8", "surrogateescape"))
+    if stat.S_ISREG(mode):
+        h.update(file_digest(full))
+    elif stat.S_ISLNK(mode):
+        h.update(os.fsencode(os.readlink(full)))
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}".encode())
+    try:
+        names = sorted(os.listxattr(full, follow_symlinks=False))
+    except OSError:
+        names = []
+    for n in names:
+        try:
+            v = os.getxattr(full, n, follow_symlinks=False)
+        except OSError:
+            continue
+        h.update(b"\0x" + n.encode() + b"=" + v)
+    h.update(b"\n")
+
+
+def tree_checksum(base: Path | str, flt: PathFilter | None = None) -> str:
+    """Checksum of every entry under `base` the filter selects (the directory itself excluded)."""
+    h = hashlib.sha256(b"llb-tree-v1\n")
+    b = os.fspath(base)
+    for rel, st in walk(b, flt):
+        _entry(h, b, rel, st)
+    return "sha256:" + h.hexdigest()
+
+
+def local_checksum(path: Path, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> str:
+    """The content key of a local source: its directory's selected files."""
+    return tree_checksum(path, PathFilter(include, exclude))
+
+
+def copy_spec(copy) -> str:
+    """The Copy options that decide what it reads (the memo key beside the snapshot id)."""
+    return "\0".join([
+        copy.src, str(int(copy.follow_symlinks)), str(int(copy.allow_wildcard)),
+        str(int(copy.allow_empty_wildcard)), "\x01".join(copy.include),
+        "\x01".join(copy.exclude),
+    ])
+
+
+def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
+    """Checksum of what `copy` reads from the tree at `top` (None: the empty tree).
+
+    Raises InputError when the source path does not exist (and no empty wildcard is allowed)."""
+    h = hashlib.sha256(b"llb-copy-v1\n")
+    matches = _matches(top, copy) if top is not None else []
+    if not matches:
+        if copy.allow_wildcard and copy.allow_empty_wildcard and _has_wildcard(copy.src):
+            return "sha256:" + h.hexdigest()
+        raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
+    flt = PathFilter(copy.include, copy.exclude)
+    for rel, full in matches:
+        st = os.stat(full) if copy.follow_symlinks else os.lstat(full)
+        h.update(b"@" + rel.encode("utf-8", "surrogateescape") + b"\0")
+        if stat.S_ISDIR(st.st_mode):
+            _entry(h, full, "", os.lstat(full) if not copy.follow_symlinks else st)
+            for r, s in walk(full, flt):
+                _entry(h, full, r, s)
+        else:
+            if copy.follow_symlinks and stat.S_ISLNK(os.lstat(full).st_mode):
+                full = os.path.realpath(full)
+            _entry(h, full, "", st)
+    return "sha256:" + h.hexdigest()
+
+
+def _has_wildcard(p: str) -> bool:
+    return any(c in _WILDCARD for c in p)
+
+
+def _matches(top: Path, copy) -> list[tuple[str, str]]:
+    """The paths `copy.src` names inside `top`, as (path relative to top, real path)."""
+    from snapshot.paths import resolve_in_root
+
+    src = copy.src
+    if not (copy.allow_wildcard and _has_wildcard(src)):
+        p = resolve_in_root(top, src, follow_final=copy.follow_symlinks)
+        return [(src.strip("/"), str(p))] if os.path.lexists(p) else []
+    parts = [c for c in src.split("/") if c and c != "."]
+    found = [""]
+    for comp in parts:
+        nxt = []
+        for prefix in found:
+            if not _has_wildcard(comp):
+                nxt.append(f"{prefix}/{comp}" if prefix else comp)
+                continue
+            d = resolve_in_root(top, "/" + prefix if prefix else "/")
+            try:
+                names = sorted(os.listdir(d))
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            nxt.extend(f"{prefix}/{n}" if prefix else n for n in names if fnmatch.fnmatchcase(n, comp))
+        found = nxt
+    out = []
+    for rel in found:
+        p = resolve_in_root(top, "/" + rel, follow_final=copy.follow_symlinks)
+        if os.path.lexists(p):
+            out.append((rel, str(p)))
+    return out

@@ -1,0 +1,97 @@
+"""File locks in the root: one per cache key (so concurrent solves build a vertex once) and
+the prune lock (solves share it, prune takes it exclusively)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+
+class KeyLock:
+    """An exclusive flock on `<root>/solver/locks/<xx>/<key>`, cancellable while waiting."""
+
+    def __init__(self, root: Path, key: str):
+        hexkey = key.split(":", 1)[-1]
+        self.path = Path(root) / "solver" / "locks" / hexkey[:2] / hexkey
+        self._fd: int | None = None
+
+    def acquire(self, cancelled: threading.Event | None = None) -> bool:
+        """Wait for the lock; False if `cancelled` was set first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        delay = 0.002
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancelled is not None and cancelled.is_set():
+                        os.close(fd)
+                        return False
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            # prune may have unlinked the file while we waited: lock the live one
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def clean_key_locks(root: Path) -> int:
+    """Remove lock files nobody holds (prune); returns how many were removed."""
+    base = Path(root) / "solver" / "locks"
+    n = 0
+    if not base.is_dir():
+        return 0
+    for sub in base.iterdir():
+        for p in sub.iterdir():
+            fd = os.open(p, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                p.unlink()
+                n += 1
+            finally:
+                os.close(fd)
+    return n
+
+
+class RootLock:
+    """`<root>/solver/prune.lock`: shared while solving, exclusive while pruning."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / "solver" / "prune.lock"
+        self._fd: int | None = None
+
+    def acquire(self, exclusive: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RootLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,17 @@
+"""DiffOp: what the upper input changed relative to the lower one (snapshot.diff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from solver.ops.context import OpContext
+
+
+def name(op: Any) -> str:
+    return "diff"
+
+
+def run(ctx: OpContext, op: Any, inputs: list) -> list:
+    """The diff ref: upper's layers above lower where they share a prefix, else one layer."""
+    lower, upper = inputs
+    return [ctx.store.diff(lower, upper)]

@@ -1,0 +1,325 @@
+"""The scheduler: resolves every vertex of a solve to cached, done or error.
+
+The main thread computes cache keys in waves (inputs first; a key needs its full inputs'
+keys and, for inputs read only in part, their refs), looks each wave up in the cache DB in
+one batch, and hands misses whose result is needed to a bounded thread pool. A miss runs
+under a per-cache-key file lock and re-checks the DB first, so identical vertices run once
+across concurrent solves. The first failure cancels the rest; only whole results are
+committed and recorded."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from llb.errors import LLBError
+from solver import checksum as _checksum
+from solver.cachekey import blanked_digest, compute_key, explain as _explain
+from solver.errors import CancelledError, SolveError
+from solver.locks import KeyLock
+from solver.ops.context import OpContext
+from solver.vertex import Vertex
+
+
+class Scheduler:
+    """One solve's run over its vertices (see the module docstring)."""
+
+    def __init__(self, solver: Any, vertices: list[Vertex], output: Vertex, locals: dict,
+                 no_cache: bool, explain: bool):
+        self.s = solver
+        self.store = solver.store
+        self.db = solver.db
+        self.progress = solver.progress
+        self.vertices = vertices
+        self.output = output
+        self.locals = locals
+        self.no_cache = no_cache
+        self.explain = explain
+        self.cancelled = threading.Event()
+        self._by_digest = {v.digest: v for v in vertices}
+        self.ready: list[Vertex] = []
+        self.runnable: list[Vertex] = []
+        self.touched: list[str] = []
+        self.error: LLBError | None = None
+        self.running = 0
+        self.explanations: list[tuple[int, str, str]] = []
+        self._done_q: queue.Queue = queue.Queue()
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> None:
+        for v in self.vertices:
+            v.key_deps = len(v.inputs)
+            v.run_deps = len(v.inputs)
+            if not v.inputs:
+                self.ready.append(v)
+        self._want_ref(self.output)
+        for v in self.vertices:
+            for pos, (u, _) in enumerate(v.inputs):
+                if pos in v.partial:
+                    self._want_ref(u)
+        pool = ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="llb-vertex")
+        try:
+            while True:
+                if self.error is None:
+                    self._key_wave()
+                    self._submit(pool)
+                if self.running == 0:
+                    if self.error is not None or not (self.ready or self.runnable):
+                        break
+                    continue
+                self._complete(*self._done_q.get())
+        except BaseException:
+            self.cancelled.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            while not self._done_q.empty():
+                self._complete(*self._done_q.get())
+            self._finish()
+
+    def _finish(self) -> None:
+        """Give every vertex still open its terminal event and mark hits as used."""
+        for v in self.vertices:
+            if v.terminal is None:
+                if v.missed and not v.want_ref or (v.key is not None and v.hit):
+                    self._terminal(v, "cached")  # its result was not needed
+                else:
+                    self._terminal(v, "error", error="cancelled")
+        if self.touched:
+            self.db.touch_many(self.touched)
+
+    # ------------------------------------------------------------------ keys
+
+    def _key_wave(self) -> None:
+        """Key every ready vertex (cascading through full inputs), then look all up at once."""
+        keyed: list[Vertex] = []
+        while self.ready and self.error is None:
+            v = self.ready.pop()
+            try:
+                self._compute_key(v)
+            except BaseException as e:  # noqa: BLE001 - becomes the solve's error
+                self._fail(v, e)
+                break
+            keyed.append(v)
+            for c, _pos, partial in v.edges_out:
+                if not partial:
+                    c.key_deps -= 1
+                    if c.key_deps == 0:
+                        self.ready.append(c)
+        if not keyed or self.error is not None:
+            return
+        lookup = [v.key for v in keyed if not (self.no_cache or v.ignore_cache)]
+        found = self.db.lookup_many(lookup) if lookup else {}
+        misses = []
+        keyed.sort(key=lambda v: v.index)
+        for v in keyed:
+            outs = found.get(v.key)
+            if outs is not None:
+                v.hit = True
+                self.touched.append(v.key)
+                self._resolved(v, outs)
+                self._terminal(v, "cached")
+            else:
+                v.missed = True
+                misses.append(v)
+        if self.explain and misses:
+            self._explain(misses)
+        for v in misses:
+            if v.want_ref:
+                for u, _ in v.inputs:
+                    self._want_ref(u)
+                if v.run_deps == 0:
+                    self._queue_run(v)
+
+    def _compute_key(self, v: Vertex) -> None:
+        op = v.op
+        source = None
+        if op.kind == "source":
+            from solver.ops import source as _source
+
+            source = _source.content_key(op, self.locals, vertex=v.digest)
+        parts = []
+        inputs = []
+        for pos, (u, idx) in enumerate(v.inputs):
+            if pos in v.partial:
+                value = self._partial_checksum(v, u, idx, v.partial[pos])
+                inputs.append({"vertex": u.digest, "index": idx, "kind": "content", "value": value})
+                parts.append("c:" + value)
+            else:
+                inputs.append({"vertex": u.digest, "index": idx, "kind": "key", "value": u.key})
+                parts.append(f"k:{u.key}:{idx}")
+        blanked = blanked_digest(op)
+        v.key = compute_key(blanked, parts, source)
+        v.ingredients = {"op": blanked, "source": source, "inputs": inputs}
+
+    def _partial_checksum(self, v: Vertex, u: Vertex, idx: int, copies: list) -> str:
+        """Checksum of what the copies of `v` read from output `idx` of `u`."""
+        sid = u.outputs[idx] if u.outputs is not None and idx < len(u.outputs) else None
+        sums = []
+        for c in copies:
+            spec = _checksum.copy_spec(c)
+            cs = self.db.checksum(sid, spec) if sid is not None else None
+            if cs is None:
+                if sid is None:
+                    cs = _checksum.copy_checksum(None, c, vertex=v.digest)
+                else:
+                    with self.store.view(self._ref(u, idx)) as top:
+                        cs = _checksum.copy_checksum(top, c, vertex=v.digest)
+                    self.db.put_checksum(sid, spec, cs)
+            sums.append(cs)
+        return sums[0] if len(sums) == 1 else compute_key("copies", sums)
+
+    def _explain(self, misses: list[Vertex]) -> None:
+        names = {v.digest: v.name for v in self.vertices}
+        prev = self.db.history_many(v.digest for v in misses)
+        for v in misses:
+            if self.no_cache:
+                why = "--no-cache"
+            elif v.ignore_cache:
+                why = "ignore_cache is set on this op"
+            else:
+                p = prev.get(v.digest)
+                if p is None:
+                    p = self.db.history_by_blanked(v.ingredients["op"])
+                why = _explain(p, v.ingredients, names)
+            v.explain = why
+            self.explanations.append((v.index, v.name, why))
+
+    # ------------------------------------------------------------------ refs and runs
+
+    def _want_ref(self, v: Vertex) -> None:
+        stack = [v]
+        while stack:
+            x = stack.pop()
+            if x.want_ref:
+                continue
+            x.want_ref = True
+            if x.missed:
+                stack.extend(u for u, _ in x.inputs)
+                if x.run_deps == 0:
+                    self._queue_run(x)
+
+    def _queue_run(self, v: Vertex) -> None:
+        if not v.submitted:
+            v.submitted = True
+            self.runnable.append(v)
+
+    def _resolved(self, v: Vertex, outputs: tuple) -> None:
+        """`v`'s outputs are known: wake what waits for them."""
+        v.outputs = tuple(outputs)
+        for c, _pos, partial in v.edges_out:
+            if partial:
+                c.key_deps -= 1
+                if c.key_deps == 0:
+                    self.ready.append(c)
+            c.run_deps -= 1
+            if c.run_deps == 0 and c.missed and c.want_ref:
+                self._queue_run(c)
+
+    def _ref(self, u: Vertex, idx: int):
+        refs = u.refs
+        if refs is None:
+            refs = u.refs = [None] * len(u.outputs)
+        r = refs[idx] if idx < len(refs) else None
+        if r is None and idx < len(u.outputs) and u.outputs[idx] is not None:
+            r = refs[idx] = self.store.get(u.outputs[idx])
+        return r
+
+    def _submit(self, pool: ThreadPoolExecutor) -> None:
+        runnable, self.runnable = self.runnable, []
+        for v in sorted(runnable, key=lambda x: x.index):
+            inputs = [self._ref(u, idx) for u, idx in v.inputs]
+            self.running += 1
+            fut = pool.submit(self._run_vertex, v, inputs)
+            fut.add_done_callback(lambda f, v=v: self._done_q.put((v, f)))
+
+    def _run_vertex(self, v: Vertex, inputs: list) -> tuple[str, tuple, list | None, float]:
+        """Worker: lock the key, re-check the cache, run the op, commit and record."""
+        lock = KeyLock(self.s.root, v.key)
+        if not lock.acquire(self.cancelled):
+            raise CancelledError("cancelled", vertex=v.digest)
+        try:
+            if not (self.no_cache or v.ignore_cache):
+                outs = self.db.lookup(v.key)
+                if outs is not None:
+                    return "cached", outs, None, 0.0
+            if self.cancelled.is_set():
+                raise CancelledError("cancelled", vertex=v.digest)
+            t0 = time.time()
+            self.progress.emit("start", v.digest, v.name, v.index)
+            ctx = OpContext(store=self.store, root=self.s.root, vertex=v.digest, name=v.name,
+                            locals=self.locals, cancelled=self.cancelled, _log=self._log)
+            from solver import ops
+
+            try:
+                refs = list(ops.run(ctx, v.op, inputs))
+            except LLBError as e:
+                if e.exit_code == 2 or isinstance(e, (SolveError, CancelledError)):
+                    if e.vertex is None:
+                        e.vertex = v.digest
+                    raise
+                raise self._solve_error(v, ctx, str(e)) from e
+            except Exception as e:  # noqa: BLE001 - an op failing is a build failure
+                raise self._solve_error(v, ctx, f"{type(e).__name__}: {e}") from e
+            ids = tuple(r.id if r is not None else None for r in refs)
+            size = 0
+            for sid in set(ids):
+                if sid is not None:
+                    size += self.store.usage(sid)
+            self.db.add(self.store, v.key, v.digest, list(ids), v.description, size)
+            self.db.put_history(v.digest, v.key, v.ingredients)
+            return "done", ids, refs, time.time() - t0
+        finally:
+            lock.release()
+
+    def _solve_error(self, v: Vertex, ctx: OpContext, msg: str) -> SolveError:
+        cmd = shlex.join(v.op.args) if v.op.kind == "exec" else None
+        return SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {msg}", vertex=v.digest,
+                          name=v.name, command=cmd, log_tail=ctx.log_tail())
+
+    def _log(self, vertex: str, stream: str, data: bytes) -> None:
+        v = self._by_digest.get(vertex)
+        self.progress.emit("log", vertex, v.name if v else "", v.index if v else 0,
+                           stream=stream, data=data.decode("utf-8", "replace"))
+
+    def _complete(self, v: Vertex, fut) -> None:
+        self.running -= 1
+        try:
+            status, outs, refs, duration = fut.result()
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, CancelledError) and self.error is not None:
+                self._terminal(v, "error", error="cancelled")
+            else:
+                self._fail(v, e)
+            return
+        if refs is not None:
+            v.refs = list(refs)
+        self._resolved(v, outs)
+        if status == "cached":
+            v.hit = True
+            self.touched.append(v.key)
+            self._terminal(v, "cached")
+        else:
+            self._terminal(v, "done", duration=round(duration, 6))
+
+    def _fail(self, v: Vertex, e: BaseException) -> None:
+        if not isinstance(e, LLBError):
+            e = SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {type(e).__name__}: {e}",
+                           vertex=v.digest, name=v.name)
+        if self.error is None:
+            self.error = e
+        self.cancelled.set()
+        self._terminal(v, "error", error=str(e))
+
+    def _terminal(self, v: Vertex, event: str, **extra) -> None:
+        if v.terminal is not None:
+            return
+        v.terminal = event
+        if v.explain is not None and event != "cached":
+            extra["explain"] = v.explain
+        self.progress.emit(event, v.digest, v.name, v.index, **extra)

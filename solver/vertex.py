@@ -1,0 +1,100 @@
+"""Vertices: one per op digest of the solved graph, with the edges and the per-solve state
+the scheduler keeps (cache key, outputs, what is still awaited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llb.errors import DefinitionError
+from solver.cachekey import partial_inputs
+
+
+class Vertex:
+    """One op of the solve. `inputs` are (vertex, output index) pairs in op order; `edges_out`
+    lists (consumer, input position, read only in part)."""
+
+    __slots__ = (
+        "digest", "op", "index", "meta", "inputs", "edges_out", "partial", "_name",
+        "key", "ingredients", "outputs", "refs", "hit", "missed", "want_ref", "key_deps",
+        "run_deps", "submitted", "terminal", "explain",
+    )
+
+    def __init__(self, digest: str, op: Any, index: int, meta: Any):
+        self.digest = digest
+        self.op = op
+        self.index = index
+        self.meta = meta
+        self.inputs: list[tuple[Vertex, int]] = []
+        self.edges_out: list[tuple[Vertex, int, bool]] = []
+        self.partial: dict[int, list] = partial_inputs(op)
+        self._name: str | None = None
+        self.key: str | None = None
+        self.ingredients: dict | None = None
+        self.outputs: tuple[str | None, ...] | None = None  # snapshot ids by output index
+        self.refs: list | None = None
+        self.hit = False
+        self.missed = False
+        self.want_ref = False
+        self.key_deps = 0
+        self.run_deps = 0
+        self.submitted = False
+        self.terminal: str | None = None
+        self.explain: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            meta = self.meta
+            if meta is not None and getattr(meta, "progress_name", ""):
+                self._name = meta.progress_name
+            else:
+                from solver import ops
+
+                self._name = ops.name(self.op)
+        return self._name
+
+    @property
+    def ignore_cache(self) -> bool:
+        return bool(self.meta is not None and getattr(self.meta, "ignore_cache", False))
+
+    @property
+    def description(self) -> str:
+        meta = self.meta
+        return (getattr(meta, "description", "") if meta is not None else "") or self.name
+
+    def __repr__(self) -> str:
+        return f"Vertex({self.index}, {self.digest[:19]}, {self.op.kind})"
+
+
+def build_graph(definition: Any) -> tuple[list[Vertex], Vertex, int]:
+    """The vertices reachable from the definition's output, inputs first, numbered from 1,
+    and the output (vertex, output index)."""
+    ops = definition.ops
+    metadata = getattr(definition, "metadata", None) or {}
+    out = definition.output
+    if out is None or out.digest not in ops:
+        raise DefinitionError("definition has no output op")
+    reach = {out.digest}
+    order = list(ops)
+    for d in reversed(order):
+        if d in reach:
+            for inp in ops[d].inputs:
+                if inp.digest not in ops:
+                    raise DefinitionError(f"op {d} refers to missing input {inp.digest}", vertex=d)
+                reach.add(inp.digest)
+    vertices: dict[str, Vertex] = {}
+    seq: list[Vertex] = []
+    for d in order:
+        if d not in reach:
+            continue
+        op = ops[d]
+        v = Vertex(d, op, len(seq) + 1, metadata.get(d))
+        for pos, inp in enumerate(op.inputs):
+            u = vertices.get(inp.digest)
+            if u is None:
+                raise DefinitionError(f"op {d} comes before its input {inp.digest}", vertex=d)
+            v.inputs.append((u, inp.index))
+            u.edges_out.append((v, pos, pos in v.partial))
+        vertices[d] = v
+        seq.append(v)
+    return seq, vertices[out.digest], out.index
