@@ -1,0 +1,132 @@
+"""The metadata DB: one sqlite file per root (WAL, every change in a transaction) holding
+snapshots, their dependencies, recorded diffs and leases."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from snapshot.layers import Change, path_key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,          -- layer | merge | diff
+    parent TEXT,                 -- layer: the snapshot it was prepared on
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inputs (      -- merge: input snapshot ids, diff: layer ids
+    id TEXT NOT NULL, pos INTEGER NOT NULL, input TEXT NOT NULL,
+    PRIMARY KEY (id, pos)
+);
+CREATE INDEX IF NOT EXISTS inputs_input ON inputs (input);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
+CREATE TABLE IF NOT EXISTS changes (
+    layer TEXT NOT NULL, seq INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+    PRIMARY KEY (layer, seq)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (id, holder)
+);
+"""
+
+
+class Row:
+    """One snapshot row."""
+
+    __slots__ = ("id", "kind", "parent")
+
+    def __init__(self, id: str, kind: str, parent: str | None):
+        self.id, self.kind, self.parent = id, kind, parent
+
+
+class MetaDB:
+    """Thread-safe access to the metadata DB; writes go through `transaction()`."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=60, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        with self.transaction() as c:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---- reads
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def row(self, id: str) -> Row | None:
+        rows = self.query("SELECT id, kind, parent FROM snapshots WHERE id=?", (id,))
+        return Row(*rows[0]) if rows else None
+
+    def all_rows(self) -> list[Row]:
+        return [Row(*r) for r in self.query("SELECT id, kind, parent FROM snapshots")]
+
+    def inputs(self, id: str) -> list[str]:
+        return [r[0] for r in self.query(
+            "SELECT input FROM inputs WHERE id=? ORDER BY pos", (id,))]
+
+    def changes(self, layer: str) -> list[Change]:
+        return [Change(p, k) for p, k in self.query(
+            "SELECT path, kind FROM changes WHERE layer=? ORDER BY seq", (layer,))]
+
+    def leased(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT DISTINCT id FROM leases")}
+
+    def holders(self, id: str) -> list[str]:
+        return [r[0] for r in self.query("SELECT holder FROM leases WHERE id=?", (id,))]
+
+    def dependents(self, id: str) -> list[str]:
+        return [r[0] for r in self.query(
+            "SELECT id FROM snapshots WHERE parent=? UNION SELECT id FROM inputs WHERE input=?",
+            (id, id))]
+
+    # ---- writes (call inside transaction())
+
+    @staticmethod
+    def insert(c: sqlite3.Connection, id: str, kind: str, parent: str | None, created: float,
+               inputs: list[str] = (), changes: list[Change] | None = None) -> None:
+        c.execute("INSERT INTO snapshots (id, kind, parent, created) VALUES (?,?,?,?)",
+                  (id, kind, parent, created))
+        c.executemany("INSERT INTO inputs (id, pos, input) VALUES (?,?,?)",
+                      [(id, i, x) for i, x in enumerate(inputs)])
+        if changes is not None:
+            ordered = sorted(changes, key=lambda ch: path_key(ch.path))
+            c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
+                          [(id, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+
+    @staticmethod
+    def delete(c: sqlite3.Connection, id: str) -> None:
+        for table, col in (("snapshots", "id"), ("inputs", "id"), ("changes", "layer"),
+                           ("leases", "id")):
+            c.execute(f"DELETE FROM {table} WHERE {col}=?", (id,))

@@ -1,0 +1,164 @@
+"""Computing diffs: from an overlay upperdir (whiteouts and opaque directories interpreted,
+looking up single paths in the lower view, never walking it except below an opaque
+directory) and by double-walking two trees (the native snapshotter and computed diffs)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from snapshot.layers import Change, path_key
+from snapshot.metadata import (
+    copy_metadata, is_opaque, is_whiteout, read_xattrs, same_content, same_metadata,
+)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _dir_meta_differs(a: os.stat_result, b: os.stat_result, apath: str, bpath: str) -> bool:
+    return (a.st_mode != b.st_mode or a.st_uid != b.st_uid or a.st_gid != b.st_gid
+            or a.st_mtime_ns != b.st_mtime_ns or read_xattrs(apath) != read_xattrs(bpath))
+
+
+def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
+    """The changes an overlay upperdir holds over `lower` (the parent's full view, or None
+    for an empty parent). Opaque directories become deletions of what lower had below them."""
+    out: list[Change] = []
+    # stack of (upper dir, rel, lower dir or None, opaque-above)
+    stack: list[tuple[str, str, str | None, bool]] = [(str(upper), "", str(lower) if lower else None, False)]
+    while stack:
+        udir, rel, ldir, opaque = stack.pop()
+        with os.scandir(udir) as it:
+            entries = list(it)
+        names = {e.name for e in entries}
+        if opaque and ldir is not None:
+            # everything lower had here and upper does not is deleted (overlay hid it)
+            for name in os.listdir(ldir):
+                if name not in names:
+                    out.append(Change(_join(rel, name), "delete"))
+        for e in entries:
+            r = _join(rel, e.name)
+            st = e.stat(follow_symlinks=False)
+            lpath = os.path.join(ldir, e.name) if ldir is not None else None
+            lst = _lstat(lpath) if lpath is not None else None
+            if is_whiteout(st):
+                if lst is not None:
+                    out.append(Change(r, "delete"))
+                continue
+            if lst is None:
+                out.append(Change(r, "add"))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((e.path, r, None, False))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                out.append(Change(r, "modify"))
+                continue
+            if not stat.S_ISDIR(lst.st_mode):
+                out.append(Change(r, "modify"))
+                stack.append((e.path, r, None, False))
+                continue
+            op = opaque or is_opaque(e.path)
+            if op or _dir_meta_differs(st, lst, e.path, lpath):
+                out.append(Change(r, "modify"))
+            stack.append((e.path, r, lpath, op))
+    out.sort(key=lambda c: path_key(c.path))
+    return out
+
+
+def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = False) -> list[Change]:
+    """Double-walk two full trees. The same inode in both is unchanged (trusted hardlinked
+    trees make this the common, cheap case); otherwise type, mode, owner, size, mtime,
+    symlink target and xattrs are compared, and with compare_content the bytes too."""
+    out: list[Change] = []
+    stack: list[tuple[str, str, str | None]] = [(str(upper), "", str(lower) if lower else None)]
+    while stack:
+        udir, rel, ldir = stack.pop()
+        with os.scandir(udir) as it:
+            uentries = {e.name: e for e in it}
+        lentries: dict[str, os.DirEntry] = {}
+        if ldir is not None:
+            with os.scandir(ldir) as it:
+                lentries = {e.name: e for e in it}
+            for name in lentries.keys() - uentries.keys():
+                out.append(Change(_join(rel, name), "delete"))
+        for name, e in uentries.items():
+            r = _join(rel, name)
+            le = lentries.get(name)
+            if le is not None and e.inode() == le.inode() and not e.is_dir(follow_symlinks=False):
+                st, lst = e.stat(follow_symlinks=False), le.stat(follow_symlinks=False)
+                if st.st_dev == lst.st_dev and st.st_ino == lst.st_ino:
+                    continue  # the very same inode
+            st = e.stat(follow_symlinks=False)
+            if le is None:
+                out.append(Change(r, "add"))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((e.path, r, None))
+                continue
+            lst = le.stat(follow_symlinks=False)
+            if stat.S_IFMT(st.st_mode) != stat.S_IFMT(lst.st_mode):
+                out.append(Change(r, "modify"))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((e.path, r, None))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if _dir_meta_differs(st, lst, e.path, le.path):
+                    out.append(Change(r, "modify"))
+                stack.append((e.path, r, le.path))
+                continue
+            if not same_metadata(st, lst, e.path, le.path):
+                out.append(Change(r, "modify"))
+            elif (compare_content and stat.S_ISREG(st.st_mode)
+                  and not same_content(e.path, le.path, st.st_size)):
+                out.append(Change(r, "modify"))
+    out.sort(key=lambda c: path_key(c.path))
+    return out
+
+
+def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
+    """Lay out a layer's content at dest: each added or modified entry of the tree at src
+    (hardlinked; copied when linking fails), directories recreated with their metadata,
+    and the parent directories of every change, deletions included."""
+    from snapshot.copy import _try_link, copy_entry
+
+    made: dict[str, os.stat_result] = {}
+    root_st = os.lstat(src)
+    os.mkdir(dest, 0o700)
+    copy_metadata(src, dest, root_st, times=False)
+    made[""] = root_st
+
+    def ensure_dir(rel: str) -> None:
+        if rel in made:
+            return
+        parent = os.path.dirname(rel)
+        ensure_dir(parent)
+        st = os.lstat(os.path.join(src, rel))
+        os.mkdir(os.path.join(dest, rel), 0o700)
+        copy_metadata(os.path.join(src, rel), os.path.join(dest, rel), st, times=False)
+        made[rel] = st
+
+    for ch in changes:
+        parent = os.path.dirname(ch.path)
+        if ch.kind == "delete":
+            if os.path.isdir(os.path.join(src, parent)) and not os.path.islink(os.path.join(src, parent)):
+                ensure_dir(parent)
+            continue
+        ensure_dir(parent)
+        sp = os.path.join(src, ch.path)
+        st = os.lstat(sp)
+        if stat.S_ISDIR(st.st_mode):
+            ensure_dir(ch.path)
+        elif not _try_link(sp, os.path.join(dest, ch.path)):
+            copy_entry(sp, os.path.join(dest, ch.path), st)
+    for rel in sorted(made, key=lambda r: -len(path_key(r)) if r else 0):
+        st = made[rel]
+        os.utime(os.path.join(dest, rel) if rel else dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name

@@ -1,0 +1,18 @@
+"""Typed errors of the snapshot store: every one is an LLBError carrying the path or
+snapshot involved, so the CLI prints one line."""
+
+from __future__ import annotations
+
+from llb.errors import LLBError
+
+
+class SnapshotError(LLBError):
+    """Something went wrong in the snapshot store (bad state, busy snapshot, mount failure)."""
+
+
+class NotFoundError(SnapshotError):
+    """A snapshot id is unknown or was removed."""
+
+
+class PathEscapeError(SnapshotError):
+    """A path would resolve outside the root it must stay in."""

@@ -1,0 +1,76 @@
+"""Mounting overlay filesystems: the mount(2) syscall through libc (options relative to a
+base directory, so long layer chains fit in the kernel's one-page option limit), unmount,
+and discovery of stale mounts left by a killed process."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import subprocess
+from pathlib import Path
+
+from snapshot.errors import SnapshotError
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_MS_RDONLY = 1
+_MNT_DETACH = 2
+OPTION_LIMIT = 4000  # the kernel copies at most one page (4096) of mount data
+
+
+def overlay_options(lowers: list[str], upper: str | None = None, work: str | None = None) -> str:
+    """The option string for an overlay of `lowers` (top first), paths relative to the base."""
+    opts = "lowerdir=" + ":".join(lowers)
+    if upper is not None:
+        opts += f",upperdir={upper},workdir={work}"
+    return opts + ",index=off,metacopy=off,redirect_dir=off"
+
+
+def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None = None,
+                  work: str | None = None) -> None:
+    """Mount an overlay at target; layer paths are relative to base (resolved by a child
+    process whose working directory is base, so no thread's cwd ever changes)."""
+    opts = overlay_options(lowers, upper, work)
+    if len(opts) > OPTION_LIMIT:
+        raise SnapshotError(f"overlay mount options too long ({len(opts)} bytes)")
+    ro = ["-r"] if upper is None else []
+    args = ["mount", "-t", "overlay", "overlay", *ro, "-o", opts, str(target)]
+    proc = subprocess.run(args, cwd=base, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SnapshotError(f"overlay mount failed: {proc.stderr.strip() or proc.returncode}",
+                            path=str(target))
+
+
+def unmount(target: Path, *, lazy: bool = False) -> None:
+    """umount2(target); lazy detaches even when busy."""
+    if _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
+        err = ctypes.get_errno()
+        raise SnapshotError(f"unmount failed: {os.strerror(err)}", path=str(target))
+
+
+def mounts_under(prefix: Path) -> list[Path]:
+    """Mount points at or below prefix (deepest first), from /proc/self/mountinfo."""
+    pre = str(prefix).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(pre) or point == pre[:-1]:
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def overlay_works(scratch: Path) -> bool:
+    """Try a real overlay mount under scratch (what `auto` uses to choose)."""
+    dirs = [scratch / n for n in ("l", "u", "w", "m")]
+    try:
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        mount_overlay(dirs[3], scratch, ["l"], "u", "w")
+    except (SnapshotError, OSError):
+        return False
+    try:
+        unmount(dirs[3])
+    except SnapshotError:
+        unmount(dirs[3], lazy=True)
+    return True

@@ -1,0 +1,70 @@
+"""Path resolution that never leaves a root, whatever symlinks the tree holds: the
+semantics of openat2(RESOLVE_IN_ROOT), done component by component with lstat."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from snapshot.errors import PathEscapeError, SnapshotError
+
+_MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
+
+
+def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path:
+    """Resolve `path` as if `root` were "/": `..` stops at root, absolute symlink targets
+    are taken relative to root. Missing trailing components are joined as they are.
+
+    With follow_final=False a final symlink is returned itself (for rm, lchown, ...)."""
+    if "\x00" in path:
+        raise PathEscapeError(f"path contains a NUL byte: {path!r}", path=path)
+    root = Path(os.path.abspath(root))
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    pending.reverse()  # a stack: next component at the end
+    parts: list[str] = []  # resolved components below root, all existing non-symlinks
+    links = 0
+    missing = False
+    while pending:
+        comp = pending.pop()
+        if comp == "..":
+            if parts and not missing:
+                parts.pop()
+            elif parts:
+                parts.pop()
+            continue
+        if missing:
+            parts.append(comp)
+            continue
+        cur = os.path.join(root, *parts, comp)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            missing = True
+            parts.append(comp)
+            continue
+        except NotADirectoryError:
+            raise SnapshotError(f"not a directory: /{'/'.join(parts)}", path=path) from None
+        if stat.S_ISLNK(st.st_mode) and (pending or follow_final):
+            links += 1
+            if links > _MAX_SYMLINKS:
+                raise SnapshotError(f"too many levels of symbolic links: {path}", path=path)
+            target = os.readlink(cur)
+            if target.startswith("/"):
+                parts = []
+            more = [p for p in target.split("/") if p not in ("", ".")]
+            pending.extend(reversed(more))
+            continue
+        parts.append(comp)
+    result = Path(root, *parts)
+    if os.path.commonpath([root, result]) != str(root):  # defensive: cannot happen
+        raise PathEscapeError(f"path escapes its root: {path}", path=path)
+    return result
+
+
+def join_beneath(root: Path, rel: str) -> Path:
+    """Join a recorded relative path under root lexically, refusing `..`, absolute paths
+    and NUL (RESOLVE_BENEATH for names that must already be clean, e.g. diff records)."""
+    if "\x00" in rel or rel.startswith("/") or ".." in rel.split("/"):
+        raise PathEscapeError(f"path escapes its root: {rel!r}", path=rel)
+    return Path(root, rel) if rel else Path(root)

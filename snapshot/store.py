@@ -1,0 +1,509 @@
+"""The snapshot store: one root directory holding the metadata DB, committed snapshots and
+per-process temporaries. Public API (docs/internals.md): Store, Ref, Mutable."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from snapshot.copy import remove_tree
+from snapshot.db import MetaDB, Row
+from snapshot.errors import NotFoundError, SnapshotError
+from snapshot.layers import Change, Layer
+from snapshot.lock import RootLock, Session, try_claim_dead
+from snapshot.mount import mounts_under, overlay_works, unmount
+
+if TYPE_CHECKING:
+    from snapshot.driver import Driver
+
+SNAPSHOTTERS = ("auto", "overlayfs", "native")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+class Ref:
+    """A handle on a committed (immutable) snapshot."""
+
+    __slots__ = ("id", "store", "__weakref__")
+
+    def __init__(self, store: "Store", id: str):
+        self.store = store
+        self.id = id
+
+    def layer_chain(self) -> list[Layer]:
+        """The layers that rebuild this snapshot's tree from empty, oldest first."""
+        return self.store._layers(self.store._chain(self.id))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.id == self.id and other.store is self.store
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id})"
+
+
+class Mutable:
+    """A snapshot being written: mount it, write, then commit (immutable) or discard."""
+
+    def __init__(self, store: "Store", id: str, dir: Path, parent: Ref | None, trusted: bool):
+        self.store, self.id, self.dir, self.parent, self.trusted = store, id, dir, parent, trusted
+        self._mounts = 0
+        self._mount_path: Path | None = None
+        self._done = False
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def mount(self) -> Iterator[Path]:
+        """A writable directory showing the full tree (parent plus what was written)."""
+        self._check()
+        with self._lock:
+            if self._mounts == 0:
+                self._mount_path = self.store._driver.mount_mutable(self)
+            self._mounts += 1
+        try:
+            yield self._mount_path
+        finally:
+            with self._lock:
+                self._mounts -= 1
+                if self._mounts == 0:
+                    self.store._driver.unmount_mutable(self)
+                    self._mount_path = None
+
+    def commit(self) -> Ref:
+        """Freeze this snapshot; its diff against the parent is computed now and recorded."""
+        self._check()
+        if self._mounts:
+            raise SnapshotError(f"snapshot {self.id} is still mounted")
+        parent = self.parent.id if self.parent else None
+        changes = self.store._driver.commit_mutable(self)
+        self._done = True
+        try:
+            ref = self.store._publish(self.id, self.dir, "layer", parent, [], changes)
+        finally:
+            self.store._unbusy(parent)
+        return ref
+
+    def discard(self) -> None:
+        """Throw the snapshot away (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        if self._mounts:
+            self.store._driver.unmount_mutable(self)
+            self._mounts = 0
+        remove_tree(self.dir)
+        self.store._unbusy(self.parent.id if self.parent else None)
+
+    def _check(self) -> None:
+        if self._done:
+            raise SnapshotError(f"snapshot {self.id} was already committed or discarded")
+
+
+class Store:
+    """Snapshots under `root`. snapshotter: "auto" (overlayfs when a test mount works, else
+    native), "overlayfs" or "native"; a root keeps the kind it was created with."""
+
+    def __init__(self, root: Path, snapshotter: str = "auto"):
+        if snapshotter not in SNAPSHOTTERS:
+            raise SnapshotError(f"unknown snapshotter {snapshotter!r} (use auto, overlayfs or native)")
+        self.root = Path(os.path.abspath(root))
+        self.snapshots_dir = self.root / "snapshots"
+        self.tmp_dir = self.root / "tmp"
+        for d in (self.root, self.snapshots_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = RootLock(self.root / "lock")
+        self.db = MetaDB(self.root / "metadata.db")
+        self._state = threading.RLock()
+        self._busy: Counter[str] = Counter()  # snapshots this process uses (views, parents)
+        self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
+        self._chains: dict[str, list[str]] = {}
+        self.session = Session(self.tmp_dir, _new_id())
+        with self._lock.held():
+            self.kind = self._pick_kind(snapshotter)
+            self._cleanup()
+        from snapshot.driver import make_driver
+        self._driver: Driver = make_driver(self)
+        self._closed = False
+
+    # ---- public API
+
+    def prepare(self, parent: Ref | None, *, trusted: bool = False) -> Mutable:
+        """A new mutable snapshot on parent (None: empty). trusted=True promises the writer
+        never modifies an existing inode in place (it writes a temp file and renames)."""
+        if parent is not None:
+            self._row(parent.id)
+        self._busy_add(parent.id if parent else None)
+        mid = _new_id()
+        m = Mutable(self, mid, self.session.dir / mid, parent, trusted)
+        try:
+            self._driver.init_mutable(m)
+        except BaseException:
+            remove_tree(m.dir)
+            self._unbusy(parent.id if parent else None)
+            raise
+        return m
+
+    def merge(self, refs: list[Ref | None]) -> Ref | None:
+        """A snapshot whose tree is every input's layer chain applied in order onto an empty
+        tree (later inputs win, deletions replayed). Scratch inputs are dropped."""
+        inputs = [r for r in refs if r is not None]
+        if not inputs:
+            return None
+        if len(inputs) == 1:
+            return self.get(inputs[0].id)
+        ids = [r.id for r in inputs]
+        for i in ids:
+            self._row(i)
+        chain: list[str] = []
+        for i in ids:
+            chain += self._chain(i)
+        return self._materialised("merge", ids, chain)
+
+    def diff(self, lower: Ref | None, upper: Ref | None) -> Ref | None:
+        """What upper changed relative to lower: merge([lower, diff]) has upper's tree."""
+        if upper is None and lower is None:
+            return None
+        if lower is None:
+            return self.get(upper.id)
+        if upper is not None and lower.id == upper.id:
+            return None
+        lchain = self._chain(lower.id)
+        if upper is not None:
+            uchain = self._chain(upper.id)
+            if uchain[: len(lchain)] == lchain:
+                rest = uchain[len(lchain):]
+                if not rest:
+                    return None
+                return self._materialised("diff", rest, rest, lazy=True)
+        return self._computed_diff(lower, upper)
+
+    @contextmanager
+    def view(self, ref: Ref) -> Iterator[Path]:
+        """The snapshot's full tree, read-only (never write there)."""
+        self._row(ref.id)
+        self._busy_add(ref.id)
+        try:
+            with self._driver.view(ref.id) as path:
+                yield path
+        finally:
+            self._unbusy(ref.id)
+
+    def get(self, snapshot_id: str) -> Ref:
+        """A ref on a committed snapshot; NotFoundError when unknown or removed."""
+        self._row(snapshot_id)
+        ref = Ref(self, snapshot_id)
+        self._live.add(ref)
+        return ref
+
+    def exists(self, snapshot_id: str) -> bool:
+        return self.db.row(snapshot_id) is not None
+
+    def lease(self, snapshot_id: str, holder: str) -> None:
+        """Keep snapshot_id (and all it depends on) from prune until released by holder."""
+        with self._lock.held():
+            self._row(snapshot_id)
+            with self.db.transaction() as c:
+                c.execute("INSERT OR IGNORE INTO leases (id, holder) VALUES (?, ?)",
+                          (snapshot_id, holder))
+
+    def release(self, snapshot_id: str, holder: str) -> None:
+        """Drop holder's lease (no error when it holds none)."""
+        with self._lock.held(), self.db.transaction() as c:
+            c.execute("DELETE FROM leases WHERE id=? AND holder=?", (snapshot_id, holder))
+
+    def leases(self, snapshot_id: str) -> list[str]:
+        """Holders of leases on snapshot_id."""
+        return self.db.holders(snapshot_id)
+
+    def remove(self, snapshot_id: str) -> int:
+        """Remove one snapshot nothing leases or depends on; returns bytes freed."""
+        with self._lock.held():
+            self._row(snapshot_id)
+            if self.db.holders(snapshot_id) or self._busy[snapshot_id]:
+                raise SnapshotError(f"snapshot {snapshot_id} is leased or in use",
+                                    path=snapshot_id)
+            deps = self.db.dependents(snapshot_id)
+            if deps:
+                raise SnapshotError(f"snapshot {snapshot_id} has dependents ({deps[0]}, ...)",
+                                    path=snapshot_id)
+            return self._delete([snapshot_id])
+
+    def prune(self) -> int:
+        """Remove every snapshot no lease, live Ref or in-use mount holds, keeping all that
+        a kept snapshot depends on. Returns bytes freed."""
+        with self._lock.held():
+            rows = {r.id: r for r in self.db.all_rows()}
+            with self._state:
+                roots = self.db.leased() | {r.id for r in list(self._live)} | {
+                    k for k, v in self._busy.items() if v}
+            keep: set[str] = set()
+            stack = [r for r in roots if r in rows]
+            while stack:
+                sid = stack.pop()
+                if sid in keep:
+                    continue
+                keep.add(sid)
+                row = rows[sid]
+                if row.parent:
+                    stack.append(row.parent)
+                stack.extend(self.db.inputs(sid))
+            return self._delete([s for s in rows if s not in keep])
+
+    def usage(self, snapshot_id: str) -> int:
+        """Bytes on disk used by the snapshot's own directory (each inode counted once)."""
+        self._row(snapshot_id)
+        return _disk_usage(self.snapshots_dir / snapshot_id)
+
+    def snapshot_ids(self) -> list[str]:
+        """Every committed snapshot id."""
+        return [r.id for r in self.db.all_rows()]
+
+    def close(self) -> None:
+        """Release this process's temporaries, mounts and session leases."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        with self._lock.held():
+            self._reap_session(self.session.dir, f"session:{self.session.id}")
+        self.session.lock_path.unlink(missing_ok=True)
+        self.session.close()
+        self.db.close()
+        self._lock.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals shared with the drivers
+
+    def snapshot_dir(self, snapshot_id: str) -> Path:
+        return self.snapshots_dir / snapshot_id
+
+    def new_temp(self, prefix: str) -> Path:
+        """A fresh path (not created) in this process's temporary directory."""
+        return self.session.dir / f"{prefix}-{_new_id()}"
+
+    def _row(self, snapshot_id: str) -> Row:
+        row = self.db.row(snapshot_id)
+        if row is None:
+            raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
+                                path=snapshot_id)
+        return row
+
+    def _chain(self, snapshot_id: str) -> list[str]:
+        """Layer ids of a snapshot's chain (memoised: committed snapshots never change)."""
+        cached = self._chains.get(snapshot_id)
+        if cached is not None:
+            if self.db.row(snapshot_id) is None:
+                raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
+                                    path=snapshot_id)
+            return cached
+        pending: list[str] = []
+        sid: str | None = snapshot_id
+        base: list[str] = []
+        while sid is not None:
+            if sid in self._chains:
+                base = self._chains[sid]
+                break
+            row = self._row(sid)
+            if row.kind == "layer":
+                pending.append(sid)
+                sid = row.parent
+            elif row.kind == "merge":
+                base = [x for i in self.db.inputs(sid) for x in self._chain(i)]
+                self._chains[sid] = base
+                break
+            else:
+                base = self.db.inputs(sid)
+                self._chains[sid] = base
+                break
+        chain = list(base)
+        for sid in reversed(pending):
+            chain = chain + [sid]
+            if len(pending) < 64 or sid == snapshot_id:
+                self._chains[sid] = chain
+        return chain
+
+    def _layers(self, ids: list[str]) -> list[Layer]:
+        return [Layer(i, self._driver.layer_root(i), self.db.changes) for i in ids]
+
+    def _busy_add(self, sid: str | None) -> None:
+        if sid is None:
+            return
+        with self._state:
+            self._busy[sid] += 1
+            first = self._busy[sid] == 1
+        if first:
+            self.lease(sid, f"session:{self.session.id}")
+
+    def _unbusy(self, sid: str | None) -> None:
+        if sid is None:
+            return
+        with self._state:
+            self._busy[sid] -= 1
+            last = self._busy[sid] <= 0
+            if last:
+                del self._busy[sid]
+        if last and not self._closed:
+            self.release(sid, f"session:{self.session.id}")
+
+    def _publish(self, sid: str, tmp: Path, kind: str, parent: str | None, inputs: list[str],
+                 changes: list[Change] | None) -> Ref:
+        """Make a finished temporary directory a committed snapshot: rename it into place,
+        then insert its row (and diff) in one transaction. Until the row exists it is not
+        visible; a crash in between leaves an orphan the next open removes."""
+        with self._lock.held():
+            for dep in ([parent] if parent else []) + inputs:
+                self._row(dep)
+            os.rename(tmp, self.snapshots_dir / sid)
+            self._publish_row(sid, kind, parent, inputs, changes)
+        return self.get(sid)
+
+    def _publish_row(self, sid: str, kind: str, parent: str | None, inputs: list[str],
+                     changes: list[Change] | None) -> None:
+        with self.db.transaction() as c:
+            MetaDB.insert(c, sid, kind, parent, time.time(), inputs, changes)
+
+    def _materialised(self, kind: str, inputs: list[str], chain: list[str], *,
+                      lazy: bool = False) -> Ref:
+        """Publish a merge or prefix-diff snapshot; its tree is the chain applied onto an
+        empty directory (now, or on first use when lazy)."""
+        for i in inputs:
+            self._busy_add(i)
+        try:
+            sid = _new_id()
+            tmp = self.session.dir / sid
+            tmp.mkdir()
+            try:
+                if not lazy:
+                    self._driver.build_tree(tmp / "tree", chain)
+                return self._publish(sid, tmp, kind, None, inputs, None)
+            except BaseException:
+                remove_tree(tmp)
+                raise
+        finally:
+            for i in inputs:
+                self._unbusy(i)
+
+    def _computed_diff(self, lower: Ref, upper: Ref | None) -> Ref | None:
+        """One new layer from comparing two trees (the non-prefix case of diff)."""
+        from snapshot.differ import tree_changes
+
+        sid = _new_id()
+        tmp = self.session.dir / sid
+        tmp.mkdir()
+        try:
+            with self.view(lower) as lpath:
+                if upper is None:
+                    empty = self.new_temp("empty")
+                    empty.mkdir()
+                    changes = tree_changes(empty, lpath, compare_content=True)
+                    self._driver.build_layer(tmp, empty, changes)
+                else:
+                    with self.view(upper) as upath:
+                        changes = tree_changes(upath, lpath, compare_content=True)
+                        self._driver.build_layer(tmp, upath, changes)
+            if not changes:
+                remove_tree(tmp)
+                return None
+            return self._publish(sid, tmp, "layer", None, [], changes)
+        except BaseException:
+            remove_tree(tmp)
+            raise
+
+    def _delete(self, ids: list[str]) -> int:
+        """Drop rows (one transaction), then move the directories out and remove them."""
+        if not ids:
+            return 0
+        freed = sum(_disk_usage(self.snapshots_dir / i) for i in ids)
+        with self.db.transaction() as c:
+            for i in ids:
+                MetaDB.delete(c, i)
+        for i in ids:
+            self._chains.pop(i, None)
+            trash = self.new_temp("trash")
+            try:
+                os.rename(self.snapshots_dir / i, trash)
+            except FileNotFoundError:
+                continue
+            remove_tree(trash)
+        self._chains.clear()
+        return freed
+
+    def _pick_kind(self, wanted: str) -> str:
+        have = self.db.get_meta("snapshotter")
+        if have is not None:
+            if wanted not in ("auto", have):
+                raise SnapshotError(f"root {self.root} holds {have} snapshots; "
+                                    f"it cannot be used with the {wanted} snapshotter")
+            return have
+        kind = wanted
+        if kind == "auto":
+            probe = self.session.dir / "probe"
+            kind = "overlayfs" if overlay_works(probe) else "native"
+            remove_tree(probe)
+        with self.db.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshotter', ?)", (kind,))
+        return kind
+
+    def _cleanup(self) -> None:
+        """Remove what dead processes left: their temporaries, mounts and session leases,
+        and snapshot directories that never got a DB row (a commit killed mid-way)."""
+        for lock in self.tmp_dir.glob("*.lock"):
+            sid = lock.name[: -len(".lock")]
+            if sid == self.session.id:
+                continue
+            fd = try_claim_dead(lock)
+            if fd is None:
+                continue
+            try:
+                self._reap_session(self.tmp_dir / sid, f"session:{sid}")
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        for d in self.tmp_dir.iterdir():  # a session dir whose lock file is gone
+            if d.is_dir() and not (self.tmp_dir / f"{d.name}.lock").exists():
+                self._reap_session(d, f"session:{d.name}")
+        known = set(self.snapshot_ids())
+        for d in self.snapshots_dir.iterdir():
+            if d.name not in known:
+                for m in mounts_under(d):
+                    unmount(m, lazy=True)
+                remove_tree(d)
+
+    def _reap_session(self, path: Path, holder: str) -> None:
+        for m in mounts_under(path):
+            try:
+                unmount(m, lazy=True)
+            except SnapshotError:
+                pass
+        remove_tree(path)
+        with self.db.transaction() as c:
+            c.execute("DELETE FROM leases WHERE holder=?", (holder,))
+
+
+def _disk_usage(path: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_blocks * 512
+    return total
