@@ -108,35 +108,66 @@ def _tag_field(cls: type) -> tuple[str, Any] | None:
     return None
 
 
+_PRIMITIVE_CHECKS = {str: "a string", bool: "a bool", int: "an integer", bytes: "bytes"}
+
+
+def _fields_error(cls: type, keys: list[str], v: dict) -> FieldError:
+    extra = sorted(set(map(str, v)) - set(keys))
+    if extra:
+        return FieldError(f"unknown field {extra[0][:40]!r} in {cls.__name__}")
+    missing = sorted(set(keys) - set(map(str, v)))
+    if missing:
+        return FieldError(f"missing field {missing[0]!r} in {cls.__name__}")
+    return FieldError(f"fields of {cls.__name__} not in sorted order")
+
+
+def _wrong(where: str, label: str, value: Any) -> FieldError:
+    e = FieldError(f"expected {label}, got {_typename(value)}")
+    e.path.append(where)
+    return e
+
+
 def _dataclass_decoder(cls: type) -> Decoder:
+    """Generated code (one function per dataclass): decoding runs once per op on load, so it
+    avoids per-field calls and builds the frozen instance without its __init__."""
     hints = typing.get_type_hints(cls, vars(_ops))
     names = _fields_of(cls)
-    keys = list(names)
     tag = _tag_field(cls)
-    field_decoders = [(n, decoder_for(hints[n])) for n in names if not tag or n != tag[0]]
-
-    def decode(v: Any) -> Any:
-        if type(v) is not dict:
-            raise FieldError(f"expected a map, got {_typename(v)}")
-        if list(v) != keys:
-            extra = sorted(set(map(str, v)) - set(keys))
-            missing = sorted(set(keys) - set(map(str, v)))
-            if extra:
-                raise FieldError(f"unknown field {extra[0]!r} in {cls.__name__}")
-            if missing:
-                raise FieldError(f"missing field {missing[0]!r} in {cls.__name__}")
-            raise FieldError(f"fields of {cls.__name__} not in sorted order")
-        if tag and v[tag[0]] != tag[1]:
-            raise FieldError(f"{tag[0]} must be {tag[1]!r}")
-        kwargs = {}
-        for name, dec in field_decoders:
-            try:
-                kwargs[name] = dec(v[name])
-            except FieldError as e:
-                e.path.insert(0, "." + name)
-                raise
-        return cls(**kwargs)
-    return decode
+    env: dict[str, Any] = {"FieldError": FieldError, "_typename": _typename, "_wrong": _wrong,
+                           "_fields_error": _fields_error, "cls": cls, "KEYS": list(names),
+                           "new": object.__new__}
+    lines = ["def decode(v):",
+             "    if type(v) is not dict:",
+             "        raise FieldError('expected a map, got ' + _typename(v))",
+             "    if list(v) != KEYS:",
+             "        raise _fields_error(cls, KEYS, v)"]
+    if tag:
+        env["TAG"] = tag[1]
+        lines += [f"    if v[{tag[0]!r}] != TAG:",
+                  f"        raise FieldError({tag[0]!r} + ' must be ' + repr(TAG))"]
+    for i, name in enumerate(names):
+        if tag and name == tag[0]:
+            continue
+        tp = hints[name]
+        lines.append(f"    x{i} = v[{name!r}]")
+        if tp in _PRIMITIVE_CHECKS:
+            env[f"T{i}"] = tp
+            lines += [f"    if type(x{i}) is not T{i}:",
+                      f"        raise _wrong({'.' + name!r}, {_PRIMITIVE_CHECKS[tp]!r}, x{i})"]
+        else:
+            env[f"D{i}"] = decoder_for(tp)
+            lines += ["    try:",
+                      f"        x{i} = D{i}(x{i})",
+                      "    except FieldError as e:",
+                      f"        e.path.insert(0, {'.' + name!r})",
+                      "        raise"]
+    lines.append("    obj = new(cls)")
+    items = ", ".join(f"{name!r}: {'TAG' if tag and name == tag[0] else f'x{i}'}"
+                      for i, name in enumerate(names))
+    lines.append(f"    obj.__dict__.update({{{items}}})")
+    lines.append("    return obj")
+    exec("\n".join(lines), env)  # noqa: S102 - code generated from our own dataclass fields
+    return env["decode"]
 
 
 def _union_decoder(members: tuple[type, ...]) -> Decoder:
@@ -161,10 +192,13 @@ def _union_decoder(members: tuple[type, ...]) -> Decoder:
 def _tuple_decoder(args: tuple[Any, ...]) -> Decoder:
     if len(args) == 2 and args[1] is Ellipsis:
         elem = decoder_for(args[0])
+        prim = args[0] if args[0] in _PRIMITIVE_CHECKS else None
 
         def decode_var(v: Any) -> Any:
             if type(v) is not list:
                 raise FieldError(f"expected an array, got {_typename(v)}")
+            if prim is not None and all(type(x) is prim for x in v):
+                return tuple(v)
             out = []
             for i, x in enumerate(v):
                 try:

@@ -41,4 +41,6 @@ def is_clean_abs(path: str, *, allow_slash: bool = False) -> bool:
         return False
     if allow_slash and len(path) > 1 and path.endswith("/"):
         path = path[:-1]
+    if "//" not in path and "/." not in path and (path == "/" or not path.endswith("/")):
+        return True  # the common case, decided without normalising
     return clean(path) == path

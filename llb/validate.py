@@ -48,8 +48,10 @@ def check_input(inp: _ops.Input, what: str = "input") -> None:
 def _check_inputs(inputs: tuple[_ops.Input, ...], kind: str) -> None:
     if len(inputs) > MAX_INPUTS:
         _fail(f"{kind} op has {len(inputs)} inputs (limit {MAX_INPUTS})")
+    match = DIGEST_RE.match
     for i, inp in enumerate(inputs):
-        check_input(inp, f"{kind} input {i}")
+        if not match(inp.digest) or not 0 <= inp.index < MAX_OUTPUTS:
+            check_input(inp, f"{kind} input {i}")
 
 
 def _check_str(value: str, what: str) -> None:
@@ -219,37 +221,37 @@ def check_file(op: _ops.FileOp) -> None:
         _fail("file op has no actions")
     _check_items(op.actions, "file actions")
     used = {0}
-    for i, a in enumerate(op.actions):
-        what = f"{a.action} {getattr(a, 'path', '')}".strip()
-        if isinstance(a, _ops.Mkdir):
-            check_path(a.path, "mkdir path")
-            check_mode(a.mode, f"{what}: mode")
-            check_owner(a.owner, f"{what}: owner")
-            check_created(a.created, f"{what}: created")
-        elif isinstance(a, _ops.Mkfile):
-            check_path(a.path, "mkfile path")
-            if a.path == "/":
-                _fail("mkfile path cannot be /")
-            check_mode(a.mode, f"{what}: mode")
-            check_owner(a.owner, f"{what}: owner")
-            check_created(a.created, f"{what}: created")
-        elif isinstance(a, _ops.Rm):
-            check_path(a.path, "rm path")
-        else:
-            what = f"copy {a.src[:200]} {a.dest[:200]}"
-            if not 0 <= a.source < len(op.inputs):
-                _fail(f"{what}: source input {a.source} out of range")
+    for a in op.actions:
+        try:
+            _check_action(a, len(op.inputs))
+        except DefinitionError as e:
+            target = f"{a.src} {a.dest}" if isinstance(a, _ops.Copy) else a.path
+            raise DefinitionError(f"{a.action} {repr(target[:200])[1:-1]}: {e}") from None
+        if isinstance(a, _ops.Copy):
             used.add(a.source)
-            check_path(a.src, "copy src")
-            check_path(a.dest, "copy dest", allow_slash=True)
-            check_mode(a.mode, f"{what}: mode", allow_unset=True)
-            check_owner(a.owner, f"{what}: owner")
-            check_created(a.created, f"{what}: created")
-            check_patterns(a.include, f"{what}: include")
-            check_patterns(a.exclude, f"{what}: exclude")
     unused = set(range(len(op.inputs))) - used
     if unused:
         _fail(f"file input {min(unused)} is not read by any copy")
+
+
+def _check_action(a: _ops.FileAction, n_inputs: int) -> None:
+    if isinstance(a, _ops.Copy):
+        if not 0 <= a.source < n_inputs:
+            _fail(f"source input {a.source} out of range")
+        check_path(a.src, "src")
+        check_path(a.dest, "dest", allow_slash=True)
+        check_mode(a.mode, "mode", allow_unset=True)
+        check_patterns(a.include, "include")
+        check_patterns(a.exclude, "exclude")
+    else:
+        check_path(a.path, "path")
+        if isinstance(a, _ops.Rm):
+            return
+        if isinstance(a, _ops.Mkfile) and a.path == "/":
+            _fail("cannot create a file at /")
+        check_mode(a.mode, "mode")
+    check_owner(a.owner, "owner")
+    check_created(a.created, "created")
 
 
 def check_merge(op: _ops.MergeOp) -> None:
