@@ -58,6 +58,7 @@ class Mutable:
 
     def __init__(self, store: "Store", id: str, dir: Path, parent: Ref | None, trusted: bool):
         self.store, self.id, self.dir, self.parent, self.trusted = store, id, dir, parent, trusted
+        self.parent_id = parent.id if parent else None
         self._mounts = 0
         self._mount_path: Path | None = None
         self._done = False
@@ -85,13 +86,17 @@ class Mutable:
         self._check()
         if self._mounts:
             raise SnapshotError(f"snapshot {self.id} is still mounted")
-        parent = self.parent.id if self.parent else None
+        parent = self.parent_id
         changes = self.store._driver.commit_mutable(self)
         self._done = True
         try:
             ref = self.store._publish(self.id, self.dir, "layer", parent, [], changes)
+        except BaseException:
+            remove_tree(self.dir)
+            raise
         finally:
             self.store._unbusy(parent)
+            self.parent = None  # a finished mutable no longer holds its parent alive
         return ref
 
     def discard(self) -> None:
@@ -103,7 +108,8 @@ class Mutable:
             self.store._driver.unmount_mutable(self)
             self._mounts = 0
         remove_tree(self.dir)
-        self.store._unbusy(self.parent.id if self.parent else None)
+        self.store._unbusy(self.parent_id)
+        self.parent = None
 
     def _check(self) -> None:
         if self._done:
