@@ -1,0 +1,285 @@
+"""FileOp: mkdir, mkfile, rm and copy, applied in order to a mutable snapshot of inputs[0].
+
+Semantics are BuildKit v0.11.6's file backend (docs/design.md "File actions"); every path is
+resolved inside the tree (`..` and symlinks never leave it, as openat2(RESOLVE_IN_ROOT)).
+The snapshot is prepared `trusted`: no existing inode is ever modified in place (files are
+replaced by a temp file renamed over them; metadata is only set on inodes this op created
+or on directories), so the native snapshotter may build it from hardlinks of the parent.
+The result is committed only when every action succeeded; otherwise it is discarded."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import tempfile
+
+from llb.errors import LLBError
+from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
+from snapshot.errors import PathEscapeError, SnapshotError
+from snapshot.paths import resolve_in_root
+from solver.errors import CancelledError, SolveError
+from solver.ops import file_copy, file_meta
+from solver.ops.context import OpContext
+from solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
+from solver.ops.file_errors import CopySourceNotFoundError, FileActionError, OwnerError
+from solver.ops.file_patterns import clean, contains_wildcards
+
+__all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundError",
+           "OwnerError"]
+
+
+def action_name(action: Mkdir | Mkfile | Rm | Copy) -> str:
+    """What one action does with its paths, e.g. `copy /a.txt /out/a.txt`."""
+    if isinstance(action, Copy):
+        return f"copy {action.src} {action.dest}"
+    return f"{action.action} {action.path}"
+
+
+def name(op: FileOp) -> str:
+    """The vertex's progress name: its actions' names joined by ", "."""
+    return ", ".join(action_name(a) for a in op.actions) or "file"
+
+
+def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
+    """Apply op's actions to a mutable snapshot of inputs[0]; one output, the new tree."""
+    base = inputs[0] if inputs else None
+    mutable = ctx.store.prepare(base, trusted=True)
+    committed = False
+    try:
+        with contextlib.ExitStack() as stack:
+            root = os.path.abspath(str(stack.enter_context(mutable.mount())))
+            views: dict[int, str] = {}
+            for action in op.actions:
+                if ctx.cancelled.is_set():
+                    raise CancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
+                _run_action(ctx, stack, root, views, inputs, action)
+        ref = mutable.commit()
+        committed = True
+        return [ref]
+    finally:
+        if not committed:
+            mutable.discard()
+
+
+def _run_action(ctx: OpContext, stack: contextlib.ExitStack, root: str,
+                views: dict[int, str], inputs: list, action) -> None:
+    what = action_name(action)
+    src_root = None
+    try:
+        if isinstance(action, Mkdir):
+            _mkdir(root, action)
+        elif isinstance(action, Mkfile):
+            _mkfile(root, action)
+        elif isinstance(action, Rm):
+            _rm(root, action)
+        elif isinstance(action, Copy):
+            src_root = _source(ctx, stack, views, inputs, action.source)
+            owner = _owner(root, action.owner) if action.owner else None
+            file_copy.copy(root, src_root, action, owner)
+        else:
+            raise FileActionError(f"unknown file action {type(action).__name__}")
+    except LLBError as e:
+        e.vertex = ctx.vertex
+        if isinstance(e, SolveError):
+            e.name = ctx.name
+        e.message = f"{what}: {e.message}"
+        raise
+    except OSError as e:
+        path = _user_path(e.filename, root, src_root)
+        detail = e.strerror or str(e)
+        raise FileActionError(f"{what}: {detail}" + (f": {path}" if path else ""),
+                              vertex=ctx.vertex, path=path, name=ctx.name) from None
+
+
+def _user_path(filename, root: str, src_root: str | None) -> str | None:
+    if not isinstance(filename, str):
+        return None
+    for r in (root, src_root):
+        if r and (filename == r or filename.startswith(r + "/")):
+            return in_root(r, filename)
+    return filename
+
+
+def _source(ctx: OpContext, stack: contextlib.ExitStack, views: dict[int, str],
+            inputs: list, index: int) -> str:
+    """The read-only tree of copy source `index`, mounted once per op."""
+    if index not in views:
+        if not 0 <= index < len(inputs):
+            raise FileActionError(f"copy source input {index} does not exist")
+        ref = inputs[index]
+        if ref is None:  # scratch: an empty tree
+            path = stack.enter_context(tempfile.TemporaryDirectory(prefix="llb-scratch-"))
+        else:
+            path = stack.enter_context(ctx.store.view(ref))
+        views[index] = os.path.abspath(str(path))
+    return views[index]
+
+
+def _resolve(root: str, path: str, follow: bool = True) -> str:
+    try:
+        return str(resolve_in_root(root, clean("/" + path), follow_final=follow))
+    except PathEscapeError:
+        raise
+    except SnapshotError as e:
+        raise FileActionError(e.message, path=path) from None
+
+
+# ------------------------------------------------------------------------------ owners
+
+
+def _owner(root: str, owner: str) -> Owner:
+    """uid, gid for an owner option: "uid[:gid]" numbers or "user[:group]" names looked up
+    in the tree's own /etc/passwd and /etc/group; a lone user gives its primary group (a
+    lone uid gives gid = uid, as BuildKit does)."""
+    user, _, group = owner.partition(":")
+    uid = gid = 0
+    if user:
+        if user.isdigit():
+            uid = gid = int(user)
+        else:
+            entry = _lookup(root, "/etc/passwd", user)
+            if entry is None or len(entry) < 4 or not (entry[2].isdigit() and entry[3].isdigit()):
+                raise OwnerError(f"unknown user {user!r} (not in the state's /etc/passwd)",
+                                 path="/etc/passwd")
+            uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            entry = _lookup(root, "/etc/group", group)
+            if entry is None or len(entry) < 3 or not entry[2].isdigit():
+                raise OwnerError(f"unknown group {group!r} (not in the state's /etc/group)",
+                                 path="/etc/group")
+            gid = int(entry[2])
+    return uid, gid
+
+
+def _lookup(root: str, db: str, key: str) -> list[str] | None:
+    try:
+        with open(_resolve(root, db), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if fields and fields[0] == key and not line.startswith("#"):
+                    return fields
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileActionError):
+        return None
+    return None
+
+
+# ------------------------------------------------------------------------------ actions
+
+
+def _times(created: int) -> tuple[int, int] | None:
+    return (created, created) if created != -1 else None
+
+
+def _mkdir(root: str, a: Mkdir) -> None:
+    """Existing path: nothing changes (with parents, an existing non-directory fails, as in
+    BuildKit). Created directories, parents included, get the leaf's mode, owner, times."""
+    p = _resolve(root, a.path)
+    mode = a.mode & 0o777
+    owner = _owner(root, a.owner) if a.owner else None
+    times = _times(a.created)
+    if a.parents:
+        try:
+            st = os.stat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                return
+            raise FileActionError(f"{in_root(root, p)} exists and is not a directory",
+                                  path=in_root(root, p))
+        created: list[str] = []
+        mkdir_all(root, p, mode, owner, created)
+        if times is not None:
+            for d in reversed(created):
+                file_meta.set_times(d, times)
+        return
+    try:
+        os.mkdir(p, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        raise FileActionError(f"parent directory of {in_root(root, p)} does not exist "
+                              "(use parents=True)", path=in_root(root, p)) from None
+    os.chmod(p, mode)
+    if owner is not None:
+        os.chown(p, *owner)
+    if times is not None:
+        file_meta.set_times(p, times)
+
+
+def _mkfile(root: str, a: Mkfile) -> None:
+    """Create the file, or replace an existing one's content keeping its mode and owner
+    (a symlink is followed inside the tree, as BuildKit's os.WriteFile does)."""
+    p = _resolve(root, a.path)
+    owner = _owner(root, a.owner) if a.owner else None
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise FileActionError(f"{in_root(root, p)} is a directory", path=in_root(root, p))
+    parent = os.path.dirname(p)
+    if not os.path.isdir(parent):
+        raise FileActionError(f"parent directory of {in_root(root, p)} does not exist",
+                              path=in_root(root, p))
+    if st is not None and stat.S_ISREG(st.st_mode):
+        mode = stat.S_IMODE(st.st_mode)
+        uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
+        keep = {k: v for k, v in file_meta.xattrs(p).items() if k != "security.capability"}
+    else:
+        mode = a.mode & 0o777
+        uid, gid = owner if owner is not None else (0, 0)
+        keep = {}
+    tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        try:
+            view = memoryview(a.data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        file_meta.set_xattrs(tmp, keep)
+        times = _times(a.created)
+        if times is not None:
+            file_meta.set_times(tmp, times)
+        os.rename(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _rm(root: str, a: Rm) -> None:
+    """Remove recursively (a final symlink itself, never its target). A missing path is
+    fine; a wildcard matching nothing fails unless allow_not_found."""
+    if a.allow_wildcard and contains_wildcards(a.path):
+        matches = resolve_wildcards(root, a.path, False)
+        if not matches and not a.allow_not_found:
+            raise FileActionError(f"no match for {a.path}", path=a.path)
+        for m in matches:
+            _rm_path(root, m)
+        return
+    _rm_path(root, a.path)
+
+
+def _rm_path(root: str, path: str) -> None:
+    p = clean("/" + path)
+    if p == "/":
+        raise FileActionError("refusing to remove /", path=path)
+    d, base = p.rsplit("/", 1)
+    try:
+        parent = str(resolve_in_root(root, d or "/"))
+    except PathEscapeError:
+        raise
+    except SnapshotError:
+        return  # a parent is not a directory: nothing there to remove
+    remove_all(os.path.join(parent, base))

@@ -1,0 +1,430 @@
+"""FileOp backend: mkdir, mkfile, rm, owners, names, failure handling and path containment,
+on both snapshotters. Copy has its own module (test_fileop_copy.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from llb.ops import Copy, FileOp, Input, Mkdir, Mkfile, Rm
+from solver.errors import CancelledError, SolveError
+from solver.ops import file as fileop
+from solver.ops.context import OpContext
+from solver.ops.file_errors import FileActionError, OwnerError
+
+T1 = 1_600_000_000_123_456_789
+T2 = 1_500_000_000_000_000_001
+
+
+def _overlay_reason(tmp: Path) -> str | None:
+    if os.geteuid() != 0:
+        return "overlayfs needs root"
+    from snapshot.mount import overlay_works
+    if not overlay_works(tmp / "probe"):
+        return "mount -t overlay does not work here"
+    return None
+
+
+@pytest.fixture(params=["overlayfs", "native"])
+def store(request, tmp_path: Path):
+    """A Store on a fresh root, once per snapshotter."""
+    from snapshot import Store
+    if request.param == "overlayfs":
+        reason = _overlay_reason(tmp_path)
+        if reason:
+            pytest.skip(reason)
+    s = Store(tmp_path / "root", snapshotter=request.param)
+    yield s
+    s.close()
+
+
+def run_file(store, base, *actions, sources=(), cancelled=False):
+    """Run one FileOp (inputs: base, then sources) and return its result ref."""
+    op = FileOp(inputs=tuple(Input(f"sha256:{i:064x}") for i in range(1 + len(sources))),
+                actions=tuple(actions))
+    ctx = OpContext(store=store, root=Path("/nonexistent"), vertex="sha256:" + "ab" * 32,
+                    name=fileop.name(op))
+    if cancelled:
+        ctx.cancelled.set()
+    (ref,) = fileop.run(ctx, op, [base, *sources])
+    return ref
+
+
+def seed(store, parent, fn):
+    """A committed snapshot made by fn(path) on a plain (untrusted) mutable."""
+    m = store.prepare(parent)
+    with m.mount() as p:
+        fn(Path(p))
+    return m.commit()
+
+
+def st(store, ref, path):
+    with store.view(ref) as root:
+        return os.lstat(Path(root) / path.lstrip("/"))
+
+
+def read(store, ref, path):
+    with store.view(ref) as root:
+        return (Path(root) / path.lstrip("/")).read_bytes()
+
+
+def exists(store, ref, path):
+    with store.view(ref) as root:
+        return os.path.lexists(Path(root) / path.lstrip("/"))
+
+
+def listing(store, ref):
+    with store.view(ref) as root:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                out.append(os.path.relpath(os.path.join(dirpath, n), root))
+        return sorted(out)
+
+
+# ------------------------------------------------------------------------------ names
+
+
+def test_names():
+    op = FileOp(inputs=(Input("sha256:" + "0" * 64),), actions=(Mkfile("/c/c.txt"),))
+    assert fileop.name(op) == "mkfile /c/c.txt"
+    op = FileOp(inputs=(), actions=(Copy(1, "/a.txt", "/out/a.txt"),))
+    assert fileop.name(op) == "copy /a.txt /out/a.txt"
+    op = FileOp(inputs=(), actions=(Mkdir("/a"), Rm("/a/old"), Mkfile("/a/n")))
+    assert fileop.name(op) == "mkdir /a, rm /a/old, mkfile /a/n"
+
+
+# ------------------------------------------------------------------------------ mkdir
+
+
+def test_mkdir_mode_owner_created(store):
+    ref = run_file(store, None, Mkdir("/a", mode=0o750, owner="12:34", created=T1))
+    s = st(store, ref, "/a")
+    assert stat.S_ISDIR(s.st_mode) and stat.S_IMODE(s.st_mode) == 0o750
+    assert (s.st_uid, s.st_gid) == (12, 34)
+    assert s.st_mtime_ns == T1  # atime is set too, but reading the tree may bump it
+
+
+def test_mkdir_exact_mode_not_umasked(store):
+    ref = run_file(store, None, Mkdir("/w", mode=0o777), Mkdir("/s", mode=0o1777))
+    assert stat.S_IMODE(st(store, ref, "/w").st_mode) == 0o777
+    assert stat.S_IMODE(st(store, ref, "/s").st_mode) == 0o777  # BuildKit keeps mode & 0777
+
+
+def test_mkdir_parents_get_leaf_mode_and_times(store):
+    ref = run_file(store, None, Mkdir("/x/y/z", mode=0o701, parents=True, owner="5:6",
+                                      created=T1))
+    for p in ("/x", "/x/y", "/x/y/z"):
+        s = st(store, ref, p)
+        assert stat.S_IMODE(s.st_mode) == 0o701, p
+        assert (s.st_uid, s.st_gid) == (5, 6), p
+        assert s.st_mtime_ns == T1, p
+
+
+def test_mkdir_existing_changes_nothing(store):
+    base = run_file(store, None, Mkdir("/d", mode=0o700, created=T2), Mkfile("/f", b"x",
+                                                                            created=T2))
+    ref = run_file(store, base, Mkdir("/d", mode=0o755, owner="1:1", created=T1),
+                   Mkdir("/f", mode=0o755), Mkdir("/d", mode=0o755, parents=True))
+    d = st(store, ref, "/d")
+    assert stat.S_IMODE(d.st_mode) == 0o700 and d.st_uid == 0 and d.st_mtime_ns == T2
+    assert stat.S_ISREG(st(store, ref, "/f").st_mode) and read(store, ref, "/f") == b"x"
+
+
+def test_mkdir_parents_over_file_fails(store):
+    base = run_file(store, None, Mkfile("/f", b"x"))
+    with pytest.raises(FileActionError) as ei:
+        run_file(store, base, Mkdir("/f", parents=True))
+    assert ei.value.exit_code == 1 and "/f" in str(ei.value)
+
+
+def test_mkdir_missing_parent_fails(store):
+    with pytest.raises(FileActionError) as ei:
+        run_file(store, None, Mkdir("/no/such"))
+    e = ei.value
+    assert e.vertex == "sha256:" + "ab" * 32 and "mkdir /no/such" in str(e)
+    assert "\n" not in str(e)
+
+
+# ------------------------------------------------------------------------------ mkfile
+
+
+def test_mkfile_new(store):
+    ref = run_file(store, None, Mkfile("/f.txt", b"hello", mode=0o640, owner="7:8",
+                                       created=T1))
+    s = st(store, ref, "/f.txt")
+    assert read(store, ref, "/f.txt") == b"hello"
+    assert stat.S_IMODE(s.st_mode) == 0o640 and (s.st_uid, s.st_gid) == (7, 8)
+    assert s.st_mtime_ns == T1  # atime is set too, but reading the tree may bump it
+    assert listing(store, ref) == ["f.txt"]  # no temp file left behind
+
+
+def test_mkfile_default_time_is_now(store):
+    import time
+    before = time.time_ns()
+    ref = run_file(store, None, Mkfile("/f", b""))
+    assert st(store, ref, "/f").st_mtime_ns >= before - 10_000_000
+
+
+def test_mkfile_replaces_content_keeps_mode_owner_and_parent_untouched(store):
+    def fill(p):
+        (p / "f").write_bytes(b"old content")
+        os.chmod(p / "f", 0o751)
+        os.chown(p / "f", 3, 4)
+        os.setxattr(p / "f", "user.k", b"v")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Mkfile("/f", b"new", mode=0o600))
+    s = st(store, ref, "/f")
+    assert read(store, ref, "/f") == b"new"
+    assert stat.S_IMODE(s.st_mode) == 0o751 and (s.st_uid, s.st_gid) == (3, 4)
+    with store.view(ref) as root:
+        assert os.getxattr(Path(root) / "f", "user.k") == b"v"
+    # the parent snapshot (possibly sharing inodes with the child) is unchanged
+    assert read(store, base, "/f") == b"old content"
+    assert st(store, base, "/f").st_ino != s.st_ino or store.kind == "overlayfs"
+
+
+def test_mkfile_owner_overrides_existing(store):
+    base = run_file(store, None, Mkfile("/f", b"a", owner="3:3"))
+    ref = run_file(store, base, Mkfile("/f", b"b", owner="9:10"))
+    s = st(store, ref, "/f")
+    assert (s.st_uid, s.st_gid) == (9, 10)
+
+
+def test_mkfile_on_directory_fails(store):
+    base = run_file(store, None, Mkdir("/d"))
+    with pytest.raises(FileActionError, match="is a directory"):
+        run_file(store, base, Mkfile("/d", b"x"))
+
+
+def test_mkfile_missing_parent_fails(store):
+    with pytest.raises(FileActionError, match="parent directory"):
+        run_file(store, None, Mkfile("/no/f", b"x"))
+
+
+def test_mkfile_follows_symlink_inside_root(store):
+    def fill(p):
+        (p / "real").write_bytes(b"old")
+        os.symlink("/real", p / "abs")
+        os.symlink("real", p / "rel")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Mkfile("/abs", b"one"))
+    assert read(store, ref, "/real") == b"one"
+    assert stat.S_ISLNK(st(store, ref, "/abs").st_mode)
+    ref = run_file(store, ref, Mkfile("/rel", b"two"))
+    assert read(store, ref, "/real") == b"two"
+
+
+# ------------------------------------------------------------------------------ rm
+
+
+def test_rm_file_dir_symlink_and_missing(store):
+    def fill(p):
+        (p / "d/sub").mkdir(parents=True)
+        (p / "d/sub/f").write_bytes(b"x")
+        (p / "keep").write_bytes(b"k")
+        os.symlink("/keep", p / "link")
+        (p / "f").write_bytes(b"f")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Rm("/d"), Rm("/link"), Rm("/f"), Rm("/missing"),
+                   Rm("/missing/deeper"), Rm("/f/below-a-file"))
+    assert listing(store, ref) == ["keep"]
+    assert read(store, ref, "/keep") == b"k"
+    assert listing(store, base) == ["d", "d/sub", "d/sub/f", "f", "keep", "link"]
+
+
+def test_rm_wildcard(store):
+    def fill(p):
+        for n in ("a.txt", "b.txt", "c.log"):
+            (p / n).write_bytes(b"x")
+        (p / "d").mkdir()
+        (p / "d/e.txt").write_bytes(b"x")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Rm("/*.txt", allow_wildcard=True))
+    assert listing(store, ref) == ["c.log", "d", "d/e.txt"]
+    ref = run_file(store, base, Rm("/d/*", allow_wildcard=True))
+    assert listing(store, ref) == ["a.txt", "b.txt", "c.log", "d"]
+
+
+def test_rm_wildcard_matching_nothing(store):
+    base = run_file(store, None, Mkfile("/a", b""))
+    with pytest.raises(FileActionError, match=r"no match for /\*\.txt"):
+        run_file(store, base, Rm("/*.txt", allow_wildcard=True))
+    with pytest.raises(FileActionError):
+        run_file(store, base, Rm("/nodir/*", allow_wildcard=True))
+    ref = run_file(store, base, Rm("/*.txt", allow_wildcard=True, allow_not_found=True),
+                   Rm("/nodir/*", allow_wildcard=True, allow_not_found=True))
+    assert listing(store, ref) == ["a"]
+
+
+def test_rm_without_allow_wildcard_is_literal(store):
+    def fill(p):
+        (p / "*.txt").write_bytes(b"star")
+        (p / "a.txt").write_bytes(b"a")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Rm("/*.txt"))
+    assert listing(store, ref) == ["a.txt"]
+
+
+def test_rm_root_refused(store):
+    with pytest.raises(FileActionError):
+        run_file(store, None, Rm("/"))
+
+
+# ------------------------------------------------------------------------------ owners
+
+
+def _etc(p):
+    (p / "etc").mkdir()
+    (p / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                  "# comment\nalice:x:1000:1001:Alice:/home/alice:/bin/sh\n")
+    (p / "etc/group").write_text("root:x:0:\nstaff:x:50:alice\n")
+
+
+def test_owner_names_resolved_in_state(store):
+    base = seed(store, None, _etc)
+    ref = run_file(store, base,
+                   Mkfile("/u", b"", owner="alice"),
+                   Mkfile("/ug", b"", owner="alice:staff"),
+                   Mkfile("/n", b"", owner="42"),
+                   Mkfile("/ng", b"", owner="42:staff"),
+                   Mkdir("/d", owner="1000:7"))
+    got = {p: (st(store, ref, p).st_uid, st(store, ref, p).st_gid)
+           for p in ("/u", "/ug", "/n", "/ng", "/d")}
+    assert got == {"/u": (1000, 1001), "/ug": (1000, 50), "/n": (42, 42), "/ng": (42, 50),
+                   "/d": (1000, 7)}
+
+
+def test_owner_reads_passwd_written_earlier_in_same_op(store):
+    ref = run_file(store, None, Mkdir("/etc"),
+                   Mkfile("/etc/passwd", b"bob:x:77:88::/:/bin/sh\n"),
+                   Mkfile("/b", b"", owner="bob"))
+    assert (st(store, ref, "/b").st_uid, st(store, ref, "/b").st_gid) == (77, 88)
+
+
+def test_owner_unknown_name_is_input_error(store):
+    base = seed(store, None, _etc)
+    with pytest.raises(OwnerError) as ei:
+        run_file(store, base, Mkfile("/u", b"", owner="mallory"))
+    assert ei.value.exit_code == 2 and "mallory" in str(ei.value)
+    with pytest.raises(OwnerError, match="nogroup"):
+        run_file(store, base, Mkfile("/u", b"", owner="alice:nogroup"))
+    with pytest.raises(OwnerError):  # no /etc/passwd at all
+        run_file(store, None, Mkfile("/u", b"", owner="alice"))
+
+
+# ------------------------------------------------------------------------------ commit/discard
+
+
+class _CountingStore:
+    """Wraps a Store and records what happens to the mutables it prepares."""
+
+    def __init__(self, inner):
+        self.inner, self.events, self.kind = inner, [], inner.kind
+
+    def prepare(self, parent, *, trusted=False):
+        m = self.inner.prepare(parent, trusted=trusted)
+        self.events.append(("prepare", trusted))
+        outer = self
+
+        class M:
+            def mount(self):
+                return m.mount()
+
+            def commit(self):
+                outer.events.append("commit")
+                return m.commit()
+
+            def discard(self):
+                outer.events.append("discard")
+                return m.discard()
+        return M()
+
+    def view(self, ref):
+        return self.inner.view(ref)
+
+
+def test_failure_discards_and_success_commits(store):
+    cs = _CountingStore(store)
+    with pytest.raises(SolveError):
+        run_file(cs, None, Mkfile("/a", b"x"), Mkfile("/missing/b", b"y"))
+    assert cs.events == [("prepare", True), "discard"]
+    cs.events.clear()
+    run_file(cs, None, Mkfile("/a", b"x"))
+    assert cs.events == [("prepare", True), "commit"]
+
+
+def test_cancelled_before_actions(store):
+    cs = _CountingStore(store)
+    with pytest.raises(CancelledError):
+        run_file(cs, None, Mkfile("/a", b"x"), cancelled=True)
+    assert cs.events == [("prepare", True), "discard"]
+
+
+def test_actions_apply_in_order(store):
+    ref = run_file(store, None, Mkdir("/a"), Mkfile("/a/f", b"1"), Mkfile("/a/f", b"2"),
+                   Rm("/a/f"), Mkfile("/a/g", b"3"))
+    assert listing(store, ref) == ["a", "a/g"] and read(store, ref, "/a/g") == b"3"
+
+
+# ------------------------------------------------------------------------------ containment
+
+
+def _escapes(p):
+    os.symlink("/", p / "rootlink")
+    os.symlink("../../../../../../..", p / "up")
+    (p / "d").mkdir()
+    os.symlink("../up/etc", p / "d/chain")
+    os.symlink("/d/chain", p / "abschain")
+
+
+@pytest.fixture
+def outside(tmp_path):
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "victim").write_bytes(b"safe")
+    return d
+
+
+def test_dotdot_stays_inside(store, outside):
+    rel = "/../../../../../../../.." + str(outside)
+    ref = run_file(store, None, Mkdir(rel, parents=True), Mkfile(rel + "/victim", b"evil"))
+    assert (outside / "victim").read_bytes() == b"safe"
+    assert read(store, ref, str(outside) + "/victim") == b"evil"
+
+
+def test_symlink_escapes_contained_for_every_action(store, outside):
+    base = seed(store, None, _escapes)
+    o = str(outside)
+    ref = run_file(store, base,
+                   Mkdir("/rootlink" + o, parents=True),
+                   Mkfile("/rootlink" + o + "/victim", b"evil1"),
+                   Mkdir("/up" + o, parents=True),
+                   Mkfile("/up" + o + "/victim", b"evil2"),
+                   Mkdir("/etc"),
+                   Mkfile("/abschain/passwd", b"inside"),
+                   Rm("/up" + o + "/nothing"))
+    assert (outside / "victim").read_bytes() == b"safe"
+    assert read(store, ref, o + "/victim") == b"evil2"
+    assert read(store, ref, "/etc/passwd") == b"inside"  # ../up/etc resolved inside the root
+    # rm through escaping links removes the in-root path only
+    ref2 = run_file(store, ref, Rm("/up" + o + "/victim"), Rm("/rootlink" + o))
+    assert (outside / "victim").read_bytes() == b"safe"
+    assert not exists(store, ref2, o)
+
+
+def test_copy_escapes_contained(store, outside):
+    src = seed(store, None, lambda p: (_escapes(p), (p / "data").write_bytes(b"d")))
+    o = str(outside)
+    base = seed(store, None, _escapes)
+    ref = run_file(store, base,
+                   Copy(1, "/up/data", "/rootlink" + o + "/victim", create_dest_path=True),
+                   Copy(1, "/abschain/../../data", "/up/x", create_dest_path=True),
+                   sources=(src,))
+    assert (outside / "victim").read_bytes() == b"safe"
+    assert read(store, ref, o + "/victim") == b"d"
+    assert read(store, ref, "/x") == b"d"
