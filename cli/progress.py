@@ -1,0 +1,204 @@
+"""Progress renderers: a live BuildKit-style terminal view, plain lines, or JSON lines.
+
+Each implements the solver's ProgressSink (begin(total), event(ev), end()) and writes to
+stderr, so a tar on stdout stays clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import IO
+
+
+def make_renderer(mode: str, stream: IO[str] | None = None):
+    """The renderer for `--progress MODE` ("auto": tty on a terminal, plain otherwise)."""
+    stream = stream or sys.stderr
+    if mode == "auto":
+        mode = "tty" if _isatty(stream) else "plain"
+    if mode == "json":
+        return JsonRenderer(stream)
+    if mode == "tty":
+        return TtyRenderer(stream)
+    return PlainRenderer(stream)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+class JsonRenderer:
+    """One JSON object per line: event, vertex, name, time (+ duration, stream/data, error)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self._buf: list[str] = []
+
+    def begin(self, total: int) -> None:
+        pass
+
+    def event(self, ev: dict) -> None:
+        out = {k: v for k, v in ev.items() if k != "index"}
+        self._buf.append(json.dumps(out, separators=(",", ":")))
+        if ev["event"] != "cached" or len(self._buf) >= 512:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self.stream.write("\n".join(self._buf) + "\n")
+            self._buf.clear()
+            self.stream.flush()
+
+    def end(self) -> None:
+        self._flush()
+
+
+class PlainRenderer:
+    """BuildKit's plain form: `#n [n/m] name`, then `#n CACHED`, log lines, `#n DONE 0.1s`."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.total = 0
+        self._buf: list[str] = []
+        self._started: dict[str, float] = {}
+
+    def begin(self, total: int) -> None:
+        self.total = total
+
+    def event(self, ev: dict) -> None:
+        n, kind, name = ev["index"], ev["event"], ev["name"]
+        head = f"#{n} [{n}/{self.total}] {name}"
+        b = self._buf
+        if kind == "start":
+            self._started[ev["vertex"]] = ev["time"]
+            b.append(head)
+        elif kind == "cached":
+            b.append(head)
+            b.append(f"#{n} CACHED\n")
+        elif kind == "log":
+            t = ev["time"] - self._started.get(ev["vertex"], ev["time"])
+            for line in ev["data"].splitlines():
+                b.append(f"#{n} {t:.3f} {line}")
+        elif kind == "done":
+            if "explain" in ev:
+                b.append(f"#{n} MISS {ev['explain']}")
+            b.append(f"#{n} DONE {ev.get('duration', 0):.1f}s\n")
+        elif kind == "error":
+            if ev["vertex"] not in self._started:
+                b.append(head)
+            b.append(f"#{n} ERROR: {ev.get('error', '')}\n")
+        if kind != "cached" or len(b) >= 1024:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self.stream.write("\n".join(self._buf) + "\n")
+            self._buf.clear()
+            self.stream.flush()
+
+    def end(self) -> None:
+        self._flush()
+
+
+class _Line:
+    __slots__ = ("n", "name", "state", "start", "end", "logs")
+
+    def __init__(self, n: int, name: str, start: float):
+        self.n, self.name, self.state, self.start, self.end = n, name, "running", start, None
+        self.logs: list[str] = []
+
+
+class TtyRenderer:
+    """A live view: `[+] Building 1.2s (5/7)` over ` => CACHED [n/m] name` lines, redrawn
+    ten times a second; finished lines scroll up and stay."""
+
+    _LOG_LINES = 6
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.total = 0
+        self.t0 = time.time()
+        self._lines: dict[str, _Line] = {}
+        self._order: list[_Line] = []
+        self._flushed = 0  # lines of _order already printed for good
+        self._drawn = 0  # terminal rows of the live region
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, total: int) -> None:
+        self.total = total
+        self.t0 = time.time()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="llb-progress")
+        self._thread.start()
+
+    def event(self, ev: dict) -> None:
+        with self._lock:
+            v = ev["vertex"]
+            line = self._lines.get(v)
+            if line is None:
+                line = self._lines[v] = _Line(ev["index"], ev["name"], ev["time"])
+                self._order.append(line)
+            kind = ev["event"]
+            if kind == "log":
+                line.logs.extend(ev["data"].splitlines())
+                del line.logs[:-self._LOG_LINES]
+            elif kind in ("cached", "done", "error"):
+                line.state = kind
+                line.end = ev["time"]
+                if kind == "error":
+                    line.name = f"{line.name}: {ev.get('error', '')}"
+
+    def end(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._draw(final=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            with self._lock:
+                self._draw(final=False)
+
+    def _draw(self, final: bool) -> None:
+        width = shutil.get_terminal_size((100, 24)).columns
+        out = []
+        if self._drawn:
+            out.append(f"\x1b[{self._drawn}F\x1b[J")  # back to the live region, clear it
+        # lines that finished before every running one are printed for good
+        order = self._order
+        while self._flushed < len(order) and (final or order[self._flushed].state != "running"):
+            out.append(self._fmt(order[self._flushed], width) + "\n")
+            self._flushed += 1
+        live = [] if final else [self._fmt(ln, width, logs=True) for ln in order[self._flushed:]]
+        finished = sum(1 for ln in order if ln.state != "running")
+        elapsed = time.time() - self.t0
+        header = f"[+] Building {elapsed:.1f}s ({finished}/{self.total})" + (" FINISHED" if final else "")
+        region = [header] + [s for block in live for s in block.split("\n")]
+        if not final:
+            rows = shutil.get_terminal_size((100, 24)).lines - 1
+            region = region[:max(rows, 1)]
+        out.append("\n".join(region) + "\n")
+        self._drawn = 0 if final else len(region)
+        self.stream.write("".join(out))
+        self.stream.flush()
+
+    def _fmt(self, ln: _Line, width: int, logs: bool = False) -> str:
+        t = (ln.end or time.time()) - ln.start
+        tag = {"cached": "CACHED ", "error": "ERROR "}.get(ln.state, "")
+        text = f" => {tag}[{ln.n}/{self.total}] {ln.name}"
+        dur = f"{t:.1f}s" if ln.state != "cached" else "0.0s"
+        room = width - len(dur) - 1
+        if len(text) > room:
+            text = text[:max(room - 1, 10)] + "…"
+        s = text.ljust(room) + " " + dur
+        if logs and ln.state == "running":
+            s += "".join("\n => => # " + x[: width - 10] for x in ln.logs)
+        return s
