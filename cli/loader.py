@@ -1,0 +1,119 @@
+"""Turning the BUILD argument of a command into a Definition.
+
+BUILD is a Python build file (its `build()`, or `--target NAME`, returns an llb.State), a
+directory holding build.py, a serialised definition file, or "-" for one on stdin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+from llb import Definition, State
+from llb.errors import BuildFileError, DefinitionError, LLBError
+
+
+def load_definition(build: str, target: str | None = None) -> Definition:
+    """The Definition BUILD stands for; BuildFileError / DefinitionError say what is wrong."""
+    if build == "-":
+        if target:
+            raise BuildFileError("--target applies to build files, not a definition on stdin")
+        data = sys.stdin.buffer.read()
+        return _parse(data, "<stdin>")
+    path = Path(build)
+    if path.is_dir():
+        path = path / "build.py"
+    if not path.is_file():
+        raise BuildFileError(f"{build}: no such build file or definition", path=build)
+    if path.suffix == ".py":
+        return load_build_file(path, target)
+    if target:
+        raise BuildFileError(f"{build}: --target applies to build files, not a definition",
+                             path=build)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BuildFileError(f"{build}: cannot read: {e.strerror}", path=build) from None
+    return _parse(data, str(build))
+
+
+def _parse(data: bytes, where: str) -> Definition:
+    try:
+        return Definition.from_bytes(data)
+    except DefinitionError as e:
+        raise DefinitionError(f"{where}: {e}", vertex=e.vertex, path=where) from None
+
+
+def load_build_file(path: Path, target: str | None = None) -> Definition:
+    """Run a build file's `build()` (or `target`) and return the definition of its State."""
+    name = target or "build"
+    shown = str(path)
+    directory = str(path.resolve().parent)
+    sys.path.insert(0, directory)  # so a build file can import helpers beside it
+    modules_before = set(sys.modules)
+    try:
+        spec = importlib.util.spec_from_file_location(f"_llb_build_{abs(hash(shown))}", path)
+        if spec is None or spec.loader is None:
+            raise BuildFileError(f"{shown}: cannot load as a Python module", path=shown)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            raise BuildFileError(f"{shown}:{e.lineno}: syntax error: {e.msg}", path=shown) from None
+        except (Exception, SystemExit) as e:
+            raise BuildFileError(f"{_where(shown, e)}: loading failed: {_describe(e)}",
+                                 path=shown) from None
+        fn = getattr(module, name, None)
+        if fn is None:
+            raise BuildFileError(f"{shown}: defines no function {name}() returning an llb.State",
+                                 path=shown)
+        if not callable(fn):
+            raise BuildFileError(f"{shown}: {name} is a {type(fn).__name__}, not a function",
+                                 path=shown)
+        try:
+            state = fn()
+        except (Exception, SystemExit) as e:
+            raise BuildFileError(f"{_where(shown, e)}: {name}() failed: {_describe(e)}",
+                                 path=shown) from None
+        if not isinstance(state, State):
+            raise BuildFileError(f"{shown}: {name}() returned {type(state).__name__}, "
+                                 f"not an llb.State", path=shown)
+        try:
+            return state.to_definition()
+        except LLBError as e:
+            raise BuildFileError(f"{shown}: {name}(): {e}", path=shown) from None
+    finally:
+        try:
+            sys.path.remove(directory)
+        except ValueError:
+            pass
+        _forget_modules_from(directory, set(sys.modules) - modules_before)
+
+
+def _forget_modules_from(directory: str, names: set[str]) -> None:
+    """Drop helper modules the build file imported from its own directory, so another build
+    file with a helper of the same name gets its own."""
+    for name in names:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) or ""
+        if origin and str(Path(origin).resolve()).startswith(directory + "/"):
+            del sys.modules[name]
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, LLBError):
+        return str(e)
+    text = str(e).split("\n")[0]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _where(shown: str, e: BaseException) -> str:
+    """`file:line` of the deepest traceback frame inside the build file, else the file."""
+    target = str(Path(shown).resolve())
+    line = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if str(Path(frame.filename).resolve()) == target:
+            line = frame.lineno
+    return f"{shown}:{line}" if line else shown
