@@ -25,11 +25,8 @@ def copy_file(src: str, dst: str, st: os.stat_result) -> None:
             size = st.st_size
             if size and st.st_blocks * 512 < size:
                 _copy_sparse(fin, fout, size)
-            else:
-                while True:
-                    n = os.copy_file_range(fin, fout, _CHUNK) if size else 0
-                    if n == 0:
-                        break
+            elif size:
+                _copy_range(fin, fout, 0, size)
             os.ftruncate(fout, size)
         finally:
             os.close(fout)
@@ -47,13 +44,30 @@ def _copy_sparse(fin: int, fout: int, size: int) -> None:
                 return
             raise
         hole = os.lseek(fin, data, os.SEEK_HOLE)
-        off = data
-        while off < hole:
-            n = os.copy_file_range(fin, fout, min(hole - off, _CHUNK), off, off)
-            if n == 0:
-                break
-            off += n
+        _copy_range(fin, fout, data, hole - data)
         pos = hole
+
+
+def _copy_range(fin: int, fout: int, off: int, count: int) -> None:
+    """Copy count bytes at off (same offset in both): copy_file_range, or pread/pwrite
+    where the kernel refuses it (e.g. from an overlay mount to another filesystem)."""
+    end = off + count
+    while off < end:
+        try:
+            n = os.copy_file_range(fin, fout, min(end - off, _CHUNK), off, off)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            break
+        if n == 0:
+            return
+        off += n
+    while off < end:
+        data = os.pread(fin, min(end - off, _CHUNK), off)
+        if not data:
+            return
+        os.pwrite(fout, data, off)
+        off += len(data)
 
 
 def copy_entry(src: str, dst: str, st: os.stat_result) -> None:

@@ -142,6 +142,7 @@ def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
         copy_metadata(os.path.join(src, rel), os.path.join(dest, rel), st, times=False)
         made[rel] = st
 
+    copied: dict[tuple[int, int], str] = {}  # hardlinks inside the layer stay hardlinks
     for ch in changes:
         parent = os.path.dirname(ch.path)
         if ch.kind == "delete":
@@ -154,7 +155,12 @@ def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
         if stat.S_ISDIR(st.st_mode):
             ensure_dir(ch.path)
         elif not _try_link(sp, os.path.join(dest, ch.path)):
-            copy_entry(sp, os.path.join(dest, ch.path), st)
+            dp, key = os.path.join(dest, ch.path), (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in copied:
+                os.link(copied[key], dp)
+                continue
+            copy_entry(sp, dp, st)
+            copied[key] = dp
     for rel in sorted(made, key=lambda r: -len(path_key(r)) if r else 0):
         st = made[rel]
         os.utime(os.path.join(dest, rel) if rel else dest, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -33,6 +33,9 @@ class Driver:
     def commit_mutable(self, m: "Mutable") -> list[Change]: raise NotImplementedError
     def view(self, sid: str) -> AbstractContextManager[Path]: raise NotImplementedError
 
+    def forget(self) -> None:
+        """Drop per-process caches (snapshots were removed)."""
+
     # -- shared
     def layer_root(self, sid: str) -> Path:
         """The directory holding layer sid's changed entries at their paths."""

@@ -15,7 +15,7 @@ from snapshot.differ import overlay_changes
 from snapshot.driver import Driver, publish_cache
 from snapshot.errors import SnapshotError
 from snapshot.layers import Change
-from snapshot.mount import OPTION_LIMIT, mount_overlay, overlay_options, unmount
+from snapshot.mount import mount_overlay, unmount
 
 if TYPE_CHECKING:
     from snapshot.store import Mutable
@@ -26,6 +26,10 @@ MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of o
 class OverlayDriver(Driver):
     kind = "overlayfs"
     layer_dirname = "fs"
+
+    def __init__(self, store):
+        super().__init__(store)
+        self._cache: dict[str, list[str]] = {}
 
     def _rel(self, path: Path) -> str:
         return os.path.relpath(path, self.store.root)
@@ -49,7 +53,7 @@ class OverlayDriver(Driver):
 
     def unmount_mutable(self, m: "Mutable") -> None:
         if m.parent is not None:
-            unmount(m.dir / "mnt")
+            unmount(m.dir / "mnt", lazy=False)  # EBUSY if a process still writes there
 
     def commit_mutable(self, m: "Mutable") -> list[Change]:
         if m.parent is None:
@@ -81,32 +85,40 @@ class OverlayDriver(Driver):
             os.rmdir(mnt)
 
     def lowers(self, sid: str) -> list[str]:
-        """Directories (relative to the root, top first) whose overlay is sid's tree,
-        flattening an ancestor first when the chain is too deep for one mount."""
-        while True:
-            dirs, snaps = self._stack(sid)
-            if len(dirs) <= MAX_LOWERS and len(overlay_options(dirs, "x" * 60, "x" * 60)) < OPTION_LIMIT:
-                return dirs
-            j = max(len(dirs) - MAX_LOWERS, 1)
-            self._flatten(snaps[j], dirs[j:])
-
-    def _stack(self, sid: str) -> tuple[list[str], list[str]]:
-        dirs: list[str] = []
-        snaps: list[str] = []
+        """Directories (relative to the root, top first) whose overlay is sid's tree. A
+        parent whose own stack is already MAX_LOWERS deep is flattened first. Memoised:
+        committed snapshots never change (a later `flat/` only makes stacks shorter)."""
+        cached = self._cache.get(sid)
+        if cached is not None:
+            return cached
+        todo: list[tuple[str, str | None]] = []  # (layer snapshot, its parent), top first
         s: str | None = sid
+        base: list[str] = []
         while s is not None:
+            if s in self._cache:
+                base = self._cache[s]
+                break
             sdir = self.store.snapshot_dir(s)
             if (sdir / "flat").is_dir():
-                dirs.append(self._rel(sdir / "flat"))
+                base = self._cache[s] = [self._rel(sdir / "flat")]
                 break
             row = self.store._row(s)
             if row.kind != "layer":
-                dirs.append(self._rel(self.ensure_tree(s)))
+                base = self._cache[s] = [self._rel(self.ensure_tree(s))]
                 break
-            dirs.append(self._rel(sdir / "fs"))
-            snaps.append(s)
+            todo.append((s, row.parent))
             s = row.parent
-        return dirs, snaps
+        dirs = base
+        for s, parent in reversed(todo):
+            if len(dirs) >= MAX_LOWERS:
+                self._flatten(parent, dirs)
+                dirs = self._cache[parent] = [self._rel(self.store.snapshot_dir(parent) / "flat")]
+            dirs = [self._rel(self.store.snapshot_dir(s) / "fs")] + dirs
+            self._cache[s] = dirs
+        return dirs
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     def _flatten(self, sid: str, dirs: list[str]) -> None:
         """Materialise sid's tree as `<snapshot>/flat` by copying its overlay view."""

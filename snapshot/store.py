@@ -447,6 +447,7 @@ class Store:
                 continue
             remove_tree(trash)
         self._chains.clear()
+        self._driver.forget()
         return freed
 
     def _pick_kind(self, wanted: str) -> str:
