@@ -1,0 +1,100 @@
+"""`type=tar`: write a result as a POSIX (pax) tar stream, to a file or to stdout.
+
+Entries come in a deterministic order (depth first, names sorted, a directory before its
+contents; no root entry), carry mode, numeric owner (no user or group names: they would
+depend on the host), mtime to the nanosecond (pax `mtime` when it has a fraction) and xattrs
+as pax `SCHILY.xattr.<name>` records. Files that are hardlinks of each other within the
+result become one file and link entries; fifos and devices are kept; sockets cannot be
+represented in tar and are left out, as GNU tar does."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from typing import Any, BinaryIO
+
+from solver.exporters.local import ExportError, walk
+from solver.ops import file_meta
+
+__all__ = ["export_tar"]
+
+
+def export_tar(store: Any, ref: Any, fileobj: BinaryIO) -> None:
+    """Write the tree of ref (None = empty) to fileobj as a tar stream (no seeking)."""
+    try:
+        with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tf:
+            if ref is None:
+                return
+            with store.view(ref) as src:
+                _write(tf, str(src))
+    except (BrokenPipeError, ConnectionResetError):
+        raise
+    except OSError as e:
+        raise ExportError(f"cannot write tar output: {e.strerror or e}") from None
+
+
+class _Info(tarfile.TarInfo):
+    """TarInfo whose pax records carry raw bytes (binary xattr values, non-UTF-8 names)
+    without the `hdrcharset=BINARY` record GNU tar does not know, as star and GNU tar
+    themselves write them."""
+
+    @classmethod
+    def _create_pax_generic_header(cls, pax_headers, type, encoding):
+        records = b""
+        for keyword, value in pax_headers.items():
+            kw = keyword.encode("utf-8")
+            val = value.encode("utf-8", "surrogateescape")
+            body = len(kw) + len(val) + 3  # " ", "=", "\n"
+            size = body + len(str(body))
+            if len(str(size)) != len(str(body)):
+                size = body + len(str(size))
+            records += str(size).encode("ascii") + b" " + kw + b"=" + val + b"\n"
+        info = {"name": "././@PaxHeader", "type": type, "size": len(records),
+                "magic": tarfile.POSIX_MAGIC}
+        return (cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace")
+                + cls._create_payload(records))
+
+
+def _write(tf: tarfile.TarFile, root: str) -> None:
+    links: dict[tuple[int, int], str] = {}
+    for rel, path, st in walk(root):
+        mode = st.st_mode
+        if stat.S_ISSOCK(mode):
+            continue
+        ti = _Info(rel)
+        ti.mode = stat.S_IMODE(mode)
+        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uname = ti.gname = ""
+        sec, frac = divmod(st.st_mtime_ns, 1_000_000_000)
+        ti.mtime = sec
+        pax: dict[str, str] = {}
+        if frac:
+            pax["mtime"] = f"{sec}.{frac:09d}".rstrip("0")
+        for name, value in file_meta.xattrs(path).items():
+            pax["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+        ti.pax_headers = pax
+        key = (st.st_dev, st.st_ino)
+        if not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode) and st.st_nlink > 1:
+            first = links.get(key)
+            if first is not None:
+                ti.type, ti.linkname = tarfile.LNKTYPE, first
+                tf.addfile(ti)
+                continue
+            links[key] = rel
+        if stat.S_ISREG(mode):
+            ti.type, ti.size = tarfile.REGTYPE, st.st_size
+            with open(path, "rb") as f:
+                tf.addfile(ti, f)
+            continue
+        if stat.S_ISDIR(mode):
+            ti.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif stat.S_ISFIFO(mode):
+            ti.type = tarfile.FIFOTYPE
+        else:
+            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tf.addfile(ti)
