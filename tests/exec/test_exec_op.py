@@ -1,0 +1,253 @@
+"""solver.ops.exec against a real Store (both snapshotters): outputs, mounts, failures."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from exechelp import make_busybox_rootfs, needs_runc
+
+from llb.ops import (
+    MOUNT_CACHE, MOUNT_TMPFS, ExecOp, Input, Mount,
+)
+from solver.errors import CancelledError, InputError, SolveError
+from solver.ops import exec as exec_op
+from solver.ops.context import OpContext
+
+pytestmark = needs_runc
+
+
+@pytest.fixture(params=["native", "overlayfs"])
+def store(request, tmp_path):
+    from snapshot import Store
+    from snapshot.mount import overlay_works
+    if request.param == "overlayfs" and not overlay_works(tmp_path):
+        pytest.skip("overlayfs mounts do not work here")
+    s = Store(tmp_path / "root", snapshotter=request.param)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def base(store):
+    m = store.prepare(None)
+    with m.mount() as p:
+        for name in os.listdir(make_busybox_rootfs(Path(p) / "_bb")):
+            os.rename(Path(p) / "_bb" / name, Path(p) / name)
+        os.rmdir(Path(p) / "_bb")
+        (Path(p) / "data").mkdir()
+        (Path(p) / "data" / "keep").write_text("keep")
+        (Path(p) / "data" / "gone").write_text("gone")
+        (Path(p) / "data" / "mode").write_text("mode")
+    return m.commit()
+
+
+def _ctx(store, **kw) -> OpContext:
+    logs: list[tuple[str, str, bytes]] = []
+    ctx = OpContext(store=store, root=store.root, vertex="sha256:" + "0" * 64, name="exec",
+                    _log=lambda v, s, d: logs.append((v, s, d)), **kw)
+    ctx.logs = logs  # type: ignore[attr-defined]
+    return ctx
+
+
+def _op(script: str, *mounts: Mount, n_inputs: int = 1, **kw) -> ExecOp:
+    root = Mount("/", input=0, output=0)
+    return ExecOp(inputs=tuple(Input(f"sha256:{i:064x}") for i in range(n_inputs)),
+                  args=("sh", "-c", script), mounts=(root,) + mounts, **kw)
+
+
+def _tree(store, ref) -> dict[str, str]:
+    """path -> 'd 755' / 'f 644 content' / 'l target' for the whole tree."""
+    out: dict[str, str] = {}
+    if ref is None:
+        return out
+    with store.view(ref) as root:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                p = os.path.join(dirpath, n)
+                rel = "/" + os.path.relpath(p, root)
+                st = os.lstat(p)
+                mode = f"{stat.S_IMODE(st.st_mode):o}"
+                if stat.S_ISLNK(st.st_mode):
+                    out[rel] = "l " + os.readlink(p)
+                elif stat.S_ISDIR(st.st_mode):
+                    out[rel] = "d " + mode
+                elif stat.S_ISREG(st.st_mode):
+                    out[rel] = f"f {mode} " + Path(p).read_text(errors="replace")
+                else:
+                    out[rel] = "s " + mode
+    return out
+
+
+def _changes(store, lower, upper) -> dict[str, str]:
+    d = store.diff(lower, upper)
+    if d is None:
+        return {}
+    return {"/" + c.path.lstrip("/"): c.kind for layer in d.layer_chain() for c in layer.changes()}
+
+
+def test_exec_writes_deletes_chmods(store, base):
+    ctx = _ctx(store)
+    [root] = exec_op.run(ctx, _op("echo new > /data/new; rm /data/gone; chmod 600 /data/mode;"
+                                  " mkdir -p /made/sub"), [base])
+    tree = _tree(store, root)
+    assert tree["/data/new"] == "f 644 new\n"
+    assert "/data/gone" not in tree
+    assert tree["/data/mode"] == "f 600 mode"
+    assert tree["/data/keep"] == "f 644 keep"
+    assert tree["/made/sub"] == "d 755"
+    for stub in ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf"):
+        assert stub not in tree
+
+
+def test_diff_holds_only_what_the_command_changed(store, base):
+    [root] = exec_op.run(_ctx(store), _op("echo x > /data/new; rm /data/gone",
+                                          Mount("/mnt/ro", input=0, readonly=True),
+                                          Mount("/tmp2", type=MOUNT_TMPFS)), [base])
+    ch = _changes(store, base, root)
+    assert {p: k for p, k in ch.items() if p != "/data"} == {
+        "/data/new": "add", "/data/gone": "delete"}
+
+
+def test_true_changes_nothing(store, base):
+    [root] = exec_op.run(_ctx(store), _op("true"), [base])
+    assert _changes(store, base, root) == {}
+    assert _tree(store, root) == _tree(store, base)
+
+
+def test_failure_message_tail_and_nothing_committed(store, base):
+    before = set(store.snapshot_ids())
+    ctx = _ctx(store)
+    op = _op("i=0; while [ $i -lt 30 ]; do echo out$i; i=$((i+1)); done; touch /x; exit 2")
+    with pytest.raises(SolveError) as e:
+        exec_op.run(ctx, op, [base])
+    err = e.value
+    cmd = "sh -c i=0; while [ $i -lt 30 ]; do echo out$i; i=$((i+1)); done; touch /x; exit 2"
+    assert str(err) == f'process "{cmd}" did not complete successfully: exit code: 2'
+    assert err.exit_code == 1
+    assert err.log_tail == [f"out{i}" for i in range(10, 30)]
+    assert set(store.snapshot_ids()) == before
+
+
+def test_streams_output_to_ctx_log(store, base):
+    ctx = _ctx(store)
+    exec_op.run(ctx, _op("echo a; echo b >&2; echo c"), [base])
+    assert [(s, d) for _, s, d in ctx.logs] in (
+        [("stdout", b"a\n"), ("stderr", b"b\n"), ("stdout", b"c\n")],
+        [("stdout", b"a\n"), ("stdout", b"c\n"), ("stderr", b"b\n")],
+        [("stderr", b"b\n"), ("stdout", b"a\n"), ("stdout", b"c\n")],
+    )
+
+
+def test_readonly_mount_refuses_writes(store, base):
+    src_before = _tree(store, base)
+    op = _op("for p in /src/data/keep /src/data/new; do echo x > $p && exit 9; done;"
+             " rm /src/data/keep && exit 8; chmod 777 /src/data && exit 7; true",
+             Mount("/src", input=1, readonly=True), n_inputs=2)
+    [root] = exec_op.run(_ctx(store), op, [base, base])
+    assert _tree(store, base) == src_before
+    assert "/src" not in _tree(store, root)
+
+
+def test_readonly_rootfs_refuses_writes(store, base):
+    op = ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", "touch /x || exit 5"),
+                mounts=(Mount("/", input=0, output=-1, readonly=True),))
+    with pytest.raises(SolveError, match="exit code: 5"):
+        exec_op.run(_ctx(store), op, [base])
+    op = ExecOp(inputs=(Input("sha256:" + "0" * 64), Input("sha256:" + "1" * 64)),
+                args=("sh", "-c", "echo ok > /out/f"),
+                mounts=(Mount("/", input=0, output=-1, readonly=True),
+                        Mount("/out", input=1, output=0)))
+    [out] = exec_op.run(_ctx(store), op, [base, None])
+    assert _tree(store, out) == {"/f": "f 644 ok\n"}
+
+
+def test_writable_mount_is_an_output_and_not_in_root(store, base):
+    op = _op("echo hi > /out/hello; mkdir /out/d; echo r > /rootfile",
+             Mount("/out", input=1, output=1), n_inputs=2)
+    root, out = exec_op.run(_ctx(store), op, [base, None])
+    assert _tree(store, out) == {"/hello": "f 644 hi\n", "/d": "d 755"}
+    assert "/out" not in _tree(store, root)
+    assert _tree(store, root)["/rootfile"] == "f 644 r\n"
+
+
+def test_writable_mount_with_selector(store, base):
+    op = _op("ls /sel > /listing; echo s > /sel/new",
+             Mount("/sel", input=1, output=1, selector="/data"), n_inputs=2)
+    root, out = exec_op.run(_ctx(store), op, [base, base])
+    assert _tree(store, root)["/listing"] == "f 644 gone\nkeep\nmode\n"
+    assert _tree(store, out)["/data/new"] == "f 644 s\n"
+    assert "/new" not in _tree(store, out)
+
+
+def test_missing_selector(store, base):
+    op = _op("true", Mount("/sel", input=0, readonly=True, selector="/nope"))
+    with pytest.raises(InputError, match="/nope"):
+        exec_op.run(_ctx(store), op, [base])
+
+
+def test_cache_mount_persists_and_is_in_no_output(store, base):
+    cache = Mount("/cache", type=MOUNT_CACHE, cache_id="test-cache")
+    [r1] = exec_op.run(_ctx(store), _op("echo 1 >> /cache/count; cat /cache/count > /seen",
+                                        cache), [base])
+    [r2] = exec_op.run(_ctx(store), _op("echo 2 >> /cache/count; cat /cache/count > /seen",
+                                        cache), [base])
+    assert _tree(store, r1)["/seen"] == "f 644 1\n"
+    assert _tree(store, r2)["/seen"] == "f 644 1\n2\n"
+    for r in (r1, r2):
+        assert not any(p.startswith("/cache") for p in _tree(store, r))
+
+
+def test_user_by_name_and_number(store, base):
+    op = _op("id -u > /tmp-uid; id -g >> /tmp-uid; id -G >> /tmp-uid", user="app")
+    with pytest.raises(SolveError):  # app cannot write to /
+        exec_op.run(_ctx(store), op, [base])
+    op = _op("id -u > /w/o; id -g >> /w/o; id -G >> /w/o; stat -c %u:%g /w >> /w/o",
+             user="app", cwd="/w")
+    [root] = exec_op.run(_ctx(store), op, [base])
+    assert _tree(store, root)["/w/o"] == "f 644 1000\n1000\n1000 10\n1000:1000\n"
+    op = _op("id -u > o; id -g >> o", user="1234:55", cwd="/u")
+    [root] = exec_op.run(_ctx(store), op, [base])
+    assert _tree(store, root)["/u/o"] == "f 644 1234\n55\n"
+    with pytest.raises(InputError, match="unable to find user ghost"):
+        exec_op.run(_ctx(store), _op("true", user="ghost"), [base])
+
+
+def test_cwd_is_created_and_kept(store, base):
+    [root] = exec_op.run(_ctx(store), _op("pwd > out", cwd="/a/b"), [base])
+    assert _tree(store, root)["/a/b/out"] == "f 644 /a/b\n"
+
+
+def test_env_and_hostname(store, base):
+    op = _op('echo "$A $B" > /o; hostname >> /o', hostname="box")
+    op = ExecOp(inputs=op.inputs, args=op.args, env=("A=1", "B=two"), hostname="box",
+                mounts=op.mounts)
+    [root] = exec_op.run(_ctx(store), op, [base])
+    assert _tree(store, root)["/o"] == "f 644 1 two\nbox\n"
+
+
+def test_cancelled_before_start(store, base):
+    ctx = _ctx(store)
+    ctx.cancelled.set()
+    before = set(store.snapshot_ids())
+    with pytest.raises(CancelledError):
+        exec_op.run(ctx, _op("true"), [base])
+    assert set(store.snapshot_ids()) == before
+
+
+def test_cancel_while_running(store, base):
+    ctx = _ctx(store)
+    threading.Timer(0.3, ctx.cancelled.set).start()
+    before = set(store.snapshot_ids())
+    with pytest.raises(CancelledError):
+        exec_op.run(ctx, _op("touch /x; sleep 30"), [base])
+    assert set(store.snapshot_ids()) == before
+
+
+def test_names():
+    assert exec_op.name(_op("make")) == 'exec sh -c "make"'
+    assert exec_op.name(ExecOp(inputs=(), args=("true",))) == "exec true"
+    assert exec_op.name(ExecOp(inputs=(), args=("echo", "a b"))) == 'exec echo "a b"'
