@@ -180,7 +180,9 @@ def _union_decoder(members: tuple[type, ...]) -> Decoder:
     def decode(v: Any) -> Any:
         if type(v) is not dict:
             raise FieldError(f"expected a map, got {_typename(v)}")
-        value = v.get(tag_name)
+        if tag_name not in v:
+            raise FieldError(f"missing field {tag_name!r}")
+        value = v[tag_name]
         dec = by_tag.get(value) if type(value) is str else None
         if dec is None:
             known = ", ".join(sorted(by_tag))
