@@ -18,9 +18,8 @@ from snapshot.errors import PathEscapeError, SnapshotError
 from snapshot.paths import resolve_in_root
 from solver.ops import file_meta
 from solver.ops.file_errors import CopySourceNotFoundError, FileActionError
-from solver.ops.file_patterns import (
-    PatternError, PatternMatcher, clean, go_match, split_wildcards,
-)
+from solver.ops.file_patterns import clean, go_match, split_wildcards
+from solver.patterns import PathFilter
 
 Owner = tuple[int, int]
 
@@ -144,13 +143,11 @@ def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None) -> Non
     else:
         matches = [action.src]
     try:
-        inc = PatternMatcher(action.include) if action.include else None
-        exc = PatternMatcher(action.exclude) if action.exclude else None
-    except PatternError as e:
-        raise FileActionError(str(e), path=action.src) from None
+        flt = PathFilter(action.include, action.exclude)
+    except Exception as e:  # pathspec's own errors for a malformed pattern
+        raise FileActionError(f"bad include/exclude pattern: {e}", path=action.src) from None
     mode = action.mode & 0o777 if action.mode != -1 else None
-    copier = _Copier(dst_root, owner, times, mode, inc, exc, action.always_replace_existing,
-                     [])
+    copier = _Copier(dst_root, owner, times, mode, flt, action.always_replace_existing, [])
     for src in matches:
         _copy_one(copier, src_root, src, dst_root, dest, action)
     if times is not None:  # directories the action created: `created` once they are full
@@ -186,7 +183,7 @@ def _copy_one(c: _Copier, src_root: str, src: str, dst_root: str, dest: str,
     if contents and is_dir and dst_st is None:
         target = dst
     mkdir_all(dst_root, target, 0o755, c.owner, c.touched)
-    c.copy(followed, "", dst, False)
+    c.copy(followed, "", dst, False, not action.include)
 
 
 @dataclass
@@ -203,27 +200,22 @@ class _Copier:
     owner: Owner | None
     times: tuple[int, int] | None
     mode: int | None
-    inc: PatternMatcher | None
-    exc: PatternMatcher | None
+    flt: PathFilter
     always_replace: bool
     touched: list[str]
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     parents: list[_Pending] = field(default_factory=list)
 
-    def copy(self, src: str, comp: str, target: str, overwrite: bool) -> None:
-        """fsutil copier.copy: one source entry (recursively) onto target."""
+    def copy(self, src: str, comp: str, target: str, overwrite: bool, inherited: bool) -> None:
+        """fsutil copier.copy: one source entry (recursively) onto target. `inherited`:
+        an ancestor matched an include pattern (or there are none), so this entry is in."""
         st = os.lstat(src)
-        include = True
-        excluded = False
-        if comp:
-            if self.inc is not None:
-                include = self.inc.matches(comp)
-            if self.exc is not None and self.exc.matches(comp):
-                include = False
-                excluded = True
         is_dir = stat.S_ISDIR(st.st_mode)
-        if is_dir and excluded and not self.exc.has_exclusions:
-            return  # nothing below an excluded directory can be re-included
+        include, below = True, inherited
+        if comp:
+            if self.flt.excluded(comp, is_dir):
+                return  # an excluded directory is pruned with everything below it
+            include = below = inherited or self.flt.included(comp, is_dir)
         try:
             tst = os.lstat(target)
         except FileNotFoundError:
@@ -246,7 +238,7 @@ class _Copier:
         copy_info = include
         mode = st.st_mode
         if is_dir:
-            created = self._copy_directory(src, comp, target, st, overwrite, include)
+            created = self._copy_directory(src, comp, target, st, overwrite, include, below)
             if not overwrite:
                 copy_info = created
         elif stat.S_ISREG(mode):
@@ -276,7 +268,7 @@ class _Copier:
         file_meta.apply_meta(target, m, uid, gid, times, file_meta.xattrs(src))
 
     def _copy_directory(self, src: str, comp: str, dst: str, st: os.stat_result,
-                        overwrite: bool, include: bool) -> bool:
+                        overwrite: bool, include: bool, below: bool) -> bool:
         pending = _Pending(src, dst, copied=False)
         created = False
         if include:
@@ -286,7 +278,7 @@ class _Copier:
         try:
             for name in sorted(os.listdir(src)):
                 self.copy(os.path.join(src, name), f"{comp}/{name}" if comp else name,
-                          os.path.join(dst, name), True)
+                          os.path.join(dst, name), True, below)
         finally:
             self.parents.pop()
         if pending.created:  # created late for an included descendant: metadata after it

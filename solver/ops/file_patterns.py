@@ -1,16 +1,14 @@
-"""Path patterns of the file backend, with BuildKit's exact meanings.
+"""Wildcard source paths of the file backend (`allow_wildcard` on copy and rm), with
+BuildKit's meaning: Go's `filepath.Match` (`*` and `?` never cross "/", `[^a-z]` classes,
+`\\` escapes), the path split at its first component holding a wildcard.
 
-Two dialects exist there and both are kept: wildcard sources (`allow_wildcard`) use Go's
-`filepath.Match` (`*` and `?` never cross "/", `[^a-z]` classes, `\\` escapes), while copy
-include/exclude patterns use Docker's pattern matcher (`**` crosses directories, a pattern
-matching a directory matches everything below it, `!pattern` re-includes, last match wins)."""
+(Copy include/exclude patterns are gitignore-style, through solver.patterns.PathFilter, the
+same filter the copy's cache checksum walks with, so a key covers exactly what is read.)"""
 
 from __future__ import annotations
 
 import functools
 import re
-
-_SPECIAL = set(".+()|{}$")
 
 
 def contains_wildcards(name: str) -> bool:
@@ -137,84 +135,3 @@ def go_match(pattern: str, name: str) -> bool:
     """Go's filepath.Match(pattern, name) (a malformed pattern matches nothing)."""
     rx = _go_regex(pattern)
     return rx is not None and rx.fullmatch(name) is not None
-
-
-class PatternError(ValueError):
-    """An include/exclude pattern that cannot be used."""
-
-
-class PatternMatcher:
-    """Docker's (moby/patternmatcher) matcher over slash-separated relative paths."""
-
-    def __init__(self, patterns: tuple[str, ...] | list[str]):
-        self.patterns: list[tuple[bool, re.Pattern[str]]] = []
-        for raw in patterns:
-            p = raw.strip()
-            if not p:
-                continue
-            exclusion = p.startswith("!")
-            if exclusion:
-                p = p[1:]
-                if not p:
-                    raise PatternError(f"illegal exclusion pattern: {raw!r}")
-            p = clean(p).lstrip("/") or "."
-            if _go_regex(p.replace("**", "*")) is None:
-                raise PatternError(f"bad pattern: {raw!r}")
-            self.patterns.append((exclusion, re.compile(_docker_regex(p), re.DOTALL)))
-
-    @property
-    def has_exclusions(self) -> bool:
-        """Whether any `!pattern` can re-include something below an excluded directory."""
-        return any(excl for excl, _ in self.patterns)
-
-    def matches(self, path: str) -> bool:
-        """Whether path (relative, "/"-separated) is matched, parents counting."""
-        parents = path.split("/")[:-1]
-        prefixes = ["/".join(parents[: i + 1]) for i in range(len(parents))]
-        matched = False
-        for exclusion, rx in self.patterns:
-            if exclusion != matched:
-                continue
-            hit = rx.fullmatch(path) is not None or any(
-                rx.fullmatch(pre) is not None for pre in prefixes)
-            if hit:
-                matched = not exclusion
-        return matched
-
-
-def _docker_regex(pattern: str) -> str:
-    out = []
-    in_class = False
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
-                i += 1
-                if i + 1 < n and pattern[i + 1] == "/":
-                    i += 1
-                if i + 1 >= n:
-                    out.append(".*")
-                else:
-                    out.append("(.*/)?")
-            else:
-                out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\":
-            if i + 1 < n:
-                i += 1
-                out.append(re.escape(pattern[i]))
-            else:
-                out.append(re.escape("\\"))
-        elif ch in "[]":
-            in_class = ch == "["
-            out.append(ch)
-        elif ch == "^" and in_class and out[-1] == "[":
-            out.append(ch)
-        elif ch in _SPECIAL or ch == "^":
-            out.append("\\" + ch)
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)

@@ -176,13 +176,17 @@ def test_copy_include_exclude(store, src):
     ref = cp(store, src, Copy(1, "/dir", "/i", include=("**/*.go",)),
              Copy(1, "/dir", "/e", exclude=("sub", "fifo")),
              Copy(1, "/dir", "/x", exclude=("sub/*", "!sub/c.txt")),
-             Copy(1, "/dir", "/y", include=("sub",), exclude=("**/b.go",)))
+             Copy(1, "/dir", "/y", include=("sub",), exclude=("**/b.go",)),
+             Copy(1, "/dir", "/z", exclude=("*.txt",)))
     got = listing(store, ref)
     assert [p for p in got if p.startswith("i")] == ["i", "i/hard.go", "i/sub", "i/sub/b.go"]
     assert [p for p in got if p.startswith("e")] == ["e", "e/a.txt", "e/hard.go"]
     assert [p for p in got if p.startswith("x")] == [
         "x", "x/a.txt", "x/fifo", "x/hard.go", "x/sub", "x/sub/c.txt"]
     assert [p for p in got if p.startswith("y")] == ["y", "y/sub", "y/sub/c.txt"]
+    # gitignore-style (the patterns llb.local and the copy's cache key use): any depth
+    assert [p for p in got if p.startswith("z")] == [
+        "z", "z/fifo", "z/hard.go", "z/sub", "z/sub/b.go"]
     # a directory created late for an included file still gets the source's metadata
     s = st(store, ref, "/i/sub")
     assert stat.S_IMODE(s.st_mode) == 0o711 and s.st_mtime_ns == T2 + 5
