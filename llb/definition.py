@@ -15,15 +15,17 @@ so identical programs give identical bytes, and `from_bytes` accepts only bytes 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-import networkx as nx
 
 from llb import codec, validate
 from llb.codec import FieldError, digest_of, op_digest
 from llb.errors import DefinitionError
 from llb.ops import Input, Op, OpMetadata
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Definition", "VERSION", "op_digest", "op_outputs"]
 
@@ -81,6 +83,8 @@ class Definition:
         and `positions` (where the consumer lists that input). graph.graph["output"] is the
         output Input.
         """
+        import networkx as nx  # imported here: a cached solve never needs it (startup time)
+
         g = nx.DiGraph(output=self.output)
         for digest, op in self.ops.items():
             g.add_node(digest, op=op, kind=op.kind, metadata=self.metadata.get(digest, _DEFAULT_META))
@@ -292,6 +296,8 @@ def _check_graph(order: list[str], ops: Mapping[str, Op], metadata: Mapping[str,
 
 
 def _find_cycle(ops: Mapping[str, Op]) -> list[str] | None:
+    import networkx as nx
+
     g = nx.DiGraph()
     for digest, op in ops.items():
         for inp in op.inputs:
