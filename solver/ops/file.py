@@ -176,22 +176,16 @@ def _times(created: int) -> tuple[int, int] | None:
 
 
 def _mkdir(root: str, a: Mkdir) -> None:
-    """Existing path: nothing changes (with parents, an existing non-directory fails, as in
-    BuildKit). Created directories, parents included, get the leaf's mode, owner, times."""
+    """An existing path (directory or not, parents or not) changes nothing (docs/design.md;
+    BuildKit's MkdirAll fails on an existing non-directory). Created directories, parents
+    included, get the leaf's mode, owner and times."""
     p = _resolve(root, a.path)
     mode = a.mode & 0o777
     owner = _owner(root, a.owner) if a.owner else None
     times = _times(a.created)
     if a.parents:
-        try:
-            st = os.stat(p)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        if st is not None:
-            if stat.S_ISDIR(st.st_mode):
-                return
-            raise FileActionError(f"{in_root(root, p)} exists and is not a directory",
-                                  path=in_root(root, p))
+        if os.path.lexists(p):
+            return
         created: list[str] = []
         mkdir_all(root, p, mode, owner, created)
         if times is not None:

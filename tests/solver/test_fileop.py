@@ -135,10 +135,18 @@ def test_mkdir_existing_changes_nothing(store):
     assert stat.S_ISREG(st(store, ref, "/f").st_mode) and read(store, ref, "/f") == b"x"
 
 
-def test_mkdir_parents_over_file_fails(store):
+def test_mkdir_parents_over_existing_file_changes_nothing(store):
+    base = run_file(store, None, Mkfile("/f", b"x", mode=0o600))
+    ref = run_file(store, base, Mkdir("/f", mode=0o755, parents=True))
+    s = st(store, ref, "/f")
+    assert stat.S_ISREG(s.st_mode) and stat.S_IMODE(s.st_mode) == 0o600
+    assert read(store, ref, "/f") == b"x"
+
+
+def test_mkdir_parents_below_a_file_fails(store):
     base = run_file(store, None, Mkfile("/f", b"x"))
     with pytest.raises(FileActionError) as ei:
-        run_file(store, base, Mkdir("/f", parents=True))
+        run_file(store, base, Mkdir("/f/sub", parents=True))
     assert ei.value.exit_code == 1 and "/f" in str(ei.value)
 
 
