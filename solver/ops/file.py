@@ -229,7 +229,10 @@ def _mkfile(root: str, a: Mkfile) -> None:
         mode = a.mode & 0o777
         uid, gid = owner if owner is not None else (0, 0)
         keep = {}
-    tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{secrets.token_hex(4)}")
+    if st is None:  # a new name: write it in place
+        tmp = p
+    else:  # never write an existing inode: a temp file renamed over it
+        tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
@@ -245,7 +248,8 @@ def _mkfile(root: str, a: Mkfile) -> None:
         times = _times(a.created)
         if times is not None:
             file_meta.set_times(tmp, times)
-        os.rename(tmp, p)
+        if tmp != p:
+            os.rename(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

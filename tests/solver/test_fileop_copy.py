@@ -88,6 +88,15 @@ def test_copy_dir_to_new_path_and_onto_existing_dir(store, src):
     assert stat.S_IMODE(st(store, ref, "/exists").st_mode) == 0o700
 
 
+def test_copy_dir_to_dest_with_trailing_slash_goes_inside(store, src):
+    ref = cp(store, src, Copy(1, "/dir/sub", "/new/"),
+             Copy(1, "/dir/sub", "/flat/", copy_dir_contents_only=True))
+    got = listing(store, ref)
+    assert [p for p in got if p.startswith("new")] == ["new", "new/sub", "new/sub/b.go",
+                                                        "new/sub/c.txt"]
+    assert [p for p in got if p.startswith("flat")] == ["flat", "flat/b.go", "flat/c.txt"]
+
+
 def test_copy_dir_contents_only(store, src):
     base = run_file(store, None, Mkdir("/e", mode=0o700), Mkfile("/e/keep", b"k"))
     ref = cp(store, src, Copy(1, "/dir/sub", "/e", copy_dir_contents_only=True),
