@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -436,3 +435,34 @@ def test_copy_escapes_contained(store, outside):
     assert (outside / "victim").read_bytes() == b"safe"
     assert read(store, ref, o + "/victim") == b"d"
     assert read(store, ref, "/x") == b"d"
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.parametrize("kind", ["overlayfs", "native"])
+def test_design_example_through_solver_and_local_export(kind, tmp_path):
+    import llb
+    from solver.exporters import export_local
+    from solver.solve import Solver
+
+    if kind == "overlayfs" and _overlay_reason(tmp_path):
+        pytest.skip(_overlay_reason(tmp_path))
+    ctxdir = tmp_path / "ctx"
+    (ctxdir / "src/pkg").mkdir(parents=True)
+    (ctxdir / "src/pkg/m.py").write_bytes(b"print(1)\n")
+    (ctxdir / "other.txt").write_bytes(b"not copied")
+    ctx = llb.local("context")
+    f = llb.scratch().file(llb.mkdir("/a", mode=0o755, parents=True)
+                           .mkfile("/a/b.txt", b"data", mode=0o644)
+                           .copy(ctx, "/src", "/app/src", create_dest_path=True)
+                           .rm("/a/old", allow_not_found=True))
+    with Solver(tmp_path / "root", kind) as solver:
+        res = solver.solve(f.to_definition(), {"context": ctxdir})
+        export_local(res.store, res.ref, tmp_path / "out")
+    out = tmp_path / "out"
+    got = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert got == ["a", "a/b.txt", "app", "app/src", "app/src/pkg", "app/src/pkg/m.py"]
+    assert (out / "a/b.txt").read_bytes() == b"data"
+    assert stat.S_IMODE(os.lstat(out / "a/b.txt").st_mode) == 0o644
+    assert (out / "app/src/pkg/m.py").read_bytes() == b"print(1)\n"
