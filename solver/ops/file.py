@@ -77,7 +77,7 @@ def _run_action(ctx: OpContext, stack: contextlib.ExitStack, root: str,
         elif isinstance(action, Copy):
             src_root = _source(ctx, stack, views, inputs, action.source)
             owner = _owner(root, action.owner) if action.owner else None
-            file_copy.copy(root, src_root, action, owner)
+            file_copy.copy(root, src_root, action, owner, ctx.cancelled)
         else:
             raise FileActionError(f"unknown file action {type(action).__name__}")
     except LLBError as e:

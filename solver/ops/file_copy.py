@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 from dataclasses import dataclass, field
 
 from llb.ops import Copy
 from snapshot.errors import PathEscapeError, SnapshotError
 from snapshot.paths import resolve_in_root
+from solver.errors import CancelledError
 from solver.ops import file_meta
 from solver.ops.file_errors import CopySourceNotFoundError, FileActionError
 from solver.ops.file_patterns import clean, go_match, split_wildcards
@@ -124,8 +126,10 @@ def _go_split(p: str) -> tuple[str, str]:
     return p[: i + 1], p[i + 1:]
 
 
-def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None) -> None:
-    """Run one copy action from the tree at src_root into the mutable tree at dst_root."""
+def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None,
+         cancelled: threading.Event | None = None) -> None:
+    """Run one copy action from the tree at src_root into the mutable tree at dst_root;
+    stops with CancelledError at the next entry once `cancelled` is set."""
     times = (action.created, action.created) if action.created != -1 else None
     dest = action.dest
     if not action.create_dest_path:
@@ -147,7 +151,8 @@ def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None) -> Non
     except Exception as e:  # pathspec's own errors for a malformed pattern
         raise FileActionError(f"bad include/exclude pattern: {e}", path=action.src) from None
     mode = action.mode & 0o777 if action.mode != -1 else None
-    copier = _Copier(dst_root, owner, times, mode, flt, action.always_replace_existing, [])
+    copier = _Copier(dst_root, owner, times, mode, flt, action.always_replace_existing, [],
+                     cancelled or threading.Event())
     for src in matches:
         _copy_one(copier, src_root, src, dst_root, dest, action)
     if times is not None:  # directories the action created: `created` once they are full
@@ -203,12 +208,15 @@ class _Copier:
     flt: PathFilter
     always_replace: bool
     touched: list[str]
+    cancelled: threading.Event
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     parents: list[_Pending] = field(default_factory=list)
 
     def copy(self, src: str, comp: str, target: str, overwrite: bool, inherited: bool) -> None:
         """fsutil copier.copy: one source entry (recursively) onto target. `inherited`:
         an ancestor matched an include pattern (or there are none), so this entry is in."""
+        if self.cancelled.is_set():
+            raise CancelledError("cancelled")
         st = os.lstat(src)
         is_dir = stat.S_ISDIR(st.st_mode)
         include, below = True, inherited

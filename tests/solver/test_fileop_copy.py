@@ -248,3 +248,27 @@ def test_copy_reads_same_op_base_input_unchanged(store):
     op_src = base  # the copy reads input 1, the committed base, not the tree being built
     ref = run_file(store, base, Mkfile("/a", b"2"), Copy(1, "/a", "/b"), sources=(op_src,))
     assert read(store, ref, "/a") == b"2" and read(store, ref, "/b") == b"1"
+
+
+def test_copy_stops_when_cancelled_midway(store, src, monkeypatch):
+    import threading
+
+    from solver.errors import CancelledError
+    from solver.ops import file_copy
+
+    ev = threading.Event()
+    seen = []
+    orig = file_copy.file_meta.copy_data
+
+    def spy(a, b):
+        seen.append(b)
+        ev.set()  # another vertex failed while this copy runs
+        return orig(a, b)
+
+    monkeypatch.setattr(file_copy.file_meta, "copy_data", spy)
+    m = store.prepare(None, trusted=True)
+    with store.view(src) as sv, m.mount() as root:
+        with pytest.raises(CancelledError):
+            file_copy.copy(str(root), str(sv), Copy(1, "/dir", "/o"), None, ev)
+    m.discard()
+    assert len(seen) == 1
