@@ -71,10 +71,12 @@ def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
     return out
 
 
-def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = False) -> list[Change]:
+def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = False,
+                 same_fs: bool = False) -> list[Change]:
     """Double-walk two full trees. The same inode in both is unchanged (trusted hardlinked
     trees make this the common, cheap case); otherwise type, mode, owner, size, mtime,
-    symlink target and xattrs are compared, and with compare_content the bytes too."""
+    symlink target and xattrs are compared, and with compare_content the bytes too.
+    same_fs: both trees are plain directories of one filesystem (equal d_ino suffices)."""
     out: list[Change] = []
     stack: list[tuple[str, str, str | None]] = [(str(upper), "", str(lower) if lower else None)]
     while stack:
@@ -91,6 +93,8 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
             r = _join(rel, name)
             le = lentries.get(name)
             if le is not None and e.inode() == le.inode() and not e.is_dir(follow_symlinks=False):
+                if same_fs:
+                    continue
                 st, lst = e.stat(follow_symlinks=False), le.stat(follow_symlinks=False)
                 if st.st_dev == lst.st_dev and st.st_ino == lst.st_ino:
                     continue  # the very same inode

@@ -33,6 +33,9 @@ class Driver:
     def commit_mutable(self, m: "Mutable") -> list[Change]: raise NotImplementedError
     def view(self, sid: str) -> AbstractContextManager[Path]: raise NotImplementedError
 
+    def discard_mutable(self, m: "Mutable") -> None:
+        """Forget per-mutable state (its directory is removed by the store)."""
+
     def forget(self) -> None:
         """Drop per-process caches (snapshots were removed)."""
 

@@ -107,6 +107,7 @@ class Mutable:
         if self._mounts:
             self.store._driver.unmount_mutable(self)
             self._mounts = 0
+        self.store._driver.discard_mutable(self)
         remove_tree(self.dir)
         self.store._unbusy(self.parent_id)
         self.parent = None
