@@ -48,3 +48,64 @@ def make_busybox_rootfs(root: Path) -> Path:
     (root / "etc" / "group").write_text(
         "root:x:0:\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n")
     return root
+
+
+REPO = Path(__file__).resolve().parents[2]
+BUSYBOX_BUILD = REPO / "examples" / "busybox" / "build.py"
+LOCALS = {"busybox": BUSYBOX.parent}
+
+
+def load_busybox():
+    """examples/busybox/build.py as a module (its busybox() is the tests' base root)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_llb_example_busybox", BUSYBOX_BUILD)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tree_of(root: Path) -> dict[str, tuple]:
+    """A tree's exact picture minus times and owners: path -> ("d", mode) | ("f", mode,
+    bytes) | ("l", target) | ("p", mode) | ("c"/"b", mode, rdev); hardlinked files share a
+    ("f", ...) entry and are reported by `link_groups`."""
+    import stat as st_
+
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            rel = "/" + os.path.relpath(p, root)
+            s = os.lstat(p)
+            mode = st_.S_IMODE(s.st_mode)
+            if st_.S_ISDIR(s.st_mode):
+                out[rel] = ("d", mode)
+            elif st_.S_ISLNK(s.st_mode):
+                out[rel] = ("l", os.readlink(p))
+            elif st_.S_ISREG(s.st_mode):
+                out[rel] = ("f", mode, Path(p).read_bytes())
+            elif st_.S_ISFIFO(s.st_mode):
+                out[rel] = ("p", mode)
+            elif st_.S_ISCHR(s.st_mode):
+                out[rel] = ("c", mode, s.st_rdev)
+            elif st_.S_ISBLK(s.st_mode):
+                out[rel] = ("b", mode, s.st_rdev)
+            else:
+                out[rel] = ("s", mode)
+    return out
+
+
+def link_groups(root: Path) -> set[frozenset[str]]:
+    """Sets of paths (2 or more) that are hardlinks of one another."""
+    import stat as st_
+
+    by_inode: dict[tuple[int, int], set[str]] = {}
+    for dirpath, _dirs, filenames in os.walk(root):
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            s = os.lstat(p)
+            if st_.S_ISREG(s.st_mode) and s.st_nlink > 1:
+                by_inode.setdefault((s.st_dev, s.st_ino), set()).add(
+                    "/" + os.path.relpath(p, root))
+    return {frozenset(v) for v in by_inode.values() if len(v) > 1}
