@@ -140,3 +140,61 @@ def test_metadata_survives_snapshots_and_changes_are_seen(store):
         assert xattr.getxattr(str(p / "dir/setuid"), "user.new") == b"1"
         assert stat.S_IMODE(os.lstat(p / "sticky").st_mode) == 0o1777
         assert os.readlink(p / "link") == "dir/../nowhere"
+
+
+def test_trusted_chain_takes_tree_and_parent_rebuilds(native_store):
+    store = native_store
+    a = commit_tree(store, None, {"d/x": b"1", "d/y": b"2", "f": b"f", "g/h": b"h"}, trusted=True)
+    m = store.prepare(a, trusted=True)
+    assert not (store.root / "snapshots" / a.id / "tree").exists()  # taken, not copied
+    with m.mount() as p:
+        os.unlink(p / "f")
+        os.mkdir(p / "f")                      # a file replaced by a directory
+        (p / "f/inner").write_bytes(b"i")
+        import shutil
+        shutil.rmtree(p / "g")
+        (p / "g").write_bytes(b"now a file")  # a directory replaced by a file
+        tmp = p / "d/.x"
+        tmp.write_bytes(b"new")
+        os.rename(tmp, p / "d/x")
+        os.chmod(p / "d", 0o700)
+    b = m.commit()
+    assert b.layer_chain()[-1].changes() == [
+        Change("d", "modify"), Change("d/x", "modify"), Change("f", "modify"),
+        Change("f/inner", "add"), Change("g", "modify")]
+    with store.view(a) as p:  # rebuilt from a's layer
+        assert read_tree(p) == {"d": None, "d/x": b"1", "d/y": b"2", "f": b"f", "g": None,
+                                "g/h": b"h"}
+    c = commit_tree(store, b, {"z": b"z"}, trusted=True)
+    with store.view(c) as p:
+        assert read_tree(p) == {"d": None, "d/x": b"new", "d/y": b"2", "f": None,
+                                "f/inner": b"i", "g": b"now a file", "z": b"z"}
+        assert stat.S_IMODE(os.lstat(p / "d").st_mode) == 0o700
+
+
+def test_tree_being_read_is_never_taken(native_store):
+    store = native_store
+    a = commit_tree(store, None, {"x": b"1"}, trusted=True)
+    with store.view(a) as p:
+        m = store.prepare(a, trusted=True)
+        assert (p / "x").read_bytes() == b"1"
+        assert (store.root / "snapshots" / a.id / "tree").is_dir()
+        with m.mount() as mp:
+            assert os.lstat(mp / "x").st_ino == os.lstat(p / "x").st_ino  # hardlinked
+    b = m.commit()
+    assert b.layer_chain()[-1].changes() == []
+
+
+def test_discarded_trusted_child_leaves_parent_whole(native_store):
+    store = native_store
+    a = commit_tree(store, None, {"x": b"1", "d/y": b"2"}, trusted=True)
+    m = store.prepare(a, trusted=True)
+    with m.mount() as p:
+        (p / "junk").write_bytes(b"j")
+    m.discard()
+    with store.view(a) as p:
+        assert read_tree(p) == {"x": b"1", "d": None, "d/y": b"2"}
+    m2 = store.prepare(a, trusted=True)
+    with m2.mount() as p:
+        assert read_tree(p) == {"x": b"1", "d": None, "d/y": b"2"}
+    m2.discard()
