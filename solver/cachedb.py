@@ -44,6 +44,17 @@ class Record:
     size: int
 
 
+def _encode_outputs(outputs) -> str:
+    """Snapshot ids by output index, "-" for an empty result: "id1,-,id2"."""
+    return ",".join(o if o is not None else "-" for o in outputs)
+
+
+def _decode_outputs(text: str) -> tuple[str | None, ...]:
+    if not text:
+        return ()
+    return tuple(None if o == "-" else o for o in text.split(","))
+
+
 def lease_holder(key: str) -> str:
     """The store lease holder name of a cache record."""
     return "cache:" + key
@@ -83,7 +94,7 @@ class CacheDB:
                 chunk = keys[i:i + _BATCH]
                 q = "SELECT key, outputs FROM records WHERE key IN (%s)" % ",".join("?" * len(chunk))
                 for k, outs in self._db.execute(q, chunk):
-                    out[k] = tuple(json.loads(outs))
+                    out[k] = _decode_outputs(outs)
         return out
 
     def lookup(self, key: str) -> tuple[str | None, ...] | None:
@@ -102,21 +113,24 @@ class CacheDB:
             self._db.execute(
                 "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
                 " last_used, size) VALUES (?,?,?,?,?,?,?)",
-                (key, vertex, json.dumps(list(outputs)), description, now, now, size))
+                (key, vertex, _encode_outputs(outputs), description, now, now, size))
         if old:
-            for sid in set(json.loads(old[0])) - set(outputs):
+            for sid in set(_decode_outputs(old[0])) - set(outputs):
                 if sid is not None:
                     store.release(sid, holder)
 
     def touch_many(self, keys: Iterable[str]) -> None:
         """Mark records as used now (one transaction)."""
         now = time.time()
-        rows = [(now, k) for k in keys]
-        if not rows:
+        keys = list(keys)
+        if not keys:
             return
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("UPDATE records SET last_used=? WHERE key=?", rows)
+            for i in range(0, len(keys), _BATCH):
+                chunk = keys[i:i + _BATCH]
+                self._db.execute("UPDATE records SET last_used=? WHERE key IN (%s)"
+                                 % ",".join("?" * len(chunk)), [now, *chunk])
             self._db.execute("COMMIT")
 
     def records(self) -> list[Record]:
@@ -125,7 +139,7 @@ class CacheDB:
             rows = self._db.execute(
                 "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
                 " ORDER BY last_used, created").fetchall()
-        return [Record(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+        return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def remove(self, store, keys: Iterable[str]) -> int:
         """Delete records and release their leases; returns how many were removed."""
@@ -137,7 +151,7 @@ class CacheDB:
                     continue
                 self._db.execute("DELETE FROM records WHERE key=?", (key,))
             n += 1
-            for sid in set(json.loads(row[0])):
+            for sid in set(_decode_outputs(row[0])):
                 if sid is not None:
                     try:
                         store.release(sid, lease_holder(key))

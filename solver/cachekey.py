@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any
+from typing import Any, Iterable
 
 import msgpack
 
@@ -35,6 +35,14 @@ def blanked_digest(op: Any) -> str:
     """sha256 of the op's canonical encoding with every input digest blanked."""
     data = msgpack.packb(_plain(op, True), use_bin_type=True)
     return hashlib.sha256(data).hexdigest()
+
+
+def blanked_digest_from_bytes(data: bytes, input_digests: Iterable[str]) -> str:
+    """Like blanked_digest, from the op's canonical bytes: every input digest string is cut
+    out (its msgpack length header stays, so nothing else can collide with it)."""
+    for d in set(input_digests):
+        data = data.replace(d.encode(), b"")
+    return hashlib.sha256(b"bytes:" + data).hexdigest()
 
 
 def partial_inputs(op: Any) -> dict[int, list]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from llb.errors import LLBError
 from solver import checksum as _checksum
-from solver.cachekey import blanked_digest, compute_key, explain as _explain
+from solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
 from solver.errors import CancelledError, SolveError
 from solver.locks import KeyLock
 from solver.ops.context import OpContext
@@ -29,7 +29,7 @@ class Scheduler:
     """One solve's run over its vertices (see the module docstring)."""
 
     def __init__(self, solver: Any, vertices: list[Vertex], output: Vertex, locals: dict,
-                 no_cache: bool, explain: bool):
+                 no_cache: bool, explain: bool, op_bytes: Any = None):
         self.s = solver
         self.store = solver.store
         self.db = solver.db
@@ -39,6 +39,7 @@ class Scheduler:
         self.locals = locals
         self.no_cache = no_cache
         self.explain = explain
+        self._op_bytes = op_bytes  # digest -> canonical op bytes, when the definition has them
         self.cancelled = threading.Event()
         self._by_digest = {v.digest: v for v in vertices}
         self.ready: list[Vertex] = []
@@ -153,7 +154,10 @@ class Scheduler:
             else:
                 inputs.append({"vertex": u.digest, "index": idx, "kind": "key", "value": u.key})
                 parts.append(f"k:{u.key}:{idx}")
-        blanked = blanked_digest(op)
+        if self._op_bytes is not None:
+            blanked = blanked_digest_from_bytes(self._op_bytes(v.digest), (u.digest for u, _ in v.inputs))
+        else:
+            blanked = blanked_digest(op)
         v.key = compute_key(blanked, parts, source)
         v.ingredients = {"op": blanked, "source": source, "inputs": inputs}
 

@@ -70,7 +70,8 @@ class Solver:
         locals = {k: Path(v) for k, v in (locals or {}).items()}
         vertices, out, out_index = build_graph(definition)
         _check_inputs(vertices, locals)
-        sched = Scheduler(self, vertices, out, locals, no_cache, explain)
+        sched = Scheduler(self, vertices, out, locals, no_cache, explain,
+                          op_bytes=getattr(definition, "op_bytes", None))
         self.progress.begin(len(vertices))
         try:
             sched.run()

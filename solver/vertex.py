@@ -48,9 +48,7 @@ class Vertex:
             if meta is not None and getattr(meta, "progress_name", ""):
                 self._name = meta.progress_name
             else:
-                from solver import ops
-
-                self._name = ops.name(self.op)
+                self._name = _ops().name(self.op)
         return self._name
 
     @property
@@ -64,6 +62,18 @@ class Vertex:
 
     def __repr__(self) -> str:
         return f"Vertex({self.index}, {self.digest[:19]}, {self.op.kind})"
+
+
+def _ops():
+    global _OPS
+    if _OPS is None:
+        from solver import ops
+
+        _OPS = ops
+    return _OPS
+
+
+_OPS = None
 
 
 def build_graph(definition: Any) -> tuple[list[Vertex], Vertex, int]:

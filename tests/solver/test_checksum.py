@@ -1,0 +1,104 @@
+"""Content checksums: exactly what a local source or a copy reads, mtimes left out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from llb.ops import Copy
+from solver.checksum import copy_checksum, local_checksum, tree_checksum
+from solver.errors import InputError
+from solver.patterns import PathFilter, walk
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def test_tree_checksum_follows_content_mode_and_names_not_mtime(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"a.txt": "a", "d/b.txt": "b"})
+    c0 = tree_checksum(t)
+    os.utime(t / "a.txt", (1, 1))
+    assert tree_checksum(t) == c0
+    (t / "a.txt").chmod(0o600)
+    c1 = tree_checksum(t)
+    assert c1 != c0
+    (t / "d/b.txt").write_text("B")
+    assert tree_checksum(t) != c1
+    (t / "d/b.txt").write_text("b")
+    assert tree_checksum(t) == c1
+    os.symlink("a.txt", t / "link")
+    assert tree_checksum(t) != c1
+
+
+def test_local_checksum_covers_only_selected_files(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"src/a.py": "1", "src/__pycache__/a.pyc": "x", "README": "r"})
+    c = local_checksum(t, include=["src/**"], exclude=["**/__pycache__"])
+    (t / "README").write_text("changed")
+    (t / "src/__pycache__/a.pyc").write_text("changed")
+    assert local_checksum(t, include=["src/**"], exclude=["**/__pycache__"]) == c
+    (t / "src/a.py").write_text("2")
+    assert local_checksum(t, include=["src/**"], exclude=["**/__pycache__"]) != c
+
+
+def test_walk_keeps_parents_of_included_files_and_prunes_excluded_dirs(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"a/b/c.txt": "1", "a/x.log": "2", "skip/y.txt": "3", "top.txt": "4"})
+    rels = [r for r, _ in walk(t, PathFilter(include=["*.txt"], exclude=["skip"]))]
+    assert rels == ["a", "a/b", "a/b/c.txt", "top.txt"]
+    assert [r for r, _ in walk(t)] == ["a", "a/b", "a/b/c.txt", "a/x.log", "skip", "skip/y.txt",
+                                       "top.txt"]
+
+
+def test_copy_checksum_reads_only_the_copied_path(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"app/main.py": "m", "app/util.py": "u", "other.txt": "o"})
+    copy = Copy(1, "/app", "/dst")
+    c = copy_checksum(t, copy)
+    (t / "other.txt").write_text("changed")
+    assert copy_checksum(t, copy) == c
+    (t / "app/util.py").write_text("changed")
+    assert copy_checksum(t, copy) != c
+    one = Copy(1, "/app/main.py", "/dst")
+    c1 = copy_checksum(t, one)
+    (t / "app/util.py").write_text("again")
+    assert copy_checksum(t, one) == c1
+
+
+def test_copy_checksum_with_wildcards_and_patterns(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"d/a.txt": "a", "d/b.txt": "b", "d/c.md": "c"})
+    wild = Copy(1, "/d/*.txt", "/dst", allow_wildcard=True)
+    c = copy_checksum(t, wild)
+    (t / "d/c.md").write_text("changed")
+    assert copy_checksum(t, wild) == c
+    (t / "d/b.txt").write_text("changed")
+    assert copy_checksum(t, wild) != c
+    excl = Copy(1, "/d", "/dst", exclude=("*.md",))
+    c2 = copy_checksum(t, excl)
+    (t / "d/c.md").write_text("changed again")
+    assert copy_checksum(t, excl) == c2
+
+
+def test_copy_checksum_of_a_missing_source_is_bad_input(tmp_path: Path):
+    t = _tree(tmp_path / "t", {"a": "a"})
+    with pytest.raises(InputError, match="copy source /nope not found") as e:
+        copy_checksum(t, Copy(1, "/nope", "/x"), vertex="sha256:v")
+    assert e.value.exit_code == 2 and e.value.vertex == "sha256:v"
+    with pytest.raises(InputError):
+        copy_checksum(None, Copy(1, "/a", "/x"))
+    empty = Copy(1, "/*.none", "/x", allow_wildcard=True, allow_empty_wildcard=True)
+    assert copy_checksum(t, empty) == copy_checksum(None, empty)
+
+
+def test_copy_checksum_does_not_escape_the_tree(tmp_path: Path):
+    outside = _tree(tmp_path / "outside", {"secret": "s"})
+    t = _tree(tmp_path / "t", {"x": "x"})
+    os.symlink(str(outside), t / "esc")
+    with pytest.raises(InputError):
+        copy_checksum(t, Copy(1, "/esc/secret", "/x", follow_symlinks=True))
+    with pytest.raises(InputError):
+        copy_checksum(t, Copy(1, "/../outside/secret", "/x"))

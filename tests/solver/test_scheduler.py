@@ -1,0 +1,201 @@
+"""The scheduler with stand-in op handlers on a tiny in-memory store: parallelism, failure and
+cancellation, exactly one terminal event per vertex, skipping unneeded misses, records."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+
+import llb
+from solver import ops
+from solver.cachedb import CacheDB
+from solver.errors import CancelledError, SolveError
+from solver.progress import Recorder
+from solver.solve import Solver
+
+
+class FakeRef:
+    def __init__(self, id: str):
+        self.id = id
+
+
+class FakeStore:
+    """Only what the scheduler itself touches: leases, usage, get."""
+
+    def __init__(self):
+        self.leases: dict[str, set[str]] = {}
+
+    def lease(self, sid, holder):
+        self.leases.setdefault(sid, set()).add(holder)
+
+    def release(self, sid, holder):
+        self.leases.get(sid, set()).discard(holder)
+
+    def usage(self, sid):
+        return 100
+
+    def get(self, sid):
+        return FakeRef(sid)
+
+    def close(self):
+        pass
+
+
+class Handlers:
+    """Stand-in `file` and `source` handlers that record what ran and when."""
+
+    def __init__(self, delay: float = 0.0, fail: str | None = None):
+        self.delay = delay
+        self.fail = fail
+        self.ran: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self.cancel_seen = 0
+        self._lock = threading.Lock()
+
+    def module(self, kind: str):
+        def name(op):
+            if kind == "source":
+                return op.identifier
+            return ", ".join(f"{a.action} {a.path}" for a in op.actions)
+
+        def run(ctx, op, inputs):
+            with self._lock:
+                self.ran.append(ctx.name)
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+            try:
+                if self.fail and ctx.name == self.fail:
+                    time.sleep(0.05)
+                    raise RuntimeError("boom")
+                end = time.time() + (self.delay if kind == "file" else 0)
+                while time.time() < end:
+                    if ctx.cancelled.is_set():
+                        with self._lock:
+                            self.cancel_seen += 1
+                        raise CancelledError("cancelled", vertex=ctx.vertex)
+                    time.sleep(0.005)
+                ctx.log("stdout", f"ran {ctx.name}\n".encode())
+                return [FakeRef(uuid.uuid4().hex)]
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+        return types.SimpleNamespace(name=name, run=run)
+
+
+@pytest.fixture
+def handlers(monkeypatch):
+    def install(**kw) -> Handlers:
+        h = Handlers(**kw)
+        for kind in ("file", "source"):
+            monkeypatch.setitem(ops._loaded, kind, h.module(kind))
+        monkeypatch.setitem(ops._loaded, "merge", types.SimpleNamespace(
+            name=lambda op: f"merge ({len(op.inputs)} inputs)",
+            run=lambda ctx, op, inputs: [FakeRef("m" + uuid.uuid4().hex)]))
+        return h
+
+    return install
+
+
+def _solve(root: Path, state, **kw) -> tuple[Recorder, object]:
+    rec = Recorder()
+    with Solver(root, progress=rec, store=FakeStore(), workers=kw.pop("workers", 4)) as s:
+        try:
+            res = s.solve(state.to_definition(), **kw)
+        except Exception as e:  # noqa: BLE001
+            return rec, e
+    return rec, res
+
+
+def _terminal(rec: Recorder) -> dict[str, str]:
+    out = {}
+    for e in rec.events:
+        if e["event"] in ("cached", "done", "error"):
+            assert e["vertex"] not in out, e
+            out[e["vertex"]] = e["event"]
+    return out
+
+
+def _wide(n: int):
+    return llb.merge([llb.scratch().file(llb.mkfile(f"/f{i}", b"x")) for i in range(n)])
+
+
+def test_independent_vertices_run_in_parallel_on_a_bounded_pool(tmp_path, handlers):
+    h = handlers(delay=0.2)
+    rec, res = _solve(tmp_path, _wide(6), workers=3)
+    assert not isinstance(res, Exception), res
+    assert h.max_active == 3
+    assert res.done == 8 and res.cached == 0 and rec.total == 8
+    assert set(_terminal(rec).values()) == {"done"}
+    logs = [e for e in rec.events if e["event"] == "log"]
+    assert len(logs) == 7 and logs[0]["stream"] == "stdout"
+
+
+def test_second_solve_hits_and_records_are_leased(tmp_path, handlers):
+    h = handlers()
+    _solve(tmp_path, _wide(3))
+    ran = len(h.ran)
+    rec, res = _solve(tmp_path, _wide(3))
+    assert len(h.ran) == ran and res.cached == 5 and res.done == 0
+    db = CacheDB(tmp_path)
+    recs = db.records()
+    assert len(recs) == 5 and all(r.size == 100 for r in recs if r.outputs != (None,))
+    db.close()
+
+
+def test_first_failure_cancels_the_rest_and_caches_nothing_for_it(tmp_path, handlers):
+    h = handlers(delay=2.0, fail="mkfile /f0")
+    t0 = time.time()
+    rec, err = _solve(tmp_path, _wide(4), workers=4)
+    assert time.time() - t0 < 1.5  # the 2 s siblings were cancelled, not waited for
+    assert isinstance(err, SolveError) and err.exit_code == 1
+    assert "mkfile /f0" in str(err) and "boom" in str(err)
+    assert h.cancel_seen >= 1
+    term = _terminal(rec)
+    assert len(term) == 6 and sorted(term.values()) == ["done"] + ["error"] * 5  # scratch done
+    errors = {e["name"]: e["error"] for e in rec.events if e["event"] == "error"}
+    assert "boom" in errors["mkfile /f0"]
+    assert {errors[f"mkfile /f{i}"] for i in (1, 2, 3)} == {"cancelled"}
+    assert errors["merge (4 inputs)"] == "cancelled"
+    db = CacheDB(tmp_path)
+    described = {r.description for r in db.records()}
+    db.close()
+    assert "mkfile /f0" not in described and "merge (4 inputs)" not in described
+
+
+def test_a_miss_whose_consumer_hits_is_not_run(tmp_path, handlers):
+    h = handlers()
+    chain = llb.scratch().file(llb.mkfile("/a", b"1")).file(llb.mkfile("/b", b"2"))
+    _solve(tmp_path, chain)
+    db = CacheDB(tmp_path)
+    victim = [r.key for r in db.records() if r.description == "mkfile /a"]
+    db.remove(FakeStore(), victim)
+    db.close()
+    before = len(h.ran)
+    rec, res = _solve(tmp_path, chain)
+    assert len(h.ran) == before and res.cached == 3
+    assert set(_terminal(rec).values()) == {"cached"}
+
+
+def test_no_cache_and_ignore_cache_run_again_and_explain_why(tmp_path, handlers):
+    handlers()
+    s = _wide(2)
+    _solve(tmp_path, s)
+    rec, res = _solve(tmp_path, s, no_cache=True, explain=True)
+    assert res.done == 4 and {why for _, _, why in res.explanations} == {"--no-cache"}
+    marked = llb.scratch().file(llb.mkfile("/f0", b"x")).file(llb.mkfile("/g", b"y"))
+    _solve(tmp_path, marked)
+    d = marked.to_definition()
+    from llb.ops import OpMetadata
+
+    d.metadata[d.output.digest] = OpMetadata(ignore_cache=True)
+    rec = Recorder()
+    with Solver(tmp_path, progress=rec, store=FakeStore()) as solver:
+        res = solver.solve(d, explain=True)
+    assert res.done == 1 and res.explanations[0][2] == "ignore_cache is set on this op"
