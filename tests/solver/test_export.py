@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import tarfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from test_fileop import seed, store  # noqa: F401
 
 T = 1_600_000_000_123_456_789
 BIN = b"\xff\x00\x01binary"
+# vfs_cap_data v2, effective, permitted = CAP_NET_BIND_SERVICE: must survive the chown
+CAP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
 
 
 def _rich_tree(p: Path):
@@ -40,6 +43,10 @@ def _rich_tree(p: Path):
     os.chmod(p / "null", 0o666)
     os.mknod(p / "blk", stat.S_IFBLK | 0o600, os.makedev(7, 9))
     os.mknod(p / "sock", stat.S_IFSOCK | 0o755)
+    (p / "cap").write_bytes(b"binary with a file capability")
+    os.chown(p / "cap", 1001, 1001)
+    os.chmod(p / "cap", 0o750)
+    os.setxattr(p / "cap", "security.capability", CAP)
     os.setxattr(p / "a", "user.text", b"value")
     os.setxattr(p / "d", "user.bin", BIN)
     os.chmod(p / "secret", 0o700)
@@ -148,7 +155,7 @@ def test_tar_entries_with_tarfile(store, rich):
         members = tf.getmembers()
         by = {m.name: m for m in members}
         names = [m.name for m in members]
-        assert names == ["a", "blk", "d", "d/a-hard", "d/e f ü.txt", "d/empty", "dangling",
+        assert names == ["a", "blk", "cap", "d", "d/a-hard", "d/e f ü.txt", "d/empty", "dangling",
                          "fifo", "null", "rel-link", "secret", "secret/a-hard2", "secret/k",
                          "suid"]  # sorted, depth first, no socket, no root entry
         assert by["a"].isreg() and tf.extractfile("a").read() == b"linked data"
@@ -169,6 +176,8 @@ def test_tar_entries_with_tarfile(store, rich):
         raw = by["d"].pax_headers["SCHILY.xattr.user.bin"]
         assert raw.encode("utf-8", "surrogateescape") == BIN
         assert by["a"].uname == "" and by["a"].gname == ""
+        cap = by["cap"].pax_headers["SCHILY.xattr.security.capability"]
+        assert cap.encode("utf-8", "surrogateescape") == CAP
 
 
 def test_tar_is_deterministic_and_streams(store, rich, tmp_path):
@@ -192,7 +201,7 @@ def test_tar_with_gnu_tar(store, rich, tmp_path):
                              capture_output=True, text=True, check=True)
     assert listing.stderr == ""
     lines = listing.stdout.splitlines()
-    assert len(lines) == 14
+    assert len(lines) == 15
     assert any(line.startswith("-rwsr-xr-x 1001/1002") and line.endswith(" suid")
                for line in lines)
     assert any(line.startswith("hrw-r--r--") and "d/a-hard link to a" in line

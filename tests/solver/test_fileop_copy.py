@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from llb.ops import Copy, Mkdir, Mkfile
 from solver.ops.file_errors import CopySourceNotFoundError, FileActionError
 
 from test_fileop import T1, T2, exists, listing, read, run_file, seed, st, store  # noqa: F401
+
+
+# vfs_cap_data v2, effective, permitted = CAP_NET_BIND_SERVICE
+CAP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
 
 
 def _src_tree(p: Path):
@@ -26,6 +31,7 @@ def _src_tree(p: Path):
     os.setxattr(p / "dir/a.txt", "user.note", b"hello")
     os.setxattr(p / "dir/sub", "user.dirnote", b"d")
     (p / "top.txt").write_bytes(b"TOP")
+    os.setxattr(p / "top.txt", "security.capability", CAP)
     os.symlink("dir/a.txt", p / "link")
     os.symlink("/dir", p / "dirlink")
     os.link(p / "dir/sub/b.go", p / "dir/hard.go")
@@ -55,6 +61,13 @@ def test_copy_file_new_path_keeps_metadata(store, src):
     assert s.st_mtime_ns == T2
     with store.view(ref) as root:
         assert os.getxattr(Path(root, "a.txt"), "user.note") == b"hello"
+
+
+def test_copy_keeps_file_capability_after_owner_change(store, src):
+    ref = cp(store, src, Copy(1, "/top.txt", "/t", owner="5:5"))
+    assert (st(store, ref, "/t").st_uid, st(store, ref, "/t").st_gid) == (5, 5)
+    with store.view(ref) as root:
+        assert os.getxattr(Path(root, "t"), "security.capability") == CAP
 
 
 def test_copy_file_into_existing_dir_and_trailing_slash(store, src):
