@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS history (
     vertex TEXT PRIMARY KEY, blanked TEXT NOT NULL, key TEXT NOT NULL,
     ingredients TEXT NOT NULL, time REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS history_blanked ON history(blanked);
+CREATE TABLE IF NOT EXISTS filehashes (
+    path TEXT PRIMARY KEY, stat TEXT NOT NULL, digest BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checksums (
     snapshot TEXT NOT NULL, spec TEXT NOT NULL, checksum TEXT NOT NULL,
     PRIMARY KEY (snapshot, spec));
@@ -196,6 +198,24 @@ class CacheDB:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO checksums(snapshot, spec, checksum)"
                              " VALUES (?,?,?)", (snapshot, spec, checksum))
+
+    def file_hashes(self, base: str) -> dict[str, tuple[str, bytes]]:
+        """Memoised content digests of local files under `base`: path -> (stat id, digest)."""
+        lo = base.rstrip("/") + "/"
+        hi = lo[:-1] + "0"  # "/" + 1
+        with self._lock:
+            rows = self._db.execute("SELECT path, stat, digest FROM filehashes"
+                                    " WHERE path >= ? AND path < ?", (lo, hi)).fetchall()
+        return {p: (st, d) for p, st, d in rows}
+
+    def put_file_hashes(self, rows: list[tuple[str, str, bytes]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
+                                 " VALUES (?,?,?)", rows)
+            self._db.execute("COMMIT")
 
     def forget_checksums(self, keep: set[str]) -> None:
         """Drop memoised checksums of snapshots not in `keep`."""

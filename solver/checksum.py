@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -34,14 +35,41 @@ def file_digest(path: str) -> bytes:
     return h.digest()
 
 
-def _entry(h, base: str, rel: str, st: os.stat_result) -> None:
+class FileHashMemo:
+    """Content digests of local files remembered across solves, keyed by path and a stat
+    identity (device, inode, size, mtime, ctime). Files changed within the last two seconds
+    are not remembered (their mtime may not tell a later same-size edit apart)."""
+
+    def __init__(self, db, base: Path | str):
+        self.db = db
+        self.base = os.path.abspath(os.fspath(base))
+        self.known = db.file_hashes(self.base)
+        self.new: list[tuple[str, str, bytes]] = []
+        self.horizon = time.time() - 2
+
+    def digest(self, full: str, st: os.stat_result) -> bytes:
+        ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        hit = self.known.get(full)
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+        d = file_digest(full)
+        if st.st_mtime < self.horizon and st.st_ctime < self.horizon:
+            self.new.append((full, ident, d))
+        return d
+
+    def save(self) -> None:
+        self.db.put_file_hashes(self.new)
+        self.new = []
+
+
+def _entry(h, base: str, rel: str, st: os.stat_result, memo: FileHashMemo | None = None) -> None:
     """Feed one entry's metadata and content into `h`."""
     mode = st.st_mode
     full = os.path.join(base, rel) if rel else base
     h.update(f"{rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}\0"
              .encode("utf-8", "surrogateescape"))
     if stat.S_ISREG(mode):
-        h.update(file_digest(full))
+        h.update(memo.digest(full, st) if memo is not None else file_digest(full))
     elif stat.S_ISLNK(mode):
         h.update(os.fsencode(os.readlink(full)))
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -59,18 +87,26 @@ def _entry(h, base: str, rel: str, st: os.stat_result) -> None:
     h.update(b"\n")
 
 
-def tree_checksum(base: Path | str, flt: PathFilter | None = None) -> str:
+def tree_checksum(base: Path | str, flt: PathFilter | None = None,
+                  memo: FileHashMemo | None = None) -> str:
     """Checksum of every entry under `base` the filter selects (the directory itself excluded)."""
     h = hashlib.sha256(b"llb-tree-v1\n")
     b = os.fspath(base)
     for rel, st in walk(b, flt):
-        _entry(h, b, rel, st)
+        _entry(h, b, rel, st, memo)
     return "sha256:" + h.hexdigest()
 
 
-def local_checksum(path: Path, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> str:
-    """The content key of a local source: its directory's selected files."""
-    return tree_checksum(path, PathFilter(include, exclude))
+def local_checksum(path: Path, include: Iterable[str] = (), exclude: Iterable[str] = (),
+                   db=None) -> str:
+    """The content key of a local source: its directory's selected files (file digests
+    memoised in the cache DB `db` when given)."""
+    path = Path(os.path.abspath(path))
+    memo = FileHashMemo(db, path) if db is not None else None
+    out = tree_checksum(path, PathFilter(include, exclude), memo)
+    if memo is not None:
+        memo.save()
+    return out
 
 
 def copy_spec(copy) -> str:

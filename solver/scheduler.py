@@ -143,7 +143,7 @@ class Scheduler:
         if op.kind == "source":
             from solver.ops import source as _source
 
-            source = _source.content_key(op, self.locals, vertex=v.digest)
+            source = _source.content_key(op, self.locals, vertex=v.digest, db=self.db)
         parts = []
         inputs = []
         for pos, (u, idx) in enumerate(v.inputs):

@@ -27,7 +27,8 @@ def name(op: Any) -> str:
     return op.identifier
 
 
-def content_key(op: Any, locals: dict[str, Path], *, vertex: str | None = None) -> str | None:
+def content_key(op: Any, locals: dict[str, Path], *, vertex: str | None = None,
+                db: Any = None) -> str | None:
     """What the source's cache key is made of: a local directory's content checksum; None
     for scratch. Image sources are not supported yet."""
     ident = op.identifier
@@ -37,7 +38,7 @@ def content_key(op: Any, locals: dict[str, Path], *, vertex: str | None = None) 
     if lname is not None:
         from solver.checksum import local_checksum
 
-        return local_checksum(_local_path(lname, locals, vertex), op.include, op.exclude)
+        return local_checksum(_local_path(lname, locals, vertex), op.include, op.exclude, db=db)
     raise UnsupportedError(f"source {ident}: not supported yet", vertex=vertex)
 
 

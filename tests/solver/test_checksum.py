@@ -102,3 +102,31 @@ def test_copy_checksum_does_not_escape_the_tree(tmp_path: Path):
         copy_checksum(t, Copy(1, "/esc/secret", "/x", follow_symlinks=True))
     with pytest.raises(InputError):
         copy_checksum(t, Copy(1, "/../outside/secret", "/x"))
+
+
+def test_local_file_digests_are_remembered_until_the_file_changes(tmp_path: Path, monkeypatch):
+    import time as _time
+
+    from solver import checksum
+    from solver.cachedb import CacheDB
+
+    t = _tree(tmp_path / "t", {"a": "a" * 1000, "b": "b"})
+    db = CacheDB(tmp_path / "root")
+    real = checksum.file_digest
+    hashed: list[str] = []
+
+    def counting(path):
+        hashed.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(checksum, "file_digest", counting)
+    later = _time.time() + 10  # both files are older than the racy-write horizon
+    monkeypatch.setattr(checksum.time, "time", lambda: later)
+    c = local_checksum(t, db=db)
+    assert c == local_checksum(t) and sorted(hashed) == ["a", "a", "b", "b"]
+    hashed.clear()
+    assert local_checksum(t, db=db) == c and hashed == []
+    (t / "b").write_text("B")
+    c2 = local_checksum(t, db=db)
+    assert c2 != c and hashed == ["b"]
+    db.close()
