@@ -381,3 +381,57 @@ def checksum(root: Path) -> str:
         info.pop("nlink")
         h.update(repr((rel, sorted(info.items()))).encode())
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- states in a real Store
+
+
+class Built:
+    """A state in a real snapshot Store, built like an LLB chain: `do(ops)` is one FileOp
+    (one committed snapshot); `merge` and `diff` are the store's. ref None is scratch."""
+
+    def __init__(self, store, ref=None):
+        self.store = store
+        self.ref = ref
+
+    def do(self, *ops: Op) -> "Built":
+        m = self.store.prepare(self.ref)
+        with m.mount() as path:
+            apply_ops(path, ops)
+        return Built(self.store, m.commit())
+
+    def merge(self, *others: "Built") -> "Built":
+        return Built(self.store, self.store.merge([self.ref, *[o.ref for o in others]]))
+
+    def diff(self, upper: "Built") -> "Built":
+        """diff(self, upper), like llb.Diff(self, upper)."""
+        return Built(self.store, self.store.diff(self.ref, upper.ref))
+
+    def picture(self) -> dict[str, dict]:
+        if self.ref is None:
+            return {}
+        with self.store.view(self.ref) as path:
+            return picture(path)
+
+    def check(self, expected: dict[str, E]) -> dict[str, dict]:
+        """Assert this state's tree is exactly `expected`."""
+        if self.ref is None:
+            assert expected == {}, "scratch is empty"
+            return {}
+        with self.store.view(self.ref) as path:
+            return assert_tree(path, expected)
+
+    def same_as(self, other: "Built") -> None:
+        """Assert both trees hold the same paths with the same kind, data, mode, owner and
+        xattrs (BuildKit's contentsOf comparison: mtimes and inodes aside)."""
+        keys = ("kind", "data", "mode", "uid", "gid", "xattrs")
+        a = {r: {k: v[k] for k in keys} for r, v in self.picture().items()}
+        b = {r: {k: v[k] for k in keys} for r, v in other.picture().items()}
+        assert sorted(a) == sorted(b), (
+            f"paths differ: extra {sorted(set(a) - set(b))}, missing {sorted(set(b) - set(a))}")
+        for rel in a:
+            assert a[rel] == b[rel], f"{rel}: {a[rel]} != {b[rel]}"
+
+
+def merge(*states: Built) -> Built:
+    return Built(states[0].store, states[0].store.merge([s.ref for s in states]))
