@@ -1,0 +1,206 @@
+"""Exec through `llb solve` (the real process) on the busybox base, both snapshotters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc, tree_of
+
+pytestmark = needs_runc
+
+LLB = str(Path(sys.executable).parent / "llb")
+
+PRELUDE = f'''
+import importlib.util
+import llb
+
+_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
+_bb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bb)
+busybox = _bb.busybox
+'''
+
+
+@pytest.fixture(scope="module", params=["native", "overlayfs"])
+def cli_root(request, tmp_path_factory):
+    """One llb root per snapshotter for this module (the busybox base is built once)."""
+    tmp = tmp_path_factory.mktemp(f"cli-{request.param}")
+    if request.param == "overlayfs":
+        from snapshot.mount import overlay_works
+        if not overlay_works(tmp / "probe"):
+            pytest.skip("overlayfs mounts do not work here")
+    return tmp / "root", request.param
+
+
+@pytest.fixture
+def solve(cli_root, tmp_path):
+    """solve(build_source, *args) -> (exit code, stderr, tree of the local output)."""
+    root, snapshotter = cli_root
+    counter = iter(range(100))
+
+    def run(source: str, *args: str):
+        n = next(counter)
+        build = tmp_path / f"build{n}.py"
+        build.write_text(PRELUDE + source)
+        out = tmp_path / f"out{n}"
+        argv = [LLB, "solve", str(build), "--root", str(root), "--snapshotter", snapshotter,
+                "--progress", "plain", "--output", f"type=local,dest={out}",
+                *[f"--local={k}={v}" for k, v in LOCALS.items()], *args]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        tree = tree_of(out) if out.is_dir() else None
+        return p.returncode, p.stderr, tree
+
+    return run
+
+
+def test_exec_writes_deletes_and_chmods(solve):
+    code, err, tree = solve('''
+def build():
+    base = busybox().file(llb.mkdir("/data").mkfile("/data/old", "old").mkfile("/data/x", "x"))
+    return base.run("sh -c 'echo new > /data/new && rm /data/old && chmod 0600 /data/x "
+                    "&& mkdir -p /data/d/e && ln -s new /data/link'").root()
+''')
+    assert code == 0, err
+    assert tree["/data/new"] == ("f", 0o644, b"new\n")
+    assert "/data/old" not in tree
+    assert tree["/data/x"] == ("f", 0o600, b"x")
+    assert tree["/data/d/e"] == ("d", 0o755)
+    assert tree["/data/link"] == ("l", "new")
+    assert tree["/bin/sh"] == ("l", "/bin/busybox")
+    for stub in ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf"):
+        assert stub not in tree
+
+
+def test_exec_diff_holds_only_the_commands_changes(solve):
+    code, err, tree = solve('''
+def build():
+    base = busybox()
+    run = base.run(["sh", "-c", "echo hi > /root/hi"],
+                   mounts=[llb.mount("/src", llb.scratch().file(llb.mkfile("/f", "f")),
+                                     readonly=True),
+                           llb.tmpfs("/scratch"), llb.cache_mount("/var/cache/x", id="x")])
+    return llb.diff(base, run.root())
+''')
+    assert code == 0, err
+    assert tree == {"/root": ("d", 0o700), "/root/hi": ("f", 0o644, b"hi\n")}
+
+
+def test_readonly_mount_refuses_writes(solve):
+    code, err, tree = solve('''
+def build():
+    src = llb.scratch().file(llb.mkdir("/d").mkfile("/d/f", "orig"))
+    run = busybox().run(["sh", "-c",
+        "for c in 'echo x > /src/d/f' 'touch /src/new' 'rm /src/d/f' 'chmod 777 /src/d'; do "
+        "  if sh -c \\"$c\\" 2>/dev/null; then echo \\"wrote: $c\\"; else echo refused; fi; "
+        "done > /out/result"],
+        mounts=[llb.mount("/src", src, readonly=True), llb.mount("/out", llb.scratch())])
+    return llb.merge([src, run.get_mount("/out")])
+''')
+    assert code == 0, err
+    assert tree["/result"] == ("f", 0o644, b"refused\n" * 4)
+    assert tree["/d/f"] == ("f", 0o644, b"orig")
+    assert tree["/d"] == ("d", 0o755)
+    assert set(tree) == {"/d", "/d/f", "/result"}
+
+
+def test_readonly_rootfs_refuses_writes(solve):
+    code, err, tree = solve('''
+def build():
+    run = busybox().run(["sh", "-c",
+        "(touch /newfile 2>&1 && echo wrote || echo refused) > /out/result"],
+        readonly_rootfs=True, mounts=[llb.mount("/out", llb.scratch())])
+    return run.get_mount("/out")
+''')
+    assert code == 0, err
+    assert tree["/result"][2].endswith(b"refused\n")
+    assert b"Read-only file system" in tree["/result"][2]
+
+
+def test_cache_mount_keeps_content_across_solves_and_is_in_no_output(solve):
+    src = '''
+def build():
+    run = busybox().run(["sh", "-c", "echo run >> /cache/log && cp /cache/log /seen"],
+                        mounts=[llb.cache_mount("/cache", id="cli-cache")])
+    return run.root()
+'''
+    code, err, tree1 = solve(src)
+    assert code == 0, err
+    assert tree1["/seen"] == ("f", 0o644, b"run\n")
+    code, err, tree2 = solve(src, "--no-cache")
+    assert code == 0, err
+    assert tree2["/seen"] == ("f", 0o644, b"run\nrun\n")
+    for tree in (tree1, tree2):
+        assert not any(p.startswith("/cache") for p in tree)
+
+
+def test_get_mount_output(solve):
+    code, err, tree = solve('''
+def build():
+    seed = llb.scratch().file(llb.mkdir("/sub").mkfile("/sub/in", "in"))
+    run = busybox().run(["sh", "-c", "cat /w/in > /w/out && mkdir /w/dir && rm /w/in"],
+                        mounts=[llb.mount("/w", seed, selector="/sub")])
+    return run.get_mount("/w")
+''')
+    assert code == 0, err
+    assert tree == {"/sub": ("d", 0o755), "/sub/out": ("f", 0o644, b"in"),
+                    "/sub/dir": ("d", 0o755)}
+
+
+def test_merge_of_two_execs_on_one_base(solve):
+    code, err, tree = solve('''
+def build():
+    base = busybox().file(llb.mkdir("/data").mkfile("/data/shared", "base")
+                          .mkfile("/data/doomed", "x"))
+    one = base.run("sh -c 'echo one > /data/one && rm /data/doomed'").root()
+    two = base.run("sh -c 'echo two > /data/two && echo two > /data/shared'").root()
+    return llb.merge([one, two])
+''')
+    assert code == 0, err
+    assert tree["/data/one"] == ("f", 0o644, b"one\n")
+    assert tree["/data/two"] == ("f", 0o644, b"two\n")
+    assert tree["/data/shared"] == ("f", 0o644, b"two\n")
+    # two's chain re-applies base's layers, which recreate what one deleted
+    assert tree["/data/doomed"] == ("f", 0o644, b"x")
+    assert tree["/bin/sh"] == ("l", "/bin/busybox")
+
+
+def test_exec_on_merge_merged_again_keeps_the_first_merges_deletions(solve):
+    code, err, tree = solve('''
+def build():
+    a = llb.scratch().file(llb.mkfile("/foo", "A").mkfile("/a", "A"))
+    b = a.file(llb.rm("/foo")).file(llb.mkfile("/b", "B"))
+    merged = llb.merge([busybox(), b])
+    ran = merged.run("sh -c 'ls / > /listing'").root()
+    e = llb.scratch().file(llb.mkfile("/foo", "E").mkfile("/e", "E"))
+    return llb.merge([e, ran])
+''')
+    assert code == 0, err
+    assert "/foo" not in tree  # b deleted it; b's layer is inside ran's chain (#2335)
+    assert tree["/e"] == ("f", 0o644, b"E")
+    assert tree["/a"] == ("f", 0o644, b"A") and tree["/b"] == ("f", 0o644, b"B")
+    assert b"foo" not in tree["/listing"][2]
+
+
+def test_failing_command_exits_1_with_buildkits_wording(solve):
+    code, err, tree = solve('''
+def build():
+    return busybox().run(["sh", "-c", "echo about to fail; echo oops >&2; exit 2"]).root()
+''')
+    assert code == 1
+    assert 'process "sh -c echo about to fail; echo oops >&2; exit 2" did not complete ' \
+           'successfully: exit code: 2' in err
+    assert "oops" in err and "about to fail" in err
+    assert "Traceback" not in err
+
+
+def test_missing_command_fails_with_runcs_reason(solve):
+    code, err, _ = solve('''
+def build():
+    return busybox().run(["no-such-tool", "x"]).root()
+''')
+    assert code == 1
+    assert 'process "no-such-tool x" did not complete successfully' in err
+    assert "executable file not found" in err
