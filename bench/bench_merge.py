@@ -87,7 +87,7 @@ def child_apply(trees: list[str], dest: str, fallback: bool) -> dict:
     if fallback:
         def no_link(*a, **kw):
             raise OSError(errno.EXDEV, "forced copy fallback")
-        merge.os.link = no_link  # type: ignore[attr-defined]
+        merge._link = no_link
     start = time.perf_counter()
     merge.apply_layers(Path(dest), layers)
     took = time.perf_counter() - start

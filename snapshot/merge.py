@@ -34,6 +34,10 @@ __all__ = ["MergeError", "apply_layers"]
 _LINK_FALLBACK = (errno.EXDEV, errno.EMLINK, errno.EPERM)
 
 
+# The cross-snapshot hardlink (a module attribute so tests can make it fail like EXDEV).
+_link = os.link
+
+
 class MergeError(_Base):
     """A layer could not be applied (its content is missing or the disk refused a write)."""
 
@@ -79,7 +83,7 @@ class _Merger:
         root = self.root
         src_of = _source_of(layer)
         st = _LayerState(src_of)
-        link = os.link
+        link = _link
         rel = ""
         try:
             for change in layer.changes():
@@ -126,9 +130,8 @@ class _Merger:
             self._dir(rel, src, sst)
             st.dirs_done.add(rel)
             return
-        if err is None or err == errno.EEXIST:
-            _remove(dst)
-        elif err == errno.EXDEV:
+        _remove(dst)  # whatever is there goes (kernels report EEXIST first, fakes may not)
+        if err == errno.EXDEV:
             st.no_link = True  # the layer lives on another filesystem: copy the rest
         key = (sst.st_dev, sst.st_ino)
         if sst.st_nlink > 1 and key in st.copied:
@@ -141,7 +144,7 @@ class _Merger:
                     raise
         elif not st.no_link and (err is None or err == errno.EEXIST):
             try:
-                os.link(src, dst, follow_symlinks=False)
+                _link(src, dst, follow_symlinks=False)
                 return
             except OSError as e:
                 if e.errno not in _LINK_FALLBACK:

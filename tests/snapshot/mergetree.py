@@ -91,6 +91,15 @@ def rm(rel: str) -> Op:
     return op
 
 
+def overwrite(rel: str, data: bytes) -> Op:
+    """Write into the existing file in place (same inode, like `echo > f`)."""
+    def op(root: Path) -> None:
+        with open(root / rel, "r+b") as f:
+            f.write(data)
+            f.truncate()
+    return op
+
+
 def rename(old: str, new: str) -> Op:
     def op(root: Path) -> None:
         os.rename(root / old, root / new)

@@ -328,7 +328,7 @@ def _raise_on_link(monkeypatch, err: int, dest: Path, only: set[str] | None = No
         if only is None or os.path.basename(src) in only:
             raise OSError(err, os.strerror(err), os.fspath(src))
         return real(src, dst, *a, **kw)
-    monkeypatch.setattr(merge_mod.os, "link", link)
+    monkeypatch.setattr(merge_mod, "_link", link)
 
 
 def _fallback_states(shop):
