@@ -127,6 +127,17 @@ def _wrong(where: str, label: str, value: Any) -> FieldError:
     return e
 
 
+def _locate(where: str, decode: Decoder, items: list) -> FieldError:
+    """The error of the first item `decode` rejects, with its index in the path."""
+    for j, item in enumerate(items):
+        try:
+            decode(item)
+        except FieldError as e:
+            e.path.insert(0, f"{where}[{j}]")
+            return e
+    return FieldError("inconsistent decoder")  # pragma: no cover
+
+
 def _dataclass_decoder(cls: type) -> Decoder:
     """Generated code (one function per dataclass): decoding runs once per op on load, so it
     avoids per-field calls and builds the frozen instance without its __init__."""
@@ -135,7 +146,7 @@ def _dataclass_decoder(cls: type) -> Decoder:
     tag = _tag_field(cls)
     env: dict[str, Any] = {"FieldError": FieldError, "_typename": _typename, "_wrong": _wrong,
                            "_fields_error": _fields_error, "cls": cls, "KEYS": list(names),
-                           "new": object.__new__}
+                           "new": object.__new__, "_locate": _locate}
     lines = ["def decode(v):",
              "    if type(v) is not dict:",
              "        raise FieldError('expected a map, got ' + _typename(v))",
@@ -150,10 +161,28 @@ def _dataclass_decoder(cls: type) -> Decoder:
             continue
         tp = hints[name]
         lines.append(f"    x{i} = v[{name!r}]")
+        args = typing.get_args(tp)
         if tp in _PRIMITIVE_CHECKS:
             env[f"T{i}"] = tp
             lines += [f"    if type(x{i}) is not T{i}:",
                       f"        raise _wrong({'.' + name!r}, {_PRIMITIVE_CHECKS[tp]!r}, x{i})"]
+        elif typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+            # tuple[X, ...] inline: one comprehension, the failing index found only on error
+            lines += [f"    if type(x{i}) is not list:",
+                      f"        raise _wrong({'.' + name!r}, 'an array', x{i})"]
+            if args[0] in _PRIMITIVE_CHECKS:
+                env[f"T{i}"] = args[0]
+                lines += [f"    for e in x{i}:",
+                          f"        if type(e) is not T{i}:",
+                          f"            raise _wrong({'.' + name!r} + '[' + str(x{i}.index(e)) + ']', "
+                          f"{_PRIMITIVE_CHECKS[args[0]]!r}, e)",
+                          f"    x{i} = tuple(x{i})"]
+            else:
+                env[f"E{i}"] = decoder_for(args[0])
+                lines += ["    try:",
+                          f"        x{i} = tuple([E{i}(e) for e in x{i}])",
+                          "    except FieldError:",
+                          f"        raise _locate({'.' + name!r}, E{i}, x{i}) from None"]
         else:
             env[f"D{i}"] = decoder_for(tp)
             lines += ["    try:",

@@ -258,10 +258,12 @@ def _check_graph(order: list[str], ops: Mapping[str, Op], metadata: Mapping[str,
                  output: Input) -> None:
     """Inputs exist, come first (no cycles), name real outputs; every op feeds the output."""
     position = {d: i for i, d in enumerate(order)}
+    outputs: dict[str, int] = {}
     for i, digest in enumerate(order):
         for inp in ops[digest].inputs:
             j = position.get(inp.digest)
             if j is None:
+                validate.check_digest(inp.digest, f"op {digest} input")
                 raise DefinitionError(f"op {digest} refers to missing input {inp.digest}",
                                       vertex=digest)
             if j >= i:
@@ -270,14 +272,16 @@ def _check_graph(order: list[str], ops: Mapping[str, Op], metadata: Mapping[str,
                     raise DefinitionError("cycle: " + " -> ".join(cycle), vertex=cycle[0])
                 raise DefinitionError(f"op {digest} is listed before its input {inp.digest}",
                                       vertex=digest)
-            n = validate.outputs_of(ops[inp.digest])
-            if inp.index >= n:
-                raise DefinitionError(f"op {digest} uses output {inp.index} of {inp.digest}, "
-                                      f"which has {n}", vertex=digest)
+            n = outputs.get(inp.digest)
+            if n is None:
+                n = outputs[inp.digest] = validate.outputs_of(ops[inp.digest])
+            if not 0 <= inp.index < n:
+                raise DefinitionError(f"op {digest} uses output {inp.index} of {inp.digest},"
+                                          f" which has {n}", vertex=digest)
     if output.digest not in ops:
         raise DefinitionError(f"definition output {output.digest} is not one of its ops")
     n = validate.outputs_of(ops[output.digest])
-    if output.index >= n:
+    if not 0 <= output.index < n:
         raise DefinitionError(f"definition output index {output.index} out of range "
                               f"({output.digest} has {n})")
     for digest in metadata:
