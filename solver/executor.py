@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import stat
 import subprocess
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,6 +46,8 @@ from snapshot.paths import resolve_in_root
 DEFAULT_HOSTNAME = "buildkitsandbox"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_TAIL_LINES = 20
+_CANCEL_POLL = 0.1  # seconds between checks of the cancel event while a process runs
+_MAX_LINE = 64 * 1024
 
 # containerd's default capability set, which BuildKit gives every exec.
 _CAPABILITIES = [
@@ -137,6 +141,7 @@ class Executor:
         for d in (self._runc_root, self._bundles):
             d.mkdir(parents=True, exist_ok=True)
         self._files_lock = threading.Lock()
+        self._written: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------ run
 
@@ -167,41 +172,38 @@ class Executor:
             return RunResult(exit_code=-1, tail=[], cancelled=True)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, close_fds=True)
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        tail_lock = threading.Lock()
-        readers = [threading.Thread(target=_pump, args=(pipe, name, log, tail, tail_lock),
-                                    daemon=True)
-                   for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
-        for t in readers:
-            t.start()
-        done = threading.Event()
-        was_cancelled = threading.Event()
-        if cancelled is not None:
-            threading.Thread(target=self._watch, args=(cid, done, cancelled, was_cancelled),
-                             daemon=True).start()
-        try:
-            code = proc.wait()
-        finally:
-            done.set()
-        for t in readers:
-            t.join()
-        if was_cancelled.is_set():
+        lines = _Lines(log)
+        was_cancelled = False
+        last_kill = 0.0
+        with selectors.DefaultSelector() as sel:
+            for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+                sel.register(pipe.fileno(), selectors.EVENT_READ, name)
+            while sel.get_map():
+                timeout = None if cancelled is None else _CANCEL_POLL
+                for key, _ in sel.select(timeout):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        lines.feed(key.data, data)
+                    else:
+                        sel.unregister(key.fd)
+                        lines.close(key.data)
+                if cancelled is not None and cancelled.is_set():
+                    now = time.monotonic()
+                    if now - last_kill >= _CANCEL_POLL:  # again until runc has the container
+                        was_cancelled = True
+                        last_kill = now
+                        self._kill(cid)
+        proc.stdout.close()
+        proc.stderr.close()
+        code = proc.wait()
+        if was_cancelled:
             self._delete(cid)
-        runc_error = _runc_error(runc_log)
-        return RunResult(exit_code=code, tail=list(tail), runc_error=runc_error,
-                         cancelled=was_cancelled.is_set())
+        return RunResult(exit_code=code, tail=list(lines.tail), runc_error=_runc_error(runc_log),
+                         cancelled=was_cancelled)
 
-    def _watch(self, cid: str, done: threading.Event, cancelled: threading.Event,
-               was_cancelled: threading.Event) -> None:
-        while not done.is_set():
-            if cancelled.wait(0.1):
-                if done.is_set():
-                    return
-                was_cancelled.set()
-                subprocess.run([self.runc, "--root", str(self._runc_root), "kill", "--all",
-                                cid, "KILL"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=False)
-                return
+    def _kill(self, cid: str) -> None:
+        subprocess.run([self.runc, "--root", str(self._runc_root), "kill", cid, "KILL"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
     def _delete(self, cid: str) -> None:
         subprocess.run([self.runc, "--root", str(self._runc_root), "delete", "--force", cid],
@@ -283,17 +285,21 @@ class Executor:
         return self._state_file(name, text)
 
     def _state_file(self, name: str, content: str) -> Path:
+        """state_dir/name holding content (rewritten atomically only when it changes)."""
         path = self.state_dir / name
         with self._files_lock:
+            if self._written.get(name) == content:
+                return path
             try:
-                if path.read_text() == content:
-                    return path
+                current = path.read_text()
             except OSError:
-                pass
-            tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(content)
-            tmp.chmod(0o644)
-            os.replace(tmp, path)
+                current = None
+            if current != content:
+                tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
+                tmp.write_text(content)
+                tmp.chmod(0o644)
+                os.replace(tmp, path)
+            self._written[name] = content
         return path
 
 
@@ -317,13 +323,35 @@ def _system_mounts() -> list[dict]:
     ]
 
 
-def _pump(pipe, stream: str, log: LogFn | None, tail: deque, lock: threading.Lock) -> None:
-    for line in iter(pipe.readline, b""):
-        if log is not None:
-            log(stream, line)
-        with lock:
-            tail.append(line.decode(errors="replace").rstrip("\n"))
-    pipe.close()
+class _Lines:
+    """Splits a process's output into lines per stream: each complete line goes to `log`
+    (with its newline) and into the tail; a line longer than _MAX_LINE is cut."""
+
+    def __init__(self, log: LogFn | None):
+        self.log = log
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._partial: dict[str, bytes] = {}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buf = self._partial.pop(stream, b"") + data
+        *complete, rest = buf.split(b"\n")
+        for line in complete:
+            self._emit(stream, line + b"\n")
+        while len(rest) > _MAX_LINE:
+            self._emit(stream, rest[:_MAX_LINE])
+            rest = rest[_MAX_LINE:]
+        if rest:
+            self._partial[stream] = rest
+
+    def close(self, stream: str) -> None:
+        rest = self._partial.pop(stream, b"")
+        if rest:
+            self._emit(stream, rest)
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        if self.log is not None:
+            self.log(stream, line)
+        self.tail.append(line.decode(errors="replace").rstrip("\n"))
 
 
 def _runc_error(path: Path) -> str:

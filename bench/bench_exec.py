@@ -1,0 +1,143 @@
+"""Exec benchmark: per-exec overhead of llb above a bare `runc run` of the same bundle.
+
+Measured in the same run, on the busybox base (examples/busybox, /bin/busybox as the local):
+  bare runc       `runc run` of one bundle (the config llb writes, rootfs a plain copy of
+                  the base), N times one after another, and N at a time on WORKERS threads
+  chain           200 `true` execs, each on the previous one's root, solved at once
+  parallel        200 `true` execs on the same base (different env: distinct vertices),
+                  their diffs merged, solved with WORKERS workers
+for each snapshotter that works here. Overhead = llb's wall time per exec minus bare
+runc's (sequential for the chain, parallel for the branches). Target: < 25 ms per exec.
+`python bench/bench_exec.py --execs N` shrinks the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+EXECS = 200
+WORKERS = 4
+TARGET_MS = 25.0
+LOCALS = {"busybox": Path("/bin")}
+
+
+def _busybox():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "busybox_base", HERE.parent / "examples" / "busybox" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.busybox()
+
+
+def bare_runc(tmp: Path, rootfs: Path, n: int, workers: int) -> tuple[float, float]:
+    """(seconds per sequential run, wall seconds per run with `workers` at a time) of a
+    bare `runc run` of the bundle llb's executor would write for `true`."""
+    from solver.executor import Executor, ProcessSpec
+
+    ex = Executor(tmp / "bare-state")
+    bundle = tmp / "bare-bundle"
+    bundle.mkdir()
+    config = ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
+    import json
+
+    def run(i: int) -> None:
+        cid = f"llb-bench-{os.getpid()}-{i}"
+        b = bundle / cid
+        b.mkdir()
+        (b / "config.json").write_text(json.dumps({**config, "linux": {
+            **config["linux"], "cgroupsPath": f"/llb/{cid}"}}))
+        p = subprocess.run([ex.runc, "--root", str(tmp / "bare-runc"), "run", "--bundle",
+                            str(b), cid], stdin=subprocess.DEVNULL, capture_output=True)
+        if p.returncode != 0:
+            raise SystemExit(f"bare runc run failed: {p.stderr.decode()}")
+
+    run(-1)  # warm up
+    t = time.perf_counter()
+    for i in range(n):
+        run(i)
+    seq = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, range(n, 2 * n)))
+    par = (time.perf_counter() - t) / n
+    return seq, par
+
+
+def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int) -> tuple[float, float]:
+    """(wall seconds per exec for a chain of n, for n parallel branches)."""
+    import llb
+    from solver.solve import Solver
+
+    base = _busybox()
+    chain = base
+    for _ in range(n):
+        chain = chain.run(["true"]).root()
+    branches = llb.merge([llb.diff(base, base.run(["true"], env={"BRANCH": str(i)}).root())
+                          for i in range(n)])
+    with Solver(tmp / f"root-{snapshotter}", snapshotter, workers=workers) as solver:
+        solver.solve(base.to_definition(), LOCALS)
+        d = chain.to_definition()
+        t = time.perf_counter()
+        solver.solve(d, LOCALS)
+        per_chain = (time.perf_counter() - t) / n
+        d = branches.to_definition()
+        t = time.perf_counter()
+        solver.solve(d, LOCALS)
+        per_branch = (time.perf_counter() - t) / n
+    return per_chain, per_branch
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--execs", type=int, default=EXECS)
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    args = ap.parse_args()
+    if os.geteuid() != 0 or shutil.which("runc") is None or not Path("/bin/busybox").exists():
+        print("skipped: needs root, runc and busybox-static")
+        return 0
+    from snapshot.mount import overlay_works
+
+    tmp = Path(tempfile.mkdtemp(prefix="llb-bench-exec-", dir="/var/tmp"))
+    try:
+        kinds = ["native"] + (["overlayfs"] if overlay_works(tmp / "probe") else [])
+        # the bare baseline's rootfs: the solved busybox base, exported as a plain copy
+        from solver.exporters.local import export_local
+        from solver.solve import Solver
+
+        with Solver(tmp / "root-export", "native") as s:
+            res = s.solve(_busybox().to_definition(), LOCALS)
+            export_local(s.store, res.ref, tmp / "rootfs")
+        seq, par = bare_runc(tmp, tmp / "rootfs", args.execs, args.workers)
+        print(f"bare runc run: {seq * 1000:.1f} ms sequential, {par * 1000:.1f} ms per run "
+              f"with {args.workers} at a time ({args.execs} runs each)")
+        worst = 0.0
+        for kind in kinds:
+            chain, branch = llb_runs(tmp, kind, args.execs, args.workers)
+            oc, ob = (chain - seq) * 1000, (branch - par) * 1000
+            worst = max(worst, oc, ob)
+            print(f"{kind:9s} chain of {args.execs}: {chain * 1000:.1f} ms/exec "
+                  f"(overhead {oc:+.1f} ms, ratio {chain / seq:.2f}x bare)")
+            print(f"{kind:9s} {args.execs} parallel: {branch * 1000:.1f} ms/exec "
+                  f"(overhead {ob:+.1f} ms, ratio {branch / par:.2f}x bare)")
+        verdict = "OK" if worst < TARGET_MS else "ABOVE TARGET"
+        print(f"worst overhead per exec: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): {verdict}")
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
