@@ -1,9 +1,12 @@
-"""The base root of the merge example.
+"""The base roots of the merge example.
 
-For now a small root made with file ops only, so the example needs nothing but llb. To build
-on a real userland instead, return the busybox root of examples/busybox/build.py here (load
-it with importlib from ../busybox/build.py and call its build()); nothing else changes.
+`base()` is a small root made with file ops only, so `make example` needs nothing but llb.
+`busybox_base()` is the busybox root of examples/busybox/build.py (a real userland; solve
+with `--local busybox=/bin`): build.py's `on_busybox` target merges onto it instead.
 """
+
+import importlib.util
+from pathlib import Path
 
 import llb
 
@@ -21,3 +24,11 @@ def base() -> llb.State:
         .mkdir("/tmp", 0o1777),
         name="base root",
     )
+
+
+def busybox_base() -> llb.State:
+    path = Path(__file__).resolve().parent.parent / "busybox" / "build.py"
+    spec = importlib.util.spec_from_file_location("_busybox_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.busybox().with_name("base root")

@@ -1,13 +1,16 @@
 """The shape MergeOp exists for: a base, a dependency tree and an app tree built
-independently, then merged. Changing the app never invalidates the dependencies.
+independently, then merged. Changing the app never invalidates the dependencies, and the
+merge links files instead of copying them.
 
     llb dump examples/merge/build.py --format dot | dot -Tsvg > merge.svg
     llb solve examples/merge/build.py --output type=local,dest=out/merge
-    llb dump examples/merge/build.py --target deps     # one part on its own
+    llb dump examples/merge/build.py --target deps          # one part on its own
+    llb solve examples/merge/build.py --target on_busybox --local busybox=/bin \
+        --output type=local,dest=out/merge-bb               # the same on a busybox root
 """
 
 import llb
-from base import base  # a helper beside this file
+from base import base, busybox_base  # helpers beside this file
 
 GREET = '''def greet(name):
     return f"hello, {name}"
@@ -20,9 +23,9 @@ print(greet("merge"))
 '''
 
 
-def deps() -> llb.State:
-    """Only what installing the dependencies added on top of the base (a diff)."""
-    root = base()
+def deps(root: llb.State | None = None) -> llb.State:
+    """Only what installing the dependencies added on top of the root (a diff)."""
+    root = base() if root is None else root
     installed = root.file(
         llb.mkdir("/opt/deps/lib", 0o755, parents=True)
         .mkfile("/opt/deps/lib/greet.py", GREET)
@@ -32,9 +35,9 @@ def deps() -> llb.State:
     return llb.diff(root, installed, name="dependency layer")
 
 
-def app() -> llb.State:
+def app(root: llb.State | None = None) -> llb.State:
     """Only the application's files, built independently of the dependencies."""
-    root = base().cwd("/app")
+    root = (base() if root is None else root).cwd("/app")
     built = root.file(
         llb.mkdir("/app", 0o755)
         .mkfile("main.py", MAIN, 0o755)  # relative to the state's cwd: /app/main.py
@@ -44,5 +47,13 @@ def app() -> llb.State:
     return llb.diff(root, built, name="app layer")
 
 
+def assemble(root: llb.State) -> llb.State:
+    return llb.merge([root, deps(root), app(root)], name="base + deps + app")
+
+
 def build() -> llb.State:
-    return llb.merge([base(), deps(), app()], name="base + deps + app")
+    return assemble(base())
+
+
+def on_busybox() -> llb.State:
+    return assemble(busybox_base())
