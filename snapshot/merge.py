@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from snapshot.apply import copy_entry, copy_xattrs
+from snapshot.errors import SnapshotError
 
 if TYPE_CHECKING:
     from snapshot.layers import Layer
-
-try:
-    from snapshot.errors import SnapshotError as _Base
-except ImportError:  # pragma: no cover - snapshot/errors.py lands with the store
-    from llb.errors import LLBError as _Base
 
 __all__ = ["MergeError", "apply_layers"]
 
@@ -33,12 +29,11 @@ __all__ = ["MergeError", "apply_layers"]
 # fs.protected_hardlinks answers a non-root caller that does not own the source.
 _LINK_FALLBACK = (errno.EXDEV, errno.EMLINK, errno.EPERM)
 
-
 # The cross-snapshot hardlink (a module attribute so tests can make it fail like EXDEV).
 _link = os.link
 
 
-class MergeError(_Base):
+class MergeError(SnapshotError):
     """A layer could not be applied (its content is missing or the disk refused a write)."""
 
 

@@ -16,17 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-try:
-    from snapshot.layers import Change, path_key
-except ImportError:  # pragma: no cover - the store's layers module lands in parallel
-
-    @dataclass(frozen=True)
-    class Change:  # type: ignore[no-redef]
-        path: str
-        kind: str
-
-    def path_key(path: str) -> tuple[str, ...]:  # type: ignore[misc]
-        return tuple(path.split("/"))
+from snapshot.layers import Change, path_key
 
 
 T0 = 1_600_000_000_000_000_000  # a fixed epoch (ns) for mtimes tests pin
