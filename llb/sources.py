@@ -51,7 +51,7 @@ def oci_layout(path: str | os.PathLike[str], *, tag: str | None = None,
 def local(name: str, *, include: list[str] | tuple[str, ...] = (),
           exclude: list[str] | tuple[str, ...] = (), description: str = "") -> State:
     """A directory of the user's machine, given to the solver as `--local NAME=PATH`;
-    include/exclude are gitignore-style patterns."""
+    include/exclude are gitignore-style patterns (a progress name: `.with_name(...)`)."""
     if not isinstance(name, str) or not LOCAL_NAME_RE.match(name):
         raise DefinitionError(f"local name {name!r} must match {LOCAL_NAME_RE.pattern}")
     op = _ops.SourceOp("local://" + name, include=patterns(include, "include"),

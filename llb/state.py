@@ -10,7 +10,7 @@ from typing import Any
 
 from llb import codec, validate
 from llb import ops as _ops
-from llb.actions import FileActions, owner_str
+from llb.actions import FileActions
 from llb.codec import FieldError
 from llb.definition import Definition
 from llb.errors import DefinitionError
@@ -371,4 +371,4 @@ def _env_pairs(env: Mapping[str, str] | Iterable[str] | None) -> list[tuple[str,
     return pairs
 
 
-__all__ = ["State", "ExecState", "DEFAULT_PATH", "owner_str"]
+__all__ = ["State", "ExecState", "DEFAULT_PATH"]
