@@ -1,0 +1,208 @@
+"""Solver benchmarks: the shapes of issue 4, end to end through the `llb` process, each cold
+(fresh root) and fully cached, on both snapshotters, exported with type=local; wall time and
+peak memory (max RSS of the `llb` process), printed beside BuildKit v0.11.6's figures from
+the issue with the 5x target.
+
+`python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native]` runs a subset;
+BENCH_DIR (default /tmp/llb-bench) holds the roots, contexts and exports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LLB = [sys.executable, "-c", "from cli.main import main; main()"]
+_bin = Path(sys.executable).parent / "llb"
+if _bin.exists():
+    LLB = [str(_bin)]
+
+# BuildKit v0.11.6 (runc worker, 2 cores), wall seconds (cold, cached); None = failed/absent
+BUILDKIT = {
+    "merge-files 10": {},
+    "merge-files 100": {"overlayfs": (12.7, 15.1), "native": (20.0, 13.3)},
+    "merge-files 500": {"overlayfs": (54.0, 68.9), "native": (48.1, 59.9)},
+    "merge-big 4x64MiB": {"overlayfs": (5.8, 4.5), "native": (5.6, 4.4)},
+    "chain 100": {"overlayfs": (4.3, 0.5), "native": (8.2, 0.5)},
+    "chain 1000": {"overlayfs": (None, None), "native": (104.7, 18.7)},
+    "merge-del 1000": {"overlayfs": (3.0, 1.5), "native": (1.6, 1.3)},
+    "cached 10k-vertex graph": {},
+}
+TARGET = 5.0
+CACHED_10K_LIMIT = 1.5
+
+_HEADER = "import llb\n\n"
+
+BUILDS = {
+    "merge-files": '''
+def build():
+    parts = []
+    for i in range({n}):
+        acts = llb.mkdir(f"/d{{i}}")
+        for j in range(100):
+            acts = acts.mkfile(f"/d{{i}}/f{{j}}", f"file {{j}} of {{i}}\\n".encode())
+        parts.append(llb.scratch().file(acts))
+    return llb.merge(parts)
+''',
+    "merge-big": '''
+def build():
+    return llb.merge([llb.local(f"big{{i}}") for i in range(4)])
+''',
+    "chain": '''
+def build():
+    s = llb.scratch()
+    for i in range({n}):
+        s = s.file(llb.mkfile(f"/f{{i}}", f"{{i}}\\n".encode()))
+    return s
+''',
+    "merge-del": '''
+def build():
+    acts = llb.mkdir("/data")
+    for i in range({n}):
+        acts = acts.mkfile(f"/data/f{{i}}", b"x" * 100)
+    full = llb.scratch().file(acts)
+    rm = None
+    for i in range(0, {n}, 2):
+        rm = llb.rm(f"/data/f{{i}}") if rm is None else rm.rm(f"/data/f{{i}}")
+    halved = full.file(rm)
+    third = llb.scratch().file(llb.mkdir("/data").mkfile("/data/keep", b"k").mkfile("/data/f0", b"t"))
+    return llb.merge([third, halved])
+''',
+    "wide-deep": '''
+def build():
+    chains = []
+    for w in range(100):
+        s = llb.scratch()
+        for d in range(100):
+            s = s.file(llb.mkfile(f"/f{{w}}_{{d}}", b"x"))
+        chains.append(s)
+    groups = [llb.merge(chains[i:i + 10]) for i in range(0, 100, 10)]
+    return llb.merge(groups)
+''',
+}
+
+SHAPES = [
+    ("merge-files 10", "merge-files", 10),
+    ("merge-files 100", "merge-files", 100),
+    ("merge-files 500", "merge-files", 500),
+    ("merge-big 4x64MiB", "merge-big", 4),
+    ("chain 100", "chain", 100),
+    ("chain 1000", "chain", 1000),
+    ("merge-del 1000", "merge-del", 1000),
+    ("cached 10k-vertex graph", "wide-deep", 10012),
+]
+
+
+def _overlay_ok(work: Path) -> bool:
+    sys.path.insert(0, str(HERE.parent))
+    try:
+        from snapshot.mount import overlay_works
+
+        return os.geteuid() == 0 and overlay_works(work / "probe")
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _run(argv: list[str]) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS MiB, exit code and stderr tail of one `llb` process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, ru.ru_maxrss / 1024, p.returncode, err.decode(errors="replace")[-800:]
+
+
+def _prepare(work: Path, kind: str, n: int) -> tuple[Path, list[str]]:
+    """The build file (serialised once to a definition, like a CI would) and --local args."""
+    d = work / f"{kind}-{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    build = d / "build.py"
+    build.write_text(_HEADER + BUILDS[kind].format(n=n))
+    args: list[str] = []
+    if kind == "merge-big":
+        for i in range(4):
+            ctx = d / f"big{i}"
+            f = ctx / f"big{i}.bin"
+            if not f.exists() or f.stat().st_size != 64 << 20:
+                ctx.mkdir(exist_ok=True)
+                with open(f, "wb") as fh:
+                    fh.write(os.urandom(64 << 20))
+                old = time.time() - 60  # an existing context, not one written this second
+                os.utime(f, (old, old))
+            args += ["--local", f"big{i}={ctx}"]
+    graph = d / "graph.llb"
+    if not graph.exists():
+        subprocess.run(LLB + ["marshal", str(build), "-o", str(graph)], check=True)
+    return graph, args
+
+
+def main(argv: list[str]) -> int:
+    kinds = ["overlayfs", "native"]
+    if "--snapshotter" in argv:
+        i = argv.index("--snapshotter")
+        kinds = [argv[i + 1]]
+        argv = argv[:i] + argv[i + 2:]
+    shapes = [s for s in SHAPES if not argv or any(a in s[0] for a in argv)]
+    work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
+    work.mkdir(parents=True, exist_ok=True)
+    if "overlayfs" in kinds and not _overlay_ok(work):
+        print("overlayfs: cannot mount here, skipped")
+        kinds.remove("overlayfs")
+    print(f"{'shape':<26}{'snapshotter':<11}{'cold s':>8}{'cached s':>9}{'peak MiB':>9}"
+          f"  {'BuildKit cold/cached':>21}  {'speedup':>13}  target")
+    failed = False
+    for label, kind, n in shapes:
+        graph, args = _prepare(work, kind, n)
+        for snap in kinds:
+            root = work / f"root-{kind}-{n}-{snap}"
+            out = work / f"out-{kind}-{n}-{snap}"
+            shutil.rmtree(root, ignore_errors=True)
+            base = LLB + ["solve", str(graph), "--root", str(root), "--snapshotter", snap,
+                          "--progress", "plain", "--output", f"type=local,dest={out}", *args]
+            shutil.rmtree(out, ignore_errors=True)
+            cold, mem1, rc1, err1 = _run(base)
+            shutil.rmtree(out, ignore_errors=True)
+            cached, mem2, rc2, err2 = _run(base)
+            if rc1 or rc2:
+                print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): {(err1 if rc1 else err2).strip().splitlines()[-1:]}")
+                failed = True
+                continue
+            bk = BUILDKIT.get(label, {}).get(snap)
+            print(_row(label, snap, cold, cached, max(mem1, mem2), bk), flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+            if os.environ.get("BENCH_KEEP") != "1":
+                _remove_root(root)
+    return 1 if failed else 0
+
+
+def _row(label, snap, cold, cached, mem, bk) -> str:
+    line = f"{label:<26}{snap:<11}{cold:8.2f}{cached:9.2f}{mem:9.0f}"
+    if label == "cached 10k-vertex graph":
+        ok = cached < CACHED_10K_LIMIT
+        return line + f"  {'(target < 1.5 s cached)':>21}  {'':>13}  {'met' if ok else 'MISSED'}"
+    if not bk:
+        return line + f"  {'-':>21}  {'':>13}"
+    bc, bw = bk
+    if bc is None:
+        return line + f"  {'fails / -':>21}  {'(BK fails)':>13}  {'met'}"
+    sc, sw = bc / cold, bw / cached
+    ok = sc >= TARGET and sw >= TARGET
+    return (line + f"  {f'{bc:.1f} / {bw:.1f}':>21}  {f'{sc:4.1f}x / {sw:4.1f}x':>13}  "
+            f"{'met' if ok else 'MISSED'}")
+
+
+def _remove_root(root: Path) -> None:
+    """Unmount anything left under a bench root, then delete it."""
+    subprocess.run(["sh", "-c", f"grep -o ' {root}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
+                   check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
