@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 # the examples and tests build from scratch.
 SYS_PKGS := runc busybox-static
 EXAMPLE ?= examples/merge/build.py
+# the merge example's `run` target runs the app on the merged root (a real exec)
+EXAMPLE_TARGET ?= run
 
 .PHONY: all deps sysdeps venv example test bench clean
 
@@ -31,8 +33,14 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 example: deps
-	$(VENV)/bin/llb solve $(EXAMPLE) --output type=local,dest=out/example
-	@echo "result in out/example:" && find out/example | head -50
+	rm -rf out/example
+	$(VENV)/bin/llb solve $(EXAMPLE) $(if $(EXAMPLE_TARGET),--target $(EXAMPLE_TARGET)) \
+		--local busybox=/bin --output type=local,dest=out/example
+	@echo "result in out/example (bin/ holds busybox and its applet links):" && \
+		find out/example -not -path 'out/example/bin/*' | sort | head -50
+	@if [ -f out/example/app/MANIFEST ]; then \
+		echo "out/example/app/MANIFEST (written by an exec on the merged root):"; \
+		cat out/example/app/MANIFEST; fi
 
 test: deps
 	$(PY) -m pytest -n 2 -q tests

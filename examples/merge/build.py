@@ -7,6 +7,7 @@ merge links files instead of copying them.
     llb dump examples/merge/build.py --target deps          # one part on its own
     llb solve examples/merge/build.py --target on_busybox --local busybox=/bin \
         --output type=local,dest=out/merge-bb               # the same on a busybox root
+    llb solve examples/merge/build.py --target run --local busybox=/bin ...  # plus an exec
 """
 
 import llb
@@ -57,3 +58,13 @@ def build() -> llb.State:
 
 def on_busybox() -> llb.State:
     return assemble(busybox_base())
+
+
+def run() -> llb.State:
+    """`--target run` (what `make example` solves): on_busybox, then a real command run
+    under runc on the merged root records what the merge put together."""
+    return on_busybox().run(
+        ["sh", "-c", "cd / && find app opt -type f ! -name MANIFEST | sort > /app/MANIFEST"
+                     " && cat opt/deps/VERSION app/VERSION >> /app/MANIFEST"],
+        name="record the merged tree",
+    ).root()
