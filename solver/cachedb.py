@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY, vertex TEXT NOT NULL, outputs TEXT NOT NULL,
     description TEXT NOT NULL, created REAL NOT NULL, last_used REAL NOT NULL,
     size INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS records_last_used ON records(last_used);
+DROP INDEX IF EXISTS records_last_used;
 CREATE TABLE IF NOT EXISTS history (
     vertex TEXT PRIMARY KEY, blanked TEXT NOT NULL, key TEXT NOT NULL,
     ingredients TEXT NOT NULL, time REAL NOT NULL);
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS checksums (
     PRIMARY KEY (snapshot, spec));
 """
 _BATCH = 500
+TOUCH_EVERY = 60.0  # seconds: a record's last_used is refreshed at most this often
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class CacheDB:
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / "cache.db"
         self._lock = threading.Lock()
+        self._stale: set[str] = set()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -88,15 +90,20 @@ class CacheDB:
     # ---------------------------------------------------------------- records
 
     def lookup_many(self, keys: Iterable[str]) -> dict[str, tuple[str | None, ...]]:
-        """Outputs of every key that has a record, in as few queries as possible."""
+        """Outputs of every key that has a record, in as few queries as possible. Keys whose
+        last use is older than TOUCH_EVERY are remembered for touch_stale()."""
         keys = list(keys)
         out: dict[str, tuple[str | None, ...]] = {}
+        stale = time.time() - TOUCH_EVERY
         with self._lock:
             for i in range(0, len(keys), _BATCH):
                 chunk = keys[i:i + _BATCH]
-                q = "SELECT key, outputs FROM records WHERE key IN (%s)" % ",".join("?" * len(chunk))
-                for k, outs in self._db.execute(q, chunk):
+                q = ("SELECT key, outputs, last_used FROM records WHERE key IN (%s)"
+                     % ",".join("?" * len(chunk)))
+                for k, outs, used in self._db.execute(q, chunk):
                     out[k] = _decode_outputs(outs)
+                    if used < stale:
+                        self._stale.add(k)
         return out
 
     def lookup(self, key: str) -> tuple[str | None, ...] | None:
@@ -120,6 +127,11 @@ class CacheDB:
             for sid in set(_decode_outputs(old[0])) - set(outputs):
                 if sid is not None:
                     store.release(sid, holder)
+
+    def touch_stale(self, keys: Iterable[str]) -> None:
+        """Mark the given records used now, skipping those a lookup saw used recently (LRU
+        order only needs minutes; rewriting 10,000 rows on every cached solve costs)."""
+        self.touch_many([k for k in keys if k in self._stale])
 
     def touch_many(self, keys: Iterable[str]) -> None:
         """Mark records as used now (one transaction)."""

@@ -92,7 +92,7 @@ class Scheduler:
                 else:
                     self._terminal(v, "error", error="cancelled")
         if self.touched:
-            self.db.touch_many(self.touched)
+            self.db.touch_stale(self.touched)
 
     # ------------------------------------------------------------------ keys
 

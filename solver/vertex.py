@@ -9,15 +9,27 @@ from llb.errors import DefinitionError
 from solver.cachekey import partial_inputs
 
 
+_NONE: dict = {}
+
+
 class Vertex:
     """One op of the solve. `inputs` are (vertex, output index) pairs in op order; `edges_out`
     lists (consumer, input position, read only in part)."""
 
-    __slots__ = (
-        "digest", "op", "index", "meta", "inputs", "edges_out", "partial", "_name",
-        "key", "ingredients", "outputs", "refs", "hit", "missed", "want_ref", "key_deps",
-        "run_deps", "submitted", "terminal", "explain",
-    )
+    # per-solve state; class-level defaults keep creating 10,000 vertices cheap
+    _name: str | None = None
+    key: str | None = None
+    ingredients: dict | None = None
+    outputs: tuple[str | None, ...] | None = None  # snapshot ids by output index
+    refs: list | None = None
+    hit = False
+    missed = False
+    want_ref = False
+    key_deps = 0
+    run_deps = 0
+    submitted = False
+    terminal: str | None = None
+    explain: str | None = None
 
     def __init__(self, digest: str, op: Any, index: int, meta: Any):
         self.digest = digest
@@ -26,20 +38,7 @@ class Vertex:
         self.meta = meta
         self.inputs: list[tuple[Vertex, int]] = []
         self.edges_out: list[tuple[Vertex, int, bool]] = []
-        self.partial: dict[int, list] = partial_inputs(op)
-        self._name: str | None = None
-        self.key: str | None = None
-        self.ingredients: dict | None = None
-        self.outputs: tuple[str | None, ...] | None = None  # snapshot ids by output index
-        self.refs: list | None = None
-        self.hit = False
-        self.missed = False
-        self.want_ref = False
-        self.key_deps = 0
-        self.run_deps = 0
-        self.submitted = False
-        self.terminal: str | None = None
-        self.explain: str | None = None
+        self.partial: dict[int, list] = partial_inputs(op) if op.kind == "file" else _NONE
 
     @property
     def name(self) -> str:
