@@ -233,17 +233,9 @@ def test_diff_slices(store, name):
     base.diff(base.do(*BASE_DIFF_OPS, *ops)).check({**BASE_DIFF, **contents})
 
 
-# BuildKit's differs drop entries equal to the lower (a file moved away and back) and
-# ignore a directory whose only change is its mtime; the store's differs record both today.
-STORE_DIFFER_GAP = pytest.mark.xfail(
-    strict=True, reason="store differ records unchanged moved-back files / dir mtime-only "
-    "changes (BuildKit's differs drop them)")
-
-
-def test_diff_shuffle_files(store, request):
+def test_diff_shuffle_files(store):
     # ports TestDiffShuffleFiles: moving files away and back is no change; only the chmod
     # of /modifyDir remains
-    request.applymarker(STORE_DIFFER_GAP)
     ops, _ = SLICES["ShuffleFiles"]
     base = base_state(store)
     base.diff(base.do(*BASE_DIFF_OPS, *ops)).check(without(BASE_DIFF, "unmodifiedDir"))
@@ -292,10 +284,8 @@ def test_diff_opaque_dirs_merge(store):
     merge(rebased, d).check(want)
 
 
-def test_diff_combined(store, request):
+def test_diff_combined(store):
     # ports TestDiffCombinedSingleLayer, TestDiffCombinedMultiLayer
-    if store.kind == "overlayfs":
-        request.applymarker(STORE_DIFFER_GAP)
     base = base_state(store)
     want = dict(BASE_DIFF)
     for name in COMBINED:
