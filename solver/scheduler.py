@@ -263,9 +263,11 @@ class Scheduler:
             try:
                 refs = list(ops.run(ctx, v.op, inputs))
             except LLBError as e:
+                if e.vertex is None:
+                    e.vertex = v.digest
+                if isinstance(e, SolveError):
+                    self._name_vertex(v, e)
                 if e.exit_code == 2 or isinstance(e, (SolveError, CancelledError)):
-                    if e.vertex is None:
-                        e.vertex = v.digest
                     raise
                 raise self._solve_error(v, ctx, str(e)) from e
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
@@ -280,6 +282,15 @@ class Scheduler:
             return "done", ids, refs, time.time() - t0
         finally:
             lock.release()
+
+    def _name_vertex(self, v: Vertex, e: SolveError) -> None:
+        """Make a build failure's one line say which vertex failed: `[n/m] name: ...`."""
+        tag = f"[{v.index}/{len(self.vertices)}]"
+        if e.message.startswith(tag):
+            return
+        e.message = f"{tag} {e.message}" if e.message.startswith(v.name) else f"{tag} {v.name}: {e.message}"
+        if e.name is None:
+            e.name = v.name
 
     def _solve_error(self, v: Vertex, ctx: OpContext, msg: str) -> SolveError:
         cmd = shlex.join(v.op.args) if v.op.kind == "exec" else None

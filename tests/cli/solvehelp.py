@@ -90,3 +90,30 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+BUSYBOX = Path("/bin/busybox")
+
+
+def runc_problem() -> str | None:
+    """Why Exec ops cannot run here, or None."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "runc needs root"
+    if shutil.which("runc") is None:
+        return "runc is not installed"
+    if not BUSYBOX.is_file():
+        return "busybox-static is not installed"
+    return None
+
+
+def busybox_root(d: Path) -> Path:
+    """A tiny root for Exec tests: /bin/busybox and /bin/sh."""
+    import shutil
+
+    (d / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, d / "bin" / "busybox")
+    if not (d / "bin" / "sh").exists():
+        os.symlink("busybox", d / "bin" / "sh")
+    return d
