@@ -181,7 +181,9 @@ def _solve(build, target, output, locals_, progress, no_cache, explain, root, sn
     solver = Solver(resolve_root(root), snapshotter=snapshotter, workers=workers, progress=renderer)
     try:
         result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
-        if explain and progress != "json":
+        from cli.progress import TtyRenderer
+
+        if explain and isinstance(renderer, TtyRenderer):  # plain and json say it inline
             for n, name, why in result.explanations:
                 click.echo(f"explain: [{n}] {name}: {why}", err=True)
         if spec is not None:

@@ -45,7 +45,13 @@ class KeyLock:
             os.close(fd)
 
     def release(self) -> None:
+        """Unlink the lock file, then unlock: waiters notice the file is gone and retry on a
+        fresh one, so lock files never pile up."""
         if self._fd is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -239,3 +239,13 @@ def test_solve_reads_a_serialised_definition_from_stdin(llb_root: LLB, tmp_path:
     r = llb_root.solve("-", *args, input=graph.read_bytes())
     assert r.code == 0, r.stderr
     assert set(r.terminal().values()) == {"cached"}
+
+
+def test_image_sources_are_not_supported_yet(llb_root: LLB, tmp_path: Path):
+    build = write(tmp_path / "build.py", "import llb\ndef build():\n"
+                  "    return llb.image('docker.io/library/busybox:1.36').file(llb.mkfile('/x', b''))\n")
+    r = llb_root.solve(build, progress="plain")
+    assert r.code == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: source docker-image://docker.io/library/busybox:1.36: not supported yet")
+    assert "in 0 records" in llb_root("du").text

@@ -88,8 +88,58 @@ def test_key_lock_is_exclusive_across_threads_and_cancellable(tmp_path: Path):
     t.join(2)
     assert got == [False]
     a.release()
+    assert not a.path.exists()  # released locks leave no file behind
     c = KeyLock(tmp_path, "sha256:" + "ab" * 32)
     assert c.acquire()
     assert clean_key_locks(tmp_path) == 0  # held: kept
     c.release()
-    assert clean_key_locks(tmp_path) == 1
+    stale = KeyLock(tmp_path, "sha256:" + "cd" * 32).path
+    stale.parent.mkdir(parents=True)
+    stale.touch()  # as a killed process leaves it
+    assert clean_key_locks(tmp_path) == 1 and not stale.exists()
+
+
+def test_key_lock_waiters_survive_the_holder_unlinking(tmp_path: Path):
+    key = "sha256:" + "ef" * 32
+    order = []
+    first = KeyLock(tmp_path, key)
+    assert first.acquire()
+
+    def waiter(i):
+        lk = KeyLock(tmp_path, key)
+        lk.acquire()
+        order.append(("in", i))
+        time.sleep(0.05)
+        order.append(("out", i))
+        lk.release()
+
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    first.release()
+    for t in threads:
+        t.join(5)
+    # never two holders at once: every "in" is followed by its own "out"
+    assert len(order) == 6
+    for k in range(0, 6, 2):
+        assert order[k][0] == "in" and order[k + 1] == ("out", order[k][1])
+
+
+def test_root_lock_makes_prune_wait_for_solves(tmp_path: Path):
+    from solver.locks import RootLock
+
+    solving = RootLock(tmp_path)
+    solving.acquire(exclusive=False)
+    other = RootLock(tmp_path)
+    other.acquire(exclusive=False)  # solves share it
+    got = []
+    pruner = threading.Thread(target=lambda: (RootLock(tmp_path).acquire(exclusive=True),
+                                              got.append(True)))
+    pruner.start()
+    time.sleep(0.1)
+    assert got == []
+    solving.release()
+    other.release()
+    pruner.join(5)
+    assert got == [True]
