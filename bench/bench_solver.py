@@ -170,8 +170,11 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(out, ignore_errors=True)
             cached, mem2, rc2, err2 = _run(base)
             if rc1 or rc2:
-                print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): {(err1 if rc1 else err2).strip().splitlines()[-1:]}")
+                print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): "
+                      f"{(err1 if rc1 else err2).strip().splitlines()[-1:]}", flush=True)
                 failed = True
+                shutil.rmtree(out, ignore_errors=True)
+                _remove_root(root)
                 continue
             bk = BUILDKIT.get(label, {}).get(snap)
             print(_row(label, snap, cold, cached, max(mem1, mem2), bk), flush=True)
