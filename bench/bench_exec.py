@@ -48,8 +48,7 @@ def bare_runc(tmp: Path, rootfs: Path, n: int, workers: int) -> tuple[float, flo
     from solver.executor import Executor, ProcessSpec
 
     ex = Executor(tmp / "bare-state")
-    bundle = tmp / "bare-bundle"
-    bundle.mkdir()
+    bundle = ex._bundles  # where llb's executor writes bundles (a tmpfs when there is one)
     config = ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
     import json
 
@@ -59,8 +58,9 @@ def bare_runc(tmp: Path, rootfs: Path, n: int, workers: int) -> tuple[float, flo
         b.mkdir()
         (b / "config.json").write_text(json.dumps({**config, "linux": {
             **config["linux"], "cgroupsPath": f"/llb/{cid}"}}))
-        p = subprocess.run([ex.runc, "--root", str(tmp / "bare-runc"), "run", "--bundle",
+        p = subprocess.run([ex.runc, "--root", str(ex._runc_root), "run", "--bundle",
                             str(b), cid], stdin=subprocess.DEVNULL, capture_output=True)
+        shutil.rmtree(b)
         if p.returncode != 0:
             raise SystemExit(f"bare runc run failed: {p.stderr.decode()}")
 

@@ -26,6 +26,8 @@ to a per-run log file (`runc --log`) so they can be told apart from the process'
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import selectors
@@ -48,6 +50,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_TAIL_LINES = 20
 _CANCEL_POLL = 0.1  # seconds between checks of the cancel event while a process runs
 _MAX_LINE = 64 * 1024
+_BUSY_WAIT = 2.0  # seconds to wait for a dying mount namespace to let go of a stub
 
 # containerd's default capability set, which BuildKit gives every exec.
 _CAPABILITIES = [
@@ -129,15 +132,18 @@ LogFn = Callable[[str, bytes], None]
 
 
 class Executor:
-    """Runs processes under runc; state (runc state, bundles, hosts files) lives in state_dir."""
+    """Runs processes under runc. hosts/resolv.conf files live in state_dir; runc's state
+    and the bundles in `run_dir` (a tmpfs when there is one: see `_run_dir`)."""
 
     def __init__(self, state_dir: Path, runc: str | None = None):
         self.state_dir = Path(state_dir)
         self.runc = runc or shutil.which("runc") or ""
         if not self.runc:
             raise RuncNotFoundError()
-        self._runc_root = self.state_dir / "runc"
-        self._bundles = self.state_dir / "bundles"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = _run_dir(self.state_dir)
+        self._runc_root = self.run_dir / "runc"
+        self._bundles = self.run_dir / "bundles"
         for d in (self._runc_root, self._bundles):
             d.mkdir(parents=True, exist_ok=True)
         self._files_lock = threading.Lock()
@@ -304,6 +310,32 @@ class Executor:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _run_dir(state_dir: Path) -> Path:
+    """Where runc's state and the bundles go: /run/llb or /dev/shm/llb (one directory per
+    state_dir) when that is a tmpfs, since runc's state writes and the stub and bundle
+    removals cost milliseconds each on a journalling filesystem; else state_dir itself."""
+    tmpfs = _tmpfs_mounts()
+    key = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    for base in ("/run", "/dev/shm"):
+        if base in tmpfs and os.access(base, os.W_OK):
+            d = Path(base) / "llb" / key
+            try:
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+                return d
+            except OSError:
+                continue
+    return state_dir
+
+
+def _tmpfs_mounts() -> set[str]:
+    try:
+        with open("/proc/self/mounts") as f:
+            return {parts[1] for parts in (line.split() for line in f)
+                    if len(parts) > 2 and parts[2] == "tmpfs"}
+    except OSError:
+        return set()
 
 
 def _system_mounts() -> list[dict]:
@@ -473,10 +505,7 @@ class _Stubs:
                 elif not stat.S_ISREG(st.st_mode) or st.st_size != 0:
                     continue
                 pst = os.lstat(p.parent)
-                if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(p)
-                else:
-                    os.unlink(p)
+                _busy_retry(os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink, p)
                 os.utime(p.parent, ns=(pst.st_atime_ns, pst.st_mtime_ns),
                          follow_symlinks=False)
             except OSError:
@@ -487,3 +516,20 @@ class _Stubs:
                     os.utime(d, ns=(atime, mtime), follow_symlinks=False)
             except OSError:
                 continue
+
+
+def _busy_retry(fn, path: Path) -> None:
+    """fn(path), retried while it fails with EBUSY: right after runc exits, the dying
+    container's mount namespace may still hold mounts on the stub (released within
+    milliseconds)."""
+    delay = 0.0005
+    deadline = time.monotonic() + _BUSY_WAIT
+    while True:
+        try:
+            fn(path)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
