@@ -29,6 +29,12 @@ def test_merge_example_on_busybox_shares_its_structure():
     assert "local://busybox" in idents
 
 
+def test_merge_example_run_target_execs_on_the_merge():
+    d = load_definition(MERGE, "run")
+    assert d.head.kind == "exec"
+    assert d.ops[d.head.inputs[0].digest].kind == "merge"
+
+
 def test_hello_example():
     d = load_definition(str(ROOT / "examples/hello"))
     assert [a.path for a in d.head.actions] == ["/hello", "/hello/world.txt"]
