@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,9 @@ def solve(cli_root, tmp_path):
         build = tmp_path / f"build{n}.py"
         build.write_text(PRELUDE + source)
         out = tmp_path / f"out{n}"
+        progress = [] if "--progress" in args else ["--progress", "plain"]
         argv = [LLB, "solve", str(build), "--root", str(root), "--snapshotter", snapshotter,
-                "--progress", "plain", "--output", f"type=local,dest={out}",
+                *progress, "--output", f"type=local,dest={out}",
                 *[f"--local={k}={v}" for k, v in LOCALS.items()], *args]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         tree = tree_of(out) if out.is_dir() else None
@@ -182,6 +184,22 @@ def build():
     assert tree["/e"] == ("f", 0o644, b"E")
     assert tree["/a"] == ("f", 0o644, b"A") and tree["/b"] == ("f", 0o644, b"B")
     assert b"foo" not in tree["/listing"][2]
+
+
+def test_output_streams_into_progress_line_by_line(solve):
+    code, err, _ = solve('''
+def build():
+    return busybox().run(["sh", "-c", "echo one; echo two >&2; printf 'three\\nfour'"]).root()
+''', "--progress", "json")
+    assert code == 0, err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    name = 'exec sh -c "echo one; echo two >&2; printf \'three\\nfour\'"'
+    logs = [(e["stream"], e["data"]) for e in events if e["event"] == "log"]
+    assert all(e["name"] == name for e in events if e["event"] == "log")
+    assert [d for s, d in logs if s == "stdout"] == ["one\n", "three\n", "four"]
+    assert [d for s, d in logs if s == "stderr"] == ["two\n"]
+    assert [e["event"] for e in events if e["name"] == name] == ["start", "log", "log", "log",
+                                                                   "log", "done"]
 
 
 def test_failing_command_exits_1_with_buildkits_wording(solve):

@@ -75,6 +75,16 @@ def test_stubs_are_removed_and_times_restored(ex, busybox_rootfs, tmp_path):
     assert _snapshot(busybox_rootfs) == before
 
 
+def test_stubs_are_removed_every_time(ex, busybox_rootfs):
+    """Right after runc exits the container's mounts may still pin the stubs (EBUSY)."""
+    before = sorted(os.listdir(busybox_rootfs))
+    for _ in range(8):
+        result, _ = _run(ex, busybox_rootfs, "true")
+        assert result.exit_code == 0
+        assert sorted(os.listdir(busybox_rootfs)) == before
+        assert sorted(os.listdir(busybox_rootfs / "etc")) == ["group", "passwd"]
+
+
 def test_stubs_in_enclosing_writable_mount_are_removed(ex, busybox_rootfs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
