@@ -69,11 +69,15 @@ def du(verbose: bool, root: str | None) -> None:
     if not (path / "solver" / "cache.db").exists():
         click.echo("Total:\t0B")
         return
+    from snapshot import Store
+
     _, db = _open(root)
+    store = Store(path)
     try:
-        records = db.records()
+        records = db.fill_sizes(store, db.records())
     finally:
         db.close()
+        store.close()
     total = sum(r.size for r in records)
     if verbose:
         for r in records:
@@ -129,7 +133,7 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
         store = Store(path, snapshotter)
         db = CacheDB(path)
         try:
-            records = db.records()  # least recently used first
+            records = db.fill_sizes(store, db.records())  # least recently used first
             if all_:
                 victims = records
             elif keep is not None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from llb.errors import LLBError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY, vertex TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -44,7 +46,7 @@ class Record:
     description: str
     created: float
     last_used: float
-    size: int
+    size: int  # bytes; -1 until measured (fill_sizes)
 
 
 def _encode_outputs(outputs) -> str:
@@ -154,6 +156,28 @@ class CacheDB:
                 "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
                 " ORDER BY last_used, created").fetchall()
         return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def fill_sizes(self, store, records: list[Record]) -> list[Record]:
+        """Records with their sizes measured (store.usage) where not known yet, stored back."""
+        out, updates = [], []
+        for r in records:
+            if r.size < 0:
+                size = 0
+                for sid in set(r.outputs):
+                    if sid is not None:
+                        try:
+                            size += store.usage(sid)
+                        except LLBError:  # snapshot gone: nothing on disk
+                            pass
+                r = Record(r.key, r.vertex, r.outputs, r.description, r.created, r.last_used, size)
+                updates.append((size, r.key))
+            out.append(r)
+        if updates:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany("UPDATE records SET size=? WHERE key=?", updates)
+                self._db.execute("COMMIT")
+        return out
 
     def remove(self, store, keys: Iterable[str]) -> int:
         """Delete records and release their leases; returns how many were removed."""

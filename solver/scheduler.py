@@ -273,11 +273,9 @@ class Scheduler:
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
                 raise self._solve_error(v, ctx, f"{type(e).__name__}: {e}") from e
             ids = tuple(r.id if r is not None else None for r in refs)
-            size = 0
-            for sid in set(ids):
-                if sid is not None:
-                    size += self.store.usage(sid)
-            self.db.add(self.store, v.key, v.digest, list(ids), v.description, size)
+            # size -1: measured later by `llb du` / `llb prune` (walking a snapshot costs
+            # O(files), too much for every vertex of a solve)
+            self.db.add(self.store, v.key, v.digest, list(ids), v.description, -1)
             self.db.put_history(v.digest, v.key, v.ingredients)
             return "done", ids, refs, time.time() - t0
         finally:
