@@ -31,7 +31,11 @@ class FieldError(Exception):
         self.path: list[str] = []
 
     def where(self) -> str:
-        return "".join(self.path).lstrip(".") or "(value)"
+        return "".join(self.path).lstrip(".")
+
+    def __str__(self) -> str:
+        where = self.where()
+        return f"{where}: {self.message}" if where else self.message
 
 
 # ---------------------------------------------------------------------------------- encode

@@ -163,7 +163,7 @@ def _checked_op(digest: str, op: Any) -> None:
     try:
         codec.check_types(op, Op)
     except FieldError as e:
-        raise DefinitionError(f"op {digest}: {e.where()}: {e.message}", vertex=digest) from None
+        raise DefinitionError(f"op {digest}: {e}", vertex=digest) from None
     try:
         validate.check_op(op)
     except DefinitionError as e:
@@ -218,7 +218,7 @@ def _from_bytes(data: Any) -> Definition:
         try:
             op = decode_op(raw)
         except FieldError as e:
-            raise DefinitionError(f"op {digest}: {e.where()}: {e.message}", vertex=digest) from None
+            raise DefinitionError(f"op {digest}: {e}", vertex=digest) from None
         if pack(raw) != blob:
             raise DefinitionError(f"op {digest} is not canonically encoded", vertex=digest)
         try:
@@ -232,7 +232,7 @@ def _from_bytes(data: Any) -> Definition:
     try:
         output = codec.INPUT_DECODER(top["output"])
     except FieldError as e:
-        raise DefinitionError(f"definition output: {e.where()}: {e.message}") from None
+        raise DefinitionError(f"definition output: {e}") from None
     validate.check_input(output, "definition output")
 
     raw_meta = top["metadata"]
@@ -245,7 +245,7 @@ def _from_bytes(data: Any) -> Definition:
         try:
             meta = codec.METADATA_DECODER(value)
         except FieldError as e:
-            raise DefinitionError(f"metadata for {digest}: {e.where()}: {e.message}",
+            raise DefinitionError(f"metadata for {digest}: {e}",
                                   vertex=digest) from None
         if meta == _DEFAULT_META:
             raise DefinitionError(f"metadata for {digest} is empty (omit it)", vertex=digest)

@@ -30,7 +30,7 @@ class _Node:
         try:
             wire = codec.check_types(op, _ops.Op)
         except FieldError as e:
-            raise DefinitionError(f"{op.kind}: {e.where()}: {e.message}") from None
+            raise DefinitionError(f"{op.kind}: {e}") from None
         validate.check_op(op)
         validate.check_metadata(meta)
         self.op = op
