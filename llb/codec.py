@@ -298,11 +298,16 @@ def check_types(value: Any, tp: Any) -> Any:
 def wire_lists(value: Any) -> Any:
     """Like to_wire, but every sequence becomes a list and nothing is type-checked."""
     t = type(value)
+    if t in _PRIMITIVES:
+        return value
     if t is tuple or t is list:
-        return [wire_lists(x) for x in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: wire_lists(getattr(value, name)) for name in _fields_of(t)}
-    return value
+        return [x if type(x) in _PRIMITIVES else wire_lists(x) for x in value]
+    names = _SORTED_FIELDS.get(t)
+    if names is None:
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            return value  # not a wire value: the decoder rejects it with its type name
+        names = _fields_of(t)
+    return {name: wire_lists(getattr(value, name)) for name in names}
 
 
 OP_DECODER: Decoder = decoder_for(_ops.Op)
