@@ -237,7 +237,11 @@ class Scheduler:
     def _submit(self, pool: ThreadPoolExecutor) -> None:
         runnable, self.runnable = self.runnable, []
         for v in sorted(runnable, key=lambda x: x.index):
-            inputs = [self._ref(u, idx) for u, idx in v.inputs]
+            try:
+                inputs = [self._ref(u, idx) for u, idx in v.inputs]
+            except Exception as e:  # noqa: BLE001 - e.g. a record whose snapshot is gone
+                self._fail(v, e)
+                return
             self.running += 1
             fut = pool.submit(self._run_vertex, v, inputs)
             fut.add_done_callback(lambda f, v=v: self._done_q.put((v, f)))
