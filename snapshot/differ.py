@@ -22,8 +22,23 @@ def _lstat(path: str) -> os.stat_result | None:
 
 
 def _dir_meta_differs(a: os.stat_result, b: os.stat_result, apath: str, bpath: str) -> bool:
+    """A directory changed when its mode, owner or xattrs did. Its mtime alone is not a
+    change (BuildKit's differs agree): adding or removing an entry moves it anyway, and the
+    merge takes every touched directory's metadata from the layer."""
     return (a.st_mode != b.st_mode or a.st_uid != b.st_uid or a.st_gid != b.st_gid
-            or a.st_mtime_ns != b.st_mtime_ns or read_xattrs(apath) != read_xattrs(bpath))
+            or read_xattrs(apath) != read_xattrs(bpath))
+
+
+def _same_file(st: os.stat_result, lst: os.stat_result, path: str, lpath: str,
+               compare_content: bool) -> bool:
+    """Unchanged non-directory: same metadata (mode, owner, size, mtime, target, xattrs),
+    and the same bytes when asked or when both mtimes lack nanoseconds (a tar-extracted
+    file; its mtime cannot tell a rewrite within the same second)."""
+    if not same_metadata(st, lst, path, lpath):
+        return False
+    if stat.S_ISREG(st.st_mode) and (compare_content or st.st_mtime_ns % 1_000_000_000 == 0):
+        return same_content(path, lpath, st.st_size)
+    return True
 
 
 def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
@@ -57,14 +72,17 @@ def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
                     stack.append((e.path, r, None, False))
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                out.append(Change(r, "modify"))
+                # a copied-up entry (chmod, or moved away and back) may equal the lower's
+                if not (stat.S_IFMT(st.st_mode) == stat.S_IFMT(lst.st_mode)
+                        and _same_file(st, lst, e.path, lpath, False)):
+                    out.append(Change(r, "modify"))
                 continue
             if not stat.S_ISDIR(lst.st_mode):
                 out.append(Change(r, "modify"))
                 stack.append((e.path, r, None, False))
                 continue
             op = opaque or is_opaque(e.path)
-            if op or _dir_meta_differs(st, lst, e.path, lpath):
+            if _dir_meta_differs(st, lst, e.path, lpath):
                 out.append(Change(r, "modify"))
             stack.append((e.path, r, lpath, op))
     out.sort(key=lambda c: path_key(c.path))
@@ -115,10 +133,7 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
                     out.append(Change(r, "modify"))
                 stack.append((e.path, r, le.path))
                 continue
-            if not same_metadata(st, lst, e.path, le.path):
-                out.append(Change(r, "modify"))
-            elif (compare_content and stat.S_ISREG(st.st_mode)
-                  and not same_content(e.path, le.path, st.st_size)):
+            if not _same_file(st, lst, e.path, le.path, compare_content):
                 out.append(Change(r, "modify"))
     out.sort(key=lambda c: path_key(c.path))
     return out

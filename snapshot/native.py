@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ class NativeDriver(Driver):
         super().__init__(store)
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()
         self._base_maps: dict[str, TreeMap] = {}  # mutable id -> map of the tree it took
+        self._maps_lock = threading.Lock()
 
     def init_mutable(self, m: "Mutable") -> None:
         m.dir.mkdir()
@@ -107,7 +109,10 @@ class NativeDriver(Driver):
                 return False
             if not tree.is_dir():
                 return False
-            base = self._maps.pop(sid, None) or build_map(tree)
+            with self._maps_lock:
+                base = self._maps.pop(sid, None)
+            if base is None:
+                base = build_map(tree)
             os.rename(tree, dest)
             self._base_maps[mid] = base
             return True
@@ -115,9 +120,10 @@ class NativeDriver(Driver):
             os.close(fd)
 
     def _remember(self, sid: str, tree_map: TreeMap) -> None:
-        self._maps[sid] = tree_map
-        while len(self._maps) > _MAPS_KEPT:
-            self._maps.popitem(last=False)
+        with self._maps_lock:
+            self._maps[sid] = tree_map
+            while len(self._maps) > _MAPS_KEPT:
+                self._maps.popitem(last=False)
 
     def ensure_tree(self, sid: str) -> Path:
         row = self.store._row(sid)

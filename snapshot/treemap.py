@@ -18,8 +18,9 @@ TreeMap = dict[str, tuple[tuple, dict[str, int]]]
 
 
 def _dir_meta(path: str) -> tuple:
+    """What makes a directory changed: mode, owner, xattrs (not its mtime; see differ)."""
     st = os.lstat(path)
-    return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, tuple(sorted(read_xattrs(path).items())))
+    return (st.st_mode, st.st_uid, st.st_gid, tuple(sorted(read_xattrs(path).items())))
 
 
 def _scan(path: str) -> dict[str, int]:

@@ -34,9 +34,9 @@ def test_whiteouts_and_opaque_dirs_recorded(store):
         shutil.rmtree(p / "e")            # whiteout of a directory
     ref = m.commit()
     changes = ref.layer_chain()[-1].changes()
+    # d and d/sub were recreated with the same mode: not changes themselves (BuildKit)
     assert changes == [
-        Change("d", "modify"), Change("d/keep", "modify"), Change("d/old1", "delete"),
-        Change("d/sub", "modify"), Change("d/sub/old2", "delete"),
+        Change("d/keep", "modify"), Change("d/old1", "delete"), Change("d/sub/old2", "delete"),
         Change("e", "delete"), Change("f", "delete"),
     ]
     with store.view(ref) as p:
@@ -66,8 +66,7 @@ def test_child_of_merge_mounts_on_its_tree(store):
     merged = store.merge([a, b])
     child = commit_tree(store, merged, {"c": b"3"}, delete=("shared/x",))
     assert [l.id for l in child.layer_chain()] == [a.id, b.id, child.id]
-    assert child.layer_chain()[-1].changes() == [
-        Change("c", "add"), Change("shared", "modify"), Change("shared/x", "delete")]
+    assert child.layer_chain()[-1].changes() == [Change("c", "add"), Change("shared/x", "delete")]
     with store.view(child) as p:
         assert read_tree(p) == {"a": b"1", "b": b"2", "c": b"3", "shared": None,
                                 "shared/y": b"b"}

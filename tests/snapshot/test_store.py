@@ -46,8 +46,9 @@ def test_recorded_diff_kinds_and_order(store):
     b = commit_tree(store, a, {"d/new": b"n", "z": b"zz", "a-b": b"1", "d-x/y": b"2"},
                     delete=("d/old", "gone"))
     changes = b.layer_chain()[-1].changes()
+    # d itself changed only its mtime: not a change (BuildKit's differs agree)
     assert changes == [
-        Change("a-b", "add"), Change("d", "modify"), Change("d/new", "add"),
+        Change("a-b", "add"), Change("d/new", "add"),
         Change("d/old", "delete"), Change("d-x", "add"), Change("d-x/y", "add"),
         Change("gone", "delete"), Change("z", "modify"),
     ]
