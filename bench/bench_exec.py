@@ -8,7 +8,9 @@ Measured in the same run, on the busybox base (examples/busybox, /bin/busybox as
                   their diffs merged, solved with WORKERS workers
 for each snapshotter that works here. Overhead = llb's wall time per exec minus bare
 runc's (sequential for the chain, parallel for the branches). Target: < 25 ms per exec.
-`python bench/bench_exec.py --execs N` shrinks the run.
+`python bench/bench_exec.py --execs N` shrinks the run; `--breakdown` also prints where the
+chain's time per exec goes (store prepare/mount/unmount/commit, runc, the rest of the
+executor, everything else).
 """
 
 from __future__ import annotations
@@ -76,8 +78,67 @@ def bare_runc(tmp: Path, rootfs: Path, n: int, workers: int) -> tuple[float, flo
     return seq, par
 
 
-def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int) -> tuple[float, float]:
-    """(wall seconds per exec for a chain of n, for n parallel branches)."""
+class Breakdown:
+    """Wall time spent in the store's and the executor's steps (wrapped while measuring)."""
+
+    def __init__(self) -> None:
+        import collections
+        import contextlib
+
+        import snapshot.store as store_mod
+        import solver.executor as executor_mod
+
+        self.t: dict[str, float] = collections.defaultdict(float)
+        self._undo = []
+        self._wrap(store_mod.Store, "prepare", "store prepare")
+        self._wrap(store_mod.Mutable, "commit", "store commit")
+        self._wrap(executor_mod.Executor, "run", "executor")
+        self._wrap(executor_mod.Executor, "_run_runc", "runc run")
+        orig = store_mod.Mutable.mount
+        t = self.t
+
+        @contextlib.contextmanager
+        def mount(m):
+            start = time.perf_counter()
+            cm = orig(m)
+            path = cm.__enter__()
+            t["store mount"] += time.perf_counter() - start
+            try:
+                yield path
+            finally:
+                start = time.perf_counter()
+                cm.__exit__(None, None, None)
+                t["store unmount"] += time.perf_counter() - start
+        store_mod.Mutable.mount = mount
+        self._undo.append((store_mod.Mutable, "mount", orig))
+
+    def _wrap(self, cls, name: str, label: str) -> None:
+        orig = getattr(cls, name)
+        t = self.t
+
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            try:
+                return orig(*a, **k)
+            finally:
+                t[label] += time.perf_counter() - start
+        setattr(cls, name, wrapper)
+        self._undo.append((cls, name, orig))
+
+    def close(self) -> None:
+        for cls, name, orig in reversed(self._undo):
+            setattr(cls, name, orig)
+
+    def report(self, total: float, n: int) -> str:
+        t = dict(self.t)
+        t["executor (besides runc)"] = t.pop("executor", 0.0) - t.get("runc run", 0.0)
+        t["everything else"] = total - sum(t.values())
+        return ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in t.items())
+
+
+def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int,
+             breakdown: bool = False) -> tuple[float, float, str]:
+    """(wall seconds per exec for a chain of n, for n parallel branches, breakdown text)."""
     import llb
     from solver.solve import Solver
 
@@ -90,20 +151,27 @@ def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int) -> tuple[float, 
     with Solver(tmp / f"root-{snapshotter}", snapshotter, workers=workers) as solver:
         solver.solve(base.to_definition(), LOCALS)
         d = chain.to_definition()
+        bd = Breakdown() if breakdown else None
         t = time.perf_counter()
         solver.solve(d, LOCALS)
-        per_chain = (time.perf_counter() - t) / n
+        total = time.perf_counter() - t
+        per_chain = total / n
+        text = ""
+        if bd is not None:
+            bd.close()
+            text = bd.report(total, n)
         d = branches.to_definition()
         t = time.perf_counter()
         solver.solve(d, LOCALS)
         per_branch = (time.perf_counter() - t) / n
-    return per_chain, per_branch
+    return per_chain, per_branch, text
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--execs", type=int, default=EXECS)
     ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--breakdown", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("runc") is None or not Path("/bin/busybox").exists():
         print("skipped: needs root, runc and busybox-static")
@@ -125,11 +193,14 @@ def main() -> int:
               f"with {args.workers} at a time ({args.execs} runs each)")
         worst = 0.0
         for kind in kinds:
-            chain, branch = llb_runs(tmp, kind, args.execs, args.workers)
+            chain, branch, text = llb_runs(tmp, kind, args.execs, args.workers,
+                                           args.breakdown)
             oc, ob = (chain - seq) * 1000, (branch - par) * 1000
             worst = max(worst, oc, ob)
             print(f"{kind:9s} chain of {args.execs}: {chain * 1000:.1f} ms/exec "
                   f"(overhead {oc:+.1f} ms, ratio {chain / seq:.2f}x bare)")
+            if text:
+                print(f"{kind:9s} chain, ms per exec: {text}")
             print(f"{kind:9s} {args.execs} parallel: {branch * 1000:.1f} ms/exec "
                   f"(overhead {ob:+.1f} ms, ratio {branch / par:.2f}x bare)")
         verdict = "OK" if worst < TARGET_MS else "ABOVE TARGET"
