@@ -41,36 +41,97 @@ def _same_file(st: os.stat_result, lst: os.stat_result, path: str, lpath: str,
     return True
 
 
-def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
-    """The changes an overlay upperdir holds over `lower` (the parent's full view, or None
-    for an empty parent). Opaque directories become deletions of what lower had below them."""
+class PathLower:
+    """The lower tree as one directory (a mounted view, or a single full tree)."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+
+    def lookup(self, rel: str) -> tuple[os.stat_result, str] | None:
+        p = os.path.join(self.root, rel)
+        st = _lstat(p)
+        return (st, p) if st is not None else None
+
+    def listdir(self, rel: str) -> list[str]:
+        return os.listdir(os.path.join(self.root, rel))
+
+
+class NeedView(Exception):
+    """LayeredLower cannot answer cheaply: mount the lower view instead."""
+
+
+class LayeredLower:
+    """The lower tree as overlay layer directories (top first), looked up path by path
+    with overlay's rules (whiteouts, opaque directories, files hiding directories), so a
+    commit with few changes needs no mount of its parent."""
+
+    def __init__(self, dirs: list[str]):
+        self.dirs = dirs
+        self._hides: dict[str, bool] = {}
+
+    def lookup(self, rel: str) -> tuple[os.stat_result, str] | None:
+        parts = rel.split("/")
+        for d in self.dirs:
+            p = os.path.join(d, rel)
+            st = _lstat(p)
+            if st is not None:
+                return None if is_whiteout(st) else (st, p)
+            if self._hidden_below(d, parts):
+                return None
+        return None
+
+    def _hidden_below(self, d: str, parts: list[str]) -> bool:
+        """Does layer d hide parts from the layers under it (a whiteout, non-directory or
+        opaque directory at one of its parent paths)?"""
+        for k in range(1, len(parts)):
+            q = os.path.join(d, *parts[:k])
+            hit = self._hides.get(q)
+            if hit is None:
+                st = _lstat(q)
+                if st is None:
+                    hit = False  # layer d has nothing here: it neither shows nor hides
+                    self._hides[q] = hit
+                    return False
+                hit = not stat.S_ISDIR(st.st_mode) or is_opaque(q)
+                self._hides[q] = hit
+            if hit:
+                return True
+        return False
+
+    def listdir(self, rel: str) -> list[str]:
+        raise NeedView(rel)
+
+
+def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> list[Change]:
+    """The changes an overlay upperdir holds over `lower` (the parent's tree, or None for
+    an empty parent). Opaque directories become deletions of what lower had below them."""
     out: list[Change] = []
-    # stack of (upper dir, rel, lower dir or None, opaque-above)
-    stack: list[tuple[str, str, str | None, bool]] = [(str(upper), "", str(lower) if lower else None, False)]
+    # stack of (upper dir, rel, lower may have entries here, opaque-above)
+    stack: list[tuple[str, str, bool, bool]] = [(str(upper), "", lower is not None, False)]
     while stack:
-        udir, rel, ldir, opaque = stack.pop()
+        udir, rel, has_lower, opaque = stack.pop()
         with os.scandir(udir) as it:
             entries = list(it)
         names = {e.name for e in entries}
-        if opaque and ldir is not None:
+        if opaque and has_lower:
             # everything lower had here and upper does not is deleted (overlay hid it)
-            for name in os.listdir(ldir):
+            for name in lower.listdir(rel):
                 if name not in names:
                     out.append(Change(_join(rel, name), "delete"))
         for e in entries:
             r = _join(rel, e.name)
             st = e.stat(follow_symlinks=False)
-            lpath = os.path.join(ldir, e.name) if ldir is not None else None
-            lst = _lstat(lpath) if lpath is not None else None
+            found = lower.lookup(r) if has_lower else None
             if is_whiteout(st):
-                if lst is not None:
+                if found is not None:
                     out.append(Change(r, "delete"))
                 continue
-            if lst is None:
+            if found is None:
                 out.append(Change(r, "add"))
                 if stat.S_ISDIR(st.st_mode):
-                    stack.append((e.path, r, None, False))
+                    stack.append((e.path, r, False, False))
                 continue
+            lst, lpath = found
             if not stat.S_ISDIR(st.st_mode):
                 # a copied-up entry (chmod, or moved away and back) may equal the lower's
                 if not (stat.S_IFMT(st.st_mode) == stat.S_IFMT(lst.st_mode)
@@ -79,12 +140,12 @@ def overlay_changes(upper: Path, lower: Path | None) -> list[Change]:
                 continue
             if not stat.S_ISDIR(lst.st_mode):
                 out.append(Change(r, "modify"))
-                stack.append((e.path, r, None, False))
+                stack.append((e.path, r, False, False))
                 continue
             op = opaque or is_opaque(e.path)
             if _dir_meta_differs(st, lst, e.path, lpath):
                 out.append(Change(r, "modify"))
-            stack.append((e.path, r, lpath, op))
+            stack.append((e.path, r, True, op))
     out.sort(key=lambda c: path_key(c.path))
     return out
 

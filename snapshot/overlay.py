@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from snapshot.copy import copy_tree, remove_tree
-from snapshot.differ import overlay_changes
+from snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
 from snapshot.driver import Driver, publish_cache
 from snapshot.errors import SnapshotError
 from snapshot.layers import Change
@@ -21,6 +21,22 @@ if TYPE_CHECKING:
     from snapshot.store import Mutable
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
+LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
+
+
+def _few_entries(root: Path, limit: int) -> bool:
+    """True when the tree at root has at most `limit` entries (stops counting early)."""
+    n = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                n += 1
+                if n > limit:
+                    return False
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    return True
 
 
 class OverlayDriver(Driver):
@@ -56,11 +72,21 @@ class OverlayDriver(Driver):
             unmount(m.dir / "mnt", lazy=False)  # EBUSY if a process still writes there
 
     def commit_mutable(self, m: "Mutable") -> list[Change]:
+        upper = m.dir / "fs"
         if m.parent is None:
-            changes = overlay_changes(m.dir / "fs", None)
+            changes = overlay_changes(upper, None)
         else:
-            with self.view(m.parent.id) as lower:
-                changes = overlay_changes(m.dir / "fs", lower)
+            changes = None
+            dirs = self.lowers(m.parent.id)
+            if _few_entries(upper, LOOKUP_BUDGET // len(dirs)):
+                try:  # look paths up in the layers: no mount for a small change
+                    changes = overlay_changes(
+                        upper, LayeredLower([str(self.store.root / d) for d in dirs]))
+                except NeedView:
+                    changes = None
+            if changes is None:
+                with self.view(m.parent.id) as lower:
+                    changes = overlay_changes(upper, PathLower(lower))
         for name in ("work", "mnt"):
             remove_tree(m.dir / name)
         return changes

@@ -134,3 +134,35 @@ def test_mount_failure_is_typed(overlay_store, tmp_path):
     from snapshot.errors import SnapshotError
     with pytest.raises(SnapshotError, match="overlay mount failed"):
         mount_mod.mount_overlay(tmp_path / "missing-target", tmp_path, ["nope1", "nope2"])
+
+
+def test_layered_lookup_agrees_with_mounted_view(overlay_store):
+    """A commit's path-by-path lookup through the layers answers exactly what the mounted
+    parent shows, through whiteouts, opaque dirs and type changes in the middle layers."""
+    from snapshot.differ import LayeredLower, PathLower
+    store = overlay_store
+    a = commit_tree(store, None, {"d/x": b"1", "d/sub/y": b"2", "f": b"f", "g/h": b"h",
+                                  "keep/k": b"k"})
+    m = store.prepare(a)
+    with m.mount() as p:
+        shutil.rmtree(p / "d")
+        (p / "d").mkdir()
+        (p / "d/new").write_bytes(b"n")   # d opaque in this layer
+        os.unlink(p / "f")
+        (p / "f").mkdir()                 # file -> dir
+        shutil.rmtree(p / "g")
+        (p / "g").write_bytes(b"file")    # dir -> file
+    b = m.commit()
+    c = commit_tree(store, b, {"keep/k2": b"2"}, delete=("keep/k",))
+    paths = ["d", "d/x", "d/sub", "d/sub/y", "d/new", "f", "f/x", "g", "g/h", "keep",
+             "keep/k", "keep/k2", "nope", "nope/deeper"]
+    dirs = [str(store.root / d) for d in store._driver.lowers(c.id)]
+    assert len(dirs) == 3
+    layered = LayeredLower(dirs)
+    with store.view(c) as v:
+        view = PathLower(v)
+        for rel in paths:
+            got, want = layered.lookup(rel), view.lookup(rel)
+            assert (got is None) == (want is None), rel
+            if got is not None:
+                assert stat.S_IFMT(got[0].st_mode) == stat.S_IFMT(want[0].st_mode), rel
