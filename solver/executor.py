@@ -20,8 +20,12 @@ cgroup v1 hybrid hierarchy, no user namespaces needed):
   read-only from the executor's state directory; binds use "rbind" plus "ro" when read-only
   (runc remounts a bind read-only, so a write fails inside with EROFS);
 - a read-only rootfs is `root.readonly`: runc creates mount points first, then remounts "/".
-runc keeps its state under `<llb root>/executor/runc` (`runc --root`), and its own errors go
-to a per-run log file (`runc --log`) so they can be told apart from the process's exit code.
+runc keeps its state (`runc --root`) and the bundles on a tmpfs (/run/llb/<key> or
+/dev/shm/llb/<key>, else `<llb root>/executor`): on ext4 runc's state writes alone cost
+10-20 ms per run. Its own errors go to a per-run log file (`runc --log`) so they can be told
+apart from the process's exit code. Right after `runc run` returns, the dying container's
+mount namespace can still pin the /proc, /dev and /sys stubs (rmdir fails with EBUSY for a
+few ms, rarely ~200 ms), so their removal is retried.
 """
 
 from __future__ import annotations
