@@ -452,8 +452,8 @@ class _Stubs:
     def __init__(self, rootfs: Path, binds: list[BindMount]):
         self._layers = [((), rootfs)] + [(_depth(b.dest), b.source) for b in binds
                                           if not b.readonly and b.source.is_dir()]
-        self._paths: list[Path] = []
-        self._anchors: dict[Path, tuple[set[str], int, int]] = {}
+        self._paths: dict[Path, Path] = {}  # stub -> the host directory it lives under
+        self._anchors: dict[Path, tuple[Path, set[str], int, int]] = {}
 
     def _host_path(self, dest: str) -> tuple[Path, tuple[str, ...]] | None:
         """The host directory holding dest's mount point (the innermost mount strictly
@@ -484,23 +484,26 @@ class _Stubs:
                 if os.path.lexists(p):
                     break
                 if p not in self._paths:
-                    self._paths.append(p)
-                    self._anchor(p.parent)
+                    self._paths[p] = host
+                    self._anchor(host, p.parent)
 
-    def _anchor(self, d: Path) -> None:
+    def _anchor(self, host: Path, d: Path) -> None:
         if d in self._anchors or not os.path.isdir(d) or os.path.islink(d):
             return
         try:
             st = os.lstat(d)
-            self._anchors[d] = (set(os.listdir(d)), st.st_atime_ns, st.st_mtime_ns)
+            self._anchors[d] = (host, set(os.listdir(d)), st.st_atime_ns, st.st_mtime_ns)
         except OSError:
             pass
 
     def clean(self) -> None:
         """Remove the recorded paths that are now empty stubs, deepest first; then give
-        untouched anchors their times back."""
+        untouched anchors their times back. A path whose parents the process replaced
+        with a symlink is left alone (it would lead outside the root: BuildKit #4603)."""
         for p in sorted(self._paths, key=lambda x: len(x.parts), reverse=True):
             try:
+                if not _unmoved(self._paths[p], p):
+                    continue
                 st = os.lstat(p)
                 if stat.S_ISDIR(st.st_mode):
                     with os.scandir(p) as it:
@@ -514,12 +517,23 @@ class _Stubs:
                          follow_symlinks=False)
             except OSError:
                 continue
-        for d, (names, atime, mtime) in self._anchors.items():
+        for d, (host, names, atime, mtime) in self._anchors.items():
             try:
-                if set(os.listdir(d)) == names:
+                if _unmoved(host, d) and set(os.listdir(d)) == names:
                     os.utime(d, ns=(atime, mtime), follow_symlinks=False)
             except OSError:
                 continue
+
+
+def _unmoved(host: Path, path: Path) -> bool:
+    """Whether path still resolves to itself inside host: no component between them has
+    become a symlink (which would make host-side operations on path leave the root)."""
+    try:
+        rel = os.path.relpath(path, host)
+        return rel != ".." and not rel.startswith("../") and \
+            resolve_in_root(host, rel, follow_final=False) == path
+    except (LLBError, ValueError, OSError):
+        return False
 
 
 def _busy_retry(fn, path: Path) -> None:

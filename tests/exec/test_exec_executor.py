@@ -95,6 +95,17 @@ def test_stubs_in_enclosing_writable_mount_are_removed(ex, busybox_rootfs, tmp_p
     assert (out / "f").read_text() == "hi\n"
 
 
+def test_stub_cleanup_never_follows_a_symlink_the_process_planted(ex, busybox_rootfs, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hosts").write_text("")  # an empty file, like a stub, outside the root
+    (outside / "resolv.conf").write_text("")
+    result, _ = _run(ex, busybox_rootfs, f"mv /etc /etc.real && ln -s {outside} /etc")
+    assert result.exit_code == 0, result.tail
+    assert os.path.islink(busybox_rootfs / "etc")
+    assert sorted(os.listdir(outside)) == ["hosts", "resolv.conf"]
+
+
 def test_what_the_command_created_stays(ex, busybox_rootfs):
     result, _ = _run(ex, busybox_rootfs, "mkdir -p /proc2 && echo x > /etc/newfile")
     assert result.exit_code == 0, result.tail
