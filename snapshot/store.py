@@ -268,7 +268,8 @@ class Store:
             return self._delete([s for s in rows if s not in keep])
 
     def usage(self, snapshot_id: str) -> int:
-        """Bytes on disk used by the snapshot's own directory (each inode counted once)."""
+        """Bytes on disk that removing this snapshot alone would free (inodes it shares
+        by hardlink with other snapshots are not counted)."""
         self._row(snapshot_id)
         return _disk_usage(self.snapshots_dir / snapshot_id)
 
@@ -435,7 +436,7 @@ class Store:
         """Drop rows (one transaction), then move the directories out and remove them."""
         if not ids:
             return 0
-        freed = sum(_disk_usage(self.snapshots_dir / i) for i in ids)
+        freed = _disk_usage(*(self.snapshots_dir / i for i in ids))
         with self.db.transaction() as c:
             for i in ids:
                 MetaDB.delete(c, i)
@@ -503,15 +504,20 @@ class Store:
             c.execute("DELETE FROM leases WHERE holder=?", (holder,))
 
 
-def _disk_usage(path: Path) -> int:
-    seen: set[tuple[int, int]] = set()
+def _disk_usage(*paths: Path) -> int:
+    """Bytes that removing these directories would free: every directory, and every other
+    inode all of whose links lie inside them (a hardlink shared with another snapshot's
+    tree or layer is not counted)."""
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen, nlink, bytes]
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_blocks * 512
-    return total
+    for path in paths:
+        for dirpath, dirnames, filenames in os.walk(path):
+            total += os.lstat(dirpath).st_blocks * 512
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                st = os.lstat(os.path.join(dirpath, name))
+                rec = links.get((st.st_dev, st.st_ino))
+                if rec is None:
+                    links[(st.st_dev, st.st_ino)] = [1, st.st_nlink, st.st_blocks * 512]
+                else:
+                    rec[0] += 1
+    return total + sum(b for seen, nlink, b in links.values() if seen >= nlink)

@@ -224,3 +224,25 @@ def test_empty_mutable_commit_is_a_snapshot(store):
     assert ref.layer_chain()[0].changes() == []
     with store.view(ref) as p:
         assert list(Path(p).iterdir()) == []
+
+
+def test_threads_share_a_store(store):
+    """Workers preparing, committing and viewing at once (as the solver's pool does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = commit_tree(store, None, {"base/f": b"b"}, trusted=True)
+
+    def chain(n: int):
+        ref = base
+        for i in range(4):
+            ref = commit_tree(store, ref, {f"w{n}/s{i}": str(i).encode()}, trusted=n % 2 == 0)
+        with store.view(ref) as p:
+            return read_tree(p)
+
+    with ThreadPoolExecutor(4) as pool:
+        trees = list(pool.map(chain, range(8)))
+    for n, tree in enumerate(trees):
+        assert tree == {"base": None, "base/f": b"b", f"w{n}": None,
+                        **{f"w{n}/s{i}": str(i).encode() for i in range(4)}}
+    with store.view(base) as p:
+        assert read_tree(p) == {"base": None, "base/f": b"b"}
