@@ -112,19 +112,31 @@ class CacheDB:
         return self.lookup_many([key]).get(key)
 
     def add(self, store, key: str, vertex: str, outputs: list[str | None], description: str,
-            size: int) -> None:
-        """Record `outputs` under `key`, leasing each snapshot in the store first."""
+            size: int, ingredients: dict | None = None) -> None:
+        """Record `outputs` under `key`, leasing each snapshot in the store first; with
+        `ingredients`, also remember them as the vertex's latest key (one transaction)."""
         holder = lease_holder(key)
         for sid in outputs:
             if sid is not None:
                 store.lease(sid, holder)
         now = time.time()
         with self._lock:
-            old = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
-            self._db.execute(
-                "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
-                " last_used, size) VALUES (?,?,?,?,?,?,?)",
-                (key, vertex, _encode_outputs(outputs), description, now, now, size))
+            self._db.execute("BEGIN")
+            try:
+                old = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
+                self._db.execute(
+                    "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
+                    " last_used, size) VALUES (?,?,?,?,?,?,?)",
+                    (key, vertex, _encode_outputs(outputs), description, now, now, size))
+                if ingredients is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
+                        " VALUES (?,?,?,?,?)",
+                        (vertex, ingredients["op"], key, json.dumps(ingredients), now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         if old:
             for sid in set(_decode_outputs(old[0])) - set(outputs):
                 if sid is not None:

@@ -11,19 +11,25 @@ from pathlib import Path
 
 
 class KeyLock:
-    """An exclusive flock on `<root>/solver/locks/<xx>/<key>`, cancellable while waiting."""
+    """An exclusive flock on `<root>/solver/locks/<key hex>`, cancellable while waiting."""
+
+    _made: set[str] = set()  # lock directories known to exist (one mkdir per process)
 
     def __init__(self, root: Path, key: str):
-        hexkey = key.split(":", 1)[-1]
-        self.path = Path(root) / "solver" / "locks" / hexkey[:2] / hexkey
+        d = os.path.join(os.fspath(root), "solver", "locks")
+        self._dir = d
+        self.path = Path(d, key.split(":", 1)[-1])
         self._fd: int | None = None
 
     def acquire(self, cancelled: threading.Event | None = None) -> bool:
         """Wait for the lock; False if `cancelled` was set first."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._dir not in KeyLock._made:
+            os.makedirs(self._dir, exist_ok=True)
+            KeyLock._made.add(self._dir)
+        path = os.fspath(self.path)
         delay = 0.002
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -34,9 +40,9 @@ class KeyLock:
                         return False
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
-            # prune may have unlinked the file while we waited: lock the live one
+            # the holder before us unlinked the file on release: lock the live one
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -63,19 +69,21 @@ def clean_key_locks(root: Path) -> int:
     n = 0
     if not base.is_dir():
         return 0
-    for sub in base.iterdir():
-        for p in sub.iterdir():
+    for p in base.iterdir():
+        try:
             fd = os.open(p, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                p.unlink()
-                n += 1
-            finally:
-                os.close(fd)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            p.unlink()
+            n += 1
+        finally:
+            os.close(fd)
     return n
 
 

@@ -279,8 +279,7 @@ class Scheduler:
             ids = tuple(r.id if r is not None else None for r in refs)
             # size -1: measured later by `llb du` / `llb prune` (walking a snapshot costs
             # O(files), too much for every vertex of a solve)
-            self.db.add(self.store, v.key, v.digest, list(ids), v.description, -1)
-            self.db.put_history(v.digest, v.key, v.ingredients)
+            self.db.add(self.store, v.key, v.digest, list(ids), v.description, -1, v.ingredients)
             return "done", ids, refs, time.time() - t0
         finally:
             lock.release()

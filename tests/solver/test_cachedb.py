@@ -94,7 +94,6 @@ def test_key_lock_is_exclusive_across_threads_and_cancellable(tmp_path: Path):
     assert clean_key_locks(tmp_path) == 0  # held: kept
     c.release()
     stale = KeyLock(tmp_path, "sha256:" + "cd" * 32).path
-    stale.parent.mkdir(parents=True)
     stale.touch()  # as a killed process leaves it
     assert clean_key_locks(tmp_path) == 1 and not stale.exists()
 
