@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +71,51 @@ class CacheMounts:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+    def ids(self) -> list[str]:
+        """Every cache mount id this root holds."""
+        out = []
+        if self.dir.is_dir():
+            for d in sorted(self.dir.iterdir()):
+                try:
+                    out.append((d / "id").read_text().rstrip("\n"))
+                except OSError:
+                    continue
+        return out
+
+    def usage(self, cache_id: str) -> int:
+        """Bytes used by every instance of cache_id (each inode counted once)."""
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(self.path(cache_id)):
+            for name in dirnames + filenames:
+                st = os.lstat(os.path.join(dirpath, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+        return total
+
+    def prune(self) -> int:
+        """Remove the content of every cache instance no exec holds; bytes freed."""
+        freed = 0
+        for cache_id in self.ids():
+            base = self.path(cache_id)
+            for lock in sorted(base.glob("*.lock")):
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # in use right now
+                    inst = base / lock.name[: -len(".lock")]
+                    if inst.is_dir():
+                        before = self.usage(cache_id)
+                        shutil.rmtree(inst)
+                        freed += before - self.usage(cache_id)
+                finally:
+                    os.close(fd)
+        return freed
 
 
 def _open_lock(base: Path, n: int) -> int:

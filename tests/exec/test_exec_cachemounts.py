@@ -58,3 +58,19 @@ def test_unknown_sharing_mode(tmp_path: Path):
     with pytest.raises(UnsupportedError):
         with CacheMounts(tmp_path).acquire("c", "weird"):
             pass
+
+
+def test_ids_usage_and_prune_skip_what_is_in_use(tmp_path: Path):
+    cm = CacheMounts(tmp_path)
+    with cm.acquire("a") as a:
+        (a / "f").write_bytes(b"x" * 100_000)
+    with cm.acquire("b") as b:
+        (b / "f").write_bytes(b"y" * 100_000)
+    assert cm.ids() == sorted(["a", "b"], key=lambda i: cm.path(i).name)
+    assert cm.usage("a") >= 100_000
+    with cm.acquire("b", "locked") as b:
+        freed = cm.prune()
+        assert (b / "f").exists()
+    assert freed >= 100_000
+    with cm.acquire("a") as a:
+        assert not (a / "f").exists()
