@@ -42,6 +42,20 @@ _HELPER = textwrap.dedent("""
         with m.mount() as p, store.view(base) as v:
             (p / "half").write_bytes(b"x")
             die()
+    elif where == "taken":           # a trusted child took the parent's tree (native)
+        m = store.prepare(base, trusted=True)
+        with m.mount() as p:
+            (p / "half").write_bytes(b"x")
+            die()
+    elif where == "merge":           # killed after the merged tree was written
+        import snapshot.driver as drv
+        real = drv.Driver.build_tree
+        def build_then_die(self, dest, chain):
+            real(self, dest, chain)
+            die()
+        drv.Driver.build_tree = build_then_die
+        other = commit_tree(store, None, {{"other": b"o"}})
+        store.merge([base, other])
     elif where == "loop":            # killed at a random moment of a busy commit loop
         ref = base
         print("go", flush=True)
@@ -86,7 +100,8 @@ def _check_consistent(root: Path, kind: str, base_id: str) -> None:
 
 
 @pytest.mark.parametrize("kind", _kinds())
-@pytest.mark.parametrize("where", ["publish-row", "before-publish", "mounted"])
+@pytest.mark.parametrize("where", ["publish-row", "before-publish", "mounted", "taken",
+                                   "merge"])
 def test_kill_mid_commit_leaves_root_consistent(tmp_path, kind, where):
     if kind == "overlayfs":
         from conftest import _overlay_available
@@ -95,6 +110,9 @@ def test_kill_mid_commit_leaves_root_consistent(tmp_path, kind, where):
     base_id = _run(tmp_path, kind, where)
     if where == "publish-row":  # the orphan directory really was left behind
         assert len(os.listdir(tmp_path / "root" / "snapshots")) == 2
+    if where == "merge":  # the unmerged input is unleased: drop it to compare
+        with Store(tmp_path / "root", kind) as store:
+            store.prune()
     _check_consistent(tmp_path / "root", kind, base_id)
 
 
