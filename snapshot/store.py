@@ -135,13 +135,21 @@ class Store:
         self._busy: Counter[str] = Counter()  # snapshots this process uses (views, parents)
         self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
         self._chains: dict[str, list[str]] = {}
+        self._closed = False
         self.session = Session(self.tmp_dir, _new_id())
-        with self._lock.held():
-            self.kind = self._pick_kind(snapshotter)
-            self._cleanup()
+        try:
+            with self._lock.held():
+                self.kind = self._pick_kind(snapshotter)
+                self._cleanup()
+        except BaseException:
+            remove_tree(self.session.dir)
+            self.session.lock_path.unlink(missing_ok=True)
+            self.session.close()
+            self.db.close()
+            self._lock.close()
+            raise
         from snapshot.driver import make_driver
         self._driver: Driver = make_driver(self)
-        self._closed = False
 
     # ---- public API
 
@@ -279,7 +287,7 @@ class Store:
 
     def close(self) -> None:
         """Release this process's temporaries, mounts and session leases."""
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         with self._lock.held():
@@ -305,6 +313,8 @@ class Store:
         return self.session.dir / f"{prefix}-{_new_id()}"
 
     def _row(self, snapshot_id: str) -> Row:
+        if self._closed:
+            raise SnapshotError(f"the store at {self.root} is closed")
         row = self.db.row(snapshot_id)
         if row is None:
             raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",

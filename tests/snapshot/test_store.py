@@ -210,6 +210,9 @@ def test_root_keeps_its_snapshotter(store):
         Store(root, snapshotter=other)
     with pytest.raises(SnapshotError, match="unknown snapshotter"):
         Store(root, snapshotter="zfs")
+    assert os.listdir(root / "tmp") == []  # a refused open leaves nothing behind
+    with pytest.raises(SnapshotError, match="closed"):
+        store.get("x")
 
 
 def test_ref_equality_and_get(store):
