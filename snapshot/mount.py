@@ -65,6 +65,7 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
     API where the kernel has it, else mount(8) run with base as its working directory
     (so no thread's cwd ever changes)."""
     global _new_api
+    api_error: OSError | None = None
     if _new_api is not False:
         params = [("lowerdir+", str(base / low)) for low in lowers]
         if upper is not None:
@@ -77,7 +78,14 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
         except OSError as e:
             if _new_api:
                 raise SnapshotError(f"overlay mount failed: {e.strerror}", path=str(target))
-            _new_api = False
+            api_error = e
+    _mount8(target, base, lowers, upper, work)
+    if api_error is not None:
+        _new_api = False  # mount(8) works where the new API did not: use it from now on
+
+
+def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
+            work: str | None) -> None:
     opts = overlay_options(lowers, upper, work)
     if len(opts) > OPTION_LIMIT:
         raise SnapshotError(f"overlay mount options too long ({len(opts)} bytes)")
