@@ -256,20 +256,7 @@ def _slice_diff(name: str) -> llb.State:
     return llb.diff(rich_base(), run_shell(rich_base(), *(BASE_DIFF_CMDS + cmds)))
 
 
-# BuildKit's differs ignore a directory's mtime and compare files an overlay copied up with
-# the lower; llb's snapshot differs (snapshot/differ.py) count a directory whose only change
-# is its mtime (a rename inside it) as modified, and overlay_changes reports every file in
-# an upperdir. Shuffling files back and forth therefore still shows up in a diff.
-DIFFER_MTIME = ("snapshot differ: a directory whose only change is its mtime counts as "
-                "modified (BuildKit ignores directory mtimes)")
-DIFFER_COPYUP = ("snapshot overlay differ: files moved away and back (copied up, unchanged) "
-                 "count as modified (BuildKit compares them with the lower)")
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=DIFFER_MTIME + "; on overlayfs also "
-                                            + DIFFER_COPYUP)) if n == "ShuffleFiles" else n
-    for n in SLICES])
+@pytest.mark.parametrize("name", list(SLICES))
 def test_diff_slice(solved, name):
     _, contents = SLICES[name]
     want = expect(solved, *BASE_DIFF, *contents)
@@ -301,9 +288,7 @@ def test_diff_opaque_dirs_merge(solved):
     assert solved.tree(state) == want
 
 
-def test_diff_combined_single_layer(solved, request):
-    if solved.kind == "overlayfs":
-        request.applymarker(pytest.mark.xfail(reason=DIFFER_COPYUP))
+def test_diff_combined_single_layer(solved):
     cmds = BASE_DIFF_CMDS + [c for n in _COMBINED for c in SLICES[n][0]]
     state = llb.diff(rich_base(), run_shell(rich_base(), *cmds))
     want = expect(solved, *BASE_DIFF, *[s for n in _COMBINED if n != "ShuffleFiles"
@@ -311,9 +296,7 @@ def test_diff_combined_single_layer(solved, request):
     assert solved.tree(state) == want
 
 
-def test_diff_combined_multi_layer(solved, request):
-    if solved.kind == "overlayfs":
-        request.applymarker(pytest.mark.xfail(reason=DIFFER_COPYUP))
+def test_diff_combined_multi_layer(solved):
     cmdss = [BASE_DIFF_CMDS] + [SLICES[n][0] for n in _COMBINED]
     state = llb.diff(rich_base(), chain_run_shells(rich_base(), *cmdss))
     want = expect(solved, *BASE_DIFF, *[s for n in _COMBINED if n != "ShuffleFiles"
