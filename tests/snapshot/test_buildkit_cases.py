@@ -11,10 +11,15 @@ mounts), TestDiffSingleLayerBlobReuse and TestDiffSingleLayerOnMergeBlobReuse (i
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mergetree import (Built, Chr, D, E, F, Fifo, H, L, chmod, hardlink, merge, mkchardev,
                        mkdir, mkfifo, mkfile, rename, rm, symlink)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root: chown, mknod, security.* xattrs")
 
 # ------------------------------------------------------------------ the bases
 

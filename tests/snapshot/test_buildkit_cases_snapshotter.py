@@ -22,6 +22,9 @@ from mergetree import (Built, D, F, H, L, checksum, hardlink, merge, mkdir, mkfi
                        rename, rm, setxattr, symlink, utime)
 from test_buildkit_cases import ALPINE, alpine
 
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root: chown, mknod, security.* xattrs")
+
 S = 1_000_000_000
 TS = 0  # BuildKit's ts = time.Unix(0, 0)
 

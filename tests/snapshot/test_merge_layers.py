@@ -18,6 +18,9 @@ from mergetree import (T0, Change, Chr, D, F, FakeLayer, Fifo, H, L, PathOnlyLay
                        mkdir, mkfifo, mkfile, picture, rm, setxattr, sparse, symlink, utime)
 from snapshot.merge import MergeError, apply_layers
 
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root: chown, mknod, security.* xattrs")
+
 S = 1_000_000_000  # one second in ns
 
 

@@ -16,6 +16,9 @@ from mergetree import (T0, Built, Chr, D, F, Fifo, H, L, checksum, chmod, chown,
                        merge, mkchardev, mkdir, mkfifo, mkfile, overwrite, rm, setxattr, sparse,
                        symlink, utime)
 
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root: chown, mknod, security.* xattrs")
+
 S = 1_000_000_000
 
 
