@@ -8,6 +8,7 @@ Measured in the same run, on the busybox base (examples/busybox, /bin/busybox as
                   their diffs merged, solved with WORKERS workers
 for each snapshotter that works here. Overhead = llb's wall time per exec minus bare
 runc's (sequential for the chain, parallel for the branches). Target: < 25 ms per exec.
+(On native, preparing an exec's rootfs is a full copy of its parent: that copy dominates.)
 `python bench/bench_exec.py --execs N` shrinks the run; `--breakdown` also prints where the
 chain's time per exec goes (store prepare/mount/unmount/commit, runc, the rest of the
 executor, everything else).
@@ -191,20 +192,21 @@ def main() -> int:
         seq, par = bare_runc(tmp, tmp / "rootfs", args.execs, args.workers)
         print(f"bare runc run: {seq * 1000:.1f} ms sequential, {par * 1000:.1f} ms per run "
               f"with {args.workers} at a time ({args.execs} runs each)")
-        worst = 0.0
+        verdicts = []
         for kind in kinds:
             chain, branch, text = llb_runs(tmp, kind, args.execs, args.workers,
                                            args.breakdown)
             oc, ob = (chain - seq) * 1000, (branch - par) * 1000
-            worst = max(worst, oc, ob)
+            worst = max(oc, ob)
+            verdicts.append(f"{kind} {worst:.1f} ms "
+                            f"({'OK' if worst < TARGET_MS else 'ABOVE TARGET'})")
             print(f"{kind:9s} chain of {args.execs}: {chain * 1000:.1f} ms/exec "
                   f"(overhead {oc:+.1f} ms, ratio {chain / seq:.2f}x bare)")
             if text:
                 print(f"{kind:9s} chain, ms per exec: {text}")
             print(f"{kind:9s} {args.execs} parallel: {branch * 1000:.1f} ms/exec "
                   f"(overhead {ob:+.1f} ms, ratio {branch / par:.2f}x bare)")
-        verdict = "OK" if worst < TARGET_MS else "ABOVE TARGET"
-        print(f"worst overhead per exec: {worst:.1f} ms (target < {TARGET_MS:.0f} ms): {verdict}")
+        print(f"worst overhead per exec (target < {TARGET_MS:.0f} ms): " + ", ".join(verdicts))
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
