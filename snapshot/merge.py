@@ -125,9 +125,21 @@ class _Merger:
             self._dir(rel, src, sst)
             st.dirs_done.add(rel)
             return
-        _remove(dst)  # whatever is there goes (kernels report EEXIST first, fakes may not)
         if err == errno.EXDEV:
             st.no_link = True  # the layer lives on another filesystem: copy the rest
+        if err != errno.EEXIST:  # most likely free: try first, saving a syscall
+            try:
+                self._place(st, src, dst, sst, err)
+                return
+            except FileExistsError:
+                pass
+        _remove(dst)  # whatever is there goes (a directory with all below it)
+        self._place(st, src, dst, sst, err)
+
+    def _place(self, st: _LayerState, src: str, dst: str, sst: os.stat_result,
+               err: int | None) -> None:
+        """Create dst for the non-directory src: a hardlink of it, of this layer's earlier
+        copy of the same inode, or a copy. FileExistsError when dst is taken."""
         key = (sst.st_dev, sst.st_ino)
         if sst.st_nlink > 1 and key in st.copied:
             # Keep this layer's hardlinks linked: link to our own copy of that inode.
@@ -137,7 +149,7 @@ class _Merger:
             except OSError as e:
                 if e.errno not in _LINK_FALLBACK:
                     raise
-        elif not st.no_link and (err is None or err == errno.EEXIST):
+        elif not st.no_link and err in (None, errno.EEXIST):
             try:
                 _link(src, dst, follow_symlinks=False)
                 return
