@@ -276,8 +276,8 @@ class Store:
             return self._delete([s for s in rows if s not in keep])
 
     def usage(self, snapshot_id: str) -> int:
-        """Bytes on disk that removing this snapshot alone would free (inodes it shares
-        by hardlink with other snapshots are not counted)."""
+        """Bytes on disk under the snapshot's directory, each inode counted once (data it
+        shares by hardlink with other snapshots counts in each of them)."""
         self._row(snapshot_id)
         return _disk_usage(self.snapshots_dir / snapshot_id)
 
@@ -446,7 +446,7 @@ class Store:
         """Drop rows (one transaction), then move the directories out and remove them."""
         if not ids:
             return 0
-        freed = _disk_usage(*(self.snapshots_dir / i for i in ids))
+        freed = _disk_usage(*(self.snapshots_dir / i for i in ids), exclusive=True)
         with self.db.transaction() as c:
             for i in ids:
                 MetaDB.delete(c, i)
@@ -514,10 +514,10 @@ class Store:
             c.execute("DELETE FROM leases WHERE holder=?", (holder,))
 
 
-def _disk_usage(*paths: Path) -> int:
-    """Bytes that removing these directories would free: every directory, and every other
-    inode all of whose links lie inside them (a hardlink shared with another snapshot's
-    tree or layer is not counted)."""
+def _disk_usage(*paths: Path, exclusive: bool = False) -> int:
+    """Bytes of the inodes under these directories, each counted once. exclusive: only
+    what removing them would free (directories, and inodes all of whose links lie inside
+    them; a hardlink shared with another snapshot is not counted)."""
     links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen, nlink, bytes]
     total = 0
     for path in paths:
@@ -530,4 +530,4 @@ def _disk_usage(*paths: Path) -> int:
                     links[(st.st_dev, st.st_ino)] = [1, st.st_nlink, st.st_blocks * 512]
                 else:
                     rec[0] += 1
-    return total + sum(b for seen, nlink, b in links.values() if seen >= nlink)
+    return total + sum(b for seen, nlink, b in links.values() if seen >= nlink or not exclusive)
