@@ -24,23 +24,16 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
     pending.reverse()  # a stack: next component at the end
     parts: list[str] = []  # resolved components below root, all existing non-symlinks
     links = 0
-    missing = False
     while pending:
         comp = pending.pop()
         if comp == "..":
-            if parts and not missing:
+            if parts:  # at root, ".." stays at root
                 parts.pop()
-            elif parts:
-                parts.pop()
-            continue
-        if missing:
-            parts.append(comp)
             continue
         cur = os.path.join(root, *parts, comp)
         try:
             st = os.lstat(cur)
-        except FileNotFoundError:
-            missing = True
+        except FileNotFoundError:  # later components are looked up again: ".." may return
             parts.append(comp)
             continue
         except NotADirectoryError:

@@ -36,6 +36,9 @@ def test_symlinks_stay_inside(root):
     assert resolve_in_root(root, "up/passwd") == root / "etc/passwd"
     assert resolve_in_root(root, "chain") == root / "etc/passwd"
     assert resolve_in_root(root, "dangling") == root / "nonexistent/x"
+    # ".." out of a missing directory lands on real entries again, symlinks still resolved
+    assert resolve_in_root(root, "missing/../abs/passwd") == root / "etc/passwd"
+    assert resolve_in_root(root, "dangling/../../abs") == root / "etc"
     for p in ("abs/passwd", "up/passwd", "chain", "dangling/../../.."):
         assert str(resolve_in_root(root, p)).startswith(str(root))
 
