@@ -123,9 +123,9 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
 
     Raises InputError when the source path does not exist (and no empty wildcard is allowed)."""
     h = hashlib.sha256(b"llb-copy-v1\n")
-    matches = _matches(top, copy) if top is not None else []
+    matches = copy_matches(top, copy) if top is not None else []
     if not matches:
-        if copy.allow_wildcard and copy.allow_empty_wildcard and _has_wildcard(copy.src):
+        if copy.allow_wildcard and copy.allow_empty_wildcard and has_wildcard(copy.src):
             return "sha256:" + h.hexdigest()
         raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
     flt = PathFilter(copy.include, copy.exclude)
@@ -143,16 +143,17 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _has_wildcard(p: str) -> bool:
+def has_wildcard(p: str) -> bool:
+    """Whether a copy source path has glob characters."""
     return any(c in _WILDCARD for c in p)
 
 
-def _matches(top: Path, copy) -> list[tuple[str, str]]:
+def copy_matches(top: Path, copy) -> list[tuple[str, str]]:
     """The paths `copy.src` names inside `top`, as (path relative to top, real path)."""
     from snapshot.paths import resolve_in_root
 
     src = copy.src
-    if not (copy.allow_wildcard and _has_wildcard(src)):
+    if not (copy.allow_wildcard and has_wildcard(src)):
         p = resolve_in_root(top, src, follow_final=copy.follow_symlinks)
         return [(src.strip("/"), str(p))] if os.path.lexists(p) else []
     parts = [c for c in src.split("/") if c and c != "."]
@@ -160,7 +161,7 @@ def _matches(top: Path, copy) -> list[tuple[str, str]]:
     for comp in parts:
         nxt = []
         for prefix in found:
-            if not _has_wildcard(comp):
+            if not has_wildcard(comp):
                 nxt.append(f"{prefix}/{comp}" if prefix else comp)
                 continue
             d = resolve_in_root(top, "/" + prefix if prefix else "/")

@@ -125,10 +125,10 @@ def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
 
 def _copy_source_exists(top: Path, copy: Any, vertex: str) -> None:
     """Raise InputError when `copy.src` is not in the tree at `top`."""
-    from solver.checksum import _has_wildcard, _matches
+    from solver.checksum import copy_matches, has_wildcard
 
-    if _matches(top, copy):
+    if copy_matches(top, copy):
         return
-    if copy.allow_wildcard and copy.allow_empty_wildcard and _has_wildcard(copy.src):
+    if copy.allow_wildcard and copy.allow_empty_wildcard and has_wildcard(copy.src):
         return
     raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
