@@ -62,3 +62,28 @@ def test_tar_export_to_a_file_and_to_stdout(llb_root: LLB, tmp_path: Path):
     with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:
         assert tf.extractfile("b/sub/two.txt").read() == b"two\n"
     assert not [p for p in tmp_path.iterdir() if ".llb-tmp-" in p.name]
+
+
+FILTERED = '''
+import llb
+
+def build():
+    return llb.local("ctx", include=["src/**"], exclude=["**/__pycache__"])
+'''
+
+
+def test_local_source_include_exclude_selects_files_and_keys(llb_root: LLB, tmp_path: Path):
+    build = write(tmp_path / "build.py", FILTERED)
+    ctx = tmp_path / "ctx"
+    write(ctx / "src" / "app.py", "print(1)\n")
+    write(ctx / "src" / "__pycache__" / "app.pyc", "junk")
+    write(ctx / "README", "not selected")
+    out = tmp_path / "out"
+    r = llb_root.solve(build, "--local", f"ctx={ctx}", "--output", f"type=local,dest={out}")
+    assert r.code == 0, r.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["src", "src/app.py"]
+    write(ctx / "README", "edited")
+    write(ctx / "src" / "__pycache__" / "app.pyc", "other junk")
+    assert set(llb_root.solve(build, "--local", f"ctx={ctx}").terminal().values()) == {"cached"}
+    write(ctx / "src" / "app.py", "print(2)\n")
+    assert set(llb_root.solve(build, "--local", f"ctx={ctx}").terminal().values()) == {"done"}
