@@ -116,7 +116,7 @@ class _Line:
 
 class TtyRenderer:
     """A live view: `[+] Building 1.2s (5/7)` over ` => CACHED [n/m] name` lines, redrawn
-    ten times a second; finished lines scroll up and stay."""
+    ten times a second; when the terminal is full, finished lines scroll up and stay."""
 
     _LOG_LINES = 6
 
@@ -168,23 +168,26 @@ class TtyRenderer:
                 self._draw(final=False)
 
     def _draw(self, final: bool) -> None:
-        width = shutil.get_terminal_size((100, 24)).columns
+        """Redraw the live region: the header, then one line per vertex (running ones with
+        their last log lines). Finished lines that no longer fit scroll up for good."""
+        size = shutil.get_terminal_size((100, 24))
+        width, rows = size.columns, max(size.lines, 4)
         out = []
         if self._drawn:
-            out.append(f"\x1b[{self._drawn}F\x1b[J")  # back to the live region, clear it
-        # lines that finished before every running one are printed for good
+            out.append(f"\x1b[{self._drawn}F\x1b[J")  # back to the region's top, clear it
         order = self._order
-        while self._flushed < len(order) and (final or order[self._flushed].state != "running"):
-            out.append(self._fmt(order[self._flushed], width) + "\n")
-            self._flushed += 1
-        live = [] if final else [self._fmt(ln, width, logs=True) for ln in order[self._flushed:]]
+        if not final:
+            while len(order) - self._flushed > rows - 2 and order[self._flushed].state != "running":
+                out.append(self._fmt(order[self._flushed], width) + "\n")
+                self._flushed += 1
         finished = sum(1 for ln in order if ln.state != "running")
         elapsed = time.time() - self.t0
         header = f"[+] Building {elapsed:.1f}s ({finished}/{self.total})" + (" FINISHED" if final else "")
-        region = [header] + [s for block in live for s in block.split("\n")]
+        region = [header]
+        for ln in order[self._flushed:]:
+            region.extend(self._fmt(ln, width, logs=not final).split("\n"))
         if not final:
-            rows = shutil.get_terminal_size((100, 24)).lines - 1
-            region = region[:max(rows, 1)]
+            region = region[:rows - 1]
         out.append("\n".join(region) + "\n")
         self._drawn = 0 if final else len(region)
         self.stream.write("".join(out))

@@ -55,7 +55,8 @@ def test_tty_renderer_draws_header_and_cached_lines():
     assert any(ln.startswith(" => CACHED [1/3] scratch") for ln in lines)
     assert any(ln.startswith(" => [2/3] mkfile /a") and ln.endswith("1.0s") for ln in lines)
     assert any(ln.startswith(" => ERROR [3/3] merge (2 inputs): cancelled") for ln in lines)
-    assert lines[-1].startswith("[+] Building ") and lines[-1].endswith("(3/3) FINISHED")
+    assert lines[0].startswith("[+] Building ") and lines[0].endswith("(3/3) FINISHED")
+    assert len(lines) == 4
 
 
 def test_auto_picks_plain_when_not_a_terminal():
