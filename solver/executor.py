@@ -190,7 +190,9 @@ class Executor:
                 sel.register(pipe.fileno(), selectors.EVENT_READ, name)
             while sel.get_map():
                 timeout = None if cancelled is None else _CANCEL_POLL
-                for key, _ in sel.select(timeout):
+                # stdout first when both have data: right for a process that wrote to
+                # stdout, then stderr, before we woke (order across pipes is not kept)
+                for key, _ in sorted(sel.select(timeout), key=lambda e: e[0].data != "stdout"):
                     data = os.read(key.fd, 65536)
                     if data:
                         lines.feed(key.data, data)
