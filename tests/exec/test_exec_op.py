@@ -251,3 +251,45 @@ def test_names():
     assert exec_op.name(_op("make")) == 'exec sh -c "make"'
     assert exec_op.name(ExecOp(inputs=(), args=("true",))) == "exec true"
     assert exec_op.name(ExecOp(inputs=(), args=("echo", "a b"))) == 'exec echo "a b"'
+
+
+def _run_concurrently(store, base, ops):
+    results, errors = [None] * len(ops), []
+
+    def one(i):
+        try:
+            results[i] = exec_op.run(_ctx(store), ops[i], [base])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(ops))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return results
+
+
+def test_cache_mount_locked_serialises_execs(store, base):
+    cache = Mount("/c", type=MOUNT_CACHE, cache_id="locked-cache", sharing="locked")
+    script = "echo start$N >> /c/log; sleep 0.3; echo end$N >> /c/log"
+    ops = [ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", script),
+                  env=(f"N={i}",), mounts=(Mount("/", input=0, output=0), cache))
+           for i in range(2)]
+    _run_concurrently(store, base, ops)
+    final = exec_op.run(_ctx(store), _op("cp /c/log /log", cache), [base])
+    lines = _tree(store, final[0])["/log"].split(" ", 2)[2].split()
+    assert sorted(lines) == ["end0", "end1", "start0", "start1"]
+    assert lines[0][-1] == lines[1][-1] and lines[2][-1] == lines[3][-1]  # never interleaved
+
+
+def test_cache_mount_private_gives_concurrent_execs_their_own_dir(store, base):
+    cache = Mount("/c", type=MOUNT_CACHE, cache_id="private-cache", sharing="private")
+    script = "echo $N > /c/mine$N; sleep 0.3; ls /c > /seen"
+    ops = [ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", script),
+                  env=(f"N={i}",), mounts=(Mount("/", input=0, output=0), cache))
+           for i in range(2)]
+    results = _run_concurrently(store, base, ops)
+    for i, [root] in enumerate(results):
+        assert _tree(store, root)["/seen"] == f"f 644 mine{i}\n"
+    assert len({p.name for p in (store.root / "cache-mounts").glob("*/[0-9]")}) == 2
