@@ -1,31 +1,41 @@
-"""Tree maps: what a native tree held (per directory: its metadata and each entry's inode),
-so a trusted child that took over its parent's tree can be diffed against the parent
-without the parent's directory existing any more. Walking costs one scandir and one lstat
-per directory; entries are compared by d_ino, never stat'ed unless changed."""
+"""Tree maps: what a native tree held (per directory: its identity, metadata and each
+entry's inode), so a trusted child that took over its parent's tree can be diffed against
+the parent without the parent's directory existing any more. A directory whose inode and
+ctime did not move had no entry added, removed or renamed and no metadata change, so it
+costs one lstat; others one scandir, lstat and listxattr. Entries are compared by d_ino."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from snapshot.layers import Change, path_key
 from snapshot.metadata import read_xattrs
 
 DIR = -1  # the inode slot of a directory entry
 
-# rel dir -> (metadata of the directory, {name: inode or DIR})
-TreeMap = dict[str, tuple[tuple, dict[str, int]]]
+
+class DirRecord(NamedTuple):
+    ident: tuple[int, int]        # (st_ino, st_ctime_ns): unchanged means nothing changed here
+    meta: tuple                   # mode, owner, xattrs: what makes the directory "modified"
+    names: dict[str, int]         # entry -> inode, or DIR
 
 
-def _dir_meta(path: str) -> tuple:
-    """What makes a directory changed: mode, owner, xattrs (not its mtime; see differ)."""
-    st = os.lstat(path)
-    return (st.st_mode, st.st_uid, st.st_gid, tuple(sorted(read_xattrs(path).items())))
+TreeMap = dict[str, DirRecord]  # rel dir -> record
 
 
-def _scan(path: str) -> dict[str, int]:
+def _record(path: str, st: os.stat_result) -> DirRecord:
     with os.scandir(path) as it:
-        return {e.name: DIR if e.is_dir(follow_symlinks=False) else e.inode() for e in it}
+        names = {e.name: DIR if e.is_dir(follow_symlinks=False) else e.inode() for e in it}
+    meta = (st.st_mode, st.st_uid, st.st_gid, tuple(sorted(read_xattrs(path).items())))
+    return DirRecord((st.st_ino, st.st_ctime_ns), meta, names)
+
+
+def _subdirs(rel: str, path: str, names: dict[str, int]):
+    for name, ino in names.items():
+        if ino == DIR:
+            yield (f"{rel}/{name}" if rel else name, os.path.join(path, name))
 
 
 def build_map(root: Path) -> TreeMap:
@@ -34,11 +44,8 @@ def build_map(root: Path) -> TreeMap:
     stack = [("", str(root))]
     while stack:
         rel, path = stack.pop()
-        names = _scan(path)
-        out[rel] = (_dir_meta(path), names)
-        for name, ino in names.items():
-            if ino == DIR:
-                stack.append((f"{rel}/{name}" if rel else name, os.path.join(path, name)))
+        rec = out[rel] = _record(path, os.lstat(path))
+        stack.extend(_subdirs(rel, path, rec.names))
     return out
 
 
@@ -50,14 +57,17 @@ def map_changes(root: Path, old: TreeMap) -> tuple[list[Change], TreeMap]:
     stack = [("", str(root))]
     while stack:
         rel, path = stack.pop()
-        meta = _dir_meta(path)
-        names = _scan(path)
-        new[rel] = (meta, names)
+        st = os.lstat(path)
         before = old.get(rel)
-        if before is not None and rel and before[0] != meta:
+        if before is not None and before.ident == (st.st_ino, st.st_ctime_ns):
+            new[rel] = before  # untouched directory: only its subdirectories may differ
+            stack.extend(_subdirs(rel, path, before.names))
+            continue
+        rec = new[rel] = _record(path, st)
+        if before is not None and rel and before.meta != rec.meta:
             out.append(Change(rel, "modify"))
-        was = before[1] if before is not None else {}
-        for name, ino in names.items():
+        was = before.names if before is not None else {}
+        for name, ino in rec.names.items():
             r = f"{rel}/{name}" if rel else name
             prev = was.get(name)
             if ino == DIR:
@@ -71,7 +81,7 @@ def map_changes(root: Path, old: TreeMap) -> tuple[list[Change], TreeMap]:
                 out.append(Change(r, "add"))
             elif prev != ino:
                 out.append(Change(r, "modify"))
-        for name in was.keys() - names.keys():
+        for name in was.keys() - rec.names.keys():
             out.append(Change(f"{rel}/{name}" if rel else name, "delete"))
     out.sort(key=lambda c: path_key(c.path))
     return out, new
