@@ -136,7 +136,8 @@ class Store:
         self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
         self._chains: dict[str, list[str]] = {}
         self._closed = False
-        self.session = Session(self.tmp_dir, _new_id())
+        with self._lock.held():  # a session is born under the root lock, where cleanup runs
+            self.session = Session(self.tmp_dir, _new_id())
         try:
             with self._lock.held():
                 self.kind = self._pick_kind(snapshotter)
