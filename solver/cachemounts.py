@@ -17,14 +17,17 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from llb.ops import SHARING_LOCKED, SHARING_PRIVATE, SHARING_SHARED
-from solver.errors import UnsupportedError
+from solver.errors import CancelledError, UnsupportedError
 
 CACHE_DIR = "cache-mounts"
+_LOCK_POLL = 0.05  # seconds between lock attempts while watching for cancellation
 
 
 class CacheMounts:
@@ -38,15 +41,18 @@ class CacheMounts:
         return self.dir / hashlib.sha256(cache_id.encode()).hexdigest()[:32]
 
     @contextmanager
-    def acquire(self, cache_id: str, sharing: str = SHARING_SHARED) -> Iterator[Path]:
-        """Yield the directory to mount for `cache_id`, holding its lock while in use."""
+    def acquire(self, cache_id: str, sharing: str = SHARING_SHARED,
+                cancelled: threading.Event | None = None) -> Iterator[Path]:
+        """Yield the directory to mount for `cache_id`, holding its lock while in use.
+        Waiting for a lock (locked, or shared while another holds it locked) stops with
+        CancelledError once `cancelled` is set."""
         if sharing not in (SHARING_SHARED, SHARING_PRIVATE, SHARING_LOCKED):
             raise UnsupportedError(f"unknown cache mount sharing mode {sharing!r}")
         base = self.path(cache_id)
         base.mkdir(parents=True, exist_ok=True)
         idfile = base / "id"
         if not idfile.exists():
-            tmp = base / f".id.{os.getpid()}.{id(self)}"
+            tmp = base / f".id.{uuid.uuid4().hex}"
             tmp.write_text(cache_id + "\n")
             os.replace(tmp, idfile)
         if sharing == SHARING_PRIVATE:
@@ -63,7 +69,12 @@ class CacheMounts:
         else:
             n = 0
             fd = _open_lock(base, n)
-            fcntl.flock(fd, fcntl.LOCK_SH if sharing == SHARING_SHARED else fcntl.LOCK_EX)
+            try:
+                _wait_lock(fd, fcntl.LOCK_SH if sharing == SHARING_SHARED else fcntl.LOCK_EX,
+                           cancelled, cache_id)
+            except BaseException:
+                os.close(fd)
+                raise
         try:
             inst = base / str(n)
             inst.mkdir(mode=0o755, exist_ok=True)
@@ -116,6 +127,19 @@ class CacheMounts:
                 finally:
                     os.close(fd)
         return freed
+
+
+def _wait_lock(fd: int, kind: int, cancelled: threading.Event | None, cache_id: str) -> None:
+    if cancelled is None:
+        fcntl.flock(fd, kind)
+        return
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if cancelled.wait(_LOCK_POLL):
+                raise CancelledError(f"cancelled while waiting for cache mount {cache_id!r}")
 
 
 def _open_lock(base: Path, n: int) -> int:

@@ -113,7 +113,8 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
         if m.type == MOUNT_TMPFS:
             mounts.append(TmpfsMount(m.dest, m.tmpfs_size))
         elif m.type == MOUNT_CACHE:
-            path = mounted.enter_context(cache.acquire(m.cache_id or m.dest, m.sharing))
+            path = mounted.enter_context(cache.acquire(m.cache_id or m.dest, m.sharing,
+                                                       ctx.cancelled))
             mounts.append(BindMount(m.dest, path, readonly=m.readonly))
         else:
             ref = _input(op, inputs, m)

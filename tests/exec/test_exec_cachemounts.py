@@ -74,3 +74,17 @@ def test_ids_usage_and_prune_skip_what_is_in_use(tmp_path: Path):
     assert freed >= 100_000
     with cm.acquire("a") as a:
         assert not (a / "f").exists()
+
+
+def test_waiting_for_a_locked_cache_stops_on_cancel(tmp_path: Path):
+    from solver.errors import CancelledError
+
+    cm = CacheMounts(tmp_path)
+    cancelled = threading.Event()
+    with cm.acquire("c", "locked"):
+        threading.Timer(0.2, cancelled.set).start()
+        t = time.monotonic()
+        with pytest.raises(CancelledError):
+            with cm.acquire("c", "locked", cancelled):
+                pass
+        assert time.monotonic() - t < 3
