@@ -323,16 +323,35 @@ def _run_dir(state_dir: Path) -> Path:
     state_dir) when that is a tmpfs, since runc's state writes and the stub and bundle
     removals cost milliseconds each on a journalling filesystem; else state_dir itself."""
     tmpfs = _tmpfs_mounts()
-    key = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    owner = str(state_dir.resolve())
+    key = hashlib.sha256(owner.encode()).hexdigest()[:16]
     for base in ("/run", "/dev/shm"):
         if base in tmpfs and os.access(base, os.W_OK):
-            d = Path(base) / "llb" / key
+            top = Path(base) / "llb"
+            d = top / key
             try:
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
-                return d
+                (d / "owner").write_text(owner)
             except OSError:
                 continue
+            _reap_run_dirs(top, keep=d)
+            return d
     return state_dir
+
+
+def _reap_run_dirs(top: Path, keep: Path) -> None:
+    """Remove run directories whose llb root is gone and that hold no container state
+    (left by roots that were deleted, e.g. test roots)."""
+    for d in top.iterdir():
+        if d == keep:
+            continue
+        try:
+            owner = (d / "owner").read_text()
+            if os.path.exists(owner) or any((d / "runc").iterdir()):
+                continue
+            shutil.rmtree(d)
+        except OSError:
+            continue
 
 
 def _tmpfs_mounts() -> set[str]:
