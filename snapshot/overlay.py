@@ -1,7 +1,8 @@
 """The overlayfs snapshotter: a layer snapshot stores only its upperdir (`fs/`, kernel
 whiteouts and opaque markers included); its tree is an overlay mount of its chain. Merge
 and diff results are full trees (`tree/`). Chains deeper than MAX_LOWERS are flattened:
-an ancestor gets a materialised `flat/` tree that later mounts use as their bottom layer."""
+an ancestor gets a materialised `flat/` tree (its chain applied by the merge engine) that
+later mounts use as their bottom layer."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from snapshot.copy import copy_tree, remove_tree
+from snapshot.copy import remove_tree
 from snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
 from snapshot.driver import Driver, publish_cache
-from snapshot.errors import SnapshotError
 from snapshot.layers import Change
 from snapshot.mount import mount_overlay, unmount
 
@@ -147,22 +147,12 @@ class OverlayDriver(Driver):
         self._cache.clear()
 
     def _flatten(self, sid: str, dirs: list[str]) -> None:
-        """Materialise sid's tree as `<snapshot>/flat` by copying its overlay view."""
-        if len(dirs) > MAX_LOWERS:
-            raise SnapshotError(f"cannot flatten snapshot {sid}: {len(dirs)} layers")
+        """Materialise sid's tree as `<snapshot>/flat`: its layer chain applied onto an empty
+        directory by the merge engine (hardlinks, no data copied), which is the tree the
+        overlay of `dirs` shows."""
         tmp = self.store.new_temp("flat")
-        mnt = self.store.new_temp("flatmnt")
-        mnt.mkdir()
         try:
-            if len(dirs) == 1:
-                copy_tree(self.store.root / dirs[0], tmp)
-            else:
-                mount_overlay(mnt, self.store.root, dirs)
-                try:
-                    copy_tree(mnt, tmp)
-                finally:
-                    unmount(mnt)
+            self.build_tree(tmp, self.store._chain(sid))
             publish_cache(tmp, self.store.snapshot_dir(sid) / "flat")
         finally:
-            os.rmdir(mnt)
             remove_tree(tmp)
