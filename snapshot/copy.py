@@ -95,10 +95,13 @@ def copy_dir(src: str, dst: str, st: os.stat_result) -> None:
     copy_metadata(src, dst, st, times=False)
 
 
-def copy_tree(src: Path, dst: Path, *, link: bool = False) -> None:
+def copy_tree(src: Path, dst: Path, *, link: bool = False,
+              fresh: dict[int, int] | None = None) -> None:
     """Recreate the tree at src as dst (which must not exist). Hardlinks inside src stay
     hardlinks; directory mtimes are restored after their content is written. With
-    link=True every non-directory is hardlinked to src (copy fallback on EXDEV/EMLINK)."""
+    link=True every non-directory is hardlinked to src (copy fallback on EXDEV/EMLINK).
+    fresh, when given, receives inode -> ctime_ns of every non-directory copied, so a
+    later differ can tell an untouched copy (same ctime) without comparing it."""
     seen: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, os.stat_result]] = []
     st = os.lstat(src)
@@ -122,10 +125,13 @@ def copy_tree(src: Path, dst: Path, *, link: bool = False) -> None:
             key = (est.st_dev, est.st_ino)
             if est.st_nlink > 1 and key in seen:
                 os.link(seen[key], dp)
-                continue
-            copy_entry(sp, dp, est)
-            if est.st_nlink > 1:
-                seen[key] = dp
+            else:
+                copy_entry(sp, dp, est)
+                if est.st_nlink > 1:
+                    seen[key] = dp
+            if fresh is not None:
+                cst = os.lstat(dp)
+                fresh[cst.st_ino] = cst.st_ctime_ns
     for d, dst_st in reversed(dirs):
         os.utime(d, ns=(dst_st.st_atime_ns, dst_st.st_mtime_ns))
 

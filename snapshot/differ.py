@@ -151,11 +151,13 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
 
 
 def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = False,
-                 same_fs: bool = False) -> list[Change]:
+                 same_fs: bool = False, fresh: dict[int, int] | None = None) -> list[Change]:
     """Double-walk two full trees. The same inode in both is unchanged (trusted hardlinked
     trees make this the common, cheap case); otherwise type, mode, owner, size, mtime,
     symlink target and xattrs are compared, and with compare_content the bytes too.
-    same_fs: both trees are plain directories of one filesystem (equal d_ino suffices)."""
+    same_fs: both trees are plain directories of one filesystem (equal d_ino suffices).
+    fresh: inode -> ctime_ns recorded when upper was copied from lower; an entry whose
+    ctime has not moved since is that untouched copy."""
     out: list[Change] = []
     stack: list[tuple[str, str, str | None]] = [(str(upper), "", str(lower) if lower else None)]
     while stack:
@@ -178,6 +180,9 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
                 if st.st_dev == lst.st_dev and st.st_ino == lst.st_ino:
                     continue  # the very same inode
             st = e.stat(follow_symlinks=False)
+            if le is not None and fresh is not None and fresh.get(st.st_ino) == st.st_ctime_ns \
+                    and not stat.S_ISDIR(st.st_mode):
+                continue  # our own copy of le, untouched since (any change moves ctime)
             if le is None:
                 out.append(Change(r, "add"))
                 if stat.S_ISDIR(st.st_mode):

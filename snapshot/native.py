@@ -39,6 +39,7 @@ class NativeDriver(Driver):
         super().__init__(store)
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()
         self._base_maps: dict[str, TreeMap] = {}  # mutable id -> map of the tree it took
+        self._fresh: dict[str, dict[int, int]] = {}  # mutable id -> its copies' ctimes
         self._maps_lock = threading.Lock()
 
     def init_mutable(self, m: "Mutable") -> None:
@@ -50,7 +51,12 @@ class NativeDriver(Driver):
         if m.trusted and self._take_tree(m.parent.id, tree, m.id):
             return
         with self._reading(m.parent.id) as ptree:
-            (link_tree if m.trusted else copy_tree)(ptree, tree)
+            if m.trusted:
+                link_tree(ptree, tree)
+            else:
+                fresh: dict[int, int] = {}
+                copy_tree(ptree, tree, fresh=fresh)
+                self._fresh[m.id] = fresh
 
     def mount_mutable(self, m: "Mutable") -> Path:
         return m.dir / "tree"
@@ -68,12 +74,14 @@ class NativeDriver(Driver):
             changes = tree_changes(tree, None, same_fs=True)
         else:
             with self._reading(m.parent.id) as ptree:
-                changes = tree_changes(tree, ptree, same_fs=True)
+                changes = tree_changes(tree, ptree, same_fs=True,
+                                       fresh=self._fresh.pop(m.id, None))
         write_layer_dir(tree, m.dir / "layer", changes)
         return changes
 
     def discard_mutable(self, m: "Mutable") -> None:
         self._base_maps.pop(m.id, None)
+        self._fresh.pop(m.id, None)
 
     @contextmanager
     def view(self, sid: str) -> Iterator[Path]:
