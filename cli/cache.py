@@ -148,6 +148,7 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
                 cutoff = time.time() - KEEP_DURATION
                 victims = [r for r in records if r.last_used < cutoff]
             removed = db.remove(store, [r.key for r in victims])
+            _release_orphan_leases(db, store)
             freed = store.prune()
             ids = getattr(store, "snapshot_ids", None)
             if ids is not None:
@@ -160,3 +161,19 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
         lock.release()
     click.echo(f"Removed {removed} record{'s' if removed != 1 else ''}")
     click.echo(f"Total:\t{human_size(freed)} reclaimed")
+
+
+def _release_orphan_leases(db, store) -> None:
+    """Release cache leases whose record is gone (a solve killed between leasing a result
+    and recording it), so prune can reclaim those snapshots."""
+    from solver.cachedb import lease_holder
+
+    ids = getattr(store, "snapshot_ids", None)
+    leases = getattr(store, "leases", None)
+    if ids is None or leases is None:
+        return
+    live = {lease_holder(r.key) for r in db.records()}
+    for sid in ids():
+        for holder in leases(sid):
+            if holder.startswith("cache:") and holder not in live:
+                store.release(sid, holder)

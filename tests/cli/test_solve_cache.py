@@ -90,3 +90,21 @@ def test_prune_default_keeps_recent_records_and_all_removes_everything(llb_root:
 def test_prune_rejects_a_bad_size(llb_root: LLB):
     r = llb_root("prune", "--keep-storage", "10XB")
     assert r.code == 2 and r.stderr.strip() == "error: bad size '10XB' (examples: 500MB, 2GiB, 1048576)"
+
+
+def test_prune_reclaims_a_result_leased_by_a_solve_that_died_before_recording_it(
+        llb_root: LLB, tmp_path: Path):
+    from snapshot import Store
+
+    store = Store(llb_root.root, llb_root.snapshotter)
+    m = store.prepare(None)
+    with m.mount() as p:
+        (p / "orphan").write_text("x")
+    ref = m.commit()
+    store.lease(ref.id, "cache:sha256:" + "0" * 64)  # leased, never recorded
+    sid = ref.id
+    del ref
+    store.close()
+    r = llb_root("prune", "--all")
+    assert r.code == 0, r.stderr
+    assert not (llb_root.root / "snapshots" / sid).exists()
