@@ -118,6 +118,8 @@ def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
             if name is not None and not u.op.include and not u.op.exclude:
                 for c in copies:
                     _copy_source_exists(locals[name], c, v.digest)
+            elif name is not None:
+                _copies_in_filtered_local(locals[name], u.op, copies, v.digest)
             elif u.op.kind == "source" and u.op.identifier == "scratch":
                 for c in copies:
                     copy_checksum(None, c, vertex=v.digest)
@@ -132,3 +134,19 @@ def _copy_source_exists(top: Path, copy: Any, vertex: str) -> None:
     if copy.allow_wildcard and copy.allow_empty_wildcard and has_wildcard(copy.src):
         return
     raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
+
+
+def _copies_in_filtered_local(top: Path, source: Any, copies: list, vertex: str) -> None:
+    """Raise InputError when a plain (non-wildcard) copy source is not among the files a
+    local source with include/exclude selects."""
+    from solver.checksum import has_wildcard
+    from solver.patterns import PathFilter, walk
+
+    plain = [c for c in copies if not (c.allow_wildcard and has_wildcard(c.src))]
+    if not plain:
+        return
+    selected = {rel for rel, _ in walk(top, PathFilter(source.include, source.exclude))}
+    for c in plain:
+        rel = os.path.normpath("/" + c.src).strip("/")
+        if rel and rel not in selected:
+            raise InputError(f"copy source {c.src} not found", vertex=vertex, path=c.src)

@@ -249,3 +249,14 @@ def test_image_sources_are_not_supported_yet(llb_root: LLB, tmp_path: Path):
     assert r.stderr.strip().splitlines()[-1] == (
         "error: source docker-image://docker.io/library/busybox:1.36: not supported yet")
     assert "in 0 records" in llb_root("du").text
+
+
+def test_copying_a_path_the_local_filter_leaves_out_is_bad_input(llb_root: LLB, tmp_path: Path):
+    build = write(tmp_path / "build.py", "import llb\ndef build():\n"
+                  "    ctx = llb.local('ctx', exclude=['secret.txt'])\n"
+                  "    return llb.scratch().file(llb.copy(ctx, '/secret.txt', '/x'))\n")
+    ctx = tmp_path / "ctx"
+    write(ctx / "secret.txt", "s")
+    r = llb_root.solve(build, "--local", f"ctx={ctx}", progress="plain")
+    assert r.code == 2 and r.stderr.strip() == "error: copy source /secret.txt not found"
+    assert "in 0 records" in llb_root("du").text  # refused before the local was synced
