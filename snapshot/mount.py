@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from snapshot.errors import SnapshotError
@@ -15,6 +17,7 @@ from snapshot.errors import SnapshotError
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _MS_RDONLY = 1
 _MNT_DETACH = 2
+_BUSY_RETRY = 2.0  # seconds a non-lazy unmount retries EBUSY (see unmount)
 OPTION_LIMIT = 4000  # the kernel copies at most one page (4096) of mount data
 
 
@@ -99,10 +102,18 @@ def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
 
 def unmount(target: Path, *, lazy: bool = True) -> None:
     """umount2(target). Lazy (MNT_DETACH, the default) does not wait for an RCU grace
-    period, which costs milliseconds per mount; writes are already in the upperdir."""
-    if _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
+    period, which costs milliseconds per mount; writes are already in the upperdir.
+    A non-lazy unmount retries EBUSY for a while: a child another thread just forked
+    (runc, mount(8)) holds copies of this process's fds, some perhaps inside target,
+    until it execs."""
+    deadline = time.monotonic() + _BUSY_RETRY
+    delay = 0.001
+    while _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
         err = ctypes.get_errno()
-        raise SnapshotError(f"unmount failed: {os.strerror(err)}", path=str(target))
+        if err != errno.EBUSY or lazy or time.monotonic() > deadline:
+            raise SnapshotError(f"unmount failed: {os.strerror(err)}", path=str(target))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def mounts_under(prefix: Path) -> list[Path]:
