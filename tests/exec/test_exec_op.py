@@ -293,3 +293,39 @@ def test_cache_mount_private_gives_concurrent_execs_their_own_dir(store, base):
     for i, [root] in enumerate(results):
         assert _tree(store, root)["/seen"] == f"f 644 mine{i}\n"
     assert len({p.name for p in (store.root / "cache-mounts").glob("*/[0-9]")}) == 2
+
+
+def test_unmounts_survive_concurrent_forks(store, base):
+    """Other threads forking (runc for parallel execs) while a mutable with open fds is
+    unmounted: the forked child holds copies of those fds until it execs (EBUSY)."""
+    if store.kind != "overlayfs":
+        pytest.skip("only overlay mounts can be busy")
+    import subprocess
+
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def forker():
+        while not stop.is_set():
+            subprocess.run(["true"], close_fds=True)
+
+    def worker():
+        for _ in range(30):
+            m = store.prepare(base)
+            try:
+                with m.mount() as p:
+                    with os.scandir(Path(p) / "bin") as it:
+                        list(it)
+                m.discard()
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(e))
+    forkers = [threading.Thread(target=forker) for _ in range(2)]
+    workers = [threading.Thread(target=worker) for _ in range(3)]
+    for t in forkers + workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    stop.set()
+    for t in forkers:
+        t.join(10)
+    assert errors == []
