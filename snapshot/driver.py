@@ -55,7 +55,7 @@ class Driver:
         except ImportError as e:
             raise NotImplementedError("the merge engine (snapshot.merge.apply_layers) is "
                                       "not available yet") from e
-        os.mkdir(dest, 0o755)
+        make_root(dest)
         apply_layers(dest, self.store._layers(chain))
 
     def ensure_tree(self, sid: str) -> Path:
@@ -71,6 +71,12 @@ class Driver:
         finally:
             remove_tree(tmp)
         return final
+
+
+def make_root(path: Path) -> None:
+    """An empty tree's root: mode 0755 whatever the process umask."""
+    os.mkdir(path, 0o755)
+    os.chmod(path, 0o755)
 
 
 def publish_cache(tmp: Path, final: Path) -> None:

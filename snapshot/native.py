@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from snapshot.copy import copy_tree, link_tree
 from snapshot.differ import tree_changes, write_layer_dir
-from snapshot.driver import Driver
+from snapshot.driver import Driver, make_root
 from snapshot.layers import Change
 from snapshot.treemap import TreeMap, build_map, map_changes
 
@@ -46,7 +46,7 @@ class NativeDriver(Driver):
         m.dir.mkdir()
         tree = m.dir / "tree"
         if m.parent is None:
-            tree.mkdir(0o755)
+            make_root(tree)
             return
         if m.trusted and self._take_tree(m.parent.id, tree, m.id):
             return

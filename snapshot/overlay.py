@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from snapshot.copy import remove_tree
 from snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
-from snapshot.driver import Driver, publish_cache
+from snapshot.driver import Driver, make_root, publish_cache
+from snapshot.metadata import copy_metadata
 from snapshot.layers import Change
 from snapshot.mount import mount_overlay, unmount
 
@@ -54,8 +55,12 @@ class OverlayDriver(Driver):
 
     def init_mutable(self, m: "Mutable") -> None:
         m.dir.mkdir()
-        (m.dir / "fs").mkdir(0o755)
+        make_root(m.dir / "fs")
         if m.parent is not None:
+            # overlay shows a merged directory with its upper's attributes: the root must
+            # start as the parent's root (mode, owner, xattrs, times)
+            top = self.store.root / self.lowers(m.parent.id)[0]
+            copy_metadata(top, m.dir / "fs")
             (m.dir / "work").mkdir()
             (m.dir / "mnt").mkdir()
 

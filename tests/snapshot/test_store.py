@@ -249,3 +249,18 @@ def test_threads_share_a_store(store):
                         **{f"w{n}/s{i}": str(i).encode() for i in range(4)}}
     with store.view(base) as p:
         assert read_tree(p) == {"base": None, "base/f": b"b"}
+
+
+def test_root_directory_metadata_is_kept_whatever_the_umask(store):
+    old = os.umask(0o077)
+    try:
+        m = store.prepare(None)
+        with m.mount() as p:
+            assert os.lstat(p).st_mode & 0o777 == 0o755
+            os.chmod(p, 0o750)
+        a = m.commit()
+        b = commit_tree(store, a, {"x": b"1"})
+        with store.view(b) as p:
+            assert os.lstat(p).st_mode & 0o777 == 0o750
+    finally:
+        os.umask(old)
