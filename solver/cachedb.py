@@ -121,7 +121,7 @@ class CacheDB:
                 store.lease(sid, holder)
         now = time.time()
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 old = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
                 self._db.execute(
@@ -154,7 +154,7 @@ class CacheDB:
         if not keys:
             return
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             for i in range(0, len(keys), _BATCH):
                 chunk = keys[i:i + _BATCH]
                 self._db.execute("UPDATE records SET last_used=? WHERE key IN (%s)"
@@ -186,7 +186,7 @@ class CacheDB:
             out.append(r)
         if updates:
             with self._lock:
-                self._db.execute("BEGIN")
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("UPDATE records SET size=? WHERE key=?", updates)
                 self._db.execute("COMMIT")
         return out
@@ -260,7 +260,7 @@ class CacheDB:
         if not rows:
             return
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
                                  " VALUES (?,?,?)", rows)
             self._db.execute("COMMIT")
