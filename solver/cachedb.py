@@ -79,11 +79,14 @@ class CacheDB:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
-        try:
-            self._db.executescript(_SCHEMA)
-        except sqlite3.OperationalError:  # another process creating it right now
-            time.sleep(0.05)
-            self._db.executescript(_SCHEMA)
+        for attempt in range(50):
+            try:
+                self._db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError:  # another process creating it right now
+                if attempt == 49:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:
