@@ -56,7 +56,7 @@ class Solved:
             return fn(Path(p))
 
 
-# ---------------------------------------------------------------------------------- fstest-like steps
+# ------------------------------------------------------------------------- fstest-like steps
 
 Step = Callable[[Tree], None] | llb.State
 
