@@ -1,5 +1,6 @@
 """The native snapshotter: every snapshot keeps its recorded diff laid out in `layer/`
-(hardlinks into its tree) and, usually, its full tree in `tree/`.
+(hardlinks into its tree) and, usually, its full tree in `tree/`; a snapshot without a
+parent is all additions, so its `layer/` is its tree.
 
 A mutable child a process may write is a full copy of its parent. A trusted child (its
 writer replaces files, never edits an inode in place) instead takes over the parent's
@@ -71,7 +72,11 @@ class NativeDriver(Driver):
             changes, new = map_changes(tree, base)
             self._remember(m.id, new)
         elif m.parent is None:
+            # everything is an addition: the tree is its own layer (kept as `layer/` only,
+            # so it is never taken; a trusted child hardlinks it instead)
             changes = tree_changes(tree, None, same_fs=True)
+            os.rename(tree, m.dir / "layer")
+            return changes
         else:
             with self._reading(m.parent.id) as ptree:
                 changes = tree_changes(tree, ptree, same_fs=True,

@@ -49,9 +49,10 @@ def test_trusted_child_hardlinks_and_diffs_by_inode(native_store):
 
 def test_native_layer_dir_and_tree_share_inodes(native_store):
     store = native_store
-    a = commit_tree(store, None, {"x/y": b"1"})
+    a = commit_tree(store, commit_tree(store, None, {"z": b"0"}), {"x/y": b"1"})
     with store.view(a) as p:
-        assert os.lstat(a.layer_chain()[0].path("x/y")).st_ino == os.lstat(p / "x/y").st_ino
+        assert os.lstat(a.layer_chain()[-1].path("x/y")).st_ino == os.lstat(p / "x/y").st_ino
+    assert not (store.root / "snapshots" / a.layer_chain()[0].id / "tree").exists()
 
 
 def _rich_tree(root):
@@ -143,7 +144,9 @@ def test_metadata_survives_snapshots_and_changes_are_seen(store):
 
 def test_trusted_chain_takes_tree_and_parent_rebuilds(native_store):
     store = native_store
-    a = commit_tree(store, None, {"d/x": b"1", "d/y": b"2", "f": b"f", "g/h": b"h"}, trusted=True)
+    a0 = commit_tree(store, None, {"d/x": b"1", "d/y": b"2"}, trusted=True)
+    a = commit_tree(store, a0, {"f": b"f", "g/h": b"h"}, trusted=True)
+    assert (store.root / "snapshots" / a.id / "tree").is_dir()
     m = store.prepare(a, trusted=True)
     assert not (store.root / "snapshots" / a.id / "tree").exists()  # taken, not copied
     with m.mount() as p:
@@ -173,7 +176,7 @@ def test_trusted_chain_takes_tree_and_parent_rebuilds(native_store):
 
 def test_tree_being_read_is_never_taken(native_store):
     store = native_store
-    a = commit_tree(store, None, {"x": b"1"}, trusted=True)
+    a = commit_tree(store, commit_tree(store, None, {}, trusted=True), {"x": b"1"}, trusted=True)
     with store.view(a) as p:
         m = store.prepare(a, trusted=True)
         assert (p / "x").read_bytes() == b"1"
