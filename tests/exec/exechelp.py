@@ -24,6 +24,27 @@ def runc_problem() -> str | None:
         subprocess.run(["runc", "--version"], check=True, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as e:
         return f"runc does not run: {e}"
+    return _container_problem()
+
+
+def _container_problem() -> str | None:
+    """Run one container (busybox `true`) the way the executor does; its error, if any."""
+    import tempfile
+
+    from solver.executor import Executor, ProcessSpec
+
+    with tempfile.TemporaryDirectory(prefix="llb-runc-probe-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+        try:
+            result = Executor(Path(tmp) / "state").run(
+                rootfs, ProcessSpec(args=["/bin/busybox", "true"]))
+        except Exception as e:  # noqa: BLE001 - any failure means: skip, saying why
+            return f"runc cannot run a container here: {e}"
+        if result.exit_code != 0:
+            why = result.runc_error or f"exit code {result.exit_code}"
+            return f"runc cannot run a container here: {why}"
     return None
 
 
