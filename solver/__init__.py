@@ -1,0 +1,29 @@
+"""solver: runs a Definition — vertices, cache keys, the cache DB, the scheduler, op handlers,
+progress events and exporters. Public names are imported on first use (PEP 562), so
+`import solver.errors` stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Solver": "solver.solve",
+    "SolveResult": "solver.solve",
+    "SolveError": "solver.errors",
+    "UnsupportedError": "solver.errors",
+    "InputError": "solver.errors",
+    "CancelledError": "solver.errors",
+    "Progress": "solver.progress",
+    "Recorder": "solver.progress",
+    "CacheDB": "solver.cachedb",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'solver' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
