@@ -2,27 +2,40 @@
 whiteouts and opaque markers included); its tree is an overlay mount of its chain. Merge
 and diff results are full trees (`tree/`). Chains deeper than MAX_LOWERS are flattened:
 an ancestor gets a materialised `flat/` tree (its chain applied by the merge engine) that
-later mounts use as their bottom layer."""
+later mounts use as their bottom layer.
+
+A trusted mutable (its writer replaces files, never edits an inode in place: FileOp) gets no
+mount: it works on a plain tree, hardlinks of its parent's files. At commit its diff is read
+against an in-memory map of that tree (snapshot.treemap), its `fs/` upperdir is written from
+the diff (snapshot.upper) and the tree is kept as the snapshot's `tip/`, which the next
+trusted child takes over by a rename: a FileOp chain costs what each step changes. A `tip/`
+is a private cache, never a mount's layer nor a view; a snapshot whose tip was taken has a
+new one built from its layer chain if a trusted child needs it again."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from snapshot.copy import remove_tree
+from snapshot.copy import link_tree, remove_tree
 from snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
 from snapshot.driver import Driver, make_root, publish_cache
 from snapshot.metadata import copy_metadata
 from snapshot.layers import Change
 from snapshot.mount import mount_overlay, unmount
+from snapshot.treemap import TreeMap, build_map, map_changes
+from snapshot.upper import write_upper
 
 if TYPE_CHECKING:
     from snapshot.store import Mutable
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
+_MAPS_KEPT = 8  # tip maps remembered per process (the tips of FileOp chains)
 
 
 def _few_entries(root: Path, limit: int) -> bool:
@@ -47,6 +60,9 @@ class OverlayDriver(Driver):
     def __init__(self, store):
         super().__init__(store)
         self._cache: dict[str, list[str]] = {}
+        self._maps: OrderedDict[str, TreeMap] = OrderedDict()  # snapshot -> map of its tip
+        self._base_maps: dict[str, TreeMap] = {}  # trusted mutable -> map of its tree
+        self._maps_lock = threading.Lock()
 
     def _rel(self, path: Path) -> str:
         return os.path.relpath(path, self.store.root)
@@ -55,6 +71,9 @@ class OverlayDriver(Driver):
 
     def init_mutable(self, m: "Mutable") -> None:
         m.dir.mkdir()
+        if m.parent is not None and m.trusted:
+            self._base_maps[m.id] = self._tree_for(m.parent.id, m.dir / "tree")
+            return
         make_root(m.dir / "fs")
         if m.parent is not None:
             # overlay shows a merged directory with its upper's attributes: the root must
@@ -65,6 +84,8 @@ class OverlayDriver(Driver):
             (m.dir / "mnt").mkdir()
 
     def mount_mutable(self, m: "Mutable") -> Path:
+        if m.id in self._base_maps:
+            return m.dir / "tree"
         if m.parent is None:
             return m.dir / "fs"
         lowers = self.lowers(m.parent.id)
@@ -73,10 +94,21 @@ class OverlayDriver(Driver):
         return m.dir / "mnt"
 
     def unmount_mutable(self, m: "Mutable") -> None:
-        if m.parent is not None:
+        if m.parent is not None and m.id not in self._base_maps:
             unmount(m.dir / "mnt", lazy=False)  # EBUSY if a process still writes there
 
     def commit_mutable(self, m: "Mutable") -> list[Change]:
+        base = self._base_maps.pop(m.id, None)
+        if base is not None:
+            tree = m.dir / "tree"
+            changes, new = map_changes(tree, base)
+            write_upper(tree, m.dir / "fs", changes)
+            os.rename(tree, m.dir / "tip")
+            with self._maps_lock:
+                self._maps[m.id] = new
+                while len(self._maps) > _MAPS_KEPT:
+                    self._maps.popitem(last=False)
+            return changes
         upper = m.dir / "fs"
         if m.parent is None:
             changes = overlay_changes(upper, None)
@@ -95,6 +127,28 @@ class OverlayDriver(Driver):
         for name in ("work", "mnt"):
             remove_tree(m.dir / name)
         return changes
+
+    def discard_mutable(self, m: "Mutable") -> None:
+        self._base_maps.pop(m.id, None)
+
+    def _tree_for(self, sid: str, dest: Path) -> TreeMap:
+        """Put at dest a writable tree of sid whose files are hardlinks of committed ones
+        (for a trusted writer only); returns its map. Takes sid's `tip/` when it has one
+        (a rename is atomic: of two takers, one wins), else builds it from the chain."""
+        with self._maps_lock:
+            known = self._maps.pop(sid, None)
+        try:
+            os.rename(self.store.snapshot_dir(sid) / "tip", dest)
+        except FileNotFoundError:
+            pass
+        else:
+            return known if known is not None else build_map(dest)
+        row = self.store._row(sid)
+        if row.kind != "layer":
+            link_tree(self.ensure_tree(sid), dest)
+        else:
+            self.build_tree(dest, self.store._chain(sid))
+        return build_map(dest)
 
     # ---- views
 
