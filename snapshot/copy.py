@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from snapshot.metadata import copy_metadata
@@ -70,9 +71,9 @@ def _copy_range(fin: int, fout: int, off: int, count: int) -> None:
         off += len(data)
 
 
-def copy_entry(src: str, dst: str, st: os.stat_result) -> None:
+def copy_entry(src: str, dst: str, st: os.stat_result, *, owned: bool = False) -> None:
     """Create dst as a copy of the non-directory src (file, symlink, fifo, device, socket)
-    with its metadata."""
+    with its metadata. owned: dst is created with src's owner already (skip the chown)."""
     mode = st.st_mode
     if stat.S_ISREG(mode):
         copy_file(src, dst, st)
@@ -86,7 +87,7 @@ def copy_entry(src: str, dst: str, st: os.stat_result) -> None:
         os.mknod(dst, stat.S_IFSOCK | 0o600)
     else:
         raise OSError(errno.EINVAL, f"unsupported file type: {src}")
-    copy_metadata(src, dst, st)
+    copy_metadata(src, dst, st, owned=owned)
 
 
 def copy_dir(src: str, dst: str, st: os.stat_result) -> None:
@@ -101,39 +102,75 @@ def copy_tree(src: Path, dst: Path, *, link: bool = False,
     hardlinks; directory mtimes are restored after their content is written. With
     link=True every non-directory is hardlinked to src (copy fallback on EXDEV/EMLINK).
     fresh, when given, receives inode -> ctime_ns of every non-directory copied, so a
-    later differ can tell an untouched copy (same ctime) without comparing it."""
-    seen: dict[tuple[int, int], str] = {}
+    later differ can tell an untouched copy (same ctime) without comparing it.
+    Directories are made first, in one walk; the entries are then copied by a few threads
+    at once (syscalls release the GIL), shared hardlinks in this thread."""
+    me = (os.geteuid(), os.getegid())
     dirs: list[tuple[str, os.stat_result]] = []
+    entries: list[tuple[str, str, os.stat_result, bool]] = []  # src, dst, stat, owned
+    shared: list[tuple[str, str, os.stat_result]] = []  # nlink > 1: in order, one thread
     st = os.lstat(src)
     copy_dir(str(src), str(dst), st)
     dirs.append((str(dst), st))
-    stack = [(str(src), str(dst))]
+    stack = [(str(src), str(dst), st.st_gid)]
     while stack:
-        s, d = stack.pop()
+        s, d, dgid = stack.pop()
         with os.scandir(s) as it:
-            entries = list(it)
-        for e in entries:
-            sp, dp = e.path, os.path.join(d, e.name)
-            est = e.stat(follow_symlinks=False)
-            if stat.S_ISDIR(est.st_mode):
-                copy_dir(sp, dp, est)
-                dirs.append((dp, est))
-                stack.append((sp, dp))
-                continue
-            if link and _try_link(sp, dp):
-                continue
-            key = (est.st_dev, est.st_ino)
-            if est.st_nlink > 1 and key in seen:
-                os.link(seen[key], dp)
-            else:
-                copy_entry(sp, dp, est)
-                if est.st_nlink > 1:
-                    seen[key] = dp
-            if fresh is not None:
-                cst = os.lstat(dp)
-                fresh[cst.st_ino] = cst.st_ctime_ns
+            for e in it:
+                sp, dp = e.path, d + "/" + e.name
+                est = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(est.st_mode):
+                    copy_dir(sp, dp, est)
+                    dirs.append((dp, est))
+                    stack.append((sp, dp, est.st_gid))
+                elif est.st_nlink > 1 and not link:
+                    shared.append((sp, dp, est))
+                else:
+                    # a new entry gets our uid, and our gid when its directory has it too
+                    owned = (est.st_uid, est.st_gid) == me and dgid == me[1]
+                    entries.append((sp, dp, est, owned))
+    work = _chunks(entries)
+    if len(work) > 1:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            for f in [pool.submit(_copy_entries, c, link, fresh) for c in work]:
+                f.result()
+    elif work:
+        _copy_entries(work[0], link, fresh)
+    seen: dict[tuple[int, int], str] = {}
+    for sp, dp, est in shared:
+        key = (est.st_dev, est.st_ino)
+        if key in seen:
+            os.link(seen[key], dp)
+        else:
+            copy_entry(sp, dp, est)
+            seen[key] = dp
+        if fresh is not None:
+            cst = os.lstat(dp)
+            fresh[cst.st_ino] = cst.st_ctime_ns
     for d, dst_st in reversed(dirs):
         os.utime(d, ns=(dst_st.st_atime_ns, dst_st.st_mtime_ns))
+
+
+_THREADS = min(4, os.cpu_count() or 1)
+_PARALLEL_MIN = 128  # entries below which one thread copies them all
+
+
+def _chunks(entries: list) -> list[list]:
+    """Split entries for the pool: one chunk for a small tree, else a few per thread."""
+    if len(entries) < _PARALLEL_MIN or _THREADS < 2:
+        return [entries] if entries else []
+    n = _THREADS * 4
+    return [entries[i::n] for i in range(n)]
+
+
+def _copy_entries(entries: list, link: bool, fresh: dict[int, int] | None) -> None:
+    for sp, dp, est, owned in entries:
+        if link and _try_link(sp, dp):
+            continue
+        copy_entry(sp, dp, est, owned=owned)
+        if fresh is not None:
+            cst = os.lstat(dp)
+            fresh[cst.st_ino] = cst.st_ctime_ns
 
 
 def link_tree(src: Path, dst: Path) -> None:

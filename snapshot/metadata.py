@@ -8,15 +8,13 @@ import errno
 import os
 import stat
 
-import xattr
-
 _OVERLAY_PREFIX = "trusted.overlay."
 
 
 def read_xattrs(path: str | os.PathLike) -> dict[str, bytes]:
     """All xattrs of `path` itself (not a symlink's target), minus overlayfs' private ones."""
     try:
-        names = xattr.listxattr(path, symlink=True)
+        names = os.listxattr(path, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
             return {}
@@ -26,7 +24,7 @@ def read_xattrs(path: str | os.PathLike) -> dict[str, bytes]:
         if name.startswith(_OVERLAY_PREFIX):
             continue
         try:
-            out[name] = xattr.getxattr(path, name, symlink=True)
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
         except OSError as e:
             if e.errno not in (errno.ENODATA, errno.ENOTSUP):
                 raise
@@ -37,7 +35,7 @@ def is_opaque(path: str | os.PathLike) -> bool:
     """True for an overlay upperdir directory marked trusted.overlay.opaque=y."""
     for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
         try:
-            if xattr.getxattr(path, name, symlink=True) == b"y":
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
                 return True
         except OSError:
             pass
@@ -50,19 +48,21 @@ def is_whiteout(st: os.stat_result) -> bool:
 
 
 def copy_metadata(src: str | os.PathLike, dst: str | os.PathLike, st: os.stat_result | None = None,
-                  *, times: bool = True) -> None:
+                  *, times: bool = True, owned: bool = False) -> None:
     """Give dst the owner, xattrs, mode and (optionally) times of src. Owner goes first
-    (chown clears setuid bits and file capabilities), then xattrs, then mode."""
+    (chown clears setuid bits and file capabilities), then xattrs, then mode. owned: the
+    caller knows dst was just created with src's owner already (no chown needed)."""
     if st is None:
         st = os.lstat(src)
     link = stat.S_ISLNK(st.st_mode)
-    try:
-        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-    except PermissionError:
-        pass  # not root: keep our own owner
+    if not owned:
+        try:
+            os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+        except PermissionError:
+            pass  # not root: keep our own owner
     for name, value in read_xattrs(src).items():
         try:
-            xattr.setxattr(dst, name, value, symlink=True)
+            os.setxattr(dst, name, value, follow_symlinks=False)
         except OSError as e:
             if e.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise

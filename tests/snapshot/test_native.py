@@ -222,3 +222,32 @@ def test_copied_child_reports_only_what_the_writer_touched(store):
     # f3 kept its size and nanosecond mtime: like containerd's differ, its bytes are not
     # read, so it counts as unchanged (documented limit of metadata-based differs)
     assert set(kinds) == {"f1", "moved", "f2", "f4"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
+def test_copy_tree_of_a_big_tree_keeps_metadata_and_owners(tmp_path):
+    """Enough entries for the threaded copy; owners that a new entry would not get by
+    itself (a setgid directory of another group, root's entries inside it, other uids)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    _rich_tree(src)
+    (src / "sg").mkdir()
+    os.chown(src / "sg", 0, 4321)
+    os.chmod(src / "sg", 0o2775)
+    for i in range(300):
+        p = src / ("sg" if i % 2 else "dir") / f"e{i}"
+        if i % 3 == 0:
+            os.symlink(f"t{i}", p)
+        else:
+            p.write_bytes(b"%d" % i)
+        if i % 5 == 0:
+            os.chown(p, 0, 0, follow_symlinks=False)  # root's group inside the setgid dir
+        elif i % 7 == 0:
+            os.chown(p, 1000 + i, 2000 + i, follow_symlinks=False)
+    fresh: dict[int, int] = {}
+    copy_tree(src, dst, fresh=fresh)
+    assert _meta(dst) == _meta(src)
+    copied = {os.lstat(os.path.join(d, n)).st_ino
+              for d, _, names in os.walk(dst) for n in names}
+    assert copied <= set(fresh)
+    assert os.lstat(dst / "hard").st_ino == os.lstat(dst / "dir/setuid").st_ino
