@@ -35,11 +35,17 @@ if TYPE_CHECKING:
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
+BUILD_BUDGET = 512  # layer entries up to which a trusted child builds a tree without a tip
 _MAPS_KEPT = 8  # tip maps remembered per process (the tips of FileOp chains)
 
 
 def _few_entries(root: Path, limit: int) -> bool:
     """True when the tree at root has at most `limit` entries (stops counting early)."""
+    return _count_upto(root, limit) <= limit
+
+
+def _count_upto(root: Path, limit: int) -> int:
+    """Entries of the tree at root, counted up to limit + 1."""
     n = 0
     stack = [str(root)]
     while stack:
@@ -47,10 +53,10 @@ def _few_entries(root: Path, limit: int) -> bool:
             for e in it:
                 n += 1
                 if n > limit:
-                    return False
+                    return n
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
-    return True
+    return n
 
 
 class OverlayDriver(Driver):
@@ -72,8 +78,10 @@ class OverlayDriver(Driver):
     def init_mutable(self, m: "Mutable") -> None:
         m.dir.mkdir()
         if m.parent is not None and m.trusted:
-            self._base_maps[m.id] = self._tree_for(m.parent.id, m.dir / "tree")
-            return
+            base = self._tree_for(m.parent.id, m.dir / "tree")
+            if base is not None:
+                self._base_maps[m.id] = base
+                return
         make_root(m.dir / "fs")
         if m.parent is not None:
             # overlay shows a merged directory with its upper's attributes: the root must
@@ -131,10 +139,12 @@ class OverlayDriver(Driver):
     def discard_mutable(self, m: "Mutable") -> None:
         self._base_maps.pop(m.id, None)
 
-    def _tree_for(self, sid: str, dest: Path) -> TreeMap:
+    def _tree_for(self, sid: str, dest: Path) -> TreeMap | None:
         """Put at dest a writable tree of sid whose files are hardlinks of committed ones
         (for a trusted writer only); returns its map. Takes sid's `tip/` when it has one
-        (a rename is atomic: of two takers, one wins), else builds it from the chain."""
+        (a rename is atomic: of two takers, one wins), else builds it from the chain when
+        that is small (BUILD_BUDGET); None: a big tree without a tip is mounted instead
+        (many FileOps branching off one big image must not each copy its directories)."""
         with self._maps_lock:
             known = self._maps.pop(sid, None)
         try:
@@ -143,6 +153,11 @@ class OverlayDriver(Driver):
             pass
         else:
             return known if known is not None else build_map(dest)
+        budget = BUILD_BUDGET
+        for d in self.lowers(sid):
+            budget -= _count_upto(self.store.root / d, budget)
+            if budget < 0:
+                return None
         row = self.store._row(sid)
         if row.kind != "layer":
             link_tree(self.ensure_tree(sid), dest)

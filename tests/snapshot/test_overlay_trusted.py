@@ -250,3 +250,30 @@ def test_kill_mid_trusted_step_leaves_root_consistent(tmp_path, where):
         child = commit_tree(store, parent, {"h": b"h"}, trusted=True)  # tip rebuilt
         with store.view(child) as p:
             assert read_tree(p) == {"f": b"1", "g": b"g", "h": b"h"}
+
+
+def test_big_parent_without_tip_is_mounted_and_a_tip_is_still_taken(overlay_store, monkeypatch):
+    import snapshot.overlay as ov
+    store = overlay_store
+    base = commit_tree(store, None, {f"f{i}": b"%d" % i for i in range(6)})
+    chain1 = commit_tree(store, base, {"c1": b"1"}, trusted=True)  # small: tree built
+    monkeypatch.setattr(ov, "BUILD_BUDGET", 3)
+    m = store.prepare(chain1, trusted=True)  # big, but its tip is there: taken
+    with m.mount() as p:
+        assert mounts_under(m.dir) == []
+        (p / "c2").write_bytes(b"2")
+    chain2 = m.commit()
+    m = store.prepare(base, trusted=True)  # big and no tip: an overlay mount
+    with m.mount() as p:
+        assert mounts_under(m.dir) != []
+        _replace(p / "f0", b"new")
+        os.unlink(p / "f1")
+    branch = m.commit()
+    assert not (store.snapshot_dir(branch.id) / "tip").exists()
+    assert branch.layer_chain()[-1].changes() == [Change("f0", "modify"), Change("f1", "delete")]
+    want = {f"f{i}": b"%d" % i for i in range(6)}
+    with store.view(chain2) as p:
+        assert read_tree(p) == dict(want, c1=b"1", c2=b"2")
+    with store.view(branch) as p:
+        del want["f1"]
+        assert read_tree(p) == dict(want, f0=b"new")
