@@ -2,11 +2,15 @@
 entry's inode), so a trusted child that took over its parent's tree can be diffed against
 the parent without the parent's directory existing any more. A directory whose inode and
 ctime did not move had no entry added, removed or renamed and no metadata change, so it
-costs one lstat; others one scandir, lstat and listxattr. Entries are compared by d_ino."""
+costs one lstat; others one scandir, lstat and listxattr. Entries are compared by d_ino.
+A directory whose ctime was within _RACY_NS of the moment it was recorded is recorded as
+unknown (rescanned next time): a kernel with coarse timestamps (one per tick) may give a
+change made right after recording the very same ctime (git's "racy" entries)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +18,7 @@ from snapshot.layers import Change, path_key
 from snapshot.metadata import read_xattrs
 
 DIR = -1  # the inode slot of a directory entry
+_RACY_NS = 20_000_000  # two ticks at HZ=100: a coarse ctime lags real time by less
 
 
 class DirRecord(NamedTuple):
@@ -29,7 +34,8 @@ def _record(path: str, st: os.stat_result) -> DirRecord:
     with os.scandir(path) as it:
         names = {e.name: DIR if e.is_dir(follow_symlinks=False) else e.inode() for e in it}
     meta = (st.st_mode, st.st_uid, st.st_gid, tuple(sorted(read_xattrs(path).items())))
-    return DirRecord((st.st_ino, st.st_ctime_ns), meta, names)
+    racy = time.time_ns() - st.st_ctime_ns < _RACY_NS
+    return DirRecord((st.st_ino, -1 if racy else st.st_ctime_ns), meta, names)
 
 
 def _subdirs(rel: str, path: str, names: dict[str, int]):
