@@ -9,11 +9,14 @@ mount: it works on a plain tree, hardlinks of its parent's files. At commit its 
 against an in-memory map of that tree (snapshot.treemap), its `fs/` upperdir is written from
 the diff (snapshot.upper) and the tree is kept as the snapshot's `tip/`, which the next
 trusted child takes over by a rename: a FileOp chain costs what each step changes. A `tip/`
-is a private cache, never a mount's layer nor a view; a snapshot whose tip was taken has a
-new one built from its layer chain if a trusted child needs it again."""
+is never a mount's layer; a view uses it (no mount, no flattening) under a shared flock on
+`<snapshot>/tip.lock`, which a taker needs exclusively without waiting, so a tip is never
+taken from under a reader, in any process. A snapshot whose tip was taken has a new one
+built from its layer chain if a trusted child needs it again (when small)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections import OrderedDict
@@ -147,11 +150,7 @@ class OverlayDriver(Driver):
         (many FileOps branching off one big image must not each copy its directories)."""
         with self._maps_lock:
             known = self._maps.pop(sid, None)
-        try:
-            os.rename(self.store.snapshot_dir(sid) / "tip", dest)
-        except FileNotFoundError:
-            pass
-        else:
+        if self._take_tip(sid, dest):
             return known if known is not None else build_map(dest)
         budget = BUILD_BUDGET
         for d in self.lowers(sid):
@@ -165,10 +164,38 @@ class OverlayDriver(Driver):
             self.build_tree(dest, self.store._chain(sid))
         return build_map(dest)
 
+    def _tip_lock(self, sid: str) -> int:
+        return os.open(self.store.snapshot_dir(sid) / "tip.lock",
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def _take_tip(self, sid: str, dest: Path) -> bool:
+        """Move sid's tip to dest unless it is gone or someone reads it."""
+        if not (self.store.snapshot_dir(sid) / "tip").is_dir():
+            return False
+        fd = self._tip_lock(sid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(self.store.snapshot_dir(sid) / "tip", dest)
+            return True
+        except (BlockingIOError, FileNotFoundError):
+            return False
+        finally:
+            os.close(fd)
+
     # ---- views
 
     @contextmanager
     def view(self, sid: str) -> Iterator[Path]:
+        tip = self.store.snapshot_dir(sid) / "tip"
+        if tip.is_dir():
+            fd = self._tip_lock(sid)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if tip.is_dir():
+                    yield tip
+                    return
+            finally:
+                os.close(fd)
         lowers = self.lowers(sid)
         if len(lowers) == 1:
             yield self.store.root / lowers[0]

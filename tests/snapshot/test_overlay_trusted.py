@@ -19,7 +19,7 @@ from conftest import commit_tree, read_tree, write_tree
 from snapshot import Store
 from snapshot.layers import Change
 from snapshot.metadata import is_opaque, is_whiteout
-from snapshot.mount import mounts_under
+from snapshot.mount import mount_overlay, mounts_under, unmount
 
 BASE = {"a/x": b"x", "a/y": b"y", "b/z": b"z", "b/deep/w": b"w", "c.txt": b"c",
         "d/e": b"e", "d/keep/k": b"k", "link": "->c.txt"}
@@ -35,6 +35,23 @@ def _replace(path: Path, data: bytes) -> None:
 def _rmtree(path: Path) -> None:
     import shutil
     shutil.rmtree(path)
+
+
+def _mounted_tree(store, ref) -> dict:
+    """The tree a real read-only overlay mount of ref's layers shows (never its tip)."""
+    mnt = store.new_temp("check")
+    mnt.mkdir()
+    lowers = store._driver.lowers(ref.id)
+    assert all(not d.endswith("/tip") for d in lowers)
+    empty = store.new_temp("empty")
+    empty.mkdir()
+    mount_overlay(mnt, store.root, lowers + [os.path.relpath(empty, store.root)])
+    try:
+        return read_tree(mnt)
+    finally:
+        unmount(mnt)
+        os.rmdir(mnt)
+        os.rmdir(empty)
 
 
 def _step(store, parent):
@@ -105,9 +122,10 @@ def test_real_overlay_mount_of_a_trusted_chain_shows_the_tree(overlay_store):
     ref2 = commit_tree(store, ref, {"a/sub/n2": b"n2"}, delete=("c.txt",), trusted=True)
     expected2 = dict(expected, **{"a/sub/n2": b"n2"})
     del expected2["c.txt"]
-    with store.view(ref) as p:
-        assert read_tree(p) == expected
-    with store.view(ref2) as p:
+    assert _mounted_tree(store, ref) == expected
+    assert _mounted_tree(store, ref2) == expected2
+    with store.view(ref2) as p:  # the tip
+        assert p == store.snapshot_dir(ref2.id) / "tip"
         assert read_tree(p) == expected2
         assert stat.S_IMODE(os.lstat(p / "a").st_mode) == 0o700
     # an untrusted child is a real overlay mount of that chain
@@ -140,6 +158,7 @@ def test_committed_inodes_survive_the_next_trusted_step(overlay_store):
                       (r4, {"f": b"4"})):
         with store.view(ref) as p:
             assert read_tree(p) == tree
+        assert _mounted_tree(store, ref) == tree
     assert (store.snapshot_dir(r2.id) / "fs/g").read_bytes() == b"g"
 
 
@@ -277,3 +296,22 @@ def test_big_parent_without_tip_is_mounted_and_a_tip_is_still_taken(overlay_stor
     with store.view(branch) as p:
         del want["f1"]
         assert read_tree(p) == dict(want, f0=b"new")
+
+
+def test_a_viewed_tip_is_never_taken(overlay_store):
+    store = overlay_store
+    base = commit_tree(store, None, {"f": b"1"})
+    parent = commit_tree(store, base, {"g": b"g"}, trusted=True)
+    tip = store.snapshot_dir(parent.id) / "tip"
+    with store.view(parent) as v:
+        assert v == tip
+        child = commit_tree(store, parent, {"h": b"h"}, delete=("f",), trusted=True)
+        assert read_tree(v) == {"f": b"1", "g": b"g"}  # untouched while read
+    assert tip.is_dir()
+    later = commit_tree(store, parent, {"i": b"i"}, trusted=True)  # now it is taken
+    assert not tip.exists()
+    with store.view(parent) as p:  # a mount again
+        assert p != tip and read_tree(p) == {"f": b"1", "g": b"g"}
+    with store.view(child) as p:
+        assert read_tree(p) == {"g": b"g", "h": b"h"}
+    assert _mounted_tree(store, later) == {"f": b"1", "g": b"g", "i": b"i"}
