@@ -10,7 +10,7 @@ against an in-memory map of that tree (snapshot.treemap), its `fs/` upperdir is 
 the diff (snapshot.upper) and the tree is kept as the snapshot's `tip/`, which the next
 trusted child takes over by a rename: a FileOp chain costs what each step changes. A `tip/`
 is never a mount's layer; a view uses it (no mount, no flattening) under a shared flock on
-`<snapshot>/tip.lock`, which a taker needs exclusively without waiting, so a tip is never
+the tip directory, which a taker needs exclusively without waiting, so a tip is never
 taken from under a reader, in any process. A snapshot whose tip was taken has a new one
 built from its layer chain if a trusted child needs it again (when small)."""
 
@@ -164,21 +164,32 @@ class OverlayDriver(Driver):
             self.build_tree(dest, self.store._chain(sid))
         return build_map(dest)
 
-    def _tip_lock(self, sid: str) -> int:
-        return os.open(self.store.snapshot_dir(sid) / "tip.lock",
-                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _lock_tip(self, sid: str, how: int) -> int | None:
+        """An fd of sid's tip directory flocked `how`, or None when it has no tip (or, with
+        LOCK_NB, when someone else holds it). The lock is on the directory itself, so it
+        is checked to still be sid's tip once held (a taker may have moved it)."""
+        tip = self.store.snapshot_dir(sid) / "tip"
+        try:
+            fd = os.open(tip, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, how)
+            if os.stat(tip).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        os.close(fd)
+        return None
 
     def _take_tip(self, sid: str, dest: Path) -> bool:
         """Move sid's tip to dest unless it is gone or someone reads it."""
-        if not (self.store.snapshot_dir(sid) / "tip").is_dir():
+        fd = self._lock_tip(sid, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fd is None:
             return False
-        fd = self._tip_lock(sid)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(self.store.snapshot_dir(sid) / "tip", dest)
             return True
-        except (BlockingIOError, FileNotFoundError):
-            return False
         finally:
             os.close(fd)
 
@@ -186,16 +197,13 @@ class OverlayDriver(Driver):
 
     @contextmanager
     def view(self, sid: str) -> Iterator[Path]:
-        tip = self.store.snapshot_dir(sid) / "tip"
-        if tip.is_dir():
-            fd = self._tip_lock(sid)
+        fd = self._lock_tip(sid, fcntl.LOCK_SH)
+        if fd is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                if tip.is_dir():
-                    yield tip
-                    return
+                yield self.store.snapshot_dir(sid) / "tip"
             finally:
                 os.close(fd)
+            return
         lowers = self.lowers(sid)
         if len(lowers) == 1:
             yield self.store.root / lowers[0]
