@@ -315,3 +315,28 @@ def test_a_viewed_tip_is_never_taken(overlay_store):
     with store.view(child) as p:
         assert read_tree(p) == {"g": b"g", "h": b"h"}
     assert _mounted_tree(store, later) == {"f": b"1", "g": b"g", "i": b"i"}
+
+
+def test_type_changes_in_a_trusted_step_show_through_a_real_mount(overlay_store):
+    store = overlay_store
+    base = commit_tree(store, None, {"was_file": b"f", "was_dir/a": b"a", "was_dir/s/b": b"b",
+                                     "lnk": "->was_file"})
+    m = store.prepare(base, trusted=True)
+    with m.mount() as p:
+        os.unlink(p / "was_file")
+        (p / "was_file").mkdir()
+        (p / "was_file/in").write_bytes(b"in")
+        _rmtree(p / "was_dir")
+        (p / "was_dir").write_bytes(b"now a file")
+        os.unlink(p / "lnk")
+        (p / "lnk").mkdir()
+    ref = m.commit()
+    want = {"was_file": None, "was_file/in": b"in", "was_dir": b"now a file", "lnk": None}
+    assert ref.layer_chain()[-1].changes() == [
+        Change("lnk", "modify"), Change("was_dir", "modify"), Change("was_file", "modify"),
+        Change("was_file/in", "add")]
+    assert _mounted_tree(store, ref) == want
+    child = commit_tree(store, ref, {"was_file/in2": b"2"}, trusted=True)
+    assert _mounted_tree(store, child) == dict(want, **{"was_file/in2": b"2"})
+    with store.view(store.merge([base, child])) as p:
+        assert read_tree(p) == dict(want, **{"was_file/in2": b"2"})
