@@ -78,7 +78,8 @@ def du(verbose: bool, root: str | None) -> None:
     finally:
         db.close()
         store.close()
-    total = sum(r.size for r in records)
+    mounts = _cache_mounts(path)
+    total = sum(r.size for r in records) + sum(size for _, size in mounts)
     if verbose:
         for r in records:
             click.echo(f"ID:\t\t{r.key}")
@@ -94,11 +95,27 @@ def du(verbose: bool, root: str | None) -> None:
         for r in records:
             key = r.key.split(":", 1)[-1][:25]
             click.echo(f"{key:<26}{human_size(r.size):>10}  {_ago(r.last_used):<18}{r.description}")
-    click.echo(f"Total:\t{human_size(total)} in {len(records)} record{'s' if len(records) != 1 else ''}")
+    for cache_id, size in mounts:
+        if verbose:
+            click.echo(f"Cache mount:\t{cache_id}\nSize:\t\t{human_size(size)}\n")
+        else:
+            click.echo(f"{'(cache mount)':<26}{human_size(size):>10}  {'':<18}cache mount {cache_id}")
+    n = len(records) + len(mounts)
+    click.echo(f"Total:\t{human_size(total)} in {n} record{'s' if n != 1 else ''}")
+
+
+def _cache_mounts(root) -> list[tuple[str, int]]:
+    """(id, bytes) of every cache mount under the root: listed by du like BuildKit's
+    exec.cachemount records, though they are never part of a result."""
+    from solver.cachemounts import CacheMounts
+
+    mounts = CacheMounts(root)
+    return [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()]
 
 
 @click.command("prune")
-@click.option("--all", "all_", is_flag=True, help="Remove every cache record.")
+@click.option("--all", "all_", is_flag=True,
+              help="Remove every cache record and the content of every cache mount not in use.")
 @click.option("--keep-storage", metavar="SIZE",
               help="Remove least recently used records until the cache is at most SIZE.")
 @click.option("--root", type=click.Path(file_okay=False), help="State directory (default: $LLB_ROOT).")
@@ -150,6 +167,10 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
             removed = db.remove(store, [r.key for r in victims])
             _release_orphan_leases(db, store)
             freed = store.prune()
+            if all_:
+                from solver.cachemounts import CacheMounts
+
+                freed += CacheMounts(path).prune()
             ids = getattr(store, "snapshot_ids", None)
             if ids is not None:
                 db.forget_checksums(set(ids()))

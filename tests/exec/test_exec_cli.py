@@ -138,6 +138,32 @@ def build():
         assert not any(p.startswith("/cache") for p in tree)
 
 
+def test_du_lists_cache_mounts_and_prune_all_empties_them(solve, cli_root):
+    root, snapshotter = cli_root
+    src = '''
+def build():
+    run = busybox().run(["sh", "-c", "head -c 200000 /dev/zero >> /cache/blob; wc -c < /cache/blob > /seen"],
+                        mounts=[llb.cache_mount("/cache", id="du-cache")])
+    return run.root()
+'''
+    code, err, tree = solve(src)
+    assert code == 0, err
+    assert tree["/seen"][2].strip() == b"200000"
+    du = subprocess.run([LLB, "du", "--root", str(root)], capture_output=True, text=True)
+    assert du.returncode == 0, du.stderr
+    line = [ln for ln in du.stdout.splitlines() if ln.endswith("cache mount du-cache")]
+    assert len(line) == 1 and "kB" in line[0]  # 200 kB of cache content
+    p = subprocess.run([LLB, "prune", "--all", "--root", str(root), "--snapshotter", snapshotter],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    du = subprocess.run([LLB, "du", "--root", str(root)], capture_output=True, text=True)
+    line = [ln for ln in du.stdout.splitlines() if ln.endswith("cache mount du-cache")]
+    assert not line or line[0].split()[2] in ("0B", "4.10kB", "8.19kB"), du.stdout  # id + lock only
+    code, err, tree = solve(src)  # the cache mount starts empty again
+    assert code == 0, err
+    assert tree["/seen"][2].strip() == b"200000"
+
+
 def test_get_mount_output(solve):
     code, err, tree = solve('''
 def build():
