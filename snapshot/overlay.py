@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
 BUILD_BUDGET = 512  # layer entries up to which a trusted child builds a tree without a tip
+STEP_ENTRIES = 400  # entries linked into a built tree in the time one mounted step costs
 _MAPS_KEPT = 8  # tip maps remembered per process (the tips of FileOp chains)
 
 
@@ -71,6 +72,7 @@ class OverlayDriver(Driver):
         self._cache: dict[str, list[str]] = {}
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()  # snapshot -> map of its tip
         self._base_maps: dict[str, TreeMap] = {}  # trusted mutable -> map of its tree
+        self._streaks: dict[str, int] = {}  # snapshot -> trusted steps mounted in a row to it
         self._maps_lock = threading.Lock()
 
     def _rel(self, path: Path) -> str:
@@ -120,6 +122,8 @@ class OverlayDriver(Driver):
                 while len(self._maps) > _MAPS_KEPT:
                     self._maps.popitem(last=False)
             return changes
+        if m.trusted and m.parent is not None:
+            self._streaks[m.id] = self._streaks.pop(m.parent.id, 0) + 1
         upper = m.dir / "fs"
         if m.parent is None:
             changes = overlay_changes(upper, None)
@@ -146,13 +150,19 @@ class OverlayDriver(Driver):
         """Put at dest a writable tree of sid whose files are hardlinks of committed ones
         (for a trusted writer only); returns its map. Takes sid's `tip/` when it has one
         (a rename is atomic: of two takers, one wins), else builds it from the chain when
-        that is small (BUILD_BUDGET); None: a big tree without a tip is mounted instead
-        (many FileOps branching off one big image must not each copy its directories)."""
+        that is small; None: a big tree without a tip is mounted instead (many FileOps
+        branching off one big image must not each copy its directories). Small means
+        BUILD_BUDGET entries, or, after a run of s trusted steps were mounted one on the
+        other (a FileOp chain on a big image), s * STEP_ENTRIES, checked when s is a power
+        of two: building then costs about what the mounted steps did (ski rental)."""
         with self._maps_lock:
             known = self._maps.pop(sid, None)
         if self._take_tip(sid, dest):
             return known if known is not None else build_map(dest)
-        budget = BUILD_BUDGET
+        streak = self._streaks.get(sid, 0)
+        if streak & (streak - 1):
+            return None  # not a power of two: no count this time
+        budget = max(BUILD_BUDGET, streak * STEP_ENTRIES)
         for d in self.lowers(sid):
             budget -= _count_upto(self.store.root / d, budget)
             if budget < 0:

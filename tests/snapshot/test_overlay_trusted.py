@@ -340,3 +340,24 @@ def test_type_changes_in_a_trusted_step_show_through_a_real_mount(overlay_store)
     assert _mounted_tree(store, child) == dict(want, **{"was_file/in2": b"2"})
     with store.view(store.merge([base, child])) as p:
         assert read_tree(p) == dict(want, **{"was_file/in2": b"2"})
+
+
+def test_a_chain_on_a_big_base_builds_its_tree_after_enough_mounted_steps(overlay_store,
+                                                                           monkeypatch):
+    import snapshot.overlay as ov
+    store = overlay_store
+    monkeypatch.setattr(ov, "BUILD_BUDGET", 3)
+    monkeypatch.setattr(ov, "STEP_ENTRIES", 4)
+    ref = commit_tree(store, None, {f"f{i}": b"%d" % i for i in range(6)})
+    mounted = []
+    for i in range(5):
+        m = store.prepare(ref, trusted=True)
+        with m.mount() as p:
+            mounted.append(mounts_under(m.dir) != [])
+            (p / f"n{i}").write_bytes(b"n")
+        ref = m.commit()
+    # steps 1-2 mounted (6, then 7 entries > 3, 4); step 3 counts 8 <= 2 * 4 and builds;
+    # then tips are taken
+    assert mounted == [True, True, False, False, False]
+    assert _mounted_tree(store, ref) == {**{f"f{i}": b"%d" % i for i in range(6)},
+                                         **{f"n{i}": b"n" for i in range(5)}}
