@@ -68,34 +68,60 @@ def parse_output(spec: str) -> OutputSpec:
     return OutputSpec(typ, dest)
 
 
-def _writable_dir(p: Path) -> bool:
-    try:
-        ro = os.statvfs(p).f_flag & os.ST_RDONLY
-    except OSError:
-        return False
-    return not ro and os.access(p, os.W_OK | os.X_OK)
-
-
 def _check_dir_dest(dest: str) -> None:
+    """Prove dest can be a directory we write into: create what is missing, create and remove
+    a probe file, then remove what was created (nothing is left behind either way)."""
     p = Path(dest)
     if p.exists() and not p.is_dir():
         raise OutputSpecError(f"--output dest={dest}: exists and is not a directory", path=dest)
+    missing: list[Path] = []
     probe = p
-    while not probe.exists():
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
         probe = probe.parent
-    if not probe.is_dir() or not _writable_dir(probe):
-        raise OutputSpecError(f"--output dest={dest}: cannot write there", path=dest)
+    if not probe.is_dir():
+        raise OutputSpecError(f"--output dest={dest}: cannot write there ({probe} is not a directory)",
+                              path=dest)
+    created: list[Path] = []
+    try:
+        for d in reversed(missing):
+            os.mkdir(d)
+            created.append(d)
+        _probe_file(p / f".llb-probe-{os.getpid()}", dest)
+    except OSError as e:
+        raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
+                              path=dest) from None
+    finally:
+        for d in reversed(created):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+def _probe_file(path: Path, dest: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    os.unlink(path)
 
 
 def _check_file_dest(dest: str) -> None:
+    """Prove dest can be written as a file: open an existing one for writing (not truncated),
+    or create and remove it."""
     p = Path(dest)
     if p.is_dir():
         raise OutputSpecError(f"--output dest={dest}: is a directory", path=dest)
     parent = p.parent
     if not parent.is_dir():
         raise OutputSpecError(f"--output dest={dest}: directory {parent} does not exist", path=dest)
-    if not _writable_dir(parent) or (p.exists() and not os.access(p, os.W_OK)):
-        raise OutputSpecError(f"--output dest={dest}: cannot write there", path=dest)
+    try:
+        if p.exists():
+            os.close(os.open(p, os.O_WRONLY | os.O_CLOEXEC))
+        else:
+            _probe_file(p, dest)
+    except OSError as e:
+        raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
+                              path=dest) from None
 
 
 def parse_locals(values: tuple[str, ...]) -> dict[str, Path]:

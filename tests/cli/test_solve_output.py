@@ -87,3 +87,31 @@ def test_local_source_include_exclude_selects_files_and_keys(llb_root: LLB, tmp_
     assert set(llb_root.solve(build, "--local", f"ctx={ctx}").terminal().values()) == {"cached"}
     write(ctx / "src" / "app.py", "print(2)\n")
     assert set(llb_root.solve(build, "--local", f"ctx={ctx}").terminal().values()) == {"done"}
+
+
+def _records(du_text: str) -> list[str]:
+    return [ln for ln in du_text.splitlines() if ln.strip() and not ln.startswith(("ID ", "Total:"))]
+
+
+def test_an_unwritable_destination_fails_before_solving_and_caches_nothing(llb_root: LLB,
+                                                                          tmp_path: Path):
+    build = write(tmp_path / "build.py", "import llb\ndef build():\n"
+                  "    return llb.scratch().file(llb.mkfile('/x', b'x'))\n")
+    for spec in ("type=local,dest=/proc/llb-nope", "type=local,dest=/proc/llb-nope/sub",
+                 "type=tar,dest=/proc/llb-nope.tar"):
+        r = llb_root.solve(build, "--output", spec, progress="plain")
+        assert r.code == 2, (spec, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --output dest=/proc/llb-nope"), lines
+        assert "cannot write there" in lines[0]
+        du = llb_root("du")
+        assert du.code == 0 and _records(du.text) == [], du.text
+    # a missing destination that can be created is probed without being left behind
+    dest = tmp_path / "new" / "out"
+    bad = write(tmp_path / "bad.py", "import llb\ndef build():\n    return llb.local('ctx')\n")
+    r = llb_root.solve(bad, "--output", f"type=local,dest={dest}")
+    assert r.code == 2 and "no --local mapping" in r.stderr and not dest.parent.exists()
+    r = llb_root.solve(build, "--output", f"type=local,dest={dest}")
+    assert r.code == 0, r.stderr
+    assert (dest / "x").read_bytes() == b"x" and sorted(os.listdir(dest)) == ["x"]
+    assert len(_records(llb_root("du").text)) == 2
