@@ -38,6 +38,36 @@ def xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
+def xattrs_fd(fd: int) -> dict[str, bytes]:
+    """The xattrs of an open file worth carrying (like xattrs(), through a descriptor)."""
+    try:
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno in _XATTR_SKIP:
+            return {}
+        raise
+    out = {}
+    for name in names:
+        if name.startswith(_OVERLAY_XATTR):
+            continue
+        try:
+            out[name] = os.getxattr(fd, name)
+        except OSError as e:
+            if e.errno not in (*_XATTR_SKIP, errno.ENODATA):
+                raise
+    return out
+
+
+def set_xattrs_fd(fd: int, values: dict[str, bytes]) -> None:
+    """Set each xattr on an open file, skipping those it cannot hold (like set_xattrs())."""
+    for name in sorted(values):
+        try:
+            os.setxattr(fd, name, values[name])
+        except OSError as e:
+            if e.errno not in _XATTR_SKIP:
+                raise
+
+
 def set_xattrs(path: str, values: dict[str, bytes]) -> None:
     """Set each xattr on path (not followed); attributes the target cannot hold are skipped
     (BuildKit logs and ignores xattr errors too)."""
@@ -61,6 +91,19 @@ def copy_data(src: str, dst: str) -> None:
             os.close(fout)
     finally:
         os.close(fin)
+
+
+def copy_fd(fin: int, fout: int, size: int) -> None:
+    """Copy an open file of known size (an immutable source) into fout: one copy_file_range
+    for a small file, instead of a second call to see the end."""
+    try:
+        n = os.copy_file_range(fin, fout, size)
+    except OSError as e:
+        if e.errno not in _CFR_FALLBACK:
+            raise
+        n = 0
+    if n != size:
+        _pump(fin, fout)
 
 
 def _pump(fin: int, fout: int) -> None:
