@@ -83,9 +83,7 @@ class _Export:
         self.lock = threading.Lock()
         self.euid, self.egid = os.geteuid(), os.getegid()
         self.root_user = self.euid == 0
-        old = os.umask(0)
-        os.umask(old)
-        self.umask = old
+        self.umask = file_meta.umask()
 
     def run(self) -> None:
         if self.workers == 1:

@@ -51,10 +51,13 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
         with contextlib.ExitStack() as stack:
             root = os.path.abspath(str(stack.enter_context(mutable.mount())))
             views: dict[int, str] = {}
+            parents: dict[str, str] = {}  # see _mkfile_target
             for action in op.actions:
                 if ctx.cancelled.is_set():
                     raise CancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
-                _run_action(ctx, stack, root, views, inputs, action)
+                if not isinstance(action, Mkfile):
+                    parents.clear()
+                _run_action(ctx, stack, root, views, inputs, action, parents)
         ref = mutable.commit()
         committed = True
         return [ref]
@@ -64,14 +67,15 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
 
 
 def _run_action(ctx: OpContext, stack: contextlib.ExitStack, root: str,
-                views: dict[int, str], inputs: list, action) -> None:
+                views: dict[int, str], inputs: list, action,
+                parents: dict[str, str] | None = None) -> None:
     what = action_name(action)
     src_root = None
     try:
         if isinstance(action, Mkdir):
             _mkdir(root, action)
         elif isinstance(action, Mkfile):
-            _mkfile(root, action)
+            _mkfile(root, action, parents)
         elif isinstance(action, Rm):
             _rm(root, action)
         elif isinstance(action, Copy):
@@ -206,19 +210,54 @@ def _mkdir(root: str, a: Mkdir) -> None:
         file_meta.set_times(p, times)
 
 
-def _mkfile(root: str, a: Mkfile) -> None:
-    """Create the file, or replace an existing one's content keeping its mode and owner
-    (a symlink is followed inside the tree, as BuildKit's os.WriteFile does)."""
-    p = _resolve(root, a.path)
-    owner = _owner(root, a.owner) if a.owner else None
+def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
+                   ) -> tuple[str, os.stat_result | None] | None:
+    """The resolved path of a.path and its lstat, by way of its parent directory resolved
+    once for a run of mkfiles (they only create or replace regular files, so a resolved
+    directory stays valid until another kind of action runs); None when the full walk is
+    needed (a final symlink, a parent that is not a directory: the slow path says why)."""
+    if parents is None:
+        return None
+    d, _, base = clean("/" + a.path).rpartition("/")
+    if not base:
+        return None
+    parent = parents.get(d)
+    if parent is None:
+        try:
+            parent = _resolve(root, d or "/")
+        except FileActionError:
+            return None
+        if not os.path.isdir(parent):
+            return None
+        parents[d] = parent
+    p = os.path.join(parent, base)
     try:
         st = os.lstat(p)
     except FileNotFoundError:
-        st = None
+        return p, None
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    return p, st
+
+
+def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None:
+    """Create the file, or replace an existing one's content keeping its mode and owner
+    (a symlink is followed inside the tree, as BuildKit's os.WriteFile does)."""
+    owner = _owner(root, a.owner) if a.owner else None
+    fast = _mkfile_target(root, a, parents)
+    if fast is not None:
+        p, st = fast
+        parent = os.path.dirname(p)
+    else:
+        p = _resolve(root, a.path)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            st = None
+        parent = os.path.dirname(p)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise FileActionError(f"{in_root(root, p)} is a directory", path=in_root(root, p))
-    parent = os.path.dirname(p)
-    if not os.path.isdir(parent):
+    if fast is None and not os.path.isdir(parent):
         raise FileActionError(f"parent directory of {in_root(root, p)} does not exist",
                               path=in_root(root, p))
     if st is not None and stat.S_ISREG(st.st_mode):

@@ -38,6 +38,21 @@ def xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
+def umask() -> int:
+    """The process umask, read without changing it (os.umask would race with threads that
+    create files meanwhile); /proc/self/status has it since Linux 4.7."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def xattrs_fd(fd: int) -> dict[str, bytes]:
     """The xattrs of an open file worth carrying (like xattrs(), through a descriptor)."""
     try:

@@ -226,6 +226,28 @@ def test_mkfile_follows_symlink_inside_root(store):
     assert read(store, ref, "/real") == b"two"
 
 
+def test_a_run_of_mkfiles_resolves_each_path_like_a_single_one(store):
+    """Consecutive mkfiles share their parents' resolution: symlinked parents, final symlinks,
+    a directory in the way and a mkdir between two runs all behave as for one mkfile."""
+    def fill(p):
+        (p / "real").mkdir()
+        (p / "real/target").write_bytes(b"old")
+        os.symlink("/real", p / "dirlink")
+        os.symlink("/real/target", p / "real/flink")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Mkfile("/dirlink/a", b"a"), Mkfile("/dirlink/flink", b"new"),
+                   Mkfile("/real/b", b"b", mode=0o600), Mkdir("/real/sub"),
+                   Mkfile("/dirlink/sub/c", b"c"), Mkfile("/dirlink/a", b"a2"))
+    assert read(store, ref, "/real/a") == b"a2" and read(store, ref, "/real/target") == b"new"
+    assert stat.S_ISLNK(st(store, ref, "/real/flink").st_mode)
+    assert stat.S_IMODE(st(store, ref, "/real/b").st_mode) == 0o600
+    assert read(store, ref, "/real/sub/c") == b"c" and not exists(store, ref, "/dirlink/x")
+    with pytest.raises(FileActionError, match="parent directory"):
+        run_file(store, base, Mkfile("/real/x", b"x"), Mkfile("/real/no/y", b"y"))
+    with pytest.raises(FileActionError, match="is a directory"):
+        run_file(store, base, Mkfile("/real/x", b"x"), Mkfile("/dirlink", b"y"))
+
+
 # ------------------------------------------------------------------------------ rm
 
 
