@@ -126,6 +126,35 @@ def test_local_fills_existing_dest(store, rich, tmp_path):
     assert (dest / "a").read_bytes() == b"linked data" and os.lstat(dest / "a").st_nlink == 3
 
 
+def _modes_tree(p: Path):
+    for i in range(30):  # enough directories for the export's threads to share them
+        d = p / f"t{i}"
+        d.mkdir()
+        for name, mode in [("rw", 0o666), ("x", 0o777), ("ro", 0o400), ("sg", 0o2755)]:
+            (d / name).write_bytes(name.encode() * i)
+            os.chmod(d / name, mode)
+        os.link(d / "rw", p / f"rw-hard{i}")
+        os.chmod(d, 0o555)
+        os.utime(d, ns=(T, T + i))
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_local_modes_the_umask_would_change_and_read_only_dirs(store, tmp_path, workers):
+    ref = seed(store, None, _modes_tree)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    os.chown(dest, 0, 4242)
+    os.chmod(dest, 0o2775)  # a set-group-ID destination must not lend its group
+    old = os.umask(0o077)
+    try:
+        export_local(store, ref, dest, workers=workers)
+    finally:
+        os.umask(old)
+    with store.view(ref) as src:
+        assert describe(dest) == describe(Path(src))
+    assert os.lstat(dest / "t3/rw").st_nlink == 2 and os.lstat(dest / "t3").st_mode & 0o777 == 0o555
+
+
 def test_local_dest_that_cannot_be_written(store, rich, tmp_path):
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(ExportError) as ei:
