@@ -272,15 +272,21 @@ def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None
         tmp = p
     else:  # never write an existing inode: a temp file renamed over it
         tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{secrets.token_hex(4)}")
+    # created with its final mode: owner and mode are changed only when the new inode does not
+    # already have them (each change is one more journalled inode update per file)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+                 mode & 0o777)
     try:
         try:
             view = memoryview(a.data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
+            have = os.fstat(fd)
+            chowned = (have.st_uid, have.st_gid) != (uid, gid)
+            if chowned:
+                os.fchown(fd, uid, gid)
+            if stat.S_IMODE(have.st_mode) != mode or (chowned and mode & 0o6000):
+                os.fchmod(fd, mode)
         finally:
             os.close(fd)
         file_meta.set_xattrs(tmp, keep)

@@ -242,6 +242,20 @@ def test_a_run_of_mkfiles_resolves_each_path_like_a_single_one(store):
     assert stat.S_ISLNK(st(store, ref, "/real/flink").st_mode)
     assert stat.S_IMODE(st(store, ref, "/real/b").st_mode) == 0o600
     assert read(store, ref, "/real/sub/c") == b"c" and not exists(store, ref, "/dirlink/x")
+    old = os.umask(0o077)
+    try:  # modes the umask would change, owners, and a set-group-ID parent's group not lent
+        def setgid_dir(p):
+            (p / "sg").mkdir()
+            os.chown(p / "sg", 0, 77)
+            os.chmod(p / "sg", 0o2775)
+        ref = run_file(store, seed(store, None, setgid_dir),
+                       Mkfile("/sg/m", b"m", mode=0o666), Mkfile("/sg/o", b"o", owner="5:6"))
+    finally:
+        os.umask(old)
+    assert st(store, ref, "/sg").st_mode & stat.S_ISGID
+    m, o = st(store, ref, "/sg/m"), st(store, ref, "/sg/o")
+    assert (stat.S_IMODE(m.st_mode), m.st_uid, m.st_gid) == (0o666, 0, 0)
+    assert (stat.S_IMODE(o.st_mode), o.st_uid, o.st_gid) == (0o644, 5, 6)
     with pytest.raises(FileActionError, match="parent directory"):
         run_file(store, base, Mkfile("/real/x", b"x"), Mkfile("/real/no/y", b"y"))
     with pytest.raises(FileActionError, match="is a directory"):
