@@ -71,7 +71,7 @@ _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class _Export:
     """One export: directories are tasks (each copies its own entries and queues its
-    subdirectories); hardlinks after the second are made once every file exists, and
+    subdirectories); a hardlink's second and later names are made once every file exists, and
     directory owners, modes, xattrs and times last, deepest first, so nothing written
     afterwards changes them and a read-only directory can still be filled."""
 
