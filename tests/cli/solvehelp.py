@@ -10,18 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from storehelp import overlay_reason
 
 LLB_PATH = str(Path(sys.executable).parent / "llb")
-
-
-def overlay_reason(tmp: Path) -> str | None:
-    if os.geteuid() != 0:
-        return "overlayfs needs root"
-    from snapshot.mount import overlay_works
-
-    if not overlay_works(tmp / "probe"):
-        return "mount -t overlay does not work here"
-    return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from exechelp import make_busybox_rootfs, needs_runc
+from storehelp import store  # noqa: F401 (a fixture)
 
 from llb.ops import (
     MOUNT_CACHE, MOUNT_TMPFS, ExecOp, Input, Mount,
@@ -18,17 +19,6 @@ from solver.ops import exec as exec_op
 from solver.ops.context import OpContext
 
 pytestmark = needs_runc
-
-
-@pytest.fixture(params=["native", "overlayfs"])
-def store(request, tmp_path):
-    from snapshot import Store
-    from snapshot.mount import overlay_works
-    if request.param == "overlayfs" and not overlay_works(tmp_path):
-        pytest.skip("overlayfs mounts do not work here")
-    s = Store(tmp_path / "root", snapshotter=request.param)
-    yield s
-    s.close()
 
 
 @pytest.fixture

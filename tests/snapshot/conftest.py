@@ -1,4 +1,4 @@
-"""Fixtures for snapshot tests: a `store` for each snapshotter on a fresh root, and small
+"""Fixtures for snapshot tests (the `store` fixture itself is in tests/conftest.py) and
 helpers to write and read trees."""
 
 from __future__ import annotations
@@ -9,27 +9,7 @@ from pathlib import Path
 import pytest
 
 from snapshot import Store
-from snapshot.mount import overlay_works
-
-
-def _overlay_available(tmp: Path) -> str | None:
-    if os.geteuid() != 0:
-        return "overlayfs needs root"
-    if not overlay_works(tmp / "probe"):
-        return "mount -t overlay does not work here"
-    return None
-
-
-@pytest.fixture(params=["overlayfs", "native"])
-def store(request, tmp_path: Path):
-    """A Store on a fresh root, once per snapshotter (overlay skipped where it cannot mount)."""
-    if request.param == "overlayfs":
-        reason = _overlay_available(tmp_path)
-        if reason:
-            pytest.skip(reason)
-    s = Store(tmp_path / "root", snapshotter=request.param)
-    yield s
-    s.close()
+from storehelp import overlay_reason, store  # noqa: F401 (store is a fixture)
 
 
 @pytest.fixture
@@ -41,7 +21,7 @@ def native_store(tmp_path: Path):
 
 @pytest.fixture
 def overlay_store(tmp_path: Path):
-    reason = _overlay_available(tmp_path)
+    reason = overlay_reason(tmp_path)
     if reason:
         pytest.skip(reason)
     s = Store(tmp_path / "root", snapshotter="overlayfs")

@@ -213,7 +213,7 @@ def test_discarded_trusted_step_leaves_parent_whole(overlay_store):
 
 _CRASH = textwrap.dedent("""
     import os, signal, sys
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
     from conftest import commit_tree
     from snapshot import Store
@@ -248,8 +248,8 @@ _CRASH = textwrap.dedent("""
 
 @pytest.mark.parametrize("where", ["writing", "upper", "publish-row"])
 def test_kill_mid_trusted_step_leaves_root_consistent(tmp_path, where):
-    from conftest import _overlay_available
-    if _overlay_available(tmp_path):
+    from storehelp import overlay_reason
+    if overlay_reason(tmp_path):
         pytest.skip("overlay mounts unavailable")
     script = tmp_path / "helper.py"
     script.write_text(_CRASH.format(tests=str(Path(__file__).parent)))

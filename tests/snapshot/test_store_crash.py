@@ -18,7 +18,7 @@ from snapshot.mount import mounts_under
 
 _HELPER = textwrap.dedent("""
     import os, signal, sys, time
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
     from conftest import commit_tree
     from snapshot import Store
@@ -104,8 +104,8 @@ def _check_consistent(root: Path, kind: str, base_id: str) -> None:
                                    "merge"])
 def test_kill_mid_commit_leaves_root_consistent(tmp_path, kind, where):
     if kind == "overlayfs":
-        from conftest import _overlay_available
-        if _overlay_available(tmp_path):
+        from storehelp import overlay_reason
+        if overlay_reason(tmp_path):
             pytest.skip("overlay mounts unavailable")
     base_id = _run(tmp_path, kind, where)
     if where == "publish-row":  # the orphan directory really was left behind
@@ -143,7 +143,7 @@ def test_two_processes_share_a_root(tmp_path):
     """Another live process's temporaries survive our open; commits from both land."""
     root = tmp_path / "root"
     code = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent / "helpers")!r}]
         from conftest import commit_tree
         from snapshot import Store
         s = Store({str(root)!r}, "native")

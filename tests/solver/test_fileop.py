@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from storehelp import overlay_reason, store  # noqa: F401 (store is a fixture)
 
 from llb.ops import Copy, FileOp, Input, Mkdir, Mkfile, Rm
 from solver.errors import CancelledError, SolveError
@@ -17,28 +18,6 @@ from solver.ops.file_errors import FileActionError, OwnerError
 
 T1 = 1_600_000_000_123_456_789
 T2 = 1_500_000_000_000_000_001
-
-
-def _overlay_reason(tmp: Path) -> str | None:
-    if os.geteuid() != 0:
-        return "overlayfs needs root"
-    from snapshot.mount import overlay_works
-    if not overlay_works(tmp / "probe"):
-        return "mount -t overlay does not work here"
-    return None
-
-
-@pytest.fixture(params=["overlayfs", "native"])
-def store(request, tmp_path: Path):
-    """A Store on a fresh root, once per snapshotter."""
-    from snapshot import Store
-    if request.param == "overlayfs":
-        reason = _overlay_reason(tmp_path)
-        if reason:
-            pytest.skip(reason)
-    s = Store(tmp_path / "root", snapshotter=request.param)
-    yield s
-    s.close()
 
 
 def run_file(store, base, *actions, sources=(), cancelled=False):
@@ -482,8 +461,8 @@ def test_design_example_through_solver_and_local_export(kind, tmp_path):
     from solver.exporters import export_local
     from solver.solve import Solver
 
-    if kind == "overlayfs" and _overlay_reason(tmp_path):
-        pytest.skip(_overlay_reason(tmp_path))
+    if kind == "overlayfs" and overlay_reason(tmp_path):
+        pytest.skip(overlay_reason(tmp_path))
     ctxdir = tmp_path / "ctx"
     (ctxdir / "src/pkg").mkdir(parents=True)
     (ctxdir / "src/pkg/m.py").write_bytes(b"print(1)\n")
