@@ -33,20 +33,22 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-class JsonRenderer:
-    """One JSON object per line: event, vertex, name, time (+ duration, stream/data, error)."""
+class _LineRenderer:
+    """Writes whole lines, batching runs of cached events (a cached 10,000-vertex solve
+    must not cost 10,000 writes) and flushing on every other event."""
+
+    _batch = 512
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
+        self.total = 0
         self._buf: list[str] = []
 
     def begin(self, total: int) -> None:
-        pass
+        self.total = total
 
-    def event(self, ev: dict) -> None:
-        out = {k: v for k, v in ev.items() if k != "index"}
-        self._buf.append(json.dumps(out, separators=(",", ":")))
-        if ev["event"] != "cached" or len(self._buf) >= 512:
+    def _emit(self, ev: dict) -> None:
+        if ev["event"] != "cached" or len(self._buf) >= self._batch:
             self._flush()
 
     def _flush(self) -> None:
@@ -59,17 +61,23 @@ class JsonRenderer:
         self._flush()
 
 
-class PlainRenderer:
+class JsonRenderer(_LineRenderer):
+    """One JSON object per line: event, vertex, name, time (+ duration, stream/data, error)."""
+
+    def event(self, ev: dict) -> None:
+        out = {k: v for k, v in ev.items() if k != "index"}
+        self._buf.append(json.dumps(out, separators=(",", ":")))
+        self._emit(ev)
+
+
+class PlainRenderer(_LineRenderer):
     """BuildKit's plain form: `#n [n/m] name`, then `#n CACHED`, log lines, `#n DONE 0.1s`."""
 
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
-        self.total = 0
-        self._buf: list[str] = []
-        self._started: dict[str, float] = {}
+    _batch = 1024
 
-    def begin(self, total: int) -> None:
-        self.total = total
+    def __init__(self, stream: IO[str]):
+        super().__init__(stream)
+        self._started: dict[str, float] = {}
 
     def event(self, ev: dict) -> None:
         n, kind, name = ev["index"], ev["event"], ev["name"]
@@ -93,17 +101,7 @@ class PlainRenderer:
             if ev["vertex"] not in self._started:
                 b.append(head)
             b.append(f"#{n} ERROR: {ev.get('error', '')}\n")
-        if kind != "cached" or len(b) >= 1024:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self.stream.write("\n".join(self._buf) + "\n")
-            self._buf.clear()
-            self.stream.flush()
-
-    def end(self) -> None:
-        self._flush()
+        self._emit(ev)
 
 
 class _Line:
