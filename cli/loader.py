@@ -6,13 +6,14 @@ directory holding build.py, a serialised definition file, or "-" for one on stdi
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llb import Definition, State
 from llb.errors import BuildFileError, DefinitionError, LLBError
+
+if TYPE_CHECKING:  # the DSL is imported only when a build file runs, not for a definition
+    from llb.definition import Definition
 
 
 def load_definition(build: str, target: str | None = None) -> Definition:
@@ -40,6 +41,8 @@ def load_definition(build: str, target: str | None = None) -> Definition:
 
 
 def _parse(data: bytes, where: str) -> Definition:
+    from llb.definition import Definition
+
     try:
         return Definition.from_bytes(data)
     except DefinitionError as e:
@@ -48,6 +51,10 @@ def _parse(data: bytes, where: str) -> Definition:
 
 def load_build_file(path: Path, target: str | None = None) -> Definition:
     """Run a build file's `build()` (or `target`) and return the definition of its State."""
+    import importlib.util
+
+    from llb.state import State
+
     name = target or "build"
     shown = str(path)
     directory = str(path.resolve().parent)
@@ -111,6 +118,8 @@ def _describe(e: BaseException) -> str:
 
 def _where(shown: str, e: BaseException) -> str:
     """`file:line` of the deepest traceback frame inside the build file, else the file."""
+    import traceback
+
     target = str(Path(shown).resolve())
     line = None
     for frame in traceback.extract_tb(e.__traceback__):

@@ -1,20 +1,40 @@
-"""The `llb` command: a click group; each command lives in its own module and is added here
-with one `main.add_command` line."""
+"""The `llb` command: a click group; each command lives in its own module, named here in
+`_COMMANDS` and imported only when that command runs (or help lists it)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
-from cli.cache import du, prune
-from cli.dump import dump, marshal
-from cli.solve import solve
 from llb.errors import LLBError
+
+# command name -> "module:attribute"; the module is imported on first use, so a cached
+# `llb solve` does not load the modules (and dependencies) of the other commands
+_COMMANDS: dict[str, str] = {
+    "dump": "cli.dump:dump",
+    "marshal": "cli.dump:marshal",
+    "solve": "cli.solve:solve",
+    "du": "cli.cache:du",
+    "prune": "cli.cache:prune",
+}
 
 
 class LLBGroup(click.Group):
-    """A click group where any LLBError becomes `error: <one line>` and its exit_code."""
+    """A click group with lazily imported commands, where any LLBError becomes
+    `error: <one line>` and its exit_code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in _COMMANDS:
+            module, _, attr = _COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,9 +52,3 @@ class LLBGroup(click.Group):
 def main() -> None:
     """llb: build graphs in Python, solved into directories, tars and OCI images."""
 
-
-main.add_command(dump)
-main.add_command(marshal)
-main.add_command(solve)
-main.add_command(du)
-main.add_command(prune)

@@ -208,7 +208,10 @@ def _union_decoder(members: tuple[type, ...]) -> Decoder:
     if any(t is None for t in tags) or len({t[0] for t in tags}) != 1:  # type: ignore[index]
         raise TypeError(f"union {members} is not discriminated by one tag field")
     tag_name = tags[0][0]  # type: ignore[index]
-    by_tag = {t[1]: decoder_for(m) for t, m in zip(tags, members)}  # type: ignore[index]
+    # a member's decoder is generated when a value with its tag is first decoded: most loads
+    # use few op kinds, and generating all of them costs start-up time of every command
+    member_by_tag = {t[1]: m for t, m in zip(tags, members)}  # type: ignore[index]
+    by_tag: dict[Any, Decoder] = {}
 
     def decode(v: Any) -> Any:
         if type(v) is not dict:
@@ -218,7 +221,11 @@ def _union_decoder(members: tuple[type, ...]) -> Decoder:
         value = v[tag_name]
         dec = by_tag.get(value) if type(value) is str else None
         if dec is None:
-            known = ", ".join(sorted(by_tag))
+            member = member_by_tag.get(value) if type(value) is str else None
+            if member is not None:
+                dec = by_tag[value] = decoder_for(member)
+                return dec(v)
+            known = ", ".join(sorted(member_by_tag))
             raise FieldError(f"unknown {tag_name} {str(value)[:40]!r} (known: {known})")
         return dec(v)
     return decode
