@@ -54,10 +54,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from llb.state import ExecState, State
 
 
+# submodules `import llb` used to load eagerly: `llb.ops` etc. still work after a bare
+# `import llb` (llb.merge is the function, as before)
+_SUBMODULES = frozenset({"actions", "codec", "definition", "errors", "mounts", "ops", "paths",
+                         "refs", "sources", "state", "validate"})
+
+
 def __getattr__(name: str) -> Any:
     """Import the module holding public `name` on first access and cache the value here."""
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'llb' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
