@@ -36,6 +36,13 @@ class LLBGroup(click.Group):
             self.add_command(command, cmd_name)
         return command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        # an unknown name: load every command first, so click's "Did you mean ...?" sees them all
+        if args and args[0] not in self.commands and args[0] not in _COMMANDS:
+            for name in _COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
