@@ -2,7 +2,9 @@
 
 Measured in the same run, on the busybox base (examples/busybox, /bin/busybox as the local):
   bare runc       `runc run` of one bundle (the config llb writes, rootfs a plain copy of
-                  the base), N times one after another, and N at a time on WORKERS threads
+                  the base), one after another around each chain and WORKERS at a time
+                  around each parallel solve (N/2 runs just before, N/2 just after: the
+                  same machine load as the llb phase it is compared with)
   chain           200 `true` execs, each on the previous one's root, solved at once
   parallel        200 `true` execs on the same base (different env: distinct vertices),
                   their diffs merged, solved with WORKERS workers
@@ -45,38 +47,56 @@ def _busybox():
     return mod.busybox()
 
 
-def bare_runc(tmp: Path, rootfs: Path, n: int, workers: int) -> tuple[float, float]:
-    """(seconds per sequential run, wall seconds per run with `workers` at a time) of a
-    bare `runc run` of the bundle llb's executor would write for `true`."""
-    from solver.executor import Executor, ProcessSpec
+class BareRunc:
+    """Bare `runc run`s of the bundle llb's executor would write for `true` (rootfs a plain
+    copy of the base), measured in short batches right before and after each llb phase so
+    that both sides see the same machine load (another job's load drifts over a run)."""
 
-    ex = Executor(tmp / "bare-state")
-    bundle = ex._bundles  # where llb's executor writes bundles (a tmpfs when there is one)
-    config = ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
-    import json
+    def __init__(self, tmp: Path, rootfs: Path) -> None:
+        import json
 
-    def run(i: int) -> None:
-        cid = f"llb-bench-{os.getpid()}-{i}"
-        b = bundle / cid
+        from solver.executor import Executor, ProcessSpec
+
+        self.ex = Executor(tmp / "bare-state")
+        config = self.ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
+        self._config = lambda cid: json.dumps({**config, "linux": {
+            **config["linux"], "cgroupsPath": f"/llb/{cid}"}})
+        self._i = 0
+        self.run()  # warm up
+
+    def run(self, _: object = None) -> None:
+        self._i += 1
+        cid = f"llb-bench-{os.getpid()}-{self._i}-{time.monotonic_ns()}"
+        b = self.ex._bundles / cid  # where llb writes bundles (a tmpfs when there is one)
         b.mkdir()
-        (b / "config.json").write_text(json.dumps({**config, "linux": {
-            **config["linux"], "cgroupsPath": f"/llb/{cid}"}}))
-        p = subprocess.run([ex.runc, "--root", str(ex._runc_root), "run", "--bundle",
-                            str(b), cid], stdin=subprocess.DEVNULL, capture_output=True)
+        (b / "config.json").write_text(self._config(cid))
+        p = subprocess.run([self.ex.runc, "--root", str(self.ex._runc_root), "run",
+                            "--bundle", str(b), cid], stdin=subprocess.DEVNULL,
+                           capture_output=True)
         shutil.rmtree(b)
         if p.returncode != 0:
             raise SystemExit(f"bare runc run failed: {p.stderr.decode()}")
 
-    run(-1)  # warm up
-    t = time.perf_counter()
-    for i in range(n):
-        run(i)
-    seq = (time.perf_counter() - t) / n
-    t = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, range(n, 2 * n)))
-    par = (time.perf_counter() - t) / n
-    return seq, par
+    def seq(self, n: int) -> float:
+        """Seconds per run, n runs one after another."""
+        t = time.perf_counter()
+        for _ in range(n):
+            self.run()
+        return (time.perf_counter() - t) / n
+
+    def par(self, n: int, workers: int) -> float:
+        """Wall seconds per run, n runs `workers` at a time."""
+        t = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(self.run, range(n)))
+        return (time.perf_counter() - t) / n
+
+
+def _around(bare, measure) -> tuple[float, float]:
+    """(measure(), the mean of bare() just before and just after it)."""
+    before = bare()
+    value = measure()
+    return value, (before + bare()) / 2
 
 
 class Breakdown:
@@ -95,6 +115,8 @@ class Breakdown:
         self._wrap(store_mod.Mutable, "commit", "store commit")
         self._wrap(executor_mod.Executor, "run", "executor")
         self._wrap(executor_mod.Executor, "_run_runc", "runc run")
+        self._wrap(executor_mod._Stubs, "record", "stubs record")
+        self._wrap(executor_mod._Stubs, "clean", "stubs clean")
         orig = store_mod.Mutable.mount
         t = self.t
 
@@ -132,14 +154,17 @@ class Breakdown:
 
     def report(self, total: float, n: int) -> str:
         t = dict(self.t)
-        t["executor (besides runc)"] = t.pop("executor", 0.0) - t.get("runc run", 0.0)
+        t["executor (besides runc, stubs)"] = t.pop("executor", 0.0) - sum(
+            t.get(k, 0.0) for k in ("runc run", "stubs record", "stubs clean"))
         t["everything else"] = total - sum(t.values())
         return ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in t.items())
 
 
-def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int,
-             breakdown: bool = False) -> tuple[float, float, str]:
-    """(wall seconds per exec for a chain of n, for n parallel branches, breakdown text)."""
+def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int, bare: BareRunc,
+             breakdown: bool = False) -> tuple[float, float, float, float, str]:
+    """(wall seconds per exec for a chain of n, bare sequential seconds per run around it,
+    wall seconds per exec for n parallel branches, bare parallel seconds per run around
+    it, breakdown text). Each bare figure is the mean of n/2 runs before and n/2 after."""
     import llb
     from solver.solve import Solver
 
@@ -149,23 +174,32 @@ def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int,
         chain = chain.run(["true"]).root()
     branches = llb.merge([llb.diff(base, base.run(["true"], env={"BRANCH": str(i)}).root())
                           for i in range(n)])
+    half = max(1, n // 2)
     with Solver(tmp / f"root-{snapshotter}", snapshotter, workers=workers) as solver:
         solver.solve(base.to_definition(), LOCALS)
         d = chain.to_definition()
         bd = Breakdown() if breakdown else None
-        t = time.perf_counter()
-        solver.solve(d, LOCALS)
-        total = time.perf_counter() - t
-        per_chain = total / n
-        text = ""
-        if bd is not None:
-            bd.close()
-            text = bd.report(total, n)
-        d = branches.to_definition()
-        t = time.perf_counter()
-        solver.solve(d, LOCALS)
-        per_branch = (time.perf_counter() - t) / n
-    return per_chain, per_branch, text
+
+        def solve_chain() -> float:
+            t = time.perf_counter()
+            solver.solve(d, LOCALS)
+            return time.perf_counter() - t
+
+        try:
+            total, seq = _around(lambda: bare.seq(half), solve_chain)
+        finally:
+            if bd is not None:
+                bd.close()
+        text = bd.report(total, n) if bd is not None else ""
+        d2 = branches.to_definition()
+
+        def solve_branches() -> float:
+            t = time.perf_counter()
+            solver.solve(d2, LOCALS)
+            return (time.perf_counter() - t) / n
+
+        per_branch, par = _around(lambda: bare.par(half, workers), solve_branches)
+    return total / n, seq, per_branch, par, text
 
 
 def main() -> int:
@@ -189,13 +223,13 @@ def main() -> int:
         with Solver(tmp / "root-export", "native") as s:
             res = s.solve(_busybox().to_definition(), LOCALS)
             export_local(s.store, res.ref, tmp / "rootfs")
-        seq, par = bare_runc(tmp, tmp / "rootfs", args.execs, args.workers)
-        print(f"bare runc run: {seq * 1000:.1f} ms sequential, {par * 1000:.1f} ms per run "
-              f"with {args.workers} at a time ({args.execs} runs each)")
+        bare = BareRunc(tmp, tmp / "rootfs")
         verdicts = []
         for kind in kinds:
-            chain, branch, text = llb_runs(tmp, kind, args.execs, args.workers,
-                                           args.breakdown)
+            chain, seq, branch, par, text = llb_runs(tmp, kind, args.execs, args.workers,
+                                                     bare, args.breakdown)
+            print(f"{kind:9s} bare runc run around it: {seq * 1000:.1f} ms sequential, "
+                  f"{par * 1000:.1f} ms per run with {args.workers} at a time")
             oc, ob = (chain - seq) * 1000, (branch - par) * 1000
             worst = max(oc, ob)
             verdicts.append(f"{kind} {worst:.1f} ms "
