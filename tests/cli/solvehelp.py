@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from exechelp import BUSYBOX, runc_problem  # noqa: F401 (runc_problem is re-exported)
 from storehelp import overlay_reason
 
 LLB_PATH = str(Path(sys.executable).parent / "llb")
@@ -81,22 +82,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-BUSYBOX = Path("/bin/busybox")
-
-
-def runc_problem() -> str | None:
-    """Why Exec ops cannot run here, or None."""
-    import shutil
-
-    if os.geteuid() != 0:
-        return "runc needs root"
-    if shutil.which("runc") is None:
-        return "runc is not installed"
-    if not BUSYBOX.is_file():
-        return "busybox-static is not installed"
-    return None
 
 
 def busybox_root(d: Path) -> Path:
