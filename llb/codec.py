@@ -115,14 +115,20 @@ def _tag_field(cls: type) -> tuple[str, Any] | None:
 _PRIMITIVE_CHECKS = {str: "a string", bool: "a bool", int: "an integer", bytes: "bytes"}
 
 
-def _fields_error(cls: type, keys: list[str], v: dict) -> FieldError:
+def fields_problem(owner: str, keys: list[str], v: dict) -> str:
+    """Why map `v` does not have exactly the sorted `keys` of `owner` (a field too many, one
+    missing, or the canonical order broken)."""
     extra = sorted(set(map(str, v)) - set(keys))
     if extra:
-        return FieldError(f"unknown field {extra[0][:40]!r} in {cls.__name__}")
+        return f"unknown field {extra[0][:40]!r} in {owner}"
     missing = sorted(set(keys) - set(map(str, v)))
     if missing:
-        return FieldError(f"missing field {missing[0]!r} in {cls.__name__}")
-    return FieldError(f"fields of {cls.__name__} not in sorted order")
+        return f"missing field {missing[0]!r} in {owner}"
+    return f"fields of {owner} not in sorted order"
+
+
+def _fields_error(cls: type, keys: list[str], v: dict) -> FieldError:
+    return FieldError(fields_problem(cls.__name__, keys, v))
 
 
 def _wrong(where: str, label: str, value: Any) -> FieldError:

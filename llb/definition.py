@@ -183,13 +183,7 @@ def _from_bytes(data: Any) -> Definition:
     if type(top) is not dict:
         raise DefinitionError(f"definition must be a map, got {codec._typename(top)}")
     if list(top) != _TOP_KEYS:
-        extra = sorted(set(map(str, top)) - set(_TOP_KEYS))
-        if extra:
-            raise DefinitionError(f"definition has unknown field {extra[0][:40]!r}")
-        missing = sorted(set(_TOP_KEYS) - set(map(str, top)))
-        if missing:
-            raise DefinitionError(f"definition lacks field {missing[0]!r}")
-        raise DefinitionError("definition fields are not in canonical (sorted) order")
+        raise DefinitionError(codec.fields_problem("definition", _TOP_KEYS, top))
     version = top["version"]
     if type(version) is not int or version != VERSION:
         raise DefinitionError(f"unsupported definition version {str(version)[:20]} (want {VERSION})")

@@ -42,7 +42,7 @@ def test_trailing_bytes():
     (None, "must be bytes"),
     (b"\xc1", "not valid msgpack"),
     (b"\x91\x01", "must be a map"),
-    (pack({"ops": []}), "lacks field"),
+    (pack({"ops": []}), "missing field 'metadata' in definition"),
     (pack({"metadata": {}, "ops": [], "output": {}, "version": 1, "zz": 1}), "unknown field"),
     (pack({"version": 1, "ops": [], "output": {}, "metadata": {}}), "sorted"),
     (definition(SCRATCH, version=2), "unsupported definition version"),
