@@ -57,5 +57,5 @@ class LLBGroup(click.Group):
 @click.group(cls=LLBGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llb", prog_name="llb")
 def main() -> None:
-    """llb: build graphs in Python, solved into directories, tars and OCI images."""
+    """llb: build graphs in Python, solved into directories and tars."""
 
