@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -243,35 +244,36 @@ def _tuple_decoder(args: tuple[Any, ...]) -> Decoder:
         prim = args[0] if args[0] in _PRIMITIVE_CHECKS else None
 
         def decode_var(v: Any) -> Any:
-            if type(v) is not list:
-                raise FieldError(f"expected an array, got {_typename(v)}")
+            _check_array(v)
             if prim is not None and all(type(x) is prim for x in v):
                 return tuple(v)
-            out = []
-            for i, x in enumerate(v):
-                try:
-                    out.append(elem(x))
-                except FieldError as e:
-                    e.path.insert(0, f"[{i}]")
-                    raise
-            return tuple(out)
+            return _decode_items(itertools.repeat(elem), v)
         return decode_var
     elems = [decoder_for(a) for a in args]
 
     def decode_fixed(v: Any) -> Any:
-        if type(v) is not list:
-            raise FieldError(f"expected an array, got {_typename(v)}")
+        _check_array(v)
         if len(v) != len(elems):
             raise FieldError(f"expected {len(elems)} items, got {len(v)}")
-        out = []
-        for i, (dec, x) in enumerate(zip(elems, v)):
-            try:
-                out.append(dec(x))
-            except FieldError as e:
-                e.path.insert(0, f"[{i}]")
-                raise
-        return tuple(out)
+        return _decode_items(elems, v)
     return decode_fixed
+
+
+def _check_array(v: Any) -> None:
+    if type(v) is not list:
+        raise FieldError(f"expected an array, got {_typename(v)}")
+
+
+def _decode_items(decoders: Iterable[Decoder], v: list) -> tuple:
+    """Each item of `v` through its decoder; an error names the item's index."""
+    out = []
+    for i, (dec, x) in enumerate(zip(decoders, v)):
+        try:
+            out.append(dec(x))
+        except FieldError as e:
+            e.path.insert(0, f"[{i}]")
+            raise
+    return tuple(out)
 
 
 def decoder_for(tp: Any) -> Decoder:
