@@ -10,6 +10,7 @@ import errno
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from snapshot.errors import SnapshotError
@@ -106,12 +107,29 @@ def unmount(target: Path, *, lazy: bool = True) -> None:
     A non-lazy unmount retries EBUSY for a while: a child another thread just forked
     (runc, mount(8)) holds copies of this process's fds, some perhaps inside target,
     until it execs."""
-    deadline = time.monotonic() + _BUSY_RETRY
-    delay = 0.001
-    while _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
-        err = ctypes.get_errno()
-        if err != errno.EBUSY or lazy or time.monotonic() > deadline:
-            raise SnapshotError(f"unmount failed: {os.strerror(err)}", path=str(target))
+    def umount2() -> None:
+        if _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    try:
+        retry_busy(umount2, 0.0 if lazy else _BUSY_RETRY, first_delay=0.001)
+    except OSError as e:
+        raise SnapshotError(f"unmount failed: {e.strerror}", path=str(target)) from None
+
+
+def retry_busy(call: Callable[[], None], seconds: float, *, first_delay: float = 0.0005) -> None:
+    """call(), retried with exponential backoff (up to 50 ms apart) while it raises EBUSY,
+    for at most `seconds`; a mount or a dying mount namespace lets go within milliseconds."""
+    deadline = time.monotonic() + seconds
+    delay = first_delay
+    while True:
+        try:
+            call()
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 

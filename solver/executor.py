@@ -30,7 +30,6 @@ few ms, rarely ~200 ms), so their removal is retried.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llb.errors import LLBError
+from snapshot.mount import retry_busy
 from snapshot.paths import resolve_in_root
 
 DEFAULT_HOSTNAME = "buildkitsandbox"
@@ -533,7 +533,10 @@ class _Stubs:
                 elif not stat.S_ISREG(st.st_mode) or st.st_size != 0:
                     continue
                 pst = os.lstat(p.parent)
-                _busy_retry(os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink, p)
+                remove = os.rmdir if stat.S_ISDIR(st.st_mode) else os.unlink
+                # right after runc exits, the dying container's mount namespace may still
+                # hold mounts on the stub (released within milliseconds)
+                retry_busy(lambda: remove(p), _BUSY_WAIT)
                 os.utime(p.parent, ns=(pst.st_atime_ns, pst.st_mtime_ns),
                          follow_symlinks=False)
             except OSError:
@@ -557,18 +560,3 @@ def _unmoved(host: Path, path: Path) -> bool:
         return False
 
 
-def _busy_retry(fn, path: Path) -> None:
-    """fn(path), retried while it fails with EBUSY: right after runc exits, the dying
-    container's mount namespace may still hold mounts on the stub (released within
-    milliseconds)."""
-    delay = 0.0005
-    deadline = time.monotonic() + _BUSY_WAIT
-    while True:
-        try:
-            fn(path)
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
