@@ -8,7 +8,6 @@ import errno
 import os
 import shutil
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from snapshot.metadata import copy_metadata
@@ -131,6 +130,9 @@ def copy_tree(src: Path, dst: Path, *, link: bool = False,
                     entries.append((sp, dp, est, owned))
     work = _chunks(entries)
     if len(work) > 1:
+        # imported here: concurrent.futures loads logging, a start-up cost for every command
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             for f in [pool.submit(_copy_entries, c, link, fresh) for c in work]:
                 f.result()

@@ -5,17 +5,17 @@ and discovery of stale mounts left by a killed process."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from snapshot.errors import SnapshotError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the C library this process already runs on (no ctypes.util.find_library: it imports
+# subprocess and tempfile, a start-up cost every llb command would pay)
+_libc = ctypes.CDLL(None, use_errno=True)
 _MS_RDONLY = 1
 _MNT_DETACH = 2
 _BUSY_RETRY = 2.0  # seconds a non-lazy unmount retries EBUSY (see unmount)
@@ -95,6 +95,8 @@ def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
         raise SnapshotError(f"overlay mount options too long ({len(opts)} bytes)")
     ro = ["-r"] if upper is None else []
     args = ["mount", "-t", "overlay", "overlay", *ro, "-o", opts, str(target)]
+    import subprocess  # the fallback only: not a start-up cost
+
     proc = subprocess.run(args, cwd=base, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SnapshotError(f"overlay mount failed: {proc.stderr.strip() or proc.returncode}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 import tempfile
 
@@ -271,7 +270,7 @@ def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None
     if st is None:  # a new name: write it in place
         tmp = p
     else:  # never write an existing inode: a temp file renamed over it
-        tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{secrets.token_hex(4)}")
+        tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{os.urandom(4).hex()}")
     # created with its final mode: owner and mode are changed only when the new inode does not
     # already have them (each change is one more journalled inode update per file)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
