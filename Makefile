@@ -26,10 +26,15 @@ sysdeps:
 
 venv: $(VENV)/.installed
 
+# editable_mode=compat puts the checkout on sys.path through a plain .pth line; setuptools'
+# default editable finder costs every `llb` command ~18 ms of start-up (it imports pathlib,
+# urllib and ipaddress before llb runs), which the start-up figures in bench/ would count.
+
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@# (PYTHONWARNINGS: compat mode makes setuptools print a long notice that it is transitional)
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $@
 
 example: deps
