@@ -5,7 +5,14 @@ best of 3), printed beside BuildKit v0.11.6's figures from
 the issue with the 5x target.
 
 `python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native]` runs a subset;
-BENCH_DIR (default /tmp/llb-bench) holds the roots, contexts and exports."""
+BENCH_DIR (default /tmp/llb-bench) holds the roots, contexts and exports.
+
+Every measured run gets a fresh root and export directory, and what a run leaves is moved
+aside (BENCH_DIR/trash) and deleted only when the whole benchmark is done: on ext4 without a
+journal (these machines) the inode allocator skips, one by one, every inode freed in the
+last ~30 s (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before a run
+would make that run's file creations up to 20x slower. The cost of llb's own deletions
+still counts."""
 
 from __future__ import annotations
 
@@ -141,16 +148,14 @@ def _bytecode_env(work: Path) -> None:
     _ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     _ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     # one unmeasured solve writes the bytecode of every module a solve imports
-    d = work / "warmup"
-    shutil.rmtree(d, ignore_errors=True)
+    d = _Trash.fresh(work / "warmup")
     d.mkdir(parents=True)
     (d / "build.py").write_text(_HEADER + BUILDS["chain"].format(n=2))
     for _ in range(2):
         subprocess.run(LLB + ["solve", str(d / "build.py"), "--root", str(d / "root"),
                               "--progress", "plain", "--output", f"type=local,dest={d / 'out'}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV)
-    _remove_root(d / "root")
-    shutil.rmtree(d, ignore_errors=True)
+    _Trash.put(d)
 
 
 def _prepare(work: Path, kind: str, n: int) -> tuple[Path, list[str]]:
@@ -187,6 +192,7 @@ def main(argv: list[str]) -> int:
     shapes = [s for s in SHAPES if not argv or any(a in s[0] for a in argv)]
     work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
     work.mkdir(parents=True, exist_ok=True)
+    _Trash.init(work)
     if "overlayfs" in kinds and not _overlay_ok(work):
         print("overlayfs: cannot mount here, skipped")
         kinds.remove("overlayfs")
@@ -196,40 +202,47 @@ def main(argv: list[str]) -> int:
     print(f"{'shape':<26}{'snapshotter':<11}{'cold s':>8}{'cached s':>9}{'peak MiB':>9}"
           f"  {'BuildKit cold/cached':>21}  {'speedup':>13}  target")
     failed = False
-    for label, kind, n in shapes:
-        graph, args = _prepare(work, kind, n)
-        for snap in kinds:
-            root = work / f"root-{kind}-{n}-{snap}"
-            out = work / f"out-{kind}-{n}-{snap}"
-            shutil.rmtree(root, ignore_errors=True)
-            base = LLB + ["solve", str(graph), "--root", str(root), "--snapshotter", snap,
-                          "--progress", "plain", "--output", f"type=local,dest={out}", *args]
-            shutil.rmtree(out, ignore_errors=True)
-            cold, mem1, rc1, err1 = _run(base)
-            shutil.rmtree(out, ignore_errors=True)
-            cached, mem2, rc2, err2 = _run(base)
-            # short shapes: best of 3 (fresh root for each cold run), to see past noise
-            for _ in range(2 if not (rc1 or rc2) and cold + cached < QUICK else 0):
-                shutil.rmtree(out, ignore_errors=True)
-                c, m = _run(base)[:2]
-                cached, mem2 = min(cached, c), max(mem2, m)
-                shutil.rmtree(out, ignore_errors=True)
-                _remove_root(root)
-                c, m = _run(base)[:2]
-                cold, mem1 = min(cold, c), max(mem1, m)
-            if rc1 or rc2:
-                print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): "
-                      f"{(err1 if rc1 else err2).strip().splitlines()[-1:]}", flush=True)
-                failed = True
-                shutil.rmtree(out, ignore_errors=True)
-                _remove_root(root)
-                continue
-            bk = BUILDKIT.get(label, {}).get(snap)
-            print(_row(label, snap, cold, cached, max(mem1, mem2), bk), flush=True)
-            shutil.rmtree(out, ignore_errors=True)
-            if os.environ.get("BENCH_KEEP") != "1":
-                _remove_root(root)
+    try:
+        for label, kind, n in shapes:
+            graph, args = _prepare(work, kind, n)
+            for snap in kinds:
+                failed |= not _measure(work, label, kind, n, snap, graph, args)
+    finally:
+        _Trash.empty()
     return 1 if failed else 0
+
+
+def _measure(work: Path, label: str, kind: str, n: int, snap: str, graph: Path,
+             args: list[str]) -> bool:
+    """Print one shape's row: cold (fresh root) and cached (same root) runs, each exporting
+    into a fresh directory; short shapes best of 3."""
+    def solve(root: Path) -> tuple[float, float, int, str]:
+        out = _Trash.fresh(work / f"out-{kind}-{n}-{snap}")
+        result = _run(LLB + ["solve", str(graph), "--root", str(root), "--snapshotter", snap,
+                             "--progress", "plain", "--output", f"type=local,dest={out}",
+                             *args])
+        _Trash.put(out)
+        return result
+
+    root = _Trash.fresh(work / f"root-{kind}-{n}-{snap}")
+    cold, mem1, rc1, err1 = solve(root)
+    cached, mem2, rc2, err2 = solve(root)
+    # short shapes: best of 3 (a fresh root for each cold run), to see past noise
+    for _ in range(2 if not (rc1 or rc2) and cold + cached < QUICK else 0):
+        _Trash.put(root)
+        c, m = solve(root)[:2]
+        cold, mem1 = min(cold, c), max(mem1, m)
+        c, m = solve(root)[:2]
+        cached, mem2 = min(cached, c), max(mem2, m)
+    if os.environ.get("BENCH_KEEP") != "1":
+        _Trash.put(root)
+    if rc1 or rc2:
+        print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): "
+              f"{(err1 if rc1 else err2).strip().splitlines()[-1:]}", flush=True)
+        return False
+    bk = BUILDKIT.get(label, {}).get(snap)
+    print(_row(label, snap, cold, cached, max(mem1, mem2), bk), flush=True)
+    return True
 
 
 def _row(label, snap, cold, cached, mem, bk) -> str:
@@ -250,8 +263,7 @@ def _row(label, snap, cold, cached, mem, bk) -> str:
 
 def _create_cost(work: Path) -> float:
     """Seconds to create and write 1,000 small files in `work` (a baseline for this run)."""
-    d = work / "baseline"
-    shutil.rmtree(d, ignore_errors=True)
+    d = _Trash.fresh(work / "baseline")
     d.mkdir()
     t0 = time.perf_counter()
     for i in range(1000):
@@ -259,15 +271,52 @@ def _create_cost(work: Path) -> float:
         os.write(fd, b"x" * 100)
         os.close(fd)
     took = time.perf_counter() - t0
-    shutil.rmtree(d, ignore_errors=True)
+    _Trash.put(d)
     return took
 
 
-def _remove_root(root: Path) -> None:
-    """Unmount anything left under a bench root, then delete it."""
-    subprocess.run(["sh", "-c", f"grep -o ' {root}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
+class _Trash:
+    """Deferred deletion (see the module docstring): put() moves a path into work/trash
+    (a rename frees no inode), empty() deletes it all once the measurements are done."""
+
+    dir: Path | None = None
+    _n = 0
+
+    @classmethod
+    def init(cls, work: Path) -> None:
+        cls.dir = work / "trash"
+        if cls.dir.exists():  # left by an interrupted run: delete, then let ext4 forget it
+            cls.empty()
+            print("deleted an earlier run's trash; waiting 30 s so that it does not slow "
+                  "this run's file creation", flush=True)
+            time.sleep(30)
+        cls.dir.mkdir()
+
+    @classmethod
+    def fresh(cls, path: Path) -> Path:
+        """path, moved to the trash first if something is there."""
+        cls.put(path)
+        return path
+
+    @classmethod
+    def put(cls, path: Path) -> None:
+        if not os.path.lexists(path):
+            return
+        _unmount_under(path)
+        cls._n += 1
+        os.rename(path, cls.dir / f"{cls._n}-{path.name}")
+
+    @classmethod
+    def empty(cls) -> None:
+        if cls.dir is not None and cls.dir.exists():
+            _unmount_under(cls.dir)
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+
+def _unmount_under(path: Path) -> None:
+    """Lazily unmount anything left mounted under path (a root a failed run left behind)."""
+    subprocess.run(["sh", "-c", f"grep -o ' {path}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
                    check=False)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
