@@ -5,9 +5,7 @@ stderr, so a tar on stdout stays clean."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -65,6 +63,8 @@ class JsonRenderer(_LineRenderer):
     """One JSON object per line: event, vertex, name, time (+ duration, stream/data, error)."""
 
     def event(self, ev: dict) -> None:
+        import json  # here, not at start-up: only this renderer needs it
+
         out = {k: v for k, v in ev.items() if k != "index"}
         self._buf.append(json.dumps(out, separators=(",", ":")))
         self._emit(ev)
@@ -168,6 +168,8 @@ class TtyRenderer:
     def _draw(self, final: bool) -> None:
         """Redraw the live region: the header, then one line per vertex (running ones with
         their last log lines). Finished lines that no longer fit scroll up for good."""
+        import shutil  # the tty view only (shutil loads the compression modules)
+
         size = shutil.get_terminal_size((100, 24))
         width, rows = size.columns, max(size.lines, 4)
         out = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -193,6 +192,8 @@ def _try_link(src: str, dst: str) -> bool:
 def remove_tree(path: Path) -> None:
     """rm -rf that tolerates a missing path."""
     if os.path.isdir(path) and not os.path.islink(path):
+        import shutil  # imported on use: shutil loads the compression modules at import
+
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)

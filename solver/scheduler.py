@@ -13,7 +13,6 @@ import queue
 import threading
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llb.errors import LLBError
@@ -63,7 +62,7 @@ class Scheduler:
             for pos, (u, _) in enumerate(v.inputs):
                 if pos in v.partial:
                     self._want_ref(u)
-        pool = ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="llb-vertex")
+        pool = _LazyPool(self.s.workers)
         try:
             while True:
                 if self.error is None:
@@ -234,7 +233,7 @@ class Scheduler:
             r = refs[idx] = self.store.get(u.outputs[idx])
         return r
 
-    def _submit(self, pool: ThreadPoolExecutor) -> None:
+    def _submit(self, pool: _LazyPool) -> None:
         runnable, self.runnable = self.runnable, []
         for v in sorted(runnable, key=lambda x: x.index):
             try:
@@ -339,3 +338,24 @@ class Scheduler:
         if v.explain is not None and event != "cached":
             extra["explain"] = v.explain
         self.progress.emit(event, v.digest, v.name, v.index, **extra)
+
+
+class _LazyPool:
+    """A ThreadPoolExecutor started on the first submit: a fully cached solve runs no op,
+    so it neither starts threads nor imports concurrent.futures (which loads logging)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = None
+
+    def submit(self, fn, *args):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self.workers,
+                                            thread_name_prefix="llb-vertex")
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait)

@@ -1,6 +1,22 @@
-"""Exporters: write a solved result out of the store (`--output type=local|tar`)."""
+"""Exporters: write a solved result out of the store (`--output type=local|tar`).
 
-from solver.exporters.local import ExportError, export_local
-from solver.exporters.tar import export_tar
+Each lives in its own module; the names below are imported on first use, so exporting a
+directory does not load tarfile."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ExportError", "export_local", "export_tar"]
+
+_EXPORTS = {"ExportError": "solver.exporters.local", "export_local": "solver.exporters.local",
+            "export_tar": "solver.exporters.tar"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module holding public `name` on first access."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -86,18 +84,21 @@ class _Export:
         self.umask = file_meta.umask()
 
     def run(self) -> None:
-        if self.workers == 1:
-            todo = [(self.src_root, self.dst_root, False)]
-            while todo:
-                todo.extend(self.copy_dir(*todo.pop()))
-        else:
-            self._run_pool()
+        # one directory at a time on this thread until two wait: a tree that is one
+        # directory deep (or a chain of single subdirectories) never starts the pool
+        todo = [(self.src_root, self.dst_root, False)]
+        while todo and (self.workers == 1 or len(todo) == 1):
+            todo.extend(self.copy_dir(*todo.pop()))
+        if todo:
+            self._run_pool(todo)
         for have, new in self.links:
             os.link(have, new)
         for src, dst, st in sorted(self.dirs, key=lambda d: -d[1].count("/")):
             self.path_meta(src, dst, st, fresh_parent=False)
 
-    def _run_pool(self) -> None:
+    def _run_pool(self, todo: list[tuple[str, str, bool]]) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # (it loads logging: not at start-up)
+
         done = threading.Condition()
         state = {"pending": 0, "error": None}
 
@@ -120,7 +121,8 @@ class _Export:
             pool.submit(task, item)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="llb-export") as pool:
-            submit((self.src_root, self.dst_root, False))
+            for item in todo:
+                submit(item)
             with done:
                 while state["pending"]:
                     done.wait()
@@ -170,7 +172,9 @@ class _Export:
                 if is_dir and stat.S_ISDIR(have.st_mode):
                     existing_dir = True
                 elif stat.S_ISDIR(have.st_mode):
-                    shutil.rmtree(dst)
+                    from snapshot.copy import remove_tree
+
+                    remove_tree(dst)
                 else:
                     os.unlink(name, dir_fd=dfd)
         if is_dir:

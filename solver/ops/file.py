@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 
 from llb.errors import LLBError
 from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
@@ -113,6 +112,8 @@ def _source(ctx: OpContext, stack: contextlib.ExitStack, views: dict[int, str],
             raise FileActionError(f"copy source input {index} does not exist")
         ref = inputs[index]
         if ref is None:  # scratch: an empty tree
+            import tempfile  # rare: not worth a start-up import
+
             path = stack.enter_context(tempfile.TemporaryDirectory(prefix="llb-scratch-"))
         else:
             path = stack.enter_context(ctx.store.view(ref))

@@ -4,7 +4,6 @@ with include/exclude) and images (not supported yet)."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -80,6 +79,8 @@ def _local_path(lname: str, locals: dict[str, Path], vertex: str | None) -> Path
 def sync(src: Path, dest: Path, flt: PathFilter, ctx: OpContext | None = None) -> None:
     """Copy the entries of `src` the filter selects into `dest`: content, modes, owners,
     mtimes, xattrs, symlinks, special files, and hardlinks within the selection."""
+    import shutil  # here: shutil loads the compression modules, a start-up cost for every solve
+
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, os.stat_result]] = []
     s = os.fspath(src)
