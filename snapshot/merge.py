@@ -43,10 +43,34 @@ def apply_layers(dest: Path, layers: Iterable[Layer]) -> None:
     Each layer offers `changes()` (sorted by path; opaque directories already expanded into
     deletions) and `path(rel)`, where that entry's content and metadata live.
     """
+    layers = list(layers)
     merger = _Merger(os.fspath(dest))
-    for layer in layers:
-        merger.apply(layer)
+    deleted = _last_deletions(layers)
+    for i, layer in enumerate(layers):
+        merger.apply(layer, (lambda rel, i=i: _deleted_after(rel, i, deleted)) if deleted else None)
     merger.finish()
+
+
+def _last_deletions(layers: list[Layer]) -> dict[str, int]:
+    """path -> index of the last layer that deletes it."""
+    out: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for change in layer.changes():
+            if change.kind == "delete":
+                out[change.path] = i
+    return out
+
+
+def _deleted_after(rel: str, index: int, deleted: dict[str, int]) -> bool:
+    """Whether a layer after `index` deletes rel or a directory above it: then what layer
+    `index` puts at rel would be removed again, so it is never written (a merge of a tree
+    and its own deletions links and unlinks nothing, and on ext4 without a journal freed
+    inodes slow down the next creations)."""
+    while rel:
+        if deleted.get(rel, -1) > index:
+            return True
+        rel = rel.rpartition("/")[0]
+    return False
 
 
 def _source_of(layer: Layer) -> Callable[[str], str]:
@@ -74,7 +98,9 @@ class _Merger:
 
     # ------------------------------------------------------------------ one layer
 
-    def apply(self, layer: Layer) -> None:
+    def apply(self, layer: Layer, doomed: Callable[[str], bool] | None = None) -> None:
+        """Apply one layer; entries for which doomed(rel) is true are left out (a later
+        layer deletes them)."""
         root = self.root
         src_of = _source_of(layer)
         st = _LayerState(src_of)
@@ -85,6 +111,8 @@ class _Merger:
                 rel = change.path
                 if rel[:1] == "/" or ".." in rel or "//" in rel or not rel:
                     _check_rel(rel)
+                if doomed is not None and change.kind != "delete" and doomed(rel):
+                    continue
                 parent = rel.rpartition("/")[0]
                 if parent and parent not in st.dirs_done:
                     if not self._parents(st, parent):

@@ -191,6 +191,29 @@ def test_nested_deletions_under_a_deleted_directory_are_skipped(shop, dest):
     assert_tree(dest, {"top": F()})
 
 
+def test_what_a_later_layer_deletes_is_never_linked(shop, dest, monkeypatch):
+    # merge-del's shape: a tree, the same tree with half deleted (and a directory gone), merged
+    # onto a third input; the deleted entries are neither linked nor unlinked, the tree is exact
+    a = shop.scratch().do(mkdir("data", 0o750), *[mkfile(f"data/f{i}", b"%d" % i) for i in range(6)],
+                          mkdir("data/sub"), mkfile("data/sub/x"), utime("data", T0))
+    b = a.do(rm("data/f0"), rm("data/f2"), rm("data/f4"), rm("data/sub"), utime("data", T0 + S))
+    c = shop.scratch().do(mkdir("data"), mkfile("data/keep", b"k"), mkfile("data/f0", b"third"))
+    linked: list[str] = []
+    real = merge_mod._link
+
+    def link(src, dst, *args, **kwargs):
+        linked.append(os.path.relpath(dst, dest))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(merge_mod, "_link", link)
+    merged(dest, merge_chain(c, b))
+    assert_tree(dest, {"data": D(0o750, mtime=T0 + S), "data/keep": F(b"k"),
+                       "data/f1": F(b"1"), "data/f3": F(b"3"), "data/f5": F(b"5")})
+    # (directories are tried as links too: the kernel refuses, and they are made fresh)
+    assert sorted(p for p in linked if p != "data") == [
+        "data/f1", "data/f3", "data/f5", "data/keep"]
+
+
 def test_opaque_directory_expanded_deletions_do_not_hide_earlier_inputs(shop, dest):
     # b removes and recreates /dir (opaque on overlay): only what b's own lower had under
     # it is deleted; an earlier input's other files under /dir survive.
