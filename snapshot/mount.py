@@ -1,6 +1,14 @@
 """Mounting overlay filesystems: the mount(2) syscall through libc (options relative to a
 base directory, so long layer chains fit in the kernel's one-page option limit), unmount,
-and discovery of stale mounts left by a killed process."""
+and discovery of stale mounts left by a killed process.
+
+A writable overlay is mounted `volatile` (Linux 5.10+; dropped where the kernel refuses
+it): otherwise overlayfs syncs the whole upper filesystem (every dirty page and inode of
+the host filesystem, then a device flush) when the mount goes away, which cost 3-5 ms per
+exec here and I/O for every other writer. llb never fsyncs its own writes: it promises a
+consistent root after a killed process, not after a power loss, which volatile keeps. A
+volatile upper's work directory cannot be mounted again (the kernel leaves
+`work/incompat/volatile` in it); llb gives every mount a fresh one."""
 
 from __future__ import annotations
 
@@ -22,20 +30,22 @@ _BUSY_RETRY = 2.0  # seconds a non-lazy unmount retries EBUSY (see unmount)
 OPTION_LIMIT = 4000  # the kernel copies at most one page (4096) of mount data
 
 
-def overlay_options(lowers: list[str], upper: str | None = None, work: str | None = None) -> str:
+def overlay_options(lowers: list[str], upper: str | None = None, work: str | None = None,
+                    *, volatile: bool = False) -> str:
     """The option string for an overlay of `lowers` (top first), paths relative to the base."""
     opts = "lowerdir=" + ":".join(lowers)
     if upper is not None:
-        opts += f",upperdir={upper},workdir={work}"
+        opts += f",upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
     return opts + ",index=off,metacopy=off,redirect_dir=off"
 
 
 # The new mount API (fsopen/fsconfig/fsmount/move_mount, x86_64 and aarch64 numbers): one
 # fsconfig call per layer ("lowerdir+", Linux 6.8+), so no option-size limit and no exec.
 _SYS = {"fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429}
-_FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 1, 6
+_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
 _MOUNT_ATTR_RDONLY, _MOVE_MOUNT_F_EMPTY_PATH, _AT_FDCWD = 1, 4, -100
 _new_api: bool | None = None  # unknown until tried
+_volatile = True  # until the kernel refuses it
 
 
 def _sys(name: str, *args) -> int:
@@ -46,12 +56,20 @@ def _sys(name: str, *args) -> int:
     return ret
 
 
-def _mount_new_api(target: Path, params: list[tuple[str, str]], readonly: bool) -> None:
+def _mount_new_api(target: Path, params: list[tuple[str, str]], readonly: bool,
+                   flags: list[str]) -> None:
+    global _volatile
     fs = _sys("fsopen", b"overlay", ctypes.c_uint(1))
     try:
         for key, value in params:
             _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_SET_STRING), key.encode(),
                  os.fsencode(value), 0)
+        for flag in flags:
+            try:
+                _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_SET_FLAG), flag.encode(), None, 0)
+            except OSError:  # an older kernel: mount without it
+                if flag == "volatile":
+                    _volatile = False
         _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None, 0)
         mnt = _sys("fsmount", fs, ctypes.c_uint(1), ctypes.c_uint(_MOUNT_ATTR_RDONLY if readonly else 0))
     finally:
@@ -75,8 +93,9 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
         if upper is not None:
             params += [("upperdir", str(base / upper)), ("workdir", str(base / work))]
         params += [("index", "off"), ("metacopy", "off"), ("redirect_dir", "off")]
+        flags = ["volatile"] if upper is not None and _volatile else []
         try:
-            _mount_new_api(target, params, readonly=upper is None)
+            _mount_new_api(target, params, readonly=upper is None, flags=flags)
             _new_api = True
             return
         except OSError as e:
@@ -90,14 +109,23 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
 
 def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
             work: str | None) -> None:
-    opts = overlay_options(lowers, upper, work)
-    if len(opts) > OPTION_LIMIT:
-        raise SnapshotError(f"overlay mount options too long ({len(opts)} bytes)")
-    ro = ["-r"] if upper is None else []
-    args = ["mount", "-t", "overlay", "overlay", *ro, "-o", opts, str(target)]
+    global _volatile
     import subprocess  # the fallback only: not a start-up cost
 
-    proc = subprocess.run(args, cwd=base, capture_output=True, text=True)
+    def run(volatile: bool) -> subprocess.CompletedProcess:
+        opts = overlay_options(lowers, upper, work, volatile=volatile)
+        if len(opts) > OPTION_LIMIT:
+            raise SnapshotError(f"overlay mount options too long ({len(opts)} bytes)")
+        ro = ["-r"] if upper is None else []
+        args = ["mount", "-t", "overlay", "overlay", *ro, "-o", opts, str(target)]
+        return subprocess.run(args, cwd=base, capture_output=True, text=True)
+
+    volatile = upper is not None and _volatile
+    proc = run(volatile)
+    if proc.returncode != 0 and volatile:
+        proc = run(False)  # perhaps a kernel without volatile (before 5.10)
+        if proc.returncode == 0:
+            _volatile = False
     if proc.returncode != 0:
         raise SnapshotError(f"overlay mount failed: {proc.stderr.strip() or proc.returncode}",
                             path=str(target))

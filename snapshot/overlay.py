@@ -43,6 +43,16 @@ STEP_ENTRIES = 300  # entries linked into a built tree in the time one mounted s
 _MAPS_KEPT = 8  # tip maps remembered per process (the tips of FileOp chains)
 
 
+def _scratch(m: "Mutable") -> Path:
+    """Where a mounted mutable's overlay work directories live, and its mount point goes
+    at commit: beside its directory in the session, not inside it, so that a commit
+    publishes the directory without deleting anything first (deletions are slow on the hot
+    path: ext4 without a journal discards a freed block at once and, for a minute or more,
+    skips freed inodes one by one in every later file creation); the session's removal,
+    when the store closes, takes them."""
+    return m.dir.with_name(m.id + ".scratch")
+
+
 def _few_entries(root: Path, limit: int) -> bool:
     """True when the tree at root has at most `limit` entries (stops counting early)."""
     return _count_upto(root, limit) <= limit
@@ -93,8 +103,8 @@ class OverlayDriver(Driver):
             # start as the parent's root (mode, owner, xattrs, times)
             top = self.store.root / self.lowers(m.parent.id)[0]
             copy_metadata(top, m.dir / "fs")
-            (m.dir / "work").mkdir()
             (m.dir / "mnt").mkdir()
+            os.mkdir(_scratch(m))
 
     def mount_mutable(self, m: "Mutable") -> Path:
         if m.id in self._base_maps:
@@ -102,8 +112,11 @@ class OverlayDriver(Driver):
         if m.parent is None:
             return m.dir / "fs"
         lowers = self.lowers(m.parent.id)
+        # a fresh work directory per mount: the kernel refuses one a volatile mount used
+        work = _scratch(m) / f"work-{len(os.listdir(_scratch(m)))}"
+        os.mkdir(work)
         mount_overlay(m.dir / "mnt", self.store.root, lowers,
-                      self._rel(m.dir / "fs"), self._rel(m.dir / "work"))
+                      self._rel(m.dir / "fs"), self._rel(work))
         return m.dir / "mnt"
 
     def unmount_mutable(self, m: "Mutable") -> None:
@@ -141,8 +154,7 @@ class OverlayDriver(Driver):
             if changes is None:
                 with self.view(m.parent.id) as lower:
                     changes = overlay_changes(upper, PathLower(lower))
-        for name in ("work", "mnt"):
-            remove_tree(m.dir / name)
+            os.rename(m.dir / "mnt", _scratch(m) / "mnt")  # moved, not deleted: see _scratch
         return changes
 
     def discard_mutable(self, m: "Mutable") -> None:
