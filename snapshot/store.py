@@ -59,6 +59,7 @@ class Mutable:
     def __init__(self, store: "Store", id: str, dir: Path, parent: Ref | None, trusted: bool):
         self.store, self.id, self.dir, self.parent, self.trusted = store, id, dir, parent, trusted
         self.parent_id = parent.id if parent else None
+        self.underlay: Path | None = None  # see Store.prepare
         self._mounts = 0
         self._mount_path: Path | None = None
         self._done = False
@@ -154,14 +155,19 @@ class Store:
 
     # ---- public API
 
-    def prepare(self, parent: Ref | None, *, trusted: bool = False) -> Mutable:
+    def prepare(self, parent: Ref | None, *, trusted: bool = False,
+                underlay: Path | None = None) -> Mutable:
         """A new mutable snapshot on parent (None: empty). trusted=True promises the writer
-        never modifies an existing inode in place (it writes a temp file and renames)."""
+        never modifies an existing inode in place (it writes a temp file and renames).
+        underlay: a directory (never modified) that a mount may show beneath the parent's
+        tree, where that costs nothing (overlayfs: a bottom layer); what of it is left
+        untouched is no part of the snapshot. A hint: other snapshotters ignore it."""
         if parent is not None:
             self._row(parent.id)
         self._busy_add(parent.id if parent else None)
         mid = _new_id()
         m = Mutable(self, mid, self.session.dir / mid, parent, trusted)
+        m.underlay = underlay
         try:
             self._driver.init_mutable(m)
         except BaseException:
