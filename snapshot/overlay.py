@@ -112,6 +112,8 @@ class OverlayDriver(Driver):
         if m.parent is None:
             return m.dir / "fs"
         lowers = self.lowers(m.parent.id)
+        if m.underlay is not None:  # shown below the tree; the commit diffs against lowers
+            lowers = lowers + [str(m.underlay)]
         # a fresh work directory per mount: the kernel refuses one a volatile mount used
         work = _scratch(m) / f"work-{len(os.listdir(_scratch(m)))}"
         os.mkdir(work)

@@ -69,6 +69,8 @@ _MASKED_PATHS = [
 _READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 # Paths runc (or we) create in every rootfs; removed after the run when they were absent.
 _SYSTEM_STUBS = ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf")
+_FILE_STUBS = ("/etc/hosts", "/etc/resolv.conf")  # bind-mounted files; the rest directories
+_UNDERLAY = "underlay-v1"  # a new name whenever its content changes
 _RESOLV_DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844"]
 
 
@@ -152,6 +154,7 @@ class Executor:
             d.mkdir(parents=True, exist_ok=True)
         self._files_lock = threading.Lock()
         self._written: dict[str, str] = {}
+        self._underlay: Path | None = None
 
     # ------------------------------------------------------------------------------ run
 
@@ -220,6 +223,36 @@ class Executor:
     def _delete(self, cid: str) -> None:
         subprocess.run([self.runc, "--root", str(self._runc_root), "delete", "--force", cid],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    def underlay(self) -> Path:
+        """A directory holding every system stub as an empty directory or file (proc, dev,
+        sys, etc/hosts, etc/resolv.conf), never modified once made: shown beneath a rootfs
+        (an overlay's bottom layer, see Store.prepare) it spares runc creating the stubs
+        in the rootfs (copying /etc up) and us removing them after the run."""
+        if self._underlay is None:
+            final = self.state_dir / _UNDERLAY
+            if not final.is_dir():
+                tmp = self.state_dir / f".{_UNDERLAY}.{uuid.uuid4().hex[:8]}"
+                made = [tmp]
+                os.mkdir(tmp)
+                for stub in _SYSTEM_STUBS:
+                    p = tmp / stub.lstrip("/")
+                    if not p.parent.is_dir():  # /etc: the stubs are at most one level down
+                        os.mkdir(p.parent)
+                        made.append(p.parent)
+                    if stub in _FILE_STUBS:
+                        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+                    else:
+                        os.mkdir(p)
+                    made.append(p)
+                for q in made:  # as runc would make them, whatever our umask
+                    os.chmod(q, 0o644 if q.is_file() else 0o755)
+                try:
+                    os.rename(tmp, final)
+                except OSError:  # another process made it first
+                    shutil.rmtree(tmp, ignore_errors=True)
+            self._underlay = final
+        return self._underlay
 
     # ------------------------------------------------------------------------------ config
 

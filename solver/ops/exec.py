@@ -103,7 +103,9 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
     store = ctx.store
     root_mount = op.mounts[0]
     root_ref = _input(op, inputs, root_mount)
-    root_mut = store.prepare(root_ref, trusted=root_mount.readonly)
+    # the system stubs beneath the rootfs where the snapshotter can (see Executor.underlay)
+    root_mut = store.prepare(root_ref, trusted=root_mount.readonly,
+                             underlay=executor.underlay())
     prepared.append((-1 if root_mount.readonly else root_mount.output, root_mut))
     rootfs = Path(mounted.enter_context(root_mut.mount()))
 

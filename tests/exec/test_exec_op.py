@@ -108,6 +108,37 @@ def test_true_changes_nothing(store, base):
     assert _tree(store, root) == _tree(store, base)
 
 
+def test_stubs_leave_the_layer_empty(store, base):
+    """runc's mount points and stub files (overlayfs: shown from the executor's underlay
+    beneath the rootfs; native: made by runc, removed after) leave nothing in the layer of
+    a command that changes nothing, not even /etc copied up."""
+    [root] = exec_op.run(_ctx(store), _op("true"), [base])
+    layer = root.layer_chain()[-1]
+    assert layer.id == root.id
+    assert layer.changes() == []
+    assert os.listdir(layer.path("")) == []
+
+
+def test_stubs_on_a_root_without_etc(store, base):
+    """Without /etc in the rootfs the command still sees /etc/hosts; what it writes there
+    is kept, the stubs are not, and a command that writes nothing leaves no /etc."""
+    m = store.prepare(base)
+    with m.mount() as p:
+        for name in os.listdir(Path(p) / "etc"):
+            os.unlink(Path(p) / "etc" / name)
+        os.rmdir(Path(p) / "etc")
+    bare = m.commit()
+    [same] = exec_op.run(_ctx(store), _op("test -f /etc/hosts && test -f /etc/resolv.conf"),
+                         [bare])
+    assert _tree(store, same) == _tree(store, bare)
+    assert "/etc" not in _tree(store, same)
+    [root] = exec_op.run(_ctx(store), _op("echo x > /etc/mine"), [bare])
+    tree = _tree(store, root)
+    assert tree["/etc"] == "d 755" and tree["/etc/mine"] == "f 644 x\n"
+    assert "/etc/hosts" not in tree and "/etc/resolv.conf" not in tree
+    assert _changes(store, bare, root) == {"/etc": "add", "/etc/mine": "add"}
+
+
 def test_failure_message_tail_and_nothing_committed(store, base):
     before = set(store.snapshot_ids())
     ctx = _ctx(store)
