@@ -155,6 +155,32 @@ def test_local_modes_the_umask_would_change_and_read_only_dirs(store, tmp_path, 
     assert os.lstat(dest / "t3/rw").st_nlink == 2 and os.lstat(dest / "t3").st_mode & 0o777 == 0o555
 
 
+def _big_files_tree(p: Path):
+    """Files past the export's big-file size (copied on their own threads) beside small
+    ones, with modes, owners, xattrs, times, a hardlink and a read-only directory."""
+    (p / "ro").mkdir()
+    for i, rel in enumerate(["big0", "big1", "ro/big2"]):
+        (p / rel).write_bytes(bytes([i]) * (3 << 20) + rel.encode())
+        os.chown(p / rel, 1000 + i, 2000 + i)
+        os.chmod(p / rel, [0o600, 0o4755, 0o444][i])
+        os.setxattr(p / rel, "user.n", rel.encode())
+        os.utime(p / rel, ns=(T, T + i))
+    os.link(p / "big0", p / "ro/big0-hard")
+    (p / "small").write_bytes(b"small")
+    os.chmod(p / "ro", 0o555)
+    os.utime(p / "ro", ns=(T, T + 99))
+
+
+def test_local_big_files_keep_content_metadata_and_links(store, tmp_path):
+    ref = seed(store, None, _big_files_tree)
+    dest = tmp_path / "out"
+    export_local(store, ref, dest, workers=4)
+    with store.view(ref) as src:
+        assert describe(dest) == describe(Path(src))
+    assert os.lstat(dest / "big0").st_nlink == 2
+    assert (dest / "ro/big2").read_bytes()[-7:] == b"ro/big2"
+
+
 def test_local_dest_that_cannot_be_written(store, rich, tmp_path):
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(ExportError) as ei:
