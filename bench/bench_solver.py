@@ -12,7 +12,8 @@ aside (BENCH_DIR/trash) and deleted only when the whole benchmark is done: on ex
 journal (these machines) the inode allocator skips, one by one, every inode freed in the
 last ~30 s (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before a run
 would make that run's file creations up to 20x slower. The cost of llb's own deletions
-still counts."""
+still counts. Before each run the page cache is synced, so that a run does not pay for the
+write-back of the ones before it (merge-big writes 256 MiB per export)."""
 
 from __future__ import annotations
 
@@ -218,6 +219,7 @@ def _measure(work: Path, label: str, kind: str, n: int, snap: str, graph: Path,
     into a fresh directory; short shapes best of 3."""
     def solve(root: Path) -> tuple[float, float, int, str]:
         out = _Trash.fresh(work / f"out-{kind}-{n}-{snap}")
+        os.sync()  # earlier runs' writes reach the disk now, not during this run
         result = _run(LLB + ["solve", str(graph), "--root", str(root), "--snapshotter", snap,
                              "--progress", "plain", "--output", f"type=local,dest={out}",
                              *args])
