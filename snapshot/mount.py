@@ -177,16 +177,24 @@ def mounts_under(prefix: Path) -> list[Path]:
 
 
 def overlay_works(scratch: Path) -> bool:
-    """Try a real overlay mount under scratch (what `auto` uses to choose)."""
-    dirs = [scratch / n for n in ("l", "u", "w", "m")]
+    """Try a real overlay mount under scratch (what `auto` uses to choose), in directories
+    of its own that it removes afterwards: a volatile mount leaves its work directory
+    unmountable, so a probe must never find an earlier probe's."""
+    import shutil
+
+    base = Path(scratch) / f"overlay-probe-{os.getpid()}-{time.monotonic_ns()}"
+    dirs = [base / n for n in ("l", "u", "w", "m")]
     try:
-        for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        mount_overlay(dirs[3], scratch, ["l"], "u", "w")
-    except (SnapshotError, OSError):
-        return False
-    try:
-        unmount(dirs[3])
-    except SnapshotError:
-        unmount(dirs[3], lazy=True)
-    return True
+        try:
+            for d in dirs:
+                d.mkdir(parents=True)
+            mount_overlay(dirs[3], base, ["l"], "u", "w")
+        except (SnapshotError, OSError):
+            return False
+        try:
+            unmount(dirs[3])
+        except SnapshotError:
+            unmount(dirs[3], lazy=True)
+        return True
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
