@@ -155,6 +155,7 @@ class Executor:
         self._files_lock = threading.Lock()
         self._written: dict[str, str] = {}
         self._underlay: Path | None = None
+        self._pool = _StubPool(self.state_dir / "stubs")
 
     # ------------------------------------------------------------------------------ run
 
@@ -165,7 +166,10 @@ class Executor:
         bundle = self._bundles / cid
         bundle.mkdir()
         mounts = sorted(spec.mounts, key=lambda m: _depth(m.dest))
-        stubs = _Stubs(Path(rootfs), [m for m in mounts if isinstance(m, BindMount)])
+        # a system stub that is also a mount's destination must be what that mount needs
+        poolable = set(_SYSTEM_STUBS) - {_norm(m.dest) for m in mounts}
+        stubs = _Stubs(Path(rootfs), [m for m in mounts if isinstance(m, BindMount)],
+                       self._pool, poolable)
         stub_paths = list(_SYSTEM_STUBS) + [m.dest for m in mounts]
         stubs.record(stub_paths)
         try:
@@ -494,19 +498,101 @@ def _depth(path: str) -> tuple[str, ...]:
     return tuple(p for p in _norm(path).split("/") if p)
 
 
+class _StubPool:
+    """Empty directories and files kept in one directory (the executor's state dir) and
+    moved (renamed) into a rootfs where a system stub is missing, then back after the
+    run: runc creates nothing and nothing is deleted per run. Deletions are what cost on
+    the hot path: ext4 without a journal discards a freed block at once and, for a minute
+    or more, skips every recently freed inode one by one in each later file creation.
+    Another process on the same root may take an entry first: a failed rename just makes
+    a new entry."""
+
+    def __init__(self, dir: Path):
+        self.dir = dir
+        dir.mkdir(exist_ok=True)
+        self.dev = os.stat(dir).st_dev
+        self._lock = threading.Lock()
+        self._free: dict[bool, list[str]] = {True: [], False: []}  # is_dir -> names
+        with os.scandir(dir) as it:
+            for e in it:
+                self._free[e.name.startswith("d-")].append(e.name)
+
+    def take(self, dest: Path, is_dir: bool) -> bool:
+        """Move a pooled directory or empty file to dest (absent); False if that failed."""
+        for _ in range(3):
+            with self._lock:
+                name = self._free[is_dir].pop() if self._free[is_dir] else None
+            if name is None:
+                name = self._make(is_dir)
+            try:
+                os.rename(self.dir / name, dest)
+                return True
+            except FileNotFoundError:  # taken by another process: try another
+                continue
+            except OSError:
+                self.give_name(name, is_dir)
+                return False
+        return False
+
+    def give(self, path: Path, is_dir: bool) -> bool:
+        """Move an empty stub back into the pool; False if that failed. Right after runc
+        exits, the dying container's mount namespace may still hold a mount on it."""
+        name = self._name(is_dir)
+        try:
+            retry_busy(lambda: os.rename(path, self.dir / name), _BUSY_WAIT)
+        except OSError:
+            return False
+        self.give_name(name, is_dir)
+        return True
+
+    def give_name(self, name: str, is_dir: bool) -> None:
+        with self._lock:
+            self._free[is_dir].append(name)
+
+    def _name(self, is_dir: bool) -> str:
+        return ("d-" if is_dir else "f-") + uuid.uuid4().hex[:16]
+
+    def _make(self, is_dir: bool) -> str:
+        """A new entry as runc would create it: a directory 0755, an empty file 0644."""
+        name = self._name(is_dir)
+        path = self.dir / name
+        if is_dir:
+            os.mkdir(path)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC))
+        os.chmod(path, 0o755 if is_dir else 0o644)
+        return name
+
+
+def _pristine(st: os.stat_result, is_dir: bool) -> bool:
+    """Still a stub as the pool made it (owner, mode, type; a file still empty)."""
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        return False
+    if is_dir:
+        return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
+    return stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644 and st.st_size == 0
+
+
 class _Stubs:
     """Records which mount points and stub files are missing before a run (in whichever
     host directory backs their parent: the rootfs or an enclosing writable bind mount) and
     removes the ones runc created afterwards: only empty directories and empty files.
+    A missing system stub whose directory exists on the pool's filesystem is put in place
+    from the pool instead (see _StubPool) and goes back there afterwards.
 
     The existing directory above each missing path (its "anchor") gets its atime and mtime
     back when its entries are the same as before the run, so a run that only needed stubs
     leaves the tree exactly as it found it (BuildKit #3148 restores times the same way)."""
 
-    def __init__(self, rootfs: Path, binds: list[BindMount]):
+    def __init__(self, rootfs: Path, binds: list[BindMount], pool: _StubPool | None = None,
+                 poolable: set[str] = frozenset()):
         self._layers = [((), rootfs)] + [(_depth(b.dest), b.source) for b in binds
                                           if not b.readonly and b.source.is_dir()]
+        self._rootfs = rootfs
+        self._pool = pool
+        self._poolable = poolable  # system stubs (normalised dests) the pool may provide
         self._paths: dict[Path, Path] = {}  # stub -> the host directory it lives under
+        self._pooled: dict[Path, bool] = {}  # stub from the pool -> is a directory
         self._anchors: dict[Path, tuple[Path, set[str], int, int]] = {}
 
     def _host_path(self, dest: str) -> tuple[Path, tuple[str, ...]] | None:
@@ -540,6 +626,20 @@ class _Stubs:
                 if p not in self._paths:
                     self._paths[p] = host
                     self._anchor(host, p.parent)
+                    if i == len(rel) and dest in self._poolable and host == self._rootfs:
+                        self._from_pool(p, dest not in _FILE_STUBS)
+
+    def _from_pool(self, p: Path, is_dir: bool) -> None:
+        """Put a pooled stub at p when its directory is a real one on the pool's device."""
+        if self._pool is None or p.parent not in self._anchors:
+            return
+        try:
+            if os.lstat(p.parent).st_dev != self._pool.dev:
+                return
+        except OSError:
+            return
+        if self._pool.take(p, is_dir):
+            self._pooled[p] = is_dir
 
     def _anchor(self, host: Path, d: Path) -> None:
         if d in self._anchors or not os.path.isdir(d) or os.path.islink(d):
@@ -559,6 +659,9 @@ class _Stubs:
                 if not _unmoved(self._paths[p], p):
                     continue
                 st = os.lstat(p)
+                if p in self._pooled and _pristine(st, self._pooled[p]) and \
+                        self._give_back(p, st):
+                    continue
                 if stat.S_ISDIR(st.st_mode):
                     with os.scandir(p) as it:
                         if any(True for _ in it):
@@ -580,6 +683,14 @@ class _Stubs:
                     os.utime(d, ns=(atime, mtime), follow_symlinks=False)
             except OSError:
                 continue
+
+    def _give_back(self, p: Path, st: os.stat_result) -> bool:
+        """Return a pooled stub (a directory only when empty); True when it is gone from p."""
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(p) as it:
+                if any(True for _ in it):
+                    return False
+        return self._pool.give(p, self._pooled[p])
 
 
 def _unmoved(host: Path, path: Path) -> bool:

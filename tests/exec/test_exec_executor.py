@@ -85,6 +85,48 @@ def test_stubs_are_removed_every_time(ex, busybox_rootfs):
         assert sorted(os.listdir(busybox_rootfs / "etc")) == ["group", "passwd"]
 
 
+def _pool(ex: Executor) -> dict[str, int]:
+    """The stub pool: entry kind ("d" or "f") and inode, per entry name."""
+    pool = ex.state_dir / "stubs"
+    return {n: os.lstat(pool / n).st_ino for n in os.listdir(pool)}
+
+
+def test_stubs_come_from_the_pool_and_go_back(ex, busybox_rootfs):
+    """The system stubs are renamed in from the executor's pool and back: after the first
+    run, runs create and delete nothing (the same inodes serve every run)."""
+    before = _snapshot(busybox_rootfs)
+    assert _pool(ex) == {}
+    result, _ = _run(ex, busybox_rootfs, "test -f /etc/hosts && test -d /proc/self")
+    assert result.exit_code == 0, result.tail
+    first = _pool(ex)
+    assert sorted(n[0] for n in first) == ["d", "d", "d", "f", "f"]
+    for _ in range(3):
+        result, _ = _run(ex, busybox_rootfs, "true")
+        assert result.exit_code == 0, result.tail
+        assert _snapshot(busybox_rootfs) == before
+        assert sorted(_pool(ex).values()) == sorted(first.values())
+
+
+def test_stubs_on_another_filesystem_are_made_and_removed(ex, tmp_path):
+    """A rootfs on another filesystem than the pool: runc makes the stubs, we remove them."""
+    import shutil
+    import tempfile
+
+    from exechelp import make_busybox_rootfs
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem")
+    where = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        rootfs = make_busybox_rootfs(where / "rootfs")
+        before = _snapshot(rootfs)
+        result, _ = _run(ex, rootfs, "test -f /etc/hosts && test -d /proc/self")
+        assert result.exit_code == 0, result.tail
+        assert _snapshot(rootfs) == before
+        assert _pool(ex) == {}
+    finally:
+        shutil.rmtree(where)
+
+
 def test_stubs_in_enclosing_writable_mount_are_removed(ex, busybox_rootfs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
