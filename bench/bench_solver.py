@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LLB = [sys.executable, "-c", "from cli.main import main; main()"]
+LLB = [sys.executable, "-c", "from cli.main import run; run()"]
 _bin = Path(sys.executable).parent / "llb"
 if _bin.exists():
     LLB = [str(_bin)]
