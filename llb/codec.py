@@ -8,7 +8,6 @@ type hints in `llb.ops`, so it accepts exactly what encoding produces and nothin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import types
 import typing
@@ -19,6 +18,15 @@ import msgpack
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
+
+try:  # CPython's own SHA-256 (_sha2 from 3.12, _sha256 before): hashing the short strings of
+    # digests and cache keys without hashlib, whose import loads OpenSSL (~3 ms per command)
+    from _sha2 import sha256
+except ImportError:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 _packb = msgpack.packb
 
@@ -79,7 +87,7 @@ def encode_op(op: _ops.Op) -> bytes:
 
 def digest_of(data: bytes) -> str:
     """ "sha256:<hex>" of `data`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256(data).hexdigest()
 
 
 def op_digest(op: _ops.Op) -> str:

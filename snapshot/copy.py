@@ -192,6 +192,12 @@ def _try_link(src: str, dst: str) -> bool:
 def remove_tree(path: Path) -> None:
     """rm -rf that tolerates a missing path."""
     if os.path.isdir(path) and not os.path.islink(path):
+        try:
+            os.rmdir(path)  # empty (a session's scratch directory, mostly): done
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
         import shutil  # imported on use: shutil loads the compression modules at import
 
         shutil.rmtree(path)

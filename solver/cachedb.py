@@ -6,7 +6,6 @@ created, last used, size, description. history: the latest key ingredients per v
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -135,7 +134,7 @@ class CacheDB:
                     self._db.execute(
                         "INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
                         " VALUES (?,?,?,?,?)",
-                        (vertex, ingredients["op"], key, json.dumps(ingredients), now))
+                        (vertex, ingredients["op"], key, _to_json(ingredients), now))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -222,20 +221,20 @@ class CacheDB:
                 chunk = vertices[i:i + _BATCH]
                 q = "SELECT vertex, ingredients FROM history WHERE vertex IN (%s)" % ",".join("?" * len(chunk))
                 for v, ing in self._db.execute(q, chunk):
-                    out[v] = json.loads(ing)
+                    out[v] = _from_json(ing)
         return out
 
     def history_by_blanked(self, blanked: str) -> dict | None:
         with self._lock:
             row = self._db.execute("SELECT ingredients FROM history WHERE blanked=?"
                                    " ORDER BY time DESC LIMIT 1", (blanked,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _from_json(row[0]) if row else None
 
     def put_history(self, vertex: str, key: str, ingredients: dict) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
                              " VALUES (?,?,?,?,?)",
-                             (vertex, ingredients["op"], key, json.dumps(ingredients), time.time()))
+                             (vertex, ingredients["op"], key, _to_json(ingredients), time.time()))
 
     # ---------------------------------------------------------------- checksum memo
 
@@ -275,3 +274,15 @@ class CacheDB:
             gone = [(s,) for (s,) in rows if s not in keep]
             if gone:
                 self._db.executemany("DELETE FROM checksums WHERE snapshot=?", gone)
+
+
+def _to_json(value: dict) -> str:
+    import json  # imported on use: a cached solve writes no history, and json costs start-up
+
+    return json.dumps(value)
+
+
+def _from_json(text: str) -> dict:
+    import json
+
+    return json.loads(text)

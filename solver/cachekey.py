@@ -7,10 +7,11 @@ which input or content change made a vertex miss."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any, Iterable
 
 import msgpack
+
+from llb.codec import sha256
 
 _VERSION = b"llb-cachekey-v1"
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -34,7 +35,7 @@ def _plain(v: Any, blank: bool) -> Any:
 def blanked_digest(op: Any) -> str:
     """sha256 of the op's canonical encoding with every input digest blanked."""
     data = msgpack.packb(_plain(op, True), use_bin_type=True)
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 def blanked_digest_from_bytes(data: bytes, input_digests: Iterable[str]) -> str:
@@ -42,7 +43,7 @@ def blanked_digest_from_bytes(data: bytes, input_digests: Iterable[str]) -> str:
     out (its msgpack length header stays, so nothing else can collide with it)."""
     for d in set(input_digests):
         data = data.replace(d.encode(), b"")
-    return hashlib.sha256(b"bytes:" + data).hexdigest()
+    return sha256(b"bytes:" + data).hexdigest()
 
 
 def partial_inputs(op: Any) -> dict[int, list]:
@@ -60,7 +61,7 @@ def partial_inputs(op: Any) -> dict[int, list]:
 
 def compute_key(blanked: str, parts: list[str], source: str | None = None) -> str:
     """The cache key from the blanked op digest, per-input parts, and a source content key."""
-    h = hashlib.sha256(_VERSION)
+    h = sha256(_VERSION)
     h.update(b"\0op:" + blanked.encode())
     if source is not None:
         h.update(b"\0src:" + source.encode())

@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from llb.errors import LLBError
-from solver import checksum as _checksum
 from solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
 from solver.errors import CancelledError, SolveError
 from solver.locks import KeyLock
@@ -190,6 +189,8 @@ class Scheduler:
 
     def _partial_checksum(self, v: Vertex, u: Vertex, idx: int, copies: list) -> str:
         """Checksum of what the copies of `v` read from output `idx` of `u`."""
+        from solver import checksum as _checksum  # (hashlib: only for graphs with copies)
+
         sid = u.outputs[idx] if u.outputs is not None and idx < len(u.outputs) else None
         sums = []
         for c in copies:

@@ -95,7 +95,6 @@ class Solver:
 def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
     """Bad input found before anything runs: missing --local mappings, copies of paths a
     local source does not have."""
-    from solver.checksum import copy_checksum
     from solver.ops.source import local_name
 
     for v in vertices:
@@ -121,6 +120,8 @@ def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
             elif name is not None:
                 _copies_in_filtered_local(locals[name], u.op, copies, v.digest)
             elif u.op.kind == "source" and u.op.identifier == "scratch":
+                from solver.checksum import copy_checksum
+
                 for c in copies:
                     copy_checksum(None, c, vertex=v.digest)
 

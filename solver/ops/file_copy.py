@@ -9,12 +9,12 @@ parent is never modified through this op."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import threading
 from dataclasses import dataclass, field
 
 from llb.ops import Copy
+from snapshot.copy import remove_tree as remove_all  # os.RemoveAll: p and all below it
 from snapshot.errors import PathEscapeError, SnapshotError
 from snapshot.paths import resolve_in_root
 from solver.errors import CancelledError
@@ -102,16 +102,6 @@ def mkdir_all(root: str, path: str, mode: int, owner: Owner | None,
                                   path=in_root(root, cur))
 
 
-def remove_all(p: str) -> None:
-    """os.RemoveAll: remove p and anything below it (symlinks never followed)."""
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(p)
-    else:
-        os.unlink(p)
 
 
 def _go_base(p: str) -> str:
