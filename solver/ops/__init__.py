@@ -6,11 +6,11 @@ Modules are imported on first use so a fully cached solve never imports them."""
 from __future__ import annotations
 
 import importlib
-import shlex
 from types import ModuleType
 from typing import Any
 
 from solver.errors import UnsupportedError
+from solver.names import vertex_name
 from solver.ops.context import OpContext
 
 _MODULES = {
@@ -49,27 +49,6 @@ def run(ctx: OpContext, op: Any, inputs: list) -> list:
 
 
 def name(op: Any) -> str:
-    """The vertex's progress name: what the op does with its main arguments."""
-    try:
-        return handler(op.kind).name(op)
-    except (UnsupportedError, AttributeError):
-        return _fallback_name(op)
-
-
-def _fallback_name(op: Any) -> str:
-    kind = op.kind
-    if kind == "exec":
-        return "exec " + shlex.join(op.args)
-    if kind == "file":
-        parts = []
-        for a in op.actions:
-            if a.action == "copy":
-                parts.append(f"copy {a.src} {a.dest}")
-            else:
-                parts.append(f"{a.action} {a.path}")
-        return ", ".join(parts) or "file"
-    if kind == "merge":
-        return f"merge ({len(op.inputs)} inputs)"
-    if kind == "source":
-        return op.identifier
-    return kind
+    """The vertex's progress name: what the op does with its main arguments (from
+    `solver.names`, so naming imports no handler)."""
+    return vertex_name(op)

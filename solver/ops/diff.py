@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from solver.names import diff_name as name
 from solver.ops.context import OpContext
 
-
-def name(op: Any) -> str:
-    return "diff"
+__all__ = ["name", "run"]
 
 
 def run(ctx: OpContext, op: Any, inputs: list) -> list:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -27,26 +26,15 @@ from solver.errors import CancelledError, InputError, SolveError, UnsupportedErr
 from solver.executor import (
     LOG_TAIL_LINES, BindMount, ContainerMount, Executor, ProcessSpec, RunResult, TmpfsMount,
 )
+from solver.names import exec_name as name
 from solver.ops.context import OpContext
+
+__all__ = ["command", "executor_for", "name", "resolve_user", "run"]
 
 EXECUTOR_DIR = "executor"
 
 _executors: dict[Path, Executor] = {}
 _executors_lock = threading.Lock()
-_SIMPLE_ARG = re.compile(r"^[A-Za-z0-9_./=:@%+,-]+$")
-
-
-def name(op: ExecOp) -> str:
-    """`exec sh -c "make"`: the argv, with a shell script and any unusual argument quoted."""
-    out = []
-    quote_next = False
-    for arg in op.args:
-        if quote_next or not _SIMPLE_ARG.match(arg):
-            out.append(json.dumps(arg, ensure_ascii=False))
-        else:
-            out.append(arg)
-        quote_next = arg == "-c"
-    return "exec " + " ".join(out)
 
 
 def command(op: ExecOp) -> str:

@@ -23,21 +23,10 @@ from solver.ops.context import OpContext
 from solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
 from solver.ops.file_errors import CopySourceNotFoundError, FileActionError, OwnerError
 from solver.ops.file_patterns import clean, contains_wildcards
+from solver.names import action_name, file_name as name
 
 __all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundError",
            "OwnerError"]
-
-
-def action_name(action: Mkdir | Mkfile | Rm | Copy) -> str:
-    """What one action does with its paths, e.g. `copy /a.txt /out/a.txt`."""
-    if isinstance(action, Copy):
-        return f"copy {action.src} {action.dest}"
-    return f"{action.action} {action.path}"
-
-
-def name(op: FileOp) -> str:
-    """The vertex's progress name: its actions' names joined by ", "."""
-    return ", ".join(action_name(a) for a in op.actions) or "file"
 
 
 def run(ctx: OpContext, op: FileOp, inputs: list) -> list:

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from solver.errors import InputError, UnsupportedError
+from solver.names import source_name as name
 from solver.ops.context import OpContext
 from solver.patterns import PathFilter, walk
+
+__all__ = ["content_key", "local_name", "name", "run", "sync"]
 
 _LOCAL = "local://"
 
@@ -19,11 +22,6 @@ def local_name(op: Any) -> str | None:
     """The NAME of a `local://NAME` source, else None."""
     ident = op.identifier
     return ident[len(_LOCAL):] if ident.startswith(_LOCAL) else None
-
-
-def name(op: Any) -> str:
-    """Progress name: the identifier (`local://context`, `docker-image://...`, `scratch`)."""
-    return op.identifier
 
 
 def content_key(op: Any, locals: dict[str, Path], *, vertex: str | None = None,
