@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +36,27 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+def connect(path: Path, timeout: float) -> sqlite3.Connection:
+    """A connection in WAL mode (synchronous=NORMAL, busy timeout `timeout` seconds),
+    autocommit, usable from any thread. Two processes opening a new database at once can
+    both find it in rollback mode, and SQLite fails one's switch to WAL at once ("database
+    is locked") without waiting: that switch is retried for up to `timeout`."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.01)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
 class Row:
     """One snapshot row."""
 
@@ -49,11 +71,7 @@ class MetaDB:
 
     def __init__(self, path: Path):
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, timeout=60, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn = connect(path, 60)
         with self.transaction() as c:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():

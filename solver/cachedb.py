@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from llb.errors import LLBError
+from snapshot.db import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -73,11 +74,7 @@ class CacheDB:
         self.path = d / "cache.db"
         self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db = connect(self.path, 30)
         for attempt in range(50):
             try:
                 self._db.executescript(_SCHEMA)

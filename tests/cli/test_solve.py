@@ -139,7 +139,7 @@ def test_two_concurrent_solves_run_each_vertex_once(llb_root: LLB, tmp_path: Pat
     argv = llb_root.solve_args(build, *args)
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-600:] for o in outs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:].decode() for o in outs]
     done: dict[str, int] = {}
     per_run = []
     for _, err in outs:
