@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from llb import ops as _ops
 from llb.actions import patterns
@@ -10,7 +11,7 @@ from llb.errors import DefinitionError
 from llb.paths import clean
 from llb.refs import normalize_image_ref
 from llb.state import State, _Node, new_node
-from llb.validate import LOCAL_NAME_RE, check_digest
+from llb.validate import LOCAL_NAME_PATTERN, check_digest
 
 _SCRATCH: _Node | None = None
 
@@ -52,8 +53,8 @@ def local(name: str, *, include: list[str] | tuple[str, ...] = (),
           exclude: list[str] | tuple[str, ...] = (), description: str = "") -> State:
     """A directory of the user's machine, given to the solver as `--local NAME=PATH`;
     include/exclude are gitignore-style patterns (a progress name: `.with_name(...)`)."""
-    if not isinstance(name, str) or not LOCAL_NAME_RE.match(name):
-        raise DefinitionError(f"local name {name!r} must match {LOCAL_NAME_RE.pattern}")
+    if not isinstance(name, str) or not re.match(LOCAL_NAME_PATTERN, name):
+        raise DefinitionError(f"local name {name!r} must match {LOCAL_NAME_PATTERN}")
     op = _ops.SourceOp("local://" + name, include=patterns(include, "include"),
                        exclude=patterns(exclude, "exclude"))
     return State(new_node(op, (), description=description))

@@ -11,14 +11,15 @@ import re
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.paths import is_clean_abs
-from llb.refs import normalize_image_ref
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-LOCAL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_OWNER_RE = re.compile(r"^[^:\s\x00]{1,256}(?::[^:\s\x00]{1,256})?$")
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$")
-_ENV_KEY_RE = re.compile(r"^[^=\x00]{1,4096}$")
-_ATTR_KEY_RE = re.compile(r"^[a-z][a-z0-9._-]{0,127}$")
+# Patterns as strings, compiled by `re` on first use (and cached there): most definitions
+# never need most of them, and compiling all at import cost every command ~1 ms.
+LOCAL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_OWNER_PATTERN = r"^[^:\s\x00]{1,256}(?::[^:\s\x00]{1,256})?$"
+_HOSTNAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$"
+_ENV_KEY_PATTERN = r"^[^=\x00]{1,4096}$"
+_ATTR_KEY_PATTERN = r"^[a-z][a-z0-9._-]{0,127}$"
+_HEX = frozenset("0123456789abcdef")
 
 MAX_INPUTS = 1 << 16
 MAX_OUTPUTS = 1 << 16
@@ -35,7 +36,8 @@ def _fail(message: str) -> None:
 
 
 def check_digest(digest: str, what: str = "digest") -> None:
-    if not DIGEST_RE.match(digest):
+    # "sha256:" and 64 lowercase hex digits (checked for every input of every op: no regex)
+    if not (len(digest) == 71 and digest.startswith("sha256:") and _HEX.issuperset(digest[7:])):
         _fail(f"{what} {digest[:80]!r} is not sha256:<64 hex digits>")
 
 
@@ -78,7 +80,7 @@ def check_mode(mode: int, what: str, *, allow_unset: bool = False) -> None:
 
 
 def check_owner(owner: str, what: str) -> None:
-    if owner and not _OWNER_RE.match(owner):
+    if owner and not re.match(_OWNER_PATTERN, owner):
         _fail(f"{what} {owner[:80]!r} must be 'user[:group]' (names or numbers)")
 
 
@@ -106,6 +108,8 @@ def check_source(op: _ops.SourceOp) -> None:
         pass
     elif ident.startswith("docker-image://"):
         ref = ident[len("docker-image://"):]
+        from llb.refs import normalize_image_ref  # image sources only: its patterns cost start-up
+
         if normalize_image_ref(ref) != ref:
             _fail(f"image reference {ref!r} is not normalised")
     elif ident.startswith("oci-layout://"):
@@ -120,8 +124,8 @@ def check_source(op: _ops.SourceOp) -> None:
         check_path(path, "oci-layout path")
     elif is_local:
         name = ident[len("local://"):]
-        if not LOCAL_NAME_RE.match(name):
-            _fail(f"local name {name[:80]!r} must match {LOCAL_NAME_RE.pattern}")
+        if not re.match(LOCAL_NAME_PATTERN, name):
+            _fail(f"local name {name[:80]!r} must match {LOCAL_NAME_PATTERN}")
     else:
         _fail(f"unknown source identifier {ident[:80]!r}")
     if not is_local and (op.include or op.exclude):
@@ -133,7 +137,7 @@ def check_source(op: _ops.SourceOp) -> None:
     if keys != sorted(set(keys)):
         _fail("source attrs must be sorted by key, each key once")
     for k, v in op.attrs:
-        if not _ATTR_KEY_RE.match(k):
+        if not re.match(_ATTR_KEY_PATTERN, k):
             _fail(f"source attr key {k[:80]!r} is invalid")
         _check_str(v, f"source attr {k}")
 
@@ -149,13 +153,13 @@ def check_exec(op: _ops.ExecOp) -> None:
     for e in op.env:
         _check_str(e, "exec env entry")
         key, sep, _ = e.partition("=")
-        if not sep or not _ENV_KEY_RE.match(key):
+        if not sep or not re.match(_ENV_KEY_PATTERN, key):
             _fail(f"exec env entry {e[:80]!r} must be KEY=value")
     check_path(op.cwd, "exec cwd")
     check_owner(op.user, "exec user")
     if op.network not in NETWORKS:
         _fail(f"exec network {op.network[:40]!r} must be one of {', '.join(NETWORKS)}")
-    if op.hostname and not _HOSTNAME_RE.match(op.hostname):
+    if op.hostname and not re.match(_HOSTNAME_PATTERN, op.hostname):
         _fail(f"exec hostname {op.hostname[:80]!r} is invalid")
     if not op.mounts:
         _fail("exec has no mounts (mounts[0] must be the rootfs at /)")

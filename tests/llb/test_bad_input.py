@@ -53,6 +53,8 @@ def test_trailing_bytes():
     (pack({"metadata": {}, "ops": [[S, "str"]], "output": {}, "version": 1}), "pair"),
     (definition(SCRATCH, digests=["sha256:abc"]), "is not sha256:<64 hex digits>"),
     (definition(SCRATCH, digests=["md5:" + "0" * 64]), "is not sha256"),
+    (definition(SCRATCH, digests=[S + "\n"]), "is not sha256:<64 hex digits>"),
+    (definition(SCRATCH, digests=[S.upper().replace("SHA256", "sha256")]), "is not sha256"),
 ])
 def test_bad_envelope(data, match):
     rejects(data, match)
