@@ -139,6 +139,25 @@ def test_stubs_on_a_root_without_etc(store, base):
     assert _changes(store, bare, root) == {"/etc": "add", "/etc/mine": "add"}
 
 
+def test_a_chain_edits_in_place_and_every_step_keeps_its_tree(store, base):
+    """Execs one on the other, each appending to a file in place (native: each step takes
+    its parent's tree instead of copying it): every step's tree and diff stay its own."""
+    refs = []
+    ref = base
+    for i in range(3):
+        [ref] = exec_op.run(_ctx(store), _op(f"echo {i} >> /data/keep; echo {i} > /n{i}"),
+                            [ref])
+        refs.append(ref)
+    for i, r in enumerate(refs):
+        tree = _tree(store, r)
+        assert tree["/data/keep"] == "f 644 keep" + "".join(f"{k}\n" for k in range(i + 1))
+        assert sorted(p for p in tree if p.startswith("/n")) == [f"/n{k}" for k in range(i + 1)]
+        lower = refs[i - 1] if i else base
+        assert {p: k for p, k in _changes(store, lower, r).items() if p != "/data"} == {
+            "/data/keep": "modify", f"/n{i}": "add"}
+    assert _tree(store, base)["/data/keep"] == "f 644 keep"
+
+
 def test_failure_message_tail_and_nothing_committed(store, base):
     before = set(store.snapshot_ids())
     ctx = _ctx(store)

@@ -1,0 +1,141 @@
+"""The native snapshotter's untrusted children (exec rootfs) take a private parent tree
+instead of copying it: the parent's layer is unshared first, views and trusted children
+make a tree shared again, and the diff of a taken tree is what the copy differ finds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import xattr
+
+from snapshot import Store
+from snapshot.layers import Change
+
+
+def _commit(store, parent, write, *, trusted=False):
+    m = store.prepare(parent, trusted=trusted)
+    with m.mount() as p:
+        write(Path(p))
+    return m.commit()
+
+
+def _files(store, ref) -> dict[str, str]:
+    out = {}
+    with store.view(ref) as root:
+        for dirpath, _, filenames in os.walk(root):
+            for n in filenames:
+                p = os.path.join(dirpath, n)
+                out[os.path.relpath(p, root)] = Path(p).read_text()
+    return out
+
+
+def _base(store):
+    def write(p):
+        (p / "d").mkdir()
+        (p / "d/g").write_text("g")
+        (p / "f").write_text("base")
+        (p / "h").write_text("h")
+    return _commit(store, None, write)
+
+
+def _tree_dir(store, ref) -> Path:
+    return store.root / "snapshots" / ref.id / "tree"
+
+
+def test_untrusted_child_takes_a_private_tree_and_unshares_the_layer(tmp_path):
+    store = Store(tmp_path / "root", "native")
+    base = _base(store)
+
+    def first(p):
+        (p / "new").write_text("a")
+        (p / "f").write_text("A")
+        os.link(p / "new", p / "new-link")
+    a = _commit(store, base, first)  # a copy of base: a's tree is private
+    layer_new = a.layer_chain()[-1].path("new")
+    assert _tree_dir(store, a).is_dir()
+    m = store.prepare(a)
+    assert not _tree_dir(store, a).exists()  # taken, not copied
+    with m.mount() as p:
+        ino = os.lstat(p / "new").st_ino
+        assert ino != os.lstat(layer_new).st_ino  # a's layer entries were copied
+        assert os.lstat(p / "new-link").st_ino == ino  # hardlinks among them kept
+        with open(p / "new", "r+") as fh:  # in place: must not reach a's layer
+            fh.write("X")
+        with open(p / "d/g", "r+") as fh:
+            fh.write("G")
+        os.rename(p / "h", p / "h.tmp")  # moved away and back: no change
+        os.rename(p / "h.tmp", p / "h")
+        os.chmod(p / "f", 0o600)
+        xattr.setxattr(str(p / "d"), "user.k", b"v")
+    b = m.commit()
+    assert b.layer_chain()[-1].changes() == [
+        Change("d", "modify"), Change("d/g", "modify"), Change("f", "modify"),
+        Change("new", "modify"), Change("new-link", "modify")]
+    assert layer_new.read_text() == "a"
+    assert _files(store, a) == {"d/g": "g", "f": "A", "h": "h", "new": "a", "new-link": "a"}
+    assert _files(store, b) == {"d/g": "G", "f": "A", "h": "h", "new": "X", "new-link": "X"}
+    assert _files(store, base) == {"d/g": "g", "f": "base", "h": "h"}
+
+
+def test_a_chain_takes_every_step_and_each_layer_keeps_its_content(tmp_path):
+    store = Store(tmp_path / "root", "native")
+    ref = _commit(store, _base(store), lambda p: None)
+    refs = []
+    for i in range(4):
+        def step(p, i=i):
+            with open(p / "f", "a") as fh:  # appended in place every step
+                fh.write(str(i))
+            (p / f"n{i}").write_text(str(i))
+        m = store.prepare(ref)
+        assert i == 0 or not _tree_dir(store, ref).exists()
+        with m.mount() as p:
+            step(Path(p))
+        ref = m.commit()
+        refs.append(ref)
+        assert ref.layer_chain()[-1].changes() == [Change("f", "modify"),
+                                                   Change(f"n{i}", "add")]
+    for i, r in enumerate(refs):
+        files = _files(store, r)
+        assert files["f"] == "base" + "".join(str(k) for k in range(i + 1))
+        assert sorted(files) == sorted(["d/g", "f", "h"] + [f"n{k}" for k in range(i + 1)])
+
+
+def test_viewed_or_trusted_shared_tree_is_copied(tmp_path):
+    store = Store(tmp_path / "root", "native")
+    a = _commit(store, _base(store), lambda p: (p / "x").write_text("x"))
+    with store.view(a):
+        pass
+    m = store.prepare(a)  # a view may have linked a's inodes elsewhere: copied
+    assert _tree_dir(store, a).is_dir()
+    m.discard()
+    b = _commit(store, a, lambda p: (p / "y").write_text("y"))
+    _commit(store, b, lambda p: None, trusted=True)  # a trusted child shares b's inodes
+    m = store.prepare(b)
+    with m.mount() as p:
+        with open(p / "x", "r+") as fh:
+            fh.write("X")
+    m.commit()
+    assert _files(store, b) == {"d/g": "g", "f": "base", "h": "h", "x": "x", "y": "y"}
+
+
+def test_a_whole_second_file_rewritten_in_place_counts_as_modified(tmp_path):
+    """The copy differ would compare such a file's bytes; the old bytes of a taken tree
+    are gone, so a same-size, same-mtime rewrite of it is a change."""
+    store = Store(tmp_path / "root", "native")
+
+    def first(p):
+        (p / "t").write_text("tar1")
+        os.utime(p / "t", ns=(0, 1_700_000_000_000_000_000))
+        (p / "n").write_text("ns-1")
+    a = _commit(store, _base(store), first)
+    m = store.prepare(a)
+    with m.mount() as p:
+        for name in ("t", "n"):
+            st = os.lstat(p / name)
+            with open(p / name, "r+") as fh:
+                fh.write("XXXX")
+            os.utime(p / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    b = m.commit()
+    # "n" (nanosecond mtime, same size) is the metadata differs' documented blind spot
+    assert b.layer_chain()[-1].changes() == [Change("t", "modify")]
