@@ -28,6 +28,7 @@ import fcntl
 import os
 import stat
 import threading
+import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,7 +221,7 @@ def _unshare(tree: Path, changes: list[Change]) -> None:
         if d not in times:
             dst = os.lstat(d)
             times[d] = (dst.st_atime_ns, dst.st_mtime_ns)
-        tmp = os.path.join(d, f".llb-unshare-{os.getpid()}")
+        tmp = os.path.join(d, f".llb-unshare-{uuid.uuid4().hex}")
         key = (st.st_dev, st.st_ino)
         if key in copies:
             os.link(copies[key], tmp)
