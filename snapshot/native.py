@@ -28,6 +28,7 @@ import fcntl
 import os
 import stat
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -56,8 +57,9 @@ class NativeDriver(Driver):
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()
         self._base_maps: dict[str, TreeMap] = {}  # mutable id -> map of the tree it took
         self._fresh: dict[str, dict[int, int]] = {}  # mutable id -> its copies' ctimes
-        self._taken: dict[str, tuple[TreeMap, dict[int, tuple]]] = {}  # untrusted: map, files
-        self._private: OrderedDict[str, None] = OrderedDict()  # snapshots with a private tree
+        self._taken: dict[str, _Records] = {}  # untrusted mutable -> its tree as taken
+        # snapshots with a private tree -> that tree's records when known (a taken tree's)
+        self._private: OrderedDict[str, _Records | None] = OrderedDict()
         self._maps_lock = threading.Lock()
 
     def init_mutable(self, m: "Mutable") -> None:
@@ -90,11 +92,12 @@ class NativeDriver(Driver):
         tree = m.dir / "tree"
         base = self._base_maps.pop(m.id, None)
         taken = self._taken.pop(m.id, None)
+        records = None
         if base is not None:
             changes, new = map_changes(tree, base)
             self._remember(m.id, new)
         elif taken is not None:
-            changes = _taken_changes(tree, *taken)
+            changes, records = _taken_changes(tree, *taken)
         elif m.parent is None:
             # everything is an addition: the tree is its own layer (kept as `layer/` only,
             # so it is never taken; a trusted child hardlinks it instead)
@@ -108,7 +111,7 @@ class NativeDriver(Driver):
         write_layer_dir(tree, m.dir / "layer", changes)
         if not m.trusted:
             with self._maps_lock:  # its tree: our copies, and its changes (also in layer/)
-                self._private[m.id] = None
+                self._private[m.id] = records
                 while len(self._private) > _MAPS_KEPT:
                     self._private.popitem(last=False)
         return changes
@@ -174,7 +177,7 @@ class NativeDriver(Driver):
         with self._maps_lock:
             if sid not in self._private:
                 return False
-            del self._private[sid]
+            records = self._private.pop(sid)
         tree = self.store.snapshot_dir(sid) / "tree"
         fd = self._lockfd(sid)
         try:
@@ -187,8 +190,11 @@ class NativeDriver(Driver):
             os.rename(tree, dest)
         finally:
             os.close(fd)
-        _unshare(dest, self.store.db.changes(sid))
-        self._taken[mid] = _map_with_files(dest)
+        unshared = _unshare(dest, self.store.db.changes(sid))
+        if records is None:
+            self._taken[mid] = _map_with_files(dest)
+        else:
+            self._taken[mid] = _with_unshared(dest, records, unshared)
         return True
 
     def _remember(self, sid: str, tree_map: TreeMap) -> None:
@@ -204,10 +210,15 @@ class NativeDriver(Driver):
         return super().ensure_tree(sid)
 
 
-def _unshare(tree: Path, changes: list[Change]) -> None:
+_Records = tuple[TreeMap, dict[int, tuple]]  # a tree's map, and _file_record by inode
+_RACY_NS = 20_000_000  # as snapshot.treemap: a ctime this recent may not move on a change
+
+
+def _unshare(tree: Path, changes: list[Change]) -> list[str]:
     """Replace every non-directory the layer holds (added or modified entries, hardlinked
     into `layer/`) by a copy of its own, hardlinks among them kept; the directories they
-    are in keep their times."""
+    are in keep their times. Returns the paths replaced."""
+    done: list[str] = []
     copies: dict[tuple[int, int], str] = {}
     times: dict[str, tuple[int, int]] = {}
     for ch in changes:
@@ -229,14 +240,33 @@ def _unshare(tree: Path, changes: list[Change]) -> None:
             copy_entry(p, tmp, st)
         os.rename(tmp, p)
         copies.setdefault(key, p)
+        done.append(ch.path)
     for d, ns in times.items():
         os.utime(d, ns=ns)
+    return done
 
 
 def _file_record(path: str, st: os.stat_result) -> tuple:
-    """What tells a changed file from an untouched one: ctime first, then metadata."""
-    return (st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+    """What tells a changed file from an untouched one: ctime first (unknown when too
+    recent to trust), then metadata."""
+    ctime = -1 if time.time_ns() - st.st_ctime_ns < _RACY_NS else st.st_ctime_ns
+    return (ctime, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
             tuple(sorted(read_xattrs(path).items())))
+
+
+def _with_unshared(tree: Path, records: _Records, unshared: list[str]) -> _Records:
+    """A taken tree's records (kept from its commit) once _unshare replaced some files:
+    their new inodes recorded, their directories rescanned at the next commit."""
+    tree_map, files = records
+    for rel in unshared:
+        p = os.path.join(tree, rel)
+        st = os.lstat(p)
+        files[st.st_ino] = _file_record(p, st)
+        d, name = os.path.split(rel)
+        rec = tree_map[d]
+        tree_map[d] = rec._replace(ident=(rec.ident[0], -1),
+                                   names={**rec.names, name: st.st_ino})
+    return tree_map, files
 
 
 def _map_with_files(tree: Path) -> tuple[TreeMap, dict[int, tuple]]:
@@ -252,26 +282,31 @@ def _map_with_files(tree: Path) -> tuple[TreeMap, dict[int, tuple]]:
     return tree_map, files
 
 
-def _taken_changes(tree: Path, base: TreeMap, files: dict[int, tuple]) -> list[Change]:
+def _taken_changes(tree: Path, base: TreeMap, files: dict[int, tuple]
+                   ) -> tuple[list[Change], _Records]:
     """Changes of a taken tree: those of its directories (map_changes: entries added,
     removed or replaced, directory metadata), plus every file still at its name with its
-    inode that was changed in place (see the module docstring)."""
+    inode that was changed in place (see the module docstring); and the tree's records
+    now, for a child that takes it next."""
     changes, new = map_changes(tree, base)
     seen = {c.path for c in changes}
+    now: dict[int, tuple] = {}
     for rel, rec in new.items():
         d = os.path.join(tree, rel)
         for name, ino in rec.names.items():
-            r = f"{rel}/{name}" if rel else name
-            if ino == DIR or r in seen:
+            if ino == DIR:
                 continue
             p = os.path.join(d, name)
             st = os.lstat(p)
             was = files.get(ino)
             if was is not None and was[0] == st.st_ctime_ns:
-                continue  # untouched
-            if (was is None or was[1:] != _file_record(p, st)[1:]
-                    or (stat.S_ISREG(st.st_mode) and st.st_size
-                        and st.st_mtime_ns % 1_000_000_000 == 0)):
+                now[ino] = was  # untouched
+                continue
+            now[ino] = rec_now = _file_record(p, st)
+            r = f"{rel}/{name}" if rel else name
+            if r not in seen and (was is None or was[1:] != rec_now[1:] or (
+                    stat.S_ISREG(st.st_mode) and st.st_size
+                    and st.st_mtime_ns % 1_000_000_000 == 0)):
                 changes.append(Change(r, "modify"))
     changes.sort(key=lambda c: path_key(c.path))
-    return changes
+    return changes, (new, now)

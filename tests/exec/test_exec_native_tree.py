@@ -139,3 +139,27 @@ def test_a_whole_second_file_rewritten_in_place_counts_as_modified(tmp_path):
     b = m.commit()
     # "n" (nanosecond mtime, same size) is the metadata differs' documented blind spot
     assert b.layer_chain()[-1].changes() == [Change("t", "modify")]
+
+
+def test_records_carried_down_a_chain_still_see_every_kind_of_change(tmp_path):
+    """From the third step on, a taken tree's records come from its parent's commit:
+    an xattr set in place is a change, a no-op chmod or a move away and back is not."""
+    store = Store(tmp_path / "root", "native")
+    ref = _commit(store, _base(store), lambda p: None)  # a copy
+    ref = _commit(store, ref, lambda p: (p / "x").write_text("x"))  # takes: records walked
+
+    def third(p):
+        xattr.setxattr(str(p / "x"), "user.k", b"v")
+        os.chmod(p / "f", os.lstat(p / "f").st_mode & 0o7777)
+        os.rename(p / "d/g", p / "g.tmp")
+        os.rename(p / "g.tmp", p / "d/g")
+    m = store.prepare(ref)
+    assert not _tree_dir(store, ref).exists()  # taken again, with carried records
+    with m.mount() as p:
+        third(Path(p))
+    c = m.commit()
+    assert c.layer_chain()[-1].changes() == [Change("x", "modify")]
+    with store.view(c) as p:
+        assert xattr.getxattr(str(p / "x"), "user.k") == b"v"
+    with store.view(ref) as p:
+        assert "user.k" not in xattr.listxattr(str(p / "x"))
