@@ -10,7 +10,8 @@ Measured in the same run, on the busybox base (examples/busybox, /bin/busybox as
                   their diffs merged, solved with WORKERS workers
 for each snapshotter that works here. Overhead = llb's wall time per exec minus bare
 runc's (sequential for the chain, parallel for the branches). Target: < 25 ms per exec.
-(On native, preparing an exec's rootfs is a full copy of its parent: that copy dominates.)
+(On native, each parallel branch's rootfs is a full copy of the base, which dominates
+there; a chain step takes its parent's private tree instead, see snapshot/native.py.)
 `python bench/bench_exec.py --execs N` shrinks the run; `--breakdown` also prints where the
 chain's time per exec goes (store prepare/mount/unmount/commit, runc, the rest of the
 executor, everything else).
