@@ -11,9 +11,12 @@ Readers of a tree hold a shared flock on `<snapshot>/tree.lock`; taking a tree n
 exclusively (without waiting), so a tree is never taken from under a reader, in any process.
 
 An untrusted child (an exec's rootfs) takes its parent's tree too when that tree is
-private: committed by this process from an untrusted child (its own copy) and never
-handed out since (no view, no trusted child), so that no other snapshot holds its inodes
-but the parent's own layer, whose entries (the parent's changes) are copied first. Its
+private: committed from an untrusted child (its own copy, or a private tree it took) and
+never handed out since, by any process (no view, no trusted child), so that no other
+snapshot holds its inodes but the parent's own layer, whose entries (the parent's
+changes) are copied first. The mark is an xattr on `<snapshot>/tree.lock`, set at commit
+and removed by whoever shares the tree (before taking its lock) or takes it (holding it
+exclusively): no file is created or deleted for it on the hot path. Its
 commit is diffed against a map of the tree as taken, with each file's ctime and metadata:
 a file whose ctime did not move is untouched; one whose ctime moved is compared by
 metadata as the copy differ does (mode, owner, size, mtime, xattrs), except that a file
@@ -109,7 +112,7 @@ class NativeDriver(Driver):
                 changes = tree_changes(tree, ptree, same_fs=True,
                                        fresh=self._fresh.pop(m.id, None))
         write_layer_dir(tree, m.dir / "layer", changes)
-        if not m.trusted:
+        if not m.trusted and _mark_private(m.dir / "tree.lock"):
             with self._maps_lock:  # its tree: our copies, and its changes (also in layer/)
                 self._private[m.id] = records
                 while len(self._private) > _MAPS_KEPT:
@@ -167,26 +170,34 @@ class NativeDriver(Driver):
             os.close(fd)
 
     def _shared(self, sid: str) -> None:
-        """sid's tree is no longer private (see the module docstring)."""
+        """sid's tree is no longer private, for every process (see the module docstring):
+        done before its reader takes the lock, so a taker holding it sees the mark gone."""
         with self._maps_lock:
             self._private.pop(sid, None)
+        try:
+            os.removexattr(self.store.snapshot_dir(sid) / "tree.lock", _PRIVATE)
+        except OSError:
+            pass  # no lock file, or not marked
 
     def _take_private(self, sid: str, dest: Path, mid: str) -> bool:
         """Move sid's private tree to dest if no one reads it, give the entries its layer
-        shares new inodes, and remember the tree as taken (its map and file ctimes)."""
+        shares new inodes, and remember the tree as taken (its map and file records)."""
         with self._maps_lock:
-            if sid not in self._private:
-                return False
-            records = self._private.pop(sid)
+            records = self._private.pop(sid, None)  # known when we committed it
         tree = self.store.snapshot_dir(sid) / "tree"
-        fd = self._lockfd(sid)
+        try:
+            fd = os.open(self.store.snapshot_dir(sid) / "tree.lock", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # never marked
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                os.getxattr(fd, _PRIVATE)
+            except OSError:  # being read, or shared since
                 return False
             if not tree.is_dir():
                 return False
+            os.removexattr(fd, _PRIVATE)  # the tree leaves: the next one is built, shared
             os.rename(tree, dest)
         finally:
             os.close(fd)
@@ -211,6 +222,20 @@ class NativeDriver(Driver):
 
 
 _Records = tuple[TreeMap, dict[int, tuple]]  # a tree's map, and _file_record by inode
+_PRIVATE = "user.llb.private"  # on <snapshot>/tree.lock: its tree is private (any process)
+
+
+def _mark_private(lock: Path) -> bool:
+    """Create a committing snapshot's tree.lock marked private; False where the
+    filesystem has no user xattrs (its tree is then never taken)."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.setxattr(fd, _PRIVATE, b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 _RACY_NS = 20_000_000  # as snapshot.treemap: a ctime this recent may not move on a change
 
 

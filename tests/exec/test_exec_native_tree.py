@@ -163,3 +163,33 @@ def test_records_carried_down_a_chain_still_see_every_kind_of_change(tmp_path):
         assert xattr.getxattr(str(p / "x"), "user.k") == b"v"
     with store.view(ref) as p:
         assert "user.k" not in xattr.listxattr(str(p / "x"))
+
+
+def test_a_tree_another_store_viewed_is_copied(tmp_path):
+    """Privacy holds across processes (here two stores on one root): a tree another store
+    viewed, perhaps linking its inodes into a snapshot of its own, is never taken."""
+    store = Store(tmp_path / "root", "native")
+    a = _commit(store, _base(store), lambda p: (p / "x").write_text("x"))
+    with Store(tmp_path / "root", "native") as other:
+        with other.view(other.get(a.id)) as p:
+            assert (p / "x").read_text() == "x"
+        m = store.prepare(a)
+        assert _tree_dir(store, a).is_dir()  # copied, not taken
+        with m.mount() as p:
+            with open(p / "x", "r+") as fh:
+                fh.write("X")
+        m.commit()
+        assert _files(other, other.get(a.id))["x"] == "x"
+
+
+def test_a_tree_committed_by_another_store_is_taken(tmp_path):
+    store = Store(tmp_path / "root", "native")
+    a = _commit(store, _base(store), lambda p: (p / "x").write_text("x"))
+    with Store(tmp_path / "root", "native") as other:
+        m = other.prepare(other.get(a.id))
+        assert not _tree_dir(store, a).exists()  # the mark says private: taken
+        with m.mount() as p:
+            (p / "x").write_text("X")
+        b = m.commit()
+        assert b.layer_chain()[-1].changes() == [Change("x", "modify")]
+    assert _files(store, a)["x"] == "x"
