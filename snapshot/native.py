@@ -201,11 +201,9 @@ class NativeDriver(Driver):
             os.rename(tree, dest)
         finally:
             os.close(fd)
-        unshared = _unshare(dest, self.store.db.changes(sid))
-        if records is None:
-            self._taken[mid] = _map_with_files(dest)
-        else:
-            self._taken[mid] = _with_unshared(dest, records, unshared)
+        tree_map, files = records if records is not None else (build_map(dest), None)
+        unshared = _unshare(dest, tree_map, self.store.db.changes(sid))
+        self._taken[mid] = _with_unshared(dest, tree_map, files, unshared)
         return True
 
     def _remember(self, sid: str, tree_map: TreeMap) -> None:
@@ -239,20 +237,24 @@ def _mark_private(lock: Path) -> bool:
 _RACY_NS = 20_000_000  # as snapshot.treemap: a ctime this recent may not move on a change
 
 
-def _unshare(tree: Path, changes: list[Change]) -> list[str]:
-    """Replace every non-directory the layer holds (added or modified entries, hardlinked
-    into `layer/`) by a copy of its own, hardlinks among them kept; the directories they
-    are in keep their times. Returns the paths replaced."""
+def _unshare(tree: Path, tree_map: TreeMap, changes: list[Change]) -> list[str]:
+    """Give a copy of its own to every path of the tree (found in its map) whose inode
+    the layer holds too (added or modified entries are hardlinked into `layer/`; another
+    name of the tree may share one: `ln old new` adds only `new`), hardlinks among them
+    kept; the directories they are in keep their times. Returns the paths replaced."""
+    shared: set[int] = set()
+    for ch in changes:
+        if ch.kind != "delete":
+            st = os.lstat(os.path.join(tree, ch.path))
+            if not stat.S_ISDIR(st.st_mode):
+                shared.add(st.st_ino)
     done: list[str] = []
     copies: dict[tuple[int, int], str] = {}
     times: dict[str, tuple[int, int]] = {}
-    for ch in changes:
-        if ch.kind == "delete":
-            continue
-        p = os.path.join(tree, ch.path)
+    for rel in [f"{d}/{n}" if d else n for d, rec in tree_map.items()
+                for n, ino in rec.names.items() if ino in shared]:
+        p = os.path.join(tree, rel)
         st = os.lstat(p)
-        if stat.S_ISDIR(st.st_mode):
-            continue
         d = os.path.dirname(p)
         if d not in times:
             dst = os.lstat(d)
@@ -265,7 +267,7 @@ def _unshare(tree: Path, changes: list[Change]) -> list[str]:
             copy_entry(p, tmp, st)
         os.rename(tmp, p)
         copies.setdefault(key, p)
-        done.append(ch.path)
+        done.append(rel)
     for d, ns in times.items():
         os.utime(d, ns=ns)
     return done
@@ -279,24 +281,28 @@ def _file_record(path: str, st: os.stat_result) -> tuple:
             tuple(sorted(read_xattrs(path).items())))
 
 
-def _with_unshared(tree: Path, records: _Records, unshared: list[str]) -> _Records:
-    """A taken tree's records (kept from its commit) once _unshare replaced some files:
-    their new inodes recorded, their directories rescanned at the next commit."""
-    tree_map, files = records
+def _with_unshared(tree: Path, tree_map: TreeMap, files: dict[int, tuple] | None,
+                   unshared: list[str]) -> _Records:
+    """A taken tree's records once _unshare replaced some files: their new inodes in the
+    map (their directories rescanned at the next commit) and recorded; every file
+    recorded when the records did not come from the parent's commit (files None)."""
+    new: list[tuple[int, str]] = []
     for rel in unshared:
-        p = os.path.join(tree, rel)
-        st = os.lstat(p)
-        files[st.st_ino] = _file_record(p, st)
+        ino = os.lstat(os.path.join(tree, rel)).st_ino
         d, name = os.path.split(rel)
         rec = tree_map[d]
-        tree_map[d] = rec._replace(ident=(rec.ident[0], -1),
-                                   names={**rec.names, name: st.st_ino})
+        tree_map[d] = rec._replace(ident=(rec.ident[0], -1), names={**rec.names, name: ino})
+        new.append((ino, rel))
+    if files is None:
+        return tree_map, _file_records(tree, tree_map)
+    for ino, rel in new:
+        p = os.path.join(tree, rel)
+        files[ino] = _file_record(p, os.lstat(p))
     return tree_map, files
 
 
-def _map_with_files(tree: Path) -> tuple[TreeMap, dict[int, tuple]]:
-    """The tree's map and each non-directory's record (_file_record), by inode."""
-    tree_map = build_map(tree)
+def _file_records(tree: Path, tree_map: TreeMap) -> dict[int, tuple]:
+    """Each non-directory's record (_file_record), by inode."""
     files: dict[int, tuple] = {}
     for rel, rec in tree_map.items():
         d = os.path.join(tree, rel)
@@ -304,7 +310,7 @@ def _map_with_files(tree: Path) -> tuple[TreeMap, dict[int, tuple]]:
             if ino != DIR and ino not in files:
                 p = os.path.join(d, name)
                 files[ino] = _file_record(p, os.lstat(p))
-    return tree_map, files
+    return files
 
 
 def _taken_changes(tree: Path, base: TreeMap, files: dict[int, tuple]

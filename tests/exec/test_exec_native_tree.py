@@ -193,3 +193,26 @@ def test_a_tree_committed_by_another_store_is_taken(tmp_path):
         b = m.commit()
         assert b.layer_chain()[-1].changes() == [Change("x", "modify")]
     assert _files(store, a)["x"] == "x"
+
+
+def test_another_name_of_an_added_hardlink_is_unshared_too(tmp_path):
+    """`ln old new` adds only `new` to the layer, yet `old` is the same inode: the child
+    that takes the tree must not write the layer's `new` through `old`."""
+    store = Store(tmp_path / "root", "native")
+    a = _commit(store, _base(store), lambda p: os.link(p / "h", p / "h2"))
+    assert [c.path for c in a.layer_chain()[-1].changes()] == ["h2"]
+
+    def write_h_link_f(p):
+        with open(p / "h", "r+") as fh:  # the tree was taken: first take, map walked
+            fh.write("XX")
+        os.link(p / "f", p / "f2")
+    b = _commit(store, a, write_h_link_f)
+    assert a.layer_chain()[-1].path("h2").read_text() == "h"
+    m = store.prepare(b)  # taken again, records carried from b's commit
+    assert not _tree_dir(store, b).exists()
+    with m.mount() as p:
+        with open(p / "f", "r+") as fh:
+            fh.write("XX")
+    m.discard()
+    assert b.layer_chain()[-1].path("f2").read_text() == "base"
+    assert _files(store, b)["f2"] == "base" and _files(store, a)["h2"] == "h"
