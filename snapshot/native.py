@@ -13,17 +13,17 @@ exclusively (without waiting), so a tree is never taken from under a reader, in 
 An untrusted child (an exec's rootfs) takes its parent's tree too when that tree is
 private: committed from an untrusted child (its own copy, or a private tree it took) and
 never handed out since, by any process (no view, no trusted child), so that no other
-snapshot holds its inodes but the parent's own layer, whose entries (the parent's
-changes) are copied first. The mark is an xattr on `<snapshot>/tree.lock`, set at commit
-and removed by whoever shares the tree (before taking its lock) or takes it (holding it
-exclusively): no file is created or deleted for it on the hot path. Its
-commit is diffed against a map of the tree as taken, with each file's ctime and metadata:
-a file whose ctime did not move is untouched; one whose ctime moved is compared by
-metadata as the copy differ does (mode, owner, size, mtime, xattrs), except that a file
-with a whole-second mtime, whose bytes that differ would compare, counts as modified: its
-old bytes are gone. An exec chain then costs what
-each step changes instead of a copy of the whole tree (hundreds of new inodes per exec,
-which on ext4 without a journal cost 20 us each, or 300 us after many deletions)."""
+snapshot holds its inodes but the parent's own layer; every name sharing an inode with
+that layer is given a copy of its own first. The mark is an xattr on
+`<snapshot>/tree.lock`, set at commit and removed by whoever shares the tree (before
+taking its lock) or takes it (holding it exclusively): no file is created or deleted for
+it. Such a child's commit is diffed against records of the tree as taken (its map, each
+file's ctime and metadata): a file whose ctime did not move is untouched; one whose ctime
+moved is compared by metadata as the copy differ does (mode, owner, size, mtime, xattrs),
+except that a file with a whole-second mtime, whose bytes that differ would compare,
+counts as modified: its old bytes are gone. An exec chain then costs what each step
+changes instead of a copy of the whole tree (hundreds of new inodes per exec, 20 us each
+on ext4 without a journal, 300 us and more after many deletions)."""
 
 from __future__ import annotations
 
