@@ -143,6 +143,7 @@ class Breakdown:
 
         import snapshot.store as store_mod
         import solver.executor as executor_mod
+        import solver.stubs as stubs_mod
 
         self.t: dict[str, float] = collections.defaultdict(float)
         self._undo = []
@@ -150,8 +151,8 @@ class Breakdown:
         self._wrap(store_mod.Mutable, "commit", "store commit")
         self._wrap(executor_mod.Executor, "run", "executor")
         self._wrap(executor_mod.Executor, "_run_runc", "runc run")
-        self._wrap(executor_mod._Stubs, "record", "stubs record")
-        self._wrap(executor_mod._Stubs, "clean", "stubs clean")
+        self._wrap(stubs_mod.Stubs, "record", "stubs record")
+        self._wrap(stubs_mod.Stubs, "clean", "stubs clean")
         orig = store_mod.Mutable.mount
         t = self.t
 
