@@ -91,7 +91,9 @@ class _Export:
     def run(self) -> None:
         # one directory at a time on this thread until two wait: a tree that is one
         # directory deep (or a chain of single subdirectories) never starts the pool
-        todo = [(self.src_root, self.dst_root, False)]
+        # an empty destination (made by us, mostly) is filled like a fresh directory: no
+        # entry is in the way, and new entries already have our owner
+        todo = [(self.src_root, self.dst_root, not os.listdir(self.dst_root))]
         while todo and (self.workers == 1 or len(todo) == 1):
             todo.extend(self.copy_dir(*todo.pop()))
         try:
