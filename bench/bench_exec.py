@@ -32,7 +32,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,29 +46,14 @@ LOCALS = {"busybox": Path("/bin")}
 
 
 _BENCH_PARENT = Path("/var/tmp/llb-bench-exec")
-_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
 
 
 def _run_dir() -> Path:
-    """A fresh directory for this run, in a block group away from earlier runs' freed
-    inodes where the filesystem honours FS_TOPDIR_FL on its parent (see the docstring)."""
-    import array
-    import fcntl
+    """A fresh directory for this run, away from earlier runs' freed inodes (see
+    bench/placement.py)."""
+    from placement import fresh_dir
 
-    _BENCH_PARENT.mkdir(exist_ok=True)
-    try:
-        fd = os.open(_BENCH_PARENT, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            flags = array.array("i", [0])
-            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
-            if not flags[0] & _FS_TOPDIR_FL:
-                flags[0] |= _FS_TOPDIR_FL
-                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # not ext4 (or no flags): placement as usual
-    return Path(tempfile.mkdtemp(prefix="run-", dir=_BENCH_PARENT))
+    return fresh_dir(_BENCH_PARENT)
 
 
 def _busybox():

@@ -7,12 +7,13 @@ the issue with the 5x target.
 `python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native]` runs a subset;
 BENCH_DIR (default /tmp/llb-bench) holds the roots, contexts and exports.
 
-Every measured run gets a fresh root and export directory, and what a run leaves is moved
-aside (BENCH_DIR/trash) and deleted only when the whole benchmark is done: on ext4 without a
-journal (these machines) the inode allocator skips, one by one, every inode freed in the
-last ~30 s (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before a run
-would make that run's file creations up to 20x slower. The cost of llb's own deletions
-still counts. Before each run the page cache is synced, so that a run does not pay for the
+Every measured run gets a fresh root and export directory, placed by ext4 in a block group
+away from inodes freed earlier (bench/placement.py), and what a run leaves is moved aside
+(BENCH_DIR/trash) and deleted only when the whole benchmark is done: on ext4 without a
+journal (these machines) the inode allocator skips, one by one, every recently freed inode
+of a block group (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before
+a run would make that run's file creations up to 20x slower. The cost of llb's own
+deletions still counts. Before each run the page cache is synced, so that a run does not pay for the
 write-back of the ones before it (merge-big writes 256 MiB per export)."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from placement import spread
 
 HERE = Path(__file__).resolve().parent
 LLB = [sys.executable, "-c", "from cli.main import run; run()"]
@@ -191,8 +194,9 @@ def main(argv: list[str]) -> int:
         kinds = [argv[i + 1]]
         argv = argv[:i] + argv[i + 2:]
     shapes = [s for s in SHAPES if not argv or any(a in s[0] for a in argv)]
-    work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
-    work.mkdir(parents=True, exist_ok=True)
+    # every root and export directory is spread over ext4's block groups, away from inodes
+    # earlier runs (or other benchmarks) freed: see bench/placement.py
+    work = spread(Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench")))
     _Trash.init(work)
     if "overlayfs" in kinds and not _overlay_ok(work):
         print("overlayfs: cannot mount here, skipped")
@@ -287,11 +291,7 @@ class _Trash:
     @classmethod
     def init(cls, work: Path) -> None:
         cls.dir = work / "trash"
-        if cls.dir.exists():  # left by an interrupted run: delete, then let ext4 forget it
-            cls.empty()
-            print("deleted an earlier run's trash; waiting 30 s so that it does not slow "
-                  "this run's file creation", flush=True)
-            time.sleep(30)
+        cls.empty()  # an interrupted run's
         cls.dir.mkdir()
 
     @classmethod
