@@ -5,11 +5,13 @@ best of 3), printed beside BuildKit v0.11.6's figures from
 the issue with the 5x target.
 
 `python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native]` runs a subset;
-BENCH_DIR (default /tmp/llb-bench) holds the roots, contexts and exports.
+BENCH_DIR (default /tmp/llb-bench) keeps the local contexts and serialised graphs; each
+benchmark run works in a new directory under BENCH_DIR/runs, removed at its end.
 
-Every measured run gets a fresh root and export directory, placed by ext4 in a block group
-away from inodes freed earlier (bench/placement.py), and what a run leaves is moved aside
-(BENCH_DIR/trash) and deleted only when the whole benchmark is done: on ext4 without a
+Every measured run gets a fresh root and export directory, all inside one directory per
+benchmark run that ext4 places in a block group away from inodes freed earlier
+(bench/placement.py; warmed up by an unmeasured solve), and what a run leaves is moved aside
+(into that directory's trash) and deleted only when the whole benchmark is done: on ext4 without a
 journal (these machines) the inode allocator skips, one by one, every recently freed inode
 of a block group (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before
 a run would make that run's file creations up to 20x slower. The cost of llb's own
@@ -26,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from placement import spread
+from placement import fresh_dir
 
 HERE = Path(__file__).resolve().parent
 LLB = [sys.executable, "-c", "from cli.main import run; run()"]
@@ -144,14 +146,16 @@ def _run(argv: list[str]) -> tuple[float, float, int, str]:
 
 # The `llb` processes run as an installed llb does: with bytecode (pip compiles it at install;
 # a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module on each run,
-# ~40 ms). The bytecode lives under BENCH_DIR, not in the source tree.
+# ~40 ms). llb's own bytecode is written beside its sources (__pycache__, ignored by git).
 _ENV = dict(os.environ)
 
 
 def _bytecode_env(work: Path) -> None:
     _ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-    _ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    # one unmeasured solve writes the bytecode of every module a solve imports
+    _ENV.pop("PYTHONPYCACHEPREFIX", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(HERE.parent / p) for p in
+                    ("llb", "snapshot", "solver", "cli"))], stdout=subprocess.DEVNULL, env=_ENV)
+    # one unmeasured solve warms this run's directory (and the page cache)
     d = _Trash.fresh(work / "warmup")
     d.mkdir(parents=True)
     (d / "build.py").write_text(_HEADER + BUILDS["chain"].format(n=2))
@@ -194,15 +198,17 @@ def main(argv: list[str]) -> int:
         kinds = [argv[i + 1]]
         argv = argv[:i] + argv[i + 2:]
     shapes = [s for s in SHAPES if not argv or any(a in s[0] for a in argv)]
-    # every root and export directory is spread over ext4's block groups, away from inodes
-    # earlier runs (or other benchmarks) freed: see bench/placement.py
-    work = spread(Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench")))
-    _Trash.init(work)
-    if "overlayfs" in kinds and not _overlay_ok(work):
+    # contexts and graphs are kept in BENCH_DIR; roots, exports and the rest of this run go
+    # to a new directory that ext4 places away from the inodes earlier runs (or other
+    # benchmarks) freed (bench/placement.py), warmed up first, deleted at the end
+    work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
+    run = fresh_dir(work / "runs")
+    _Trash.init(run)
+    if "overlayfs" in kinds and not _overlay_ok(run):
         print("overlayfs: cannot mount here, skipped")
         kinds.remove("overlayfs")
-    _bytecode_env(work)
-    print(f"file-system baseline: creating 1,000 small files takes {_create_cost(work):.2f} s here "
+    _bytecode_env(run)
+    print(f"file-system baseline: creating 1,000 small files takes {_create_cost(run):.2f} s here "
           "(cold shapes and local exports are bound by it)")
     print(f"{'shape':<26}{'snapshotter':<11}{'cold s':>8}{'cached s':>9}{'peak MiB':>9}"
           f"  {'BuildKit cold/cached':>21}  {'speedup':>13}  target")
@@ -211,9 +217,10 @@ def main(argv: list[str]) -> int:
         for label, kind, n in shapes:
             graph, args = _prepare(work, kind, n)
             for snap in kinds:
-                failed |= not _measure(work, label, kind, n, snap, graph, args)
+                failed |= not _measure(run, label, kind, n, snap, graph, args)
     finally:
         _Trash.empty()
+        shutil.rmtree(run, ignore_errors=True)
     return 1 if failed else 0
 
 
