@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
@@ -16,8 +16,7 @@ class OutputSpecError(LLBError):
     """A bad `--output` spec: unknown type, missing dest, a destination that cannot be written."""
 
 
-@dataclass(frozen=True)
-class OutputSpec:
+class OutputSpec(NamedTuple):
     """A parsed `--output`: type ("local" | "tar") and dest (a path, or "-" for stdout)."""
 
     type: str

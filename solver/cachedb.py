@@ -9,9 +9,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from llb.errors import LLBError
 from snapshot.db import connect
@@ -36,9 +35,8 @@ _BATCH = 500
 TOUCH_EVERY = 60.0  # seconds: a record's last_used is refreshed at most this often
 
 
-@dataclass(frozen=True)
-class Record:
-    """One cache record."""
+class Record(NamedTuple):
+    """One cache record (a named tuple: a class of its own costs start-up to create)."""
 
     key: str
     vertex: str

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from llb.errors import DefinitionError
 from solver.cachedb import CacheDB
@@ -15,15 +14,14 @@ from solver.progress import Progress, ProgressSink
 from solver.vertex import Vertex, build_graph
 
 
-@dataclass
-class SolveResult:
+class SolveResult(NamedTuple):
     """What a solve produced: the output ref (None = empty tree) and the store holding it."""
 
     ref: Any
     store: Any
     cached: int = 0
     done: int = 0
-    explanations: list[tuple[int, str, str]] = field(default_factory=list)
+    explanations: list[tuple[int, str, str]] | tuple = ()
 
 
 class Solver:
