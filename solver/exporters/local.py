@@ -70,6 +70,12 @@ _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _BIG_FILE = 1 << 20
 
 
+def _name_path(e: OSError, path: str) -> None:
+    """Make e name the destination path it failed on (an absolute path) unless it does."""
+    if not isinstance(e.filename, str) or not e.filename.startswith("/"):
+        e.filename = path
+
+
 class _Export:
     """One export: directories are tasks (each copies its own entries and queues its
     subdirectories); a hardlink's second and later names are made once every file exists, and
@@ -158,8 +164,7 @@ class _Export:
                     try:
                         sub = self.entry(sfd, dfd, src, dst, name, fresh)
                     except OSError as e:
-                        if not isinstance(e.filename, str) or not e.filename.startswith("/"):
-                            e.filename = os.path.join(dst, name)
+                        _name_path(e, os.path.join(dst, name))
                         raise
                     if sub is not None:
                         subdirs.append(sub)
@@ -258,8 +263,7 @@ class _Export:
             try:
                 self.regular(sfd, dfd, os.path.basename(src), st, fresh)
             except OSError as e:
-                if not isinstance(e.filename, str) or not e.filename.startswith("/"):
-                    e.filename = dst
+                _name_path(e, dst)
                 raise
             finally:
                 os.close(dfd)
