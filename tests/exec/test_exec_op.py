@@ -310,12 +310,16 @@ def _run_concurrently(store, base, ops):
     return results
 
 
+def _two_execs(script: str, cache: Mount) -> list[ExecOp]:
+    """Two execs of `script` on one rootfs input, told apart by N=0 / N=1, with `cache`."""
+    return [ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", script),
+                   env=(f"N={i}",), mounts=(Mount("/", input=0, output=0), cache))
+            for i in range(2)]
+
+
 def test_cache_mount_locked_serialises_execs(store, base):
     cache = Mount("/c", type=MOUNT_CACHE, cache_id="locked-cache", sharing="locked")
-    script = "echo start$N >> /c/log; sleep 0.3; echo end$N >> /c/log"
-    ops = [ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", script),
-                  env=(f"N={i}",), mounts=(Mount("/", input=0, output=0), cache))
-           for i in range(2)]
+    ops = _two_execs("echo start$N >> /c/log; sleep 0.3; echo end$N >> /c/log", cache)
     _run_concurrently(store, base, ops)
     final = exec_op.run(_ctx(store), _op("cp /c/log /log", cache), [base])
     lines = _tree(store, final[0])["/log"].split(" ", 2)[2].split()
@@ -325,10 +329,7 @@ def test_cache_mount_locked_serialises_execs(store, base):
 
 def test_cache_mount_private_gives_concurrent_execs_their_own_dir(store, base):
     cache = Mount("/c", type=MOUNT_CACHE, cache_id="private-cache", sharing="private")
-    script = "echo $N > /c/mine$N; sleep 0.3; ls /c > /seen"
-    ops = [ExecOp(inputs=(Input("sha256:" + "0" * 64),), args=("sh", "-c", script),
-                  env=(f"N={i}",), mounts=(Mount("/", input=0, output=0), cache))
-           for i in range(2)]
+    ops = _two_execs("echo $N > /c/mine$N; sleep 0.3; ls /c > /seen", cache)
     results = _run_concurrently(store, base, ops)
     for i, [root] in enumerate(results):
         assert _tree(store, root)["/seen"] == f"f 644 mine{i}\n"
