@@ -74,7 +74,7 @@ class BareRunc:
     def __init__(self, tmp: Path, rootfs: Path) -> None:
         import json
 
-        from solver.executor import Executor, ProcessSpec
+        from llb.solver.executor import Executor, ProcessSpec
 
         self.ex = Executor(tmp / "bare-state")
         config = self.ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
@@ -125,9 +125,9 @@ class Breakdown:
         import collections
         import contextlib
 
-        import snapshot.store as store_mod
-        import solver.executor as executor_mod
-        import solver.stubs as stubs_mod
+        import llb.snapshot.store as store_mod
+        import llb.solver.executor as executor_mod
+        import llb.solver.stubs as stubs_mod
 
         self.t: dict[str, float] = collections.defaultdict(float)
         self._undo = []
@@ -186,7 +186,7 @@ def llb_runs(tmp: Path, snapshotter: str, n: int, workers: int, bare: BareRunc,
     wall seconds per exec for n parallel branches, bare parallel seconds per run around
     it, breakdown text). Each bare figure is the mean of n/2 runs before and n/2 after."""
     import llb
-    from solver.solve import Solver
+    from llb.solver.solve import Solver
 
     base = _busybox()
     chain = base
@@ -231,14 +231,14 @@ def main() -> int:
     if os.geteuid() != 0 or shutil.which("runc") is None or not Path("/bin/busybox").exists():
         print("skipped: needs root, runc and busybox-static")
         return 0
-    from snapshot.mount import overlay_works
+    from llb.snapshot.mount import overlay_works
 
     tmp = _run_dir()
     try:
         kinds = ["native"] + (["overlayfs"] if overlay_works(tmp / "probe") else [])
         # the bare baseline's rootfs: the solved busybox base, exported as a plain copy
-        from solver.exporters.local import export_local
-        from solver.solve import Solver
+        from llb.solver.exporters.local import export_local
+        from llb.solver.solve import Solver
 
         with Solver(tmp / "root-export", "native") as s:
             res = s.solve(_busybox().to_definition(), LOCALS)

@@ -89,8 +89,8 @@ def child_apply(trees: list[str], dest: str, fallback: bool) -> dict:
     """Runs in a fresh interpreter: apply the trees as layers, report time and peak RSS."""
     import errno
 
-    import snapshot.merge as merge
-    from snapshot.layers import Change, Layer
+    import llb.snapshot.merge as merge
+    from llb.snapshot.layers import Change, Layer
 
     layers = []
     for t in trees:
@@ -111,7 +111,7 @@ def child_apply(trees: list[str], dest: str, fallback: bool) -> dict:
 def child_store(trees: list[str], root: str) -> dict:
     """Runs in a fresh interpreter: commit each tree as a snapshot (untimed), then time
     Store.merge of the 8 refs."""
-    from snapshot import Store
+    from llb.snapshot import Store
 
     store = Store(Path(root))
     refs = []

@@ -22,8 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from snapshot import Store  # noqa: E402
-from snapshot.mount import overlay_works  # noqa: E402
+from llb.snapshot import Store  # noqa: E402
+from llb.snapshot.mount import overlay_works  # noqa: E402
 
 STEP_BUDGET_MS = 4300 / 100 / 5  # BuildKit chain 100 cold on overlayfs, 5x faster
 REPEAT = 5

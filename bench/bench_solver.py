@@ -31,7 +31,7 @@ from pathlib import Path
 from placement import fresh_dir
 
 HERE = Path(__file__).resolve().parent
-LLB = [sys.executable, "-c", "from cli.main import run; run()"]
+LLB = [sys.executable, "-c", "from llb.cli.main import run; run()"]
 _bin = Path(sys.executable).parent / "llb"
 if _bin.exists():
     LLB = [str(_bin)]
@@ -118,7 +118,7 @@ SHAPES = [
 def _overlay_ok(work: Path) -> bool:
     sys.path.insert(0, str(HERE.parent))
     try:
-        from snapshot.mount import overlay_works
+        from llb.snapshot.mount import overlay_works
 
         return os.geteuid() == 0 and overlay_works(work / "probe")
     except Exception:  # noqa: BLE001

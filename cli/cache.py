@@ -51,8 +51,8 @@ def _iso(t: float) -> str:
 
 
 def _open(root: str | None):
-    from cli.solve import resolve_root
-    from solver.cachedb import CacheDB
+    from llb.cli.solve import resolve_root
+    from llb.solver.cachedb import CacheDB
 
     path = resolve_root(root)
     return path, CacheDB(path)
@@ -63,13 +63,13 @@ def _open(root: str | None):
 @click.option("--root", type=click.Path(file_okay=False), help="State directory (default: $LLB_ROOT).")
 def du(verbose: bool, root: str | None) -> None:
     """Show the cache records and the disk they use, least recently used first."""
-    from cli.solve import resolve_root
+    from llb.cli.solve import resolve_root
 
     path = resolve_root(root)
     if not (path / "solver" / "cache.db").exists():
         click.echo("Total:\t0B")
         return
-    from snapshot import Store
+    from llb.snapshot import Store
 
     _, db = _open(root)
     store = Store(path)
@@ -107,7 +107,7 @@ def du(verbose: bool, root: str | None) -> None:
 def _cache_mounts(root) -> list[tuple[str, int]]:
     """(id, bytes) of every cache mount under the root: listed by du like BuildKit's
     exec.cachemount records, though they are never part of a result."""
-    from solver.cachemounts import CacheMounts
+    from llb.solver.cachemounts import CacheMounts
 
     mounts = CacheMounts(root)
     return [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()]
@@ -128,14 +128,14 @@ def prune(all_: bool, keep_storage: str | None, root: str | None, snapshotter: s
         keep = parse_size(keep_storage) if keep_storage is not None else None
         _prune(all_, keep, root, snapshotter)
     except LLBError as e:
-        from cli.solve import fail
+        from llb.cli.solve import fail
 
         fail(e)
 
 
 def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> None:
-    from cli.solve import resolve_root
-    from solver.locks import RootLock, clean_key_locks
+    from llb.cli.solve import resolve_root
+    from llb.solver.locks import RootLock, clean_key_locks
 
     path = resolve_root(root)
     if not path.exists():
@@ -144,8 +144,8 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
     lock = RootLock(path)
     lock.acquire(exclusive=True)  # waits for running solves
     try:
-        from snapshot import Store
-        from solver.cachedb import CacheDB
+        from llb.snapshot import Store
+        from llb.solver.cachedb import CacheDB
 
         store = Store(path, snapshotter)
         db = CacheDB(path)
@@ -168,7 +168,7 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
             _release_orphan_leases(db, store)
             freed = store.prune()
             if all_:
-                from solver.cachemounts import CacheMounts
+                from llb.solver.cachemounts import CacheMounts
 
                 freed += CacheMounts(path).prune()
             ids = getattr(store, "snapshot_ids", None)
@@ -187,7 +187,7 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
 def _release_orphan_leases(db, store) -> None:
     """Release cache leases whose record is gone (a solve killed between leasing a result
     and recording it), so prune can reclaim those snapshots."""
-    from solver.cachedb import lease_holder
+    from llb.solver.cachedb import lease_holder
 
     ids = getattr(store, "snapshot_ids", None)
     leases = getattr(store, "leases", None)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cli.loader import load_definition
+from llb.cli.loader import load_definition
 from llb import Definition, codec
 from llb.describe import summarize
 from llb.errors import BuildFileError

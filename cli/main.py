@@ -15,11 +15,11 @@ from llb.errors import LLBError
 # command name -> "module:attribute"; the module is imported on first use, so a cached
 # `llb solve` does not load the modules (and dependencies) of the other commands
 _COMMANDS: dict[str, str] = {
-    "dump": "cli.dump:dump",
-    "marshal": "cli.dump:marshal",
-    "solve": "cli.solve:solve",
-    "du": "cli.cache:du",
-    "prune": "cli.cache:prune",
+    "dump": "llb.cli.dump:dump",
+    "marshal": "llb.cli.dump:marshal",
+    "solve": "llb.cli.solve:solve",
+    "du": "llb.cli.cache:du",
+    "prune": "llb.cli.cache:prune",
 }
 
 

@@ -50,7 +50,7 @@ def parse_output(spec: str) -> OutputSpec:
     if typ is None:
         raise OutputSpecError(f"--output {spec}: missing type= (local or tar)")
     if typ in ("oci", "image"):
-        from solver.errors import UnsupportedError
+        from llb.solver.errors import UnsupportedError
 
         raise UnsupportedError(f"--output type={typ}: not supported yet")
     if typ not in ("local", "tar"):
@@ -137,11 +137,11 @@ def parse_locals(values: tuple[str, ...]) -> dict[str, Path]:
 def export(spec: OutputSpec, store, ref) -> None:
     """Write the result as the output spec says."""
     if spec.type == "local":
-        from solver.exporters.local import export_local
+        from llb.solver.exporters.local import export_local
 
         export_local(store, ref, Path(spec.dest))
         return
-    from solver.exporters.tar import export_tar
+    from llb.solver.exporters.tar import export_tar
 
     if spec.dest == "-":
         export_tar(store, ref, sys.stdout.buffer)
@@ -196,17 +196,17 @@ def _solve(build, target, output, locals_, progress, no_cache, explain, root, sn
            workers) -> None:
     spec = parse_output(output) if output else None
     locals_map = parse_locals(locals_)
-    from cli.loader import load_definition
+    from llb.cli.loader import load_definition
 
     definition = load_definition(build, target)
-    from cli.progress import make_renderer
-    from solver.solve import Solver
+    from llb.cli.progress import make_renderer
+    from llb.solver.solve import Solver
 
     renderer = make_renderer(progress)
     solver = Solver(resolve_root(root), snapshotter=snapshotter, workers=workers, progress=renderer)
     try:
         result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
-        from cli.progress import TtyRenderer
+        from llb.cli.progress import TtyRenderer
 
         if explain and isinstance(renderer, TtyRenderer):  # plain and json say it inline
             for n, name, why in result.explanations:

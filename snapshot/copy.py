@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from snapshot.metadata import copy_metadata
+from llb.snapshot.metadata import copy_metadata
 
 _CHUNK = 1 << 20
 

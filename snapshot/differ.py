@@ -8,8 +8,8 @@ import os
 import stat
 from pathlib import Path
 
-from snapshot.layers import Change, path_key
-from snapshot.metadata import (
+from llb.snapshot.layers import Change, path_key
+from llb.snapshot.metadata import (
     copy_metadata, is_opaque, is_whiteout, read_xattrs, same_content, same_metadata,
 )
 
@@ -209,7 +209,7 @@ def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
     """Lay out a layer's content at dest: each added or modified entry of the tree at src
     (hardlinked; copied when linking fails), directories recreated with their metadata,
     and the parent directories of every change, deletions included."""
-    from snapshot.copy import _try_link, copy_entry
+    from llb.snapshot.copy import _try_link, copy_entry
 
     made: dict[str, os.stat_result] = {}
     root_st = os.lstat(src)

@@ -9,12 +9,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snapshot.copy import remove_tree
-from snapshot.differ import write_layer_dir
-from snapshot.layers import Change
+from llb.snapshot.copy import remove_tree
+from llb.snapshot.differ import write_layer_dir
+from llb.snapshot.layers import Change
 
 if TYPE_CHECKING:
-    from snapshot.store import Mutable, Store
+    from llb.snapshot.store import Mutable, Store
 
 
 class Driver:
@@ -51,7 +51,7 @@ class Driver:
     def build_tree(self, dest: Path, chain: list[str]) -> None:
         """Apply a chain of layers onto the empty directory dest (the merge engine)."""
         try:
-            from snapshot.merge import apply_layers
+            from llb.snapshot.merge import apply_layers
         except ImportError as e:
             raise NotImplementedError("the merge engine (snapshot.merge.apply_layers) is "
                                       "not available yet") from e
@@ -91,7 +91,7 @@ def publish_cache(tmp: Path, final: Path) -> None:
 
 def make_driver(store: "Store") -> Driver:
     if store.kind == "overlayfs":
-        from snapshot.overlay import OverlayDriver
+        from llb.snapshot.overlay import OverlayDriver
         return OverlayDriver(store)
-    from snapshot.native import NativeDriver
+    from llb.snapshot.native import NativeDriver
     return NativeDriver(store)

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snapshot.apply import copy_entry, copy_xattrs
-from snapshot.errors import SnapshotError
+from llb.snapshot.apply import copy_entry, copy_xattrs
+from llb.snapshot.errors import SnapshotError
 
 if TYPE_CHECKING:
-    from snapshot.layers import Layer
+    from llb.snapshot.layers import Layer
 
 __all__ = ["MergeError", "apply_layers"]
 

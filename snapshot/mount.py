@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from snapshot.errors import SnapshotError
+from llb.snapshot.errors import SnapshotError
 
 # the C library this process already runs on (no ctypes.util.find_library: it imports
 # subprocess and tempfile, a start-up cost every llb command would pay)

@@ -38,15 +38,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from snapshot.copy import copy_entry, copy_tree, link_tree
-from snapshot.differ import tree_changes, write_layer_dir
-from snapshot.driver import Driver, make_root
-from snapshot.layers import Change, path_key
-from snapshot.metadata import read_xattrs
-from snapshot.treemap import DIR, TreeMap, build_map, map_changes
+from llb.snapshot.copy import copy_entry, copy_tree, link_tree
+from llb.snapshot.differ import tree_changes, write_layer_dir
+from llb.snapshot.driver import Driver, make_root
+from llb.snapshot.layers import Change, path_key
+from llb.snapshot.metadata import read_xattrs
+from llb.snapshot.treemap import DIR, TreeMap, build_map, map_changes
 
 if TYPE_CHECKING:
-    from snapshot.store import Mutable
+    from llb.snapshot.store import Mutable
 
 _MAPS_KEPT = 8  # tree maps remembered per process (the tips of FileOp chains)
 

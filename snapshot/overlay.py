@@ -24,17 +24,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from snapshot.copy import link_tree, remove_tree
-from snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
-from snapshot.driver import Driver, make_root, publish_cache
-from snapshot.metadata import copy_metadata
-from snapshot.layers import Change
-from snapshot.mount import mount_overlay, unmount
-from snapshot.treemap import TreeMap, build_map, map_changes
-from snapshot.upper import write_upper
+from llb.snapshot.copy import link_tree, remove_tree
+from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
+from llb.snapshot.driver import Driver, make_root, publish_cache
+from llb.snapshot.metadata import copy_metadata
+from llb.snapshot.layers import Change
+from llb.snapshot.mount import mount_overlay, unmount
+from llb.snapshot.treemap import TreeMap, build_map, map_changes
+from llb.snapshot.upper import write_upper
 
 if TYPE_CHECKING:
-    from snapshot.store import Mutable
+    from llb.snapshot.store import Mutable
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself

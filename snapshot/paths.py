@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from snapshot.errors import PathEscapeError, SnapshotError
+from llb.snapshot.errors import PathEscapeError, SnapshotError
 
 _MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 

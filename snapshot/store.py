@@ -13,15 +13,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from snapshot.copy import remove_tree
-from snapshot.db import MetaDB, Row
-from snapshot.errors import NotFoundError, SnapshotError
-from snapshot.layers import Change, Layer
-from snapshot.lock import RootLock, Session, try_claim_dead
-from snapshot.mount import mounts_under, overlay_works, unmount
+from llb.snapshot.copy import remove_tree
+from llb.snapshot.db import MetaDB, Row
+from llb.snapshot.errors import NotFoundError, SnapshotError
+from llb.snapshot.layers import Change, Layer
+from llb.snapshot.lock import RootLock, Session, try_claim_dead
+from llb.snapshot.mount import mounts_under, overlay_works, unmount
 
 if TYPE_CHECKING:
-    from snapshot.driver import Driver
+    from llb.snapshot.driver import Driver
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
 
@@ -150,7 +150,7 @@ class Store:
             self.db.close()
             self._lock.close()
             raise
-        from snapshot.driver import make_driver
+        from llb.snapshot.driver import make_driver
         self._driver: Driver = make_driver(self)
 
     # ---- public API
@@ -425,7 +425,7 @@ class Store:
 
     def _computed_diff(self, lower: Ref, upper: Ref | None) -> Ref | None:
         """One new layer from comparing two trees (the non-prefix case of diff)."""
-        from snapshot.differ import tree_changes
+        from llb.snapshot.differ import tree_changes
 
         sid = _new_id()
         tmp = self.session.dir / sid

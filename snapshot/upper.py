@@ -12,9 +12,9 @@ import os
 import stat
 from pathlib import Path
 
-from snapshot.copy import copy_entry
-from snapshot.layers import Change, path_key
-from snapshot.metadata import copy_metadata
+from llb.snapshot.copy import copy_entry
+from llb.snapshot.layers import Change, path_key
+from llb.snapshot.metadata import copy_metadata
 
 _WHITEOUT = stat.S_IFCHR | 0o000
 

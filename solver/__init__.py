@@ -1,6 +1,6 @@
 """solver: runs a Definition — vertices, cache keys, the cache DB, the scheduler, op handlers,
 progress events and exporters. Public names are imported on first use (PEP 562), so
-`import solver.errors` stays cheap."""
+`import llb.solver.errors` stays cheap."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Solver": "solver.solve",
-    "SolveResult": "solver.solve",
-    "SolveError": "solver.errors",
-    "UnsupportedError": "solver.errors",
-    "InputError": "solver.errors",
-    "CancelledError": "solver.errors",
-    "Progress": "solver.progress",
-    "Recorder": "solver.progress",
-    "CacheDB": "solver.cachedb",
+    "Solver": "llb.solver.solve",
+    "SolveResult": "llb.solver.solve",
+    "SolveError": "llb.solver.errors",
+    "UnsupportedError": "llb.solver.errors",
+    "InputError": "llb.solver.errors",
+    "CancelledError": "llb.solver.errors",
+    "Progress": "llb.solver.progress",
+    "Recorder": "llb.solver.progress",
+    "CacheDB": "llb.solver.cachedb",
 }
 
 __all__ = sorted(_EXPORTS)

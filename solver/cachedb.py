@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from llb.errors import LLBError
-from snapshot.db import connect
+from llb.snapshot.db import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

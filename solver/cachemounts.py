@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llb.ops import SHARING_LOCKED, SHARING_PRIVATE, SHARING_SHARED
-from solver.errors import CancelledError, UnsupportedError
+from llb.solver.errors import CancelledError, UnsupportedError
 
 CACHE_DIR = "cache-mounts"
 _LOCK_POLL = 0.05  # seconds between lock attempts while watching for cancellation

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from solver.errors import InputError
-from solver.patterns import PathFilter, walk
+from llb.solver.errors import InputError
+from llb.solver.patterns import PathFilter, walk
 
 _CHUNK = 1 << 20
 _WILDCARD = frozenset("*?[")
@@ -150,7 +150,7 @@ def has_wildcard(p: str) -> bool:
 
 def copy_matches(top: Path, copy) -> list[tuple[str, str]]:
     """The paths `copy.src` names inside `top`, as (path relative to top, real path)."""
-    from snapshot.paths import resolve_in_root
+    from llb.snapshot.paths import resolve_in_root
 
     src = copy.src
     if not (copy.allow_wildcard and has_wildcard(src)):

@@ -1,7 +1,7 @@
 """Vertex names: what an op does with its main arguments, as progress shows it
 (`mkfile /c/c.txt`, `copy /a.txt /out/a.txt`, `exec sh -c "make"`, `merge (3 inputs)`).
 
-Apart from the op handlers (`solver.ops.*`, each of which re-exports its op's name function)
+Apart from the op handlers (`llb.solver.ops.*`, each of which re-exports its op's name function)
 so that naming every vertex of a fully cached solve imports none of them: their modules load
 what running an op needs (runc's executor, the copy machinery)."""
 

@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from llb.errors import LLBError
-from solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
-from solver.errors import CancelledError, SolveError
-from solver.locks import KeyLock
-from solver.ops.context import OpContext
-from solver.vertex import Vertex
+from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
+from llb.solver.errors import CancelledError, SolveError
+from llb.solver.locks import KeyLock
+from llb.solver.ops.context import OpContext
+from llb.solver.vertex import Vertex
 
 
 class Scheduler:
@@ -145,7 +145,7 @@ class Scheduler:
             if isinstance(source, BaseException):
                 raise source
             if source is None:
-                from solver.ops import source as _source
+                from llb.solver.ops import source as _source
 
                 source = _source.content_key(op, self.locals, vertex=v.digest, db=self.db)
         parts = []
@@ -169,7 +169,7 @@ class Scheduler:
         """Content keys of several local sources at once, on the worker threads: hashing a
         large context is OpenSSL's work, which runs beside the GIL (4 contexts of 64 MiB
         hash in about half the time). A failure is kept and raised when the vertex is keyed."""
-        from solver.ops import source as _source
+        from llb.solver.ops import source as _source
 
         local = [v for v in sources if _source.local_name(v.op) is not None]
         if len(local) < 2 or self.s.workers < 2:
@@ -189,7 +189,7 @@ class Scheduler:
 
     def _partial_checksum(self, v: Vertex, u: Vertex, idx: int, copies: list) -> str:
         """Checksum of what the copies of `v` read from output `idx` of `u`."""
-        from solver import checksum as _checksum  # (hashlib: only for graphs with copies)
+        from llb.solver import checksum as _checksum  # (hashlib: only for graphs with copies)
 
         sid = u.outputs[idx] if u.outputs is not None and idx < len(u.outputs) else None
         sums = []
@@ -290,7 +290,7 @@ class Scheduler:
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.s.root, vertex=v.digest, name=v.name,
                             locals=self.locals, cancelled=self.cancelled, _log=self._log)
-            from solver import ops
+            from llb.solver import ops
 
             try:
                 refs = list(ops.run(ctx, v.op, inputs))

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from llb.errors import DefinitionError
-from solver.cachedb import CacheDB
-from solver.errors import InputError
-from solver.locks import RootLock
-from solver.progress import Progress, ProgressSink
-from solver.vertex import Vertex, build_graph
+from llb.solver.cachedb import CacheDB
+from llb.solver.errors import InputError
+from llb.solver.locks import RootLock
+from llb.solver.progress import Progress, ProgressSink
+from llb.solver.vertex import Vertex, build_graph
 
 
 class SolveResult(NamedTuple):
@@ -37,7 +37,7 @@ class Solver:
         self._root_lock = RootLock(self.root)
         self._root_lock.acquire(exclusive=False)
         if store is None:
-            from snapshot import Store
+            from llb.snapshot import Store
 
             store = Store(self.root, snapshotter)
         self.store = store
@@ -63,7 +63,7 @@ class Solver:
 
         Raises SolveError (exit 1) when a vertex fails, InputError/UnsupportedError/
         DefinitionError (exit 2) for bad input, before anything runs where it can tell."""
-        from solver.scheduler import Scheduler
+        from llb.solver.scheduler import Scheduler
 
         locals = {k: Path(v) for k, v in (locals or {}).items()}
         vertices, out, out_index = build_graph(definition)
@@ -93,7 +93,7 @@ class Solver:
 def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
     """Bad input found before anything runs: missing --local mappings, copies of paths a
     local source does not have."""
-    from solver.ops.source import local_name
+    from llb.solver.ops.source import local_name
 
     for v in vertices:
         op = v.op
@@ -118,7 +118,7 @@ def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
             elif name is not None:
                 _copies_in_filtered_local(locals[name], u.op, copies, v.digest)
             elif u.op.kind == "source" and u.op.identifier == "scratch":
-                from solver.checksum import copy_checksum
+                from llb.solver.checksum import copy_checksum
 
                 for c in copies:
                     copy_checksum(None, c, vertex=v.digest)
@@ -126,7 +126,7 @@ def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
 
 def _copy_source_exists(top: Path, copy: Any, vertex: str) -> None:
     """Raise InputError when `copy.src` is not in the tree at `top`."""
-    from solver.checksum import copy_matches, has_wildcard
+    from llb.solver.checksum import copy_matches, has_wildcard
 
     if copy_matches(top, copy):
         return
@@ -138,8 +138,8 @@ def _copy_source_exists(top: Path, copy: Any, vertex: str) -> None:
 def _copies_in_filtered_local(top: Path, source: Any, copies: list, vertex: str) -> None:
     """Raise InputError when a plain (non-wildcard) copy source is not among the files a
     local source with include/exclude selects."""
-    from solver.checksum import has_wildcard
-    from solver.patterns import PathFilter, walk
+    from llb.solver.checksum import has_wildcard
+    from llb.solver.patterns import PathFilter, walk
 
     plain = [c for c in copies if not (c.allow_wildcard and has_wildcard(c.src))]
     if not plain:

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 
 from llb.errors import LLBError
-from snapshot.mount import retry_busy
-from snapshot.paths import resolve_in_root
+from llb.snapshot.mount import retry_busy
+from llb.snapshot.paths import resolve_in_root
 
 __all__ = ["FILE_STUBS", "SYSTEM_STUBS", "StubPool", "Stubs", "dest_parts", "norm_dest"]
 

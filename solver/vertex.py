@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llb.errors import DefinitionError
-from solver.cachekey import partial_inputs
+from llb.solver.cachekey import partial_inputs
 
 
 _NONE: dict = {}
@@ -66,7 +66,7 @@ class Vertex:
 def _ops():
     global _OPS
     if _OPS is None:
-        from solver import ops
+        from llb.solver import ops
 
         _OPS = ops
     return _OPS

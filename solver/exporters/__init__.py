@@ -10,8 +10,8 @@ from typing import Any
 
 __all__ = ["ExportError", "export_local", "export_tar"]
 
-_EXPORTS = {"ExportError": "solver.exporters.local", "export_local": "solver.exporters.local",
-            "export_tar": "solver.exporters.tar"}
+_EXPORTS = {"ExportError": "llb.solver.exporters.local", "export_local": "llb.solver.exporters.local",
+            "export_tar": "llb.solver.exporters.tar"}
 
 
 def __getattr__(name: str) -> Any:

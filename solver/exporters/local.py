@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from llb.errors import LLBError
-from solver.ops import file_meta
+from llb.solver.ops import file_meta
 
 __all__ = ["ExportError", "export_local", "walk"]
 
@@ -190,7 +190,7 @@ class _Export:
                 if is_dir and stat.S_ISDIR(have.st_mode):
                     existing_dir = True
                 elif stat.S_ISDIR(have.st_mode):
-                    from snapshot.copy import remove_tree
+                    from llb.snapshot.copy import remove_tree
 
                     remove_tree(dst)
                 else:

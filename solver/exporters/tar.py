@@ -14,8 +14,8 @@ import stat
 import tarfile
 from typing import Any, BinaryIO
 
-from solver.exporters.local import ExportError, walk
-from solver.ops import file_meta
+from llb.solver.exporters.local import ExportError, walk
+from llb.solver.ops import file_meta
 
 __all__ = ["export_tar"]
 

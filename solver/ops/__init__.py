@@ -9,16 +9,16 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from solver.errors import UnsupportedError
-from solver.names import vertex_name
-from solver.ops.context import OpContext
+from llb.solver.errors import UnsupportedError
+from llb.solver.names import vertex_name
+from llb.solver.ops.context import OpContext
 
 _MODULES = {
-    "source": "solver.ops.source",
-    "exec": "solver.ops.exec",
-    "file": "solver.ops.file",
-    "merge": "solver.ops.merge",
-    "diff": "solver.ops.diff",
+    "source": "llb.solver.ops.source",
+    "exec": "llb.solver.ops.exec",
+    "file": "llb.solver.ops.file",
+    "merge": "llb.solver.ops.merge",
+    "diff": "llb.solver.ops.diff",
 }
 _loaded: dict[str, ModuleType] = {}
 
@@ -50,5 +50,5 @@ def run(ctx: OpContext, op: Any, inputs: list) -> list:
 
 def name(op: Any) -> str:
     """The vertex's progress name: what the op does with its main arguments (from
-    `solver.names`, so naming imports no handler)."""
+    `llb.solver.names`, so naming imports no handler)."""
     return vertex_name(op)

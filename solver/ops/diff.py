@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from solver.names import diff_name as name
-from solver.ops.context import OpContext
+from llb.solver.names import diff_name as name
+from llb.solver.ops.context import OpContext
 
 __all__ = ["name", "run"]
 

@@ -5,7 +5,7 @@ snapshotter, an overlay mount on overlayfs); a read-only rootfs is prepared too 
 to create mount points before it remounts "/" read-only) and discarded afterwards. Other
 mounts: read-only binds show a view of the committed input, writable binds get their own
 prepared snapshot whose commit is that mount's output, cache mounts come from
-`solver.cachemounts`, tmpfs mounts are fresh. A non-zero exit commits nothing.
+`llb.solver.cachemounts`, tmpfs mounts are fresh. A non-zero exit commits nothing.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from llb.ops import MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE, ExecOp, Mount
-from snapshot.paths import resolve_in_root
-from solver.cachemounts import CacheMounts
-from solver.errors import CancelledError, InputError, SolveError, UnsupportedError
-from solver.executor import (
+from llb.snapshot.paths import resolve_in_root
+from llb.solver.cachemounts import CacheMounts
+from llb.solver.errors import CancelledError, InputError, SolveError, UnsupportedError
+from llb.solver.executor import (
     LOG_TAIL_LINES, BindMount, ContainerMount, Executor, ProcessSpec, RunResult, TmpfsMount,
 )
-from solver.names import exec_name as name
-from solver.ops.context import OpContext
+from llb.solver.names import exec_name as name
+from llb.solver.ops.context import OpContext
 
 __all__ = ["command", "executor_for", "name", "resolve_user", "run"]
 

@@ -15,15 +15,15 @@ import stat
 
 from llb.errors import LLBError
 from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
-from snapshot.errors import PathEscapeError, SnapshotError
-from snapshot.paths import resolve_in_root
-from solver.errors import CancelledError, SolveError
-from solver.ops import file_copy, file_meta
-from solver.ops.context import OpContext
-from solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
-from solver.ops.file_errors import CopySourceNotFoundError, FileActionError, OwnerError
-from solver.ops.file_patterns import clean, contains_wildcards
-from solver.names import action_name, file_name as name
+from llb.snapshot.errors import PathEscapeError, SnapshotError
+from llb.snapshot.paths import resolve_in_root
+from llb.solver.errors import CancelledError, SolveError
+from llb.solver.ops import file_copy, file_meta
+from llb.solver.ops.context import OpContext
+from llb.solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
+from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError, OwnerError
+from llb.solver.ops.file_patterns import clean, contains_wildcards
+from llb.solver.names import action_name, file_name as name
 
 __all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundError",
            "OwnerError"]

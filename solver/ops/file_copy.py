@@ -14,14 +14,14 @@ import threading
 from dataclasses import dataclass, field
 
 from llb.ops import Copy
-from snapshot.copy import remove_tree as remove_all  # os.RemoveAll: p and all below it
-from snapshot.errors import PathEscapeError, SnapshotError
-from snapshot.paths import resolve_in_root
-from solver.errors import CancelledError
-from solver.ops import file_meta
-from solver.ops.file_errors import CopySourceNotFoundError, FileActionError
-from solver.ops.file_patterns import clean, go_match, split_wildcards
-from solver.patterns import PathFilter
+from llb.snapshot.copy import remove_tree as remove_all  # os.RemoveAll: p and all below it
+from llb.snapshot.errors import PathEscapeError, SnapshotError
+from llb.snapshot.paths import resolve_in_root
+from llb.solver.errors import CancelledError
+from llb.solver.ops import file_meta
+from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError
+from llb.solver.ops.file_patterns import clean, go_match, split_wildcards
+from llb.solver.patterns import PathFilter
 
 Owner = tuple[int, int]
 

@@ -3,7 +3,7 @@ adds the vertex (digest and progress name) before they reach the user."""
 
 from __future__ import annotations
 
-from solver.errors import InputError, SolveError
+from llb.solver.errors import InputError, SolveError
 
 
 class FileActionError(SolveError):

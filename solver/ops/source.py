@@ -8,10 +8,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from solver.errors import InputError, UnsupportedError
-from solver.names import source_name as name
-from solver.ops.context import OpContext
-from solver.patterns import PathFilter, walk
+from llb.solver.errors import InputError, UnsupportedError
+from llb.solver.names import source_name as name
+from llb.solver.ops.context import OpContext
+from llb.solver.patterns import PathFilter, walk
 
 __all__ = ["content_key", "local_name", "name", "run", "sync"]
 
@@ -33,7 +33,7 @@ def content_key(op: Any, locals: dict[str, Path], *, vertex: str | None = None,
         return None
     lname = local_name(op)
     if lname is not None:
-        from solver.checksum import local_checksum
+        from llb.solver.checksum import local_checksum
 
         return local_checksum(_local_path(lname, locals, vertex), op.include, op.exclude, db=db)
     raise UnsupportedError(f"source {ident}: not supported yet", vertex=vertex)
@@ -61,7 +61,7 @@ def run(ctx: OpContext, op: Any, inputs: list) -> list:
 
 
 def _cancelled(ctx: OpContext):
-    from solver.errors import CancelledError
+    from llb.solver.errors import CancelledError
 
     return CancelledError("cancelled", vertex=ctx.vertex)
 

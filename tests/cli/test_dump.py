@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import llb
-from cli.loader import load_definition
-from cli.main import main
+from llb.cli.loader import load_definition
+from llb.cli.main import main
 
 # pydot's parser uses pyparsing names that newer pyparsing deprecates
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli.loader import load_definition
-from cli.main import main
+from llb.cli.loader import load_definition
+from llb.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 MERGE = str(ROOT / "examples/merge/build.py")

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from cli.loader import load_definition
+from llb.cli.loader import load_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 

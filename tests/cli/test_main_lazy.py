@@ -9,7 +9,7 @@ import sys
 
 from click.testing import CliRunner
 
-from cli.main import main
+from llb.cli.main import main
 
 _ALL = ["du", "dump", "marshal", "prune", "solve"]
 
@@ -29,9 +29,9 @@ def test_typo_suggests_the_lazy_command() -> None:
 
 
 def test_solve_help_loads_no_other_command_module() -> None:
-    code = ("import sys\nfrom cli.main import main\n"
+    code = ("import sys\nfrom llb.cli.main import main\n"
             "try:\n    main(['solve', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "print(sorted(m for m in ('cli.dump', 'cli.cache', 'llb.state') if m in sys.modules))\n")
+            "print(sorted(m for m in ('llb.cli.dump', 'llb.cli.cache', 'llb.state') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -39,7 +39,7 @@ def test_solve_help_loads_no_other_command_module() -> None:
 
 def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
     """The `llb` executable's entry point (cli.main:run) in a fresh interpreter."""
-    code = "import sys\nfrom cli.main import run\nsys.argv = ['llb', *sys.argv[1:]]\nrun()\n"
+    code = "import sys\nfrom llb.cli.main import run\nsys.argv = ['llb', *sys.argv[1:]]\nrun()\n"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, **kw)
 
 
@@ -59,7 +59,7 @@ def test_run_into_a_closed_pipe_is_quiet() -> None:
     r, w = os.pipe()
     os.close(r)
     try:
-        code = ("import sys\nfrom cli.main import run\n"
+        code = ("import sys\nfrom llb.cli.main import run\n"
                 "sys.argv = ['llb', 'dump', 'examples/merge/build.py']\nrun()\n")
         p = subprocess.run([sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE)
     finally:

@@ -94,7 +94,7 @@ def test_prune_rejects_a_bad_size(llb_root: LLB):
 
 def test_prune_reclaims_a_result_leased_by_a_solve_that_died_before_recording_it(
         llb_root: LLB, tmp_path: Path):
-    from snapshot import Store
+    from llb.snapshot import Store
 
     store = Store(llb_root.root, llb_root.snapshotter)
     m = store.prepare(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from cli.progress import JsonRenderer, PlainRenderer, TtyRenderer, make_renderer
+from llb.cli.progress import JsonRenderer, PlainRenderer, TtyRenderer, make_renderer
 
 V1, V2, V3 = ("sha256:" + c * 64 for c in "123")
 

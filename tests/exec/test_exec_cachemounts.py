@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from solver.cachemounts import CacheMounts
-from solver.errors import UnsupportedError
+from llb.solver.cachemounts import CacheMounts
+from llb.solver.errors import UnsupportedError
 
 
 def test_same_id_same_dir_across_instances(tmp_path: Path):
@@ -77,7 +77,7 @@ def test_ids_usage_and_prune_skip_what_is_in_use(tmp_path: Path):
 
 
 def test_waiting_for_a_locked_cache_stops_on_cancel(tmp_path: Path):
-    from solver.errors import CancelledError
+    from llb.solver.errors import CancelledError
 
     cm = CacheMounts(tmp_path)
     cancelled = threading.Event()

@@ -30,7 +30,7 @@ def cli_root(request, tmp_path_factory):
     """One llb root per snapshotter for this module (the busybox base is built once)."""
     tmp = tmp_path_factory.mktemp(f"cli-{request.param}")
     if request.param == "overlayfs":
-        from snapshot.mount import overlay_works
+        from llb.snapshot.mount import overlay_works
         if not overlay_works(tmp / "probe"):
             pytest.skip("overlayfs mounts do not work here")
     return tmp / "root", request.param

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from exechelp import needs_runc
 
-from solver import executor as executor_mod
-from solver.executor import (
+from llb.solver import executor as executor_mod
+from llb.solver.executor import (
     BindMount, Executor, ProcessSpec, RuncNotFoundError, TmpfsMount,
 )
 

@@ -26,8 +26,8 @@ Tree = dict[str, tuple]
 
 @pytest.fixture(scope="module", params=["native", "overlayfs"])
 def solved(request, tmp_path_factory):
-    from snapshot.mount import overlay_works
-    from solver.solve import Solver
+    from llb.snapshot.mount import overlay_works
+    from llb.solver.solve import Solver
 
     tmp = tmp_path_factory.mktemp(f"mergediff-{request.param}")
     if request.param == "overlayfs" and not overlay_works(tmp / "probe"):

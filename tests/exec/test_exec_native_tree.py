@@ -9,8 +9,8 @@ from pathlib import Path
 
 import xattr
 
-from snapshot import Store
-from snapshot.layers import Change
+from llb.snapshot import Store
+from llb.snapshot.layers import Change
 
 
 def _commit(store, parent, write, *, trusted=False):

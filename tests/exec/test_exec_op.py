@@ -1,4 +1,4 @@
-"""solver.ops.exec against a real Store (both snapshotters): outputs, mounts, failures."""
+"""llb.solver.ops.exec against a real Store (both snapshotters): outputs, mounts, failures."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from storehelp import store  # noqa: F401 (a fixture)
 from llb.ops import (
     MOUNT_CACHE, MOUNT_TMPFS, ExecOp, Input, Mount,
 )
-from solver.errors import CancelledError, InputError, SolveError
-from solver.ops import exec as exec_op
-from solver.ops.context import OpContext
+from llb.solver.errors import CancelledError, InputError, SolveError
+from llb.solver.ops import exec as exec_op
+from llb.solver.ops.context import OpContext
 
 pytestmark = needs_runc
 

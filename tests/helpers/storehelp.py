@@ -13,7 +13,7 @@ def overlay_reason(tmp: Path) -> str | None:
     """Why overlayfs tests must skip here (None when a real overlay mount works)."""
     if os.geteuid() != 0:
         return "overlayfs needs root"
-    from snapshot.mount import overlay_works
+    from llb.snapshot.mount import overlay_works
 
     if not overlay_works(tmp / "probe"):
         return "mount -t overlay does not work here"
@@ -23,7 +23,7 @@ def overlay_reason(tmp: Path) -> str | None:
 @pytest.fixture(params=["overlayfs", "native"])
 def store(request, tmp_path: Path):
     """A Store on a fresh root, once per snapshotter (overlay skipped where it cannot mount)."""
-    from snapshot import Store
+    from llb.snapshot import Store
 
     if request.param == "overlayfs":
         reason = overlay_reason(tmp_path)

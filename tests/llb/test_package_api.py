@@ -51,7 +51,7 @@ def test_merge_stays_the_function_after_importing_its_module() -> None:
 def test_decoding_a_definition_does_not_load_the_dsl(tmp_path) -> None:
     data = llb.scratch().file(llb.mkfile("/f", b"x")).to_definition().to_bytes()
     (tmp_path / "g.llb").write_bytes(data)
-    code = ("import sys\nfrom cli.loader import load_definition\n"
+    code = ("import sys\nfrom llb.cli.loader import load_definition\n"
             f"d = load_definition({str(tmp_path / 'g.llb')!r})\n"
             "print(len(d.to_bytes()), sorted(m for m in sys.modules if m.startswith('llb.')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapshot import Store
+from llb.snapshot import Store
 from storehelp import overlay_reason, store  # noqa: F401 (store is a fixture)
 
 

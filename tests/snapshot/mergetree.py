@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change, path_key
 
 
 T0 = 1_600_000_000_000_000_000  # a fixed epoch (ns) for mtimes tests pin

@@ -17,7 +17,7 @@ import struct
 
 import pytest
 
-import snapshot.merge as merge_mod
+import llb.snapshot.merge as merge_mod
 from mergetree import (Built, D, F, H, L, checksum, hardlink, merge, mkdir, mkfile, overwrite,
                        rename, rm, setxattr, symlink, utime)
 from test_buildkit_cases import ALPINE, alpine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from conftest import commit_tree, read_tree
-from snapshot.layers import Change
+from llb.snapshot.layers import Change
 
 
 def _tree(store, ref):

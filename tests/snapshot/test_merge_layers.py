@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import snapshot.merge as merge_mod
+import llb.snapshot.merge as merge_mod
 from mergetree import (T0, Change, Chr, D, F, FakeLayer, Fifo, H, L, PathOnlyLayer, Workshop,
                        assert_tree, checksum, chmod, chown, hardlink, merge_chain, mkchardev,
                        mkdir, mkfifo, mkfile, picture, rm, setxattr, sparse, symlink, utime)
-from snapshot.merge import MergeError, apply_layers
+from llb.snapshot.merge import MergeError, apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: chown, mknod, security.* xattrs")

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import snapshot.merge as merge_mod
+import llb.snapshot.merge as merge_mod
 from mergetree import Workshop, checksum, picture
-from snapshot.merge import apply_layers
+from llb.snapshot.merge import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown")
 

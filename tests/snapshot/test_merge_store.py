@@ -11,7 +11,7 @@ import os
 import struct
 import pytest
 
-import snapshot.merge as merge_mod
+import llb.snapshot.merge as merge_mod
 from mergetree import (T0, Built, Chr, D, F, Fifo, H, L, checksum, chmod, chown, hardlink,
                        merge, mkchardev, mkdir, mkfifo, mkfile, overwrite, rm, setxattr, sparse,
                        symlink, utime)

@@ -10,8 +10,8 @@ import pytest
 import xattr
 
 from conftest import commit_tree, read_tree
-from snapshot.copy import copy_tree, link_tree
-from snapshot.layers import Change
+from llb.snapshot.copy import copy_tree, link_tree
+from llb.snapshot.layers import Change
 
 
 def test_untrusted_child_is_a_full_copy(native_store):

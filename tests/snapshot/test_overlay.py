@@ -10,11 +10,11 @@ import stat
 
 import pytest
 
-import snapshot.mount as mount_mod
+import llb.snapshot.mount as mount_mod
 from conftest import commit_tree, read_tree
-from snapshot.layers import Change
-from snapshot.metadata import is_opaque
-from snapshot.overlay import MAX_LOWERS
+from llb.snapshot.layers import Change
+from llb.snapshot.metadata import is_opaque
+from llb.snapshot.overlay import MAX_LOWERS
 
 
 def _base(store):
@@ -131,7 +131,7 @@ def test_mount8_fallback_with_relative_paths(overlay_store, monkeypatch):
 
 
 def test_mount_failure_is_typed(overlay_store, tmp_path):
-    from snapshot.errors import SnapshotError
+    from llb.snapshot.errors import SnapshotError
     with pytest.raises(SnapshotError, match="overlay mount failed"):
         mount_mod.mount_overlay(tmp_path / "missing-target", tmp_path, ["nope1", "nope2"])
 
@@ -139,7 +139,7 @@ def test_mount_failure_is_typed(overlay_store, tmp_path):
 def test_layered_lookup_agrees_with_mounted_view(overlay_store):
     """A commit's path-by-path lookup through the layers answers exactly what the mounted
     parent shows, through whiteouts, opaque dirs and type changes in the middle layers."""
-    from snapshot.differ import LayeredLower, PathLower
+    from llb.snapshot.differ import LayeredLower, PathLower
     store = overlay_store
     a = commit_tree(store, None, {"d/x": b"1", "d/sub/y": b"2", "f": b"f", "g/h": b"h",
                                   "keep/k": b"k"})

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_tree, read_tree, write_tree
-from snapshot import Store
-from snapshot.layers import Change
-from snapshot.metadata import is_opaque, is_whiteout
-from snapshot.mount import mount_overlay, mounts_under, unmount
+from llb.snapshot import Store
+from llb.snapshot.layers import Change
+from llb.snapshot.metadata import is_opaque, is_whiteout
+from llb.snapshot.mount import mount_overlay, mounts_under, unmount
 
 BASE = {"a/x": b"x", "a/y": b"y", "b/z": b"z", "b/deep/w": b"w", "c.txt": b"c",
         "d/e": b"e", "d/keep/k": b"k", "link": "->c.txt"}
@@ -216,9 +216,9 @@ _CRASH = textwrap.dedent("""
     sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
     from conftest import commit_tree
-    from snapshot import Store
-    import snapshot.store as st
-    import snapshot.upper as up
+    from llb.snapshot import Store
+    import llb.snapshot.store as st
+    import llb.snapshot.upper as up
 
     root, where = Path(sys.argv[1]), sys.argv[2]
     store = Store(root, "overlayfs")
@@ -272,7 +272,7 @@ def test_kill_mid_trusted_step_leaves_root_consistent(tmp_path, where):
 
 
 def test_big_parent_without_tip_is_mounted_and_a_tip_is_still_taken(overlay_store, monkeypatch):
-    import snapshot.overlay as ov
+    import llb.snapshot.overlay as ov
     store = overlay_store
     base = commit_tree(store, None, {f"f{i}": b"%d" % i for i in range(6)})
     chain1 = commit_tree(store, base, {"c1": b"1"}, trusted=True)  # small: tree built
@@ -344,7 +344,7 @@ def test_type_changes_in_a_trusted_step_show_through_a_real_mount(overlay_store)
 
 def test_a_chain_on_a_big_base_builds_its_tree_after_enough_mounted_steps(overlay_store,
                                                                            monkeypatch):
-    import snapshot.overlay as ov
+    import llb.snapshot.overlay as ov
     store = overlay_store
     monkeypatch.setattr(ov, "BUILD_BUDGET", 3)
     monkeypatch.setattr(ov, "STEP_ENTRIES", 4)

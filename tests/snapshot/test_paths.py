@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from snapshot import PathEscapeError, SnapshotError, resolve_in_root
-from snapshot.paths import join_beneath
+from llb.snapshot import PathEscapeError, SnapshotError, resolve_in_root
+from llb.snapshot.paths import join_beneath
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_tree, read_tree
-from snapshot import NotFoundError, Ref, SnapshotError, Store
-from snapshot.layers import Change
+from llb.snapshot import NotFoundError, Ref, SnapshotError, Store
+from llb.snapshot.layers import Change
 
 
 def test_commit_and_view_full_tree(store):

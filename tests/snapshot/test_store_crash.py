@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from snapshot import Store
-from snapshot.mount import mounts_under
+from llb.snapshot import Store
+from llb.snapshot.mount import mounts_under
 
 _HELPER = textwrap.dedent("""
     import os, signal, sys, time
     sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
     from conftest import commit_tree
-    from snapshot import Store
-    import snapshot.store as st
+    from llb.snapshot import Store
+    import llb.snapshot.store as st
 
     root, kind, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     store = Store(root, kind)
@@ -48,7 +48,7 @@ _HELPER = textwrap.dedent("""
             (p / "half").write_bytes(b"x")
             die()
     elif where == "merge":           # killed after the merged tree was written
-        import snapshot.driver as drv
+        import llb.snapshot.driver as drv
         real = drv.Driver.build_tree
         def build_then_die(self, dest, chain):
             real(self, dest, chain)
@@ -145,7 +145,7 @@ def test_two_processes_share_a_root(tmp_path):
     code = textwrap.dedent(f"""
         import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent / "helpers")!r}]
         from conftest import commit_tree
-        from snapshot import Store
+        from llb.snapshot import Store
         s = Store({str(root)!r}, "native")
         m = s.prepare(None)
         with m.mount() as p:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-import snapshot.treemap as tm
-from snapshot.layers import Change
+import llb.snapshot.treemap as tm
+from llb.snapshot.layers import Change
 
 
 def test_recently_changed_directory_is_rescanned(tmp_path, monkeypatch):

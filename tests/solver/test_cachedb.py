@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from solver.cachedb import CacheDB, lease_holder
-from solver.locks import KeyLock, clean_key_locks
+from llb.solver.cachedb import CacheDB, lease_holder
+from llb.solver.locks import KeyLock, clean_key_locks
 
 
 class Leases:
@@ -126,7 +126,7 @@ def test_key_lock_waiters_survive_the_holder_unlinking(tmp_path: Path):
 
 
 def test_root_lock_makes_prune_wait_for_solves(tmp_path: Path):
-    from solver.locks import RootLock
+    from llb.solver.locks import RootLock
 
     solving = RootLock(tmp_path)
     solving.acquire(exclusive=False)

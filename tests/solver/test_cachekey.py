@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llb.codec import encode_op
 from llb.ops import Copy, FileOp, Input, MergeOp, Mkfile, SourceOp
-from solver.cachekey import (
+from llb.solver.cachekey import (
     blanked_digest, blanked_digest_from_bytes, compute_key, explain, partial_inputs,
 )
 

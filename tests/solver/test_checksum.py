@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from llb.ops import Copy
-from solver.checksum import copy_checksum, local_checksum, tree_checksum
-from solver.errors import InputError
-from solver.patterns import PathFilter, walk
+from llb.solver.checksum import copy_checksum, local_checksum, tree_checksum
+from llb.solver.errors import InputError
+from llb.solver.patterns import PathFilter, walk
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -107,8 +107,8 @@ def test_copy_checksum_does_not_escape_the_tree(tmp_path: Path):
 def test_local_file_digests_are_remembered_until_the_file_changes(tmp_path: Path, monkeypatch):
     import time as _time
 
-    from solver import checksum
-    from solver.cachedb import CacheDB
+    from llb.solver import checksum
+    from llb.solver.cachedb import CacheDB
 
     t = _tree(tmp_path / "t", {"a": "a" * 1000, "b": "b"})
     db = CacheDB(tmp_path / "root")

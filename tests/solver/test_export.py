@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from solver.exporters import ExportError, export_local, export_tar
+from llb.solver.exporters import ExportError, export_local, export_tar
 
 from test_fileop import seed, store  # noqa: F401
 

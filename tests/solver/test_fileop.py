@@ -11,10 +11,10 @@ import pytest
 from storehelp import overlay_reason, store  # noqa: F401 (store is a fixture)
 
 from llb.ops import Copy, FileOp, Input, Mkdir, Mkfile, Rm
-from solver.errors import CancelledError, SolveError
-from solver.ops import file as fileop
-from solver.ops.context import OpContext
-from solver.ops.file_errors import FileActionError, OwnerError
+from llb.solver.errors import CancelledError, SolveError
+from llb.solver.ops import file as fileop
+from llb.solver.ops.context import OpContext
+from llb.solver.ops.file_errors import FileActionError, OwnerError
 
 T1 = 1_600_000_000_123_456_789
 T2 = 1_500_000_000_000_000_001
@@ -458,8 +458,8 @@ def test_copy_escapes_contained(store, outside):
 @pytest.mark.parametrize("kind", ["overlayfs", "native"])
 def test_design_example_through_solver_and_local_export(kind, tmp_path):
     import llb
-    from solver.exporters import export_local
-    from solver.solve import Solver
+    from llb.solver.exporters import export_local
+    from llb.solver.solve import Solver
 
     if kind == "overlayfs" and overlay_reason(tmp_path):
         pytest.skip(overlay_reason(tmp_path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llb.ops import Copy, Mkdir, Mkfile
-from solver.ops.file_errors import CopySourceNotFoundError, FileActionError
+from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError
 
 from test_fileop import T1, T2, exists, listing, read, run_file, seed, st, store  # noqa: F401
 
@@ -266,8 +266,8 @@ def test_copy_reads_same_op_base_input_unchanged(store):
 def test_copy_stops_when_cancelled_midway(store, src, monkeypatch):
     import threading
 
-    from solver.errors import CancelledError
-    from solver.ops import file_copy
+    from llb.solver.errors import CancelledError
+    from llb.solver.ops import file_copy
 
     ev = threading.Event()
     seen = []

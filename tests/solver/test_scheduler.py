@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import llb
-from solver import ops
-from solver.cachedb import CacheDB
-from solver.errors import CancelledError, SolveError
-from solver.progress import Recorder
-from solver.solve import Solver
+from llb.solver import ops
+from llb.solver.cachedb import CacheDB
+from llb.solver.errors import CancelledError, SolveError
+from llb.solver.progress import Recorder
+from llb.solver.solve import Solver
 
 
 class FakeRef:
