@@ -74,7 +74,7 @@ class BareRunc:
     def __init__(self, tmp: Path, rootfs: Path) -> None:
         import json
 
-        from llb.solver.executor import Executor, ProcessSpec
+        from llb.executor.runc import Executor, ProcessSpec
 
         self.ex = Executor(tmp / "bare-state")
         config = self.ex._config("bench", rootfs, ProcessSpec(args=["true"]), [])
@@ -126,8 +126,8 @@ class Breakdown:
         import contextlib
 
         import llb.snapshot.store as store_mod
-        import llb.solver.executor as executor_mod
-        import llb.solver.stubs as stubs_mod
+        import llb.executor.runc as executor_mod
+        import llb.executor.stubs as stubs_mod
 
         self.t: dict[str, float] = collections.defaultdict(float)
         self._undo = []

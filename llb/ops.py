@@ -114,6 +114,9 @@ class Mount(_Value):
 NETWORK_NONE = "none"
 NETWORK_HOST = "host"
 
+# the PATH an exec gets when its env sets none (BuildKit adds the same, client and executor side)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 @_value
 class ExecOp(_Value):

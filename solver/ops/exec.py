@@ -23,7 +23,7 @@ from llb.ops import MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.cachemounts import CacheMounts
 from llb.solver.errors import CancelledError, InputError, SolveError, UnsupportedError
-from llb.solver.executor import (
+from llb.executor.runc import (
     LOG_TAIL_LINES, BindMount, ContainerMount, Executor, ProcessSpec, RunResult, TmpfsMount,
 )
 from llb.solver.names import exec_name as name

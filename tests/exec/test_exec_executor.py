@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from exechelp import needs_runc
 
-from llb.solver import executor as executor_mod
-from llb.solver.executor import (
+from llb.executor import runc as executor_mod
+from llb.executor.runc import (
     BindMount, Executor, ProcessSpec, RuncNotFoundError, TmpfsMount,
 )
 

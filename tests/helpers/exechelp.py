@@ -31,7 +31,7 @@ def _container_problem() -> str | None:
     """Run one container (busybox `true`) the way the executor does; its error, if any."""
     import tempfile
 
-    from llb.solver.executor import Executor, ProcessSpec
+    from llb.executor.runc import Executor, ProcessSpec
 
     with tempfile.TemporaryDirectory(prefix="llb-runc-probe-") as tmp:
         rootfs = Path(tmp) / "rootfs"

@@ -2,11 +2,11 @@
 
 `Executor.run` writes a bundle (config.json per the OCI runtime spec, rootfs given as an
 absolute path), runs `runc run` on it, streams stdout/stderr line by line to a callback,
-and afterwards removes the mount stubs runc had to create (`llb.solver.stubs`) so that a diff
+and afterwards removes the mount stubs runc had to create (`llb.executor.stubs`) so that a diff
 of the rootfs holds only what the process changed. The system stubs (/proc, /dev, /sys,
 /etc/hosts, /etc/resolv.conf) cost nothing per run where they can be avoided: an overlay
 rootfs shows them from `Executor.underlay()` beneath its layers, a plain rootfs gets them
-renamed in from a pool and back (`llb.solver.stubs.StubPool`); runc creating them in a fresh rootfs, and
+renamed in from a pool and back (`llb.executor.stubs.StubPool`); runc creating them in a fresh rootfs, and
 us deleting them, cost ~5 ms a run (and every deletion slows later file creations on ext4
 without a journal).
 
@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llb.errors import LLBError
-from llb.solver.stubs import FILE_STUBS, SYSTEM_STUBS, StubPool, Stubs, dest_parts, norm_dest
+from llb.ops import DEFAULT_PATH
+from llb.executor.stubs import FILE_STUBS, SYSTEM_STUBS, StubPool, Stubs, dest_parts, norm_dest
 
 DEFAULT_HOSTNAME = "buildkitsandbox"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_TAIL_LINES = 20
 _CANCEL_POLL = 0.1  # seconds between checks of the cancel event while a process runs
 _MAX_LINE = 64 * 1024
