@@ -11,12 +11,11 @@ from __future__ import annotations
 import calendar
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llb.errors import DefinitionError
+from llb.node import Output
 
-if TYPE_CHECKING:
-    from llb.state import State
 
 Owner = str | int | tuple[int | str, int | str] | None
 Created = int | _dt.datetime | None
@@ -28,7 +27,7 @@ class PendingAction:
 
     action: str
     options: tuple[tuple[str, Any], ...]
-    source: State | None = field(default=None)
+    source: Output | None = field(default=None)
 
 
 class FileActions:
@@ -50,7 +49,7 @@ class FileActions:
         return "FileActions(" + ", ".join(f"{a.action} {dict(a.options).get('path', '')}".strip()
                                           for a in self._items) + ")"
 
-    def _add(self, action: str, source: State | None = None, **options: Any) -> FileActions:
+    def _add(self, action: str, source: Output | None = None, **options: Any) -> FileActions:
         return FileActions(self._items + (PendingAction(action, tuple(options.items()), source),))
 
     def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False,
@@ -81,16 +80,14 @@ class FileActions:
                          allow_not_found=_bool(allow_not_found, "allow_not_found"),
                          allow_wildcard=_bool(allow_wildcard, "allow_wildcard"))
 
-    def copy(self, source: State, src: str, dest: str, *, owner: Owner = None,
+    def copy(self, source: Output, src: str, dest: str, *, owner: Owner = None,
              mode: int | None = None, follow_symlinks: bool = False,
              copy_dir_contents_only: bool = False, create_dest_path: bool = False,
              allow_wildcard: bool = False, allow_empty_wildcard: bool = False,
              include: list[str] | tuple[str, ...] = (), exclude: list[str] | tuple[str, ...] = (),
              created: Created = None, always_replace_existing: bool = False) -> FileActions:
         """Copy `src` of state `source` to `dest` (a trailing "/" on dest means "into")."""
-        from llb.state import State
-
-        if not isinstance(source, State):
+        if not isinstance(source, Output):
             raise DefinitionError(f"copy {src}: source must be an llb.State, not "
                                   f"{type(source).__name__}")
         flags = {k: _bool(v, k) for k, v in (
@@ -121,7 +118,7 @@ def rm(path: str, *, allow_not_found: bool = False, allow_wildcard: bool = False
     return FileActions().rm(path, allow_not_found=allow_not_found, allow_wildcard=allow_wildcard)
 
 
-def copy(source: State, src: str, dest: str, **options: Any) -> FileActions:
+def copy(source: Output, src: str, dest: str, **options: Any) -> FileActions:
     """Start a chain with copy (see FileActions.copy)."""
     return FileActions().copy(source, src, dest, **options)
 

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.mounts import MountSpec
+from llb.node import Node, Output, new_node
 from llb.paths import resolve
-from llb.state import DEFAULT_PATH, ExecState, State, _Node, new_node
 
 
-def build_exec(state: State, argv: list[str], mounts: list[MountSpec], readonly_rootfs: bool,
-               *, name: str = "", description: str = "", ignore_cache: bool = False) -> ExecState:
-    """The ExecState of running `argv` on `state` with `mounts` (sorted by destination so a
+class BuiltExec(NamedTuple):
+    """An ExecOp's node, its root output index (None: read-only rootfs) and the output index
+    of every mount by destination (None: a mount without output)."""
+
+    node: Node
+    root_output: int | None
+    mount_outputs: dict[str, int | None]
+
+
+def build_exec(state: Output, argv: list[str], mounts: list[MountSpec], readonly_rootfs: bool,
+               *, name: str = "", description: str = "", ignore_cache: bool = False) -> BuiltExec:
+    """The ExecOp of running `argv` on `state` with `mounts` (sorted by destination so a
     parent directory is mounted before what is mounted inside it)."""
-    settings = state._settings
+    settings = state.settings
     cwd = settings.cwd
     inputs: list[_ops.Input] = []
-    nodes: list[_Node] = []
+    nodes: list[Node] = []
 
-    def input_index(s: State) -> int:
+    def input_index(s: Output) -> int:
         inp = s.output
         if inp in inputs:  # the same output mounted twice is one input, as in BuildKit
             return inputs.index(inp)
         inputs.append(inp)
-        nodes.append(s._node)
+        nodes.append(s.node)
         return len(inputs) - 1
 
     resolved: list[tuple[str, MountSpec]] = []
@@ -76,10 +87,10 @@ def build_exec(state: State, argv: list[str], mounts: list[MountSpec], readonly_
 
     env = [f"{k}={v}" for k, v in settings.env]
     if not any(k == "PATH" for k, _ in settings.env):
-        env.append("PATH=" + DEFAULT_PATH)  # BuildKit adds the default PATH the same way
+        env.append("PATH=" + _ops.DEFAULT_PATH)  # BuildKit adds the default PATH the same way
     op = _ops.ExecOp(inputs=tuple(inputs), args=tuple(argv), env=tuple(env), cwd=cwd,
                      user=settings.user, network=settings.network, hostname=settings.hostname,
                      mounts=tuple(op_mounts))
     node = new_node(op, tuple(nodes), name=name, description=description,
                     ignore_cache=ignore_cache)
-    return ExecState(node, root_output, settings, outputs)
+    return BuiltExec(node, root_output, outputs)

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.sources import scratch
-from llb.state import State, new_node
+from llb.node import new_node
+from llb.state import State
 
 
 def merge(states: Iterable[State], *, name: str = "", description: str = "") -> State:
@@ -24,8 +25,8 @@ def merge(states: Iterable[State], *, name: str = "", description: str = "") -> 
     if len(kept) == 1:
         return kept[0]
     op = _ops.MergeOp(inputs=tuple(s.output for s in kept))
-    node = new_node(op, tuple(s._node for s in kept), name=name, description=description)
-    return State(node, 0, kept[0]._settings)
+    node = new_node(op, tuple(s.node for s in kept), name=name, description=description)
+    return State(node, 0, kept[0].settings)
 
 
 def diff(lower: State, upper: State, *, name: str = "", description: str = "") -> State:
@@ -34,5 +35,5 @@ def diff(lower: State, upper: State, *, name: str = "", description: str = "") -
     if not isinstance(lower, State) or not isinstance(upper, State):
         raise DefinitionError("diff takes two llb.State values (lower, upper)")
     op = _ops.DiffOp(inputs=(lower.output, upper.output))
-    node = new_node(op, (lower._node, upper._node), name=name, description=description)
-    return State(node, 0, upper._settings)
+    node = new_node(op, (lower.node, upper.node), name=name, description=description)
+    return State(node, 0, upper.settings)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
+from llb.node import Output
 
-if TYPE_CHECKING:
-    from llb.state import State
 
 
 @dataclass(frozen=True)
@@ -18,7 +16,7 @@ class MountSpec:
 
     dest: str
     type: str = _ops.MOUNT_BIND
-    state: State | None = None
+    state: Output | None = None
     selector: str = ""
     readonly: bool = False
     cache_id: str = ""
@@ -26,12 +24,10 @@ class MountSpec:
     size: int = 0
 
 
-def mount(dest: str, state: State, *, selector: str = "", readonly: bool = False) -> MountSpec:
+def mount(dest: str, state: Output, *, selector: str = "", readonly: bool = False) -> MountSpec:
     """Mount `state` (or its sub-path `selector`) at `dest`; writable unless readonly, and a
     writable mount's result is `ExecState.get_mount(dest)`."""
-    from llb.state import State
-
-    if not isinstance(state, State):
+    if not isinstance(state, Output):
         raise DefinitionError(f"mount {dest}: expected an llb.State, got {type(state).__name__}")
     return MountSpec(dest=dest, state=state, selector=selector, readonly=bool(readonly))
 

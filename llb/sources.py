@@ -10,17 +10,18 @@ from llb.actions import patterns
 from llb.errors import DefinitionError
 from llb.paths import clean
 from llb.refs import normalize_image_ref
-from llb.state import State, _Node, new_node
+from llb.node import Node, new_node
+from llb.state import State
 from llb.validate import LOCAL_NAME_PATTERN, check_digest
 
-_SCRATCH: _Node | None = None
+_SCRATCH: Node | None = None
 
 
 def scratch() -> State:
     """The empty state."""
     global _SCRATCH
     if _SCRATCH is None:
-        _SCRATCH = _Node(_ops.SourceOp(_ops.SCRATCH), ())
+        _SCRATCH = Node(_ops.SourceOp(_ops.SCRATCH), ())
     return State(_SCRATCH)
 
 

@@ -5,90 +5,23 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from llb import codec, validate
 from llb import ops as _ops
+from llb import validate
 from llb.actions import FileActions
-from llb.codec import FieldError
 from llb.definition import Definition
 from llb.errors import DefinitionError
+from llb.exec import build_exec
 from llb.mounts import MountSpec
+from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node
 from llb.paths import resolve
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_NO_META = _ops.OpMetadata()
-
-
-class _Node:
-    """One op with its digest, its canonical bytes, the nodes its inputs name, and metadata."""
-
-    __slots__ = ("op", "digest", "data", "inputs", "meta")
-
-    def __init__(self, op: _ops.Op, inputs: tuple[_Node, ...], meta: _ops.OpMetadata = _NO_META):
-        try:
-            wire = codec.check_types(op, _ops.Op)
-        except FieldError as e:
-            raise DefinitionError(f"{op.kind}: {e}") from None
-        validate.check_op(op)
-        validate.check_metadata(meta)
-        self.op = op
-        self.data = codec.pack(wire)
-        self.digest = codec.digest_of(self.data)
-        self.inputs = inputs
-        self.meta = meta
-
-    def with_meta(self, meta: _ops.OpMetadata) -> _Node:
-        node = object.__new__(_Node)
-        node.op, node.data, node.digest, node.inputs = self.op, self.data, self.digest, self.inputs
-        node.meta = meta
-        return node
-
-
-def new_node(op: _ops.Op, inputs: tuple[_Node, ...], *, name: str = "", description: str = "",
-             ignore_cache: bool = False) -> _Node:
-    """A graph node for `op` (validated), with its progress name/description metadata."""
-    if not isinstance(name, str) or not isinstance(description, str):
-        raise DefinitionError("name and description must be strings")
-    meta = _ops.OpMetadata(description=description, progress_name=name,
-                           ignore_cache=bool(ignore_cache))
-    return _Node(op, inputs, meta)
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """What a State carries into later runs (BuildKit keeps these as state values)."""
-
-    env: tuple[tuple[str, str], ...] = ()
-    cwd: str = "/"
-    user: str = ""
-    hostname: str = ""
-    network: str = _ops.NETWORK_NONE
-
-
-class State:
+class State(Output):
     """One output of an op, plus env/cwd/user/hostname/network for later runs."""
 
-    __slots__ = ("_node", "_index", "_settings")
-
-    def __init__(self, node: _Node, index: int | None = 0, settings: _Settings = _Settings()):
-        self._node = node
-        self._index = index
-        self._settings = settings
-
-    # ------------------------------------------------------------------ identity
-
-    def _output(self) -> int:
-        if self._index is None:
-            raise DefinitionError("this exec has a read-only rootfs and so no root output; "
-                                  "use get_mount(dest) for its results", vertex=self._node.digest)
-        return self._index
-
-    @property
-    def output(self) -> _ops.Input:
-        """The op output this state stands for (digest and index)."""
-        return _ops.Input(self._node.digest, self._output())
+    __slots__ = ()
 
     @property
     def op(self) -> _ops.Op:
@@ -101,20 +34,11 @@ class State:
         op = self._node.op
         return op.kind == "source" and op.identifier == _ops.SCRATCH
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, State):
-            return NotImplemented
-        return (self._node.digest, self._index, self._settings) == \
-            (other._node.digest, other._index, other._settings)
-
-    def __hash__(self) -> int:
-        return hash((self._node.digest, self._index, self._settings))
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._node.op.kind} {self._node.digest[:19]}[{self._index}]>"
 
     def _with(self, **changes: Any) -> State:
-        return State(self._node, self._output(), replace(self._settings, **changes))
+        return State(self._node, self.output_index(), replace(self._settings, **changes))
 
     # ------------------------------------------------------------------ settings
 
@@ -198,7 +122,7 @@ class State:
     def _with_meta(self, **changes: Any) -> State:
         node = self._node.with_meta(replace(self._node.meta, **changes))
         validate.check_metadata(node.meta)
-        return State(node, self._output(), self._settings)
+        return State(node, self.output_index(), self._settings)
 
     def with_name(self, name: str) -> State:
         """Name the op producing this state in progress output (BuildKit's WithCustomName)."""
@@ -221,8 +145,6 @@ class State:
             ignore_cache: bool = False, name: str = "", description: str = "") -> ExecState:
         """Run a command on this state. A str is split like a shell would (shlex); a list is
         used as is. env/cwd/user/network/hostname apply to this run and the states it gives."""
-        from llb.exec import build_exec
-
         state = self
         for k, v in _env_pairs(env):
             state = state.env(k, v)
@@ -243,15 +165,16 @@ class State:
             argv = list(args)
         if not argv or not all(isinstance(a, str) for a in argv):
             raise DefinitionError(f"run: args must be a non-empty command, got {args!r}")
-        return build_exec(state, argv, list(mounts), bool(readonly_rootfs),
-                          name=name, description=description, ignore_cache=ignore_cache)
+        built = build_exec(state, argv, list(mounts), bool(readonly_rootfs),
+                           name=name, description=description, ignore_cache=ignore_cache)
+        return ExecState(built.node, built.root_output, state.settings, built.mount_outputs)
 
     def file(self, actions: FileActions, *, name: str = "", description: str = "",
              ignore_cache: bool = False) -> State:
         """Apply a chain of file actions to this state, as one FileOp."""
         if not isinstance(actions, FileActions) or not len(actions):
             raise DefinitionError("file() takes a chain of file actions, e.g. llb.mkdir(...)")
-        nodes: list[_Node] = [self._node]
+        nodes: list[Node] = [self._node]
         inputs: list[_ops.Input] = [self.output]
         cwd = self._settings.cwd
         out: list[_ops.FileAction] = []
@@ -273,8 +196,8 @@ class State:
                     else:
                         index = len(inputs)
                         inputs.append(inp)
-                        nodes.append(src_state._node)
-                    src = resolve(src_state.get_cwd(), opts.pop("src"))
+                        nodes.append(src_state.node)
+                    src = resolve(src_state.settings.cwd, opts.pop("src"))
                     dest = resolve(cwd, opts.pop("dest"), keep_slash=True)
                     out.append(_ops.Copy(source=index, src=src, dest=dest, **opts))
             except ValueError as e:
@@ -293,7 +216,7 @@ class State:
         op_bytes: dict[str, bytes] = {}
         metadata: dict[str, _ops.OpMetadata] = {}
         seen = {id(self._node)}
-        stack: list[tuple[_Node, int]] = [(self._node, 0)]
+        stack: list[tuple[Node, int]] = [(self._node, 0)]
         while stack:
             node, i = stack[-1]
             if i < len(node.inputs):
@@ -308,7 +231,7 @@ class State:
             if digest not in ops:
                 ops[digest] = node.op
                 op_bytes[digest] = node.data
-            if node.meta != _NO_META:
+            if node.meta != NO_META:
                 metadata[digest] = _merge_meta(metadata.get(digest), node.meta)
         return Definition(ops, metadata, output, _op_bytes=op_bytes, _checked=True)
 
@@ -318,14 +241,14 @@ class ExecState(State):
 
     __slots__ = ("_mount_outputs",)
 
-    def __init__(self, node: _Node, index: int | None, settings: _Settings,
+    def __init__(self, node: Node, index: int | None, settings: Settings,
                  mount_outputs: dict[str, int | None]):
         super().__init__(node, index, settings)
         self._mount_outputs = mount_outputs
 
     def root(self) -> State:
         """The root filesystem after the command ran."""
-        return State(self._node, self._output(), self._settings)
+        return State(self._node, self.output_index(), self._settings)
 
     def get_mount(self, dest: str) -> State:
         """The contents of the writable mount at `dest` after the command ran."""
@@ -340,7 +263,7 @@ class ExecState(State):
         if index is None:
             raise DefinitionError(f"mount {path} is read-only, a cache or a tmpfs: it has no "
                                   f"output", vertex=self._node.digest)
-        return State(self._node, index, _Settings())
+        return State(self._node, index, DEFAULT_SETTINGS)
 
 
 def _merge_meta(a: _ops.OpMetadata | None, b: _ops.OpMetadata) -> _ops.OpMetadata:
@@ -371,4 +294,4 @@ def _env_pairs(env: Mapping[str, str] | Iterable[str] | None) -> list[tuple[str,
     return pairs
 
 
-__all__ = ["State", "ExecState", "DEFAULT_PATH"]
+__all__ = ["State", "ExecState"]

@@ -6,7 +6,7 @@ import pytest
 
 import llb
 from llb import ops
-from llb.state import DEFAULT_PATH
+from llb.ops import DEFAULT_PATH
 
 
 def only_op(state: llb.State, kind: str):
