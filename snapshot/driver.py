@@ -7,33 +7,43 @@ import errno
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from llb.snapshot.copy import remove_tree
 from llb.snapshot.differ import write_layer_dir
-from llb.snapshot.layers import Change
+from llb.snapshot.index import Index
+from llb.snapshot.layers import Change, Layer
+from llb.snapshot.merge import apply_layers
 
-if TYPE_CHECKING:
-    from llb.snapshot.store import Mutable, Store
+
+class Draft(Protocol):
+    """What a driver sees of a snapshot being written (the store's Mutable)."""
+
+    id: str
+    dir: Path
+    parent_id: str | None
+    trusted: bool
+    underlay: Path | None
 
 
 class Driver:
-    """Base of the overlayfs and native drivers."""
+    """Base of the overlayfs and native drivers: they read committed snapshots through the
+    store's Index and keep per-snapshot files under each snapshot's directory."""
 
     kind = ""
     layer_dirname = ""
 
-    def __init__(self, store: "Store"):
-        self.store = store
+    def __init__(self, index: Index):
+        self.index = index
 
     # -- per driver
-    def init_mutable(self, m: "Mutable") -> None: raise NotImplementedError
-    def mount_mutable(self, m: "Mutable") -> Path: raise NotImplementedError
-    def unmount_mutable(self, m: "Mutable") -> None: raise NotImplementedError
-    def commit_mutable(self, m: "Mutable") -> list[Change]: raise NotImplementedError
+    def init_mutable(self, m: Draft) -> None: raise NotImplementedError
+    def mount_mutable(self, m: Draft) -> Path: raise NotImplementedError
+    def unmount_mutable(self, m: Draft) -> None: raise NotImplementedError
+    def commit_mutable(self, m: Draft) -> list[Change]: raise NotImplementedError
     def view(self, sid: str) -> AbstractContextManager[Path]: raise NotImplementedError
 
-    def discard_mutable(self, m: "Mutable") -> None:
+    def discard_mutable(self, m: Draft) -> None:
         """Forget per-mutable state (its directory is removed by the store)."""
 
     def forget(self) -> None:
@@ -42,7 +52,11 @@ class Driver:
     # -- shared
     def layer_root(self, sid: str) -> Path:
         """The directory holding layer sid's changed entries at their paths."""
-        return self.store.snapshot_dir(sid) / self.layer_dirname
+        return self.index.snapshot_dir(sid) / self.layer_dirname
+
+    def layers(self, ids: list[str]) -> list[Layer]:
+        """The layers with these ids, in order."""
+        return [Layer(i, self.layer_root(i), self.index.changes) for i in ids]
 
     def build_layer(self, sdir: Path, src: Path, changes: list[Change]) -> None:
         """Write a computed diff's content (a snapshot without parent) into sdir."""
@@ -50,23 +64,18 @@ class Driver:
 
     def build_tree(self, dest: Path, chain: list[str]) -> None:
         """Apply a chain of layers onto the empty directory dest (the merge engine)."""
-        try:
-            from llb.snapshot.merge import apply_layers
-        except ImportError as e:
-            raise NotImplementedError("the merge engine (snapshot.merge.apply_layers) is "
-                                      "not available yet") from e
         make_root(dest)
-        apply_layers(dest, self.store._layers(chain))
+        apply_layers(dest, self.layers(chain))
 
     def ensure_tree(self, sid: str) -> Path:
         """`<snapshot>/tree`, materialised from the snapshot's chain if it is not there yet
         (built in a temporary and renamed in, so a crash never leaves half a tree)."""
-        final = self.store.snapshot_dir(sid) / "tree"
+        final = self.index.snapshot_dir(sid) / "tree"
         if final.is_dir():
             return final
-        tmp = self.store.new_temp("tree")
+        tmp = self.index.new_temp("tree")
         try:
-            self.build_tree(tmp, self.store._chain(sid))
+            self.build_tree(tmp, self.index.chain(sid))
             publish_cache(tmp, final)
         finally:
             remove_tree(tmp)
@@ -87,11 +96,3 @@ def publish_cache(tmp: Path, final: Path) -> None:
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-
-
-def make_driver(store: "Store") -> Driver:
-    if store.kind == "overlayfs":
-        from llb.snapshot.overlay import OverlayDriver
-        return OverlayDriver(store)
-    from llb.snapshot.native import NativeDriver
-    return NativeDriver(store)

@@ -36,17 +36,16 @@ import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from llb.snapshot.copy import copy_entry, copy_tree, link_tree
 from llb.snapshot.differ import tree_changes, write_layer_dir
-from llb.snapshot.driver import Driver, make_root
+from llb.snapshot.driver import Draft, Driver, make_root
+from llb.snapshot.index import Index
 from llb.snapshot.layers import Change, path_key
 from llb.snapshot.metadata import read_xattrs
 from llb.snapshot.treemap import DIR, TreeMap, build_map, map_changes
 
-if TYPE_CHECKING:
-    from llb.snapshot.store import Mutable
 
 _MAPS_KEPT = 8  # tree maps remembered per process (the tips of FileOp chains)
 
@@ -55,8 +54,8 @@ class NativeDriver(Driver):
     kind = "native"
     layer_dirname = "layer"
 
-    def __init__(self, store):
-        super().__init__(store)
+    def __init__(self, index: Index):
+        super().__init__(index)
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()
         self._base_maps: dict[str, TreeMap] = {}  # mutable id -> map of the tree it took
         self._fresh: dict[str, dict[int, int]] = {}  # mutable id -> its copies' ctimes
@@ -65,19 +64,19 @@ class NativeDriver(Driver):
         self._private: OrderedDict[str, _Records | None] = OrderedDict()
         self._maps_lock = threading.Lock()
 
-    def init_mutable(self, m: "Mutable") -> None:
+    def init_mutable(self, m: Draft) -> None:
         m.dir.mkdir()
         tree = m.dir / "tree"
-        if m.parent is None:
+        if m.parent_id is None:
             make_root(tree)
             return
         if m.trusted:
-            self._shared(m.parent.id)  # linked or taken: its inodes go to a trusted tree
-            if self._take_tree(m.parent.id, tree, m.id):
+            self._shared(m.parent_id)  # linked or taken: its inodes go to a trusted tree
+            if self._take_tree(m.parent_id, tree, m.id):
                 return
-        elif self._take_private(m.parent.id, tree, m.id):
+        elif self._take_private(m.parent_id, tree, m.id):
             return
-        with self._reading(m.parent.id) as ptree:
+        with self._reading(m.parent_id) as ptree:
             if m.trusted:
                 link_tree(ptree, tree)
             else:
@@ -85,13 +84,13 @@ class NativeDriver(Driver):
                 copy_tree(ptree, tree, fresh=fresh)
                 self._fresh[m.id] = fresh
 
-    def mount_mutable(self, m: "Mutable") -> Path:
+    def mount_mutable(self, m: Draft) -> Path:
         return m.dir / "tree"
 
-    def unmount_mutable(self, m: "Mutable") -> None:
+    def unmount_mutable(self, m: Draft) -> None:
         pass
 
-    def commit_mutable(self, m: "Mutable") -> list[Change]:
+    def commit_mutable(self, m: Draft) -> list[Change]:
         tree = m.dir / "tree"
         base = self._base_maps.pop(m.id, None)
         taken = self._taken.pop(m.id, None)
@@ -101,14 +100,14 @@ class NativeDriver(Driver):
             self._remember(m.id, new)
         elif taken is not None:
             changes, records = _taken_changes(tree, *taken)
-        elif m.parent is None:
+        elif m.parent_id is None:
             # everything is an addition: the tree is its own layer (kept as `layer/` only,
             # so it is never taken; a trusted child hardlinks it instead)
             changes = tree_changes(tree, None, same_fs=True)
             os.rename(tree, m.dir / "layer")
             return changes
         else:
-            with self._reading(m.parent.id) as ptree:
+            with self._reading(m.parent_id) as ptree:
                 changes = tree_changes(tree, ptree, same_fs=True,
                                        fresh=self._fresh.pop(m.id, None))
         write_layer_dir(tree, m.dir / "layer", changes)
@@ -119,7 +118,7 @@ class NativeDriver(Driver):
                     self._private.popitem(last=False)
         return changes
 
-    def discard_mutable(self, m: "Mutable") -> None:
+    def discard_mutable(self, m: Draft) -> None:
         self._base_maps.pop(m.id, None)
         self._fresh.pop(m.id, None)
         self._taken.pop(m.id, None)
@@ -143,12 +142,12 @@ class NativeDriver(Driver):
             os.close(fd)
 
     def _lockfd(self, sid: str) -> int:
-        return os.open(self.store.snapshot_dir(sid) / "tree.lock",
+        return os.open(self.index.snapshot_dir(sid) / "tree.lock",
                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _take_tree(self, sid: str, dest: Path, mid: str) -> bool:
         """Move sid's tree to dest if no one reads it; remember what it held."""
-        tree = self.store.snapshot_dir(sid) / "tree"
+        tree = self.index.snapshot_dir(sid) / "tree"
         if not tree.is_dir():
             return False
         fd = self._lockfd(sid)
@@ -175,7 +174,7 @@ class NativeDriver(Driver):
         with self._maps_lock:
             self._private.pop(sid, None)
         try:
-            os.removexattr(self.store.snapshot_dir(sid) / "tree.lock", _PRIVATE)
+            os.removexattr(self.index.snapshot_dir(sid) / "tree.lock", _PRIVATE)
         except OSError:
             pass  # no lock file, or not marked
 
@@ -184,9 +183,9 @@ class NativeDriver(Driver):
         shares new inodes, and remember the tree as taken (its map and file records)."""
         with self._maps_lock:
             records = self._private.pop(sid, None)  # known when we committed it
-        tree = self.store.snapshot_dir(sid) / "tree"
+        tree = self.index.snapshot_dir(sid) / "tree"
         try:
-            fd = os.open(self.store.snapshot_dir(sid) / "tree.lock", os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(self.index.snapshot_dir(sid) / "tree.lock", os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             return False  # never marked
         try:
@@ -202,7 +201,7 @@ class NativeDriver(Driver):
         finally:
             os.close(fd)
         tree_map, files = records if records is not None else (build_map(dest), None)
-        unshared = _unshare(dest, tree_map, self.store.db.changes(sid))
+        unshared = _unshare(dest, tree_map, self.index.changes(sid))
         self._taken[mid] = _with_unshared(dest, tree_map, files, unshared)
         return True
 
@@ -213,8 +212,8 @@ class NativeDriver(Driver):
                 self._maps.popitem(last=False)
 
     def ensure_tree(self, sid: str) -> Path:
-        row = self.store._row(sid)
-        if row.kind == "layer" and row.parent is None and not (self.store.snapshot_dir(sid) / "tree").exists():
+        row = self.index.row(sid)
+        if row.kind == "layer" and row.parent is None and not (self.index.snapshot_dir(sid) / "tree").exists():
             return self.layer_root(sid)  # a parentless layer's tree is its layer content
         return super().ensure_tree(sid)
 

@@ -22,19 +22,18 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from llb.snapshot.copy import link_tree, remove_tree
 from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
-from llb.snapshot.driver import Driver, make_root, publish_cache
+from llb.snapshot.driver import Draft, Driver, make_root, publish_cache
+from llb.snapshot.index import Index
 from llb.snapshot.metadata import copy_metadata
 from llb.snapshot.layers import Change
 from llb.snapshot.mount import mount_overlay, unmount
 from llb.snapshot.treemap import TreeMap, build_map, map_changes
 from llb.snapshot.upper import write_upper
 
-if TYPE_CHECKING:
-    from llb.snapshot.store import Mutable
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
@@ -43,7 +42,7 @@ STEP_ENTRIES = 300  # entries linked into a built tree in the time one mounted s
 _MAPS_KEPT = 8  # tip maps remembered per process (the tips of FileOp chains)
 
 
-def _scratch(m: "Mutable") -> Path:
+def _scratch(m: Draft) -> Path:
     """Where a mounted mutable's overlay work directories live, and its mount point goes
     at commit: beside its directory in the session, not inside it, so that a commit
     publishes the directory without deleting anything first (deletions are slow on the hot
@@ -77,8 +76,8 @@ class OverlayDriver(Driver):
     kind = "overlayfs"
     layer_dirname = "fs"
 
-    def __init__(self, store):
-        super().__init__(store)
+    def __init__(self, index: Index):
+        super().__init__(index)
         self._cache: dict[str, list[str]] = {}
         self._maps: OrderedDict[str, TreeMap] = OrderedDict()  # snapshot -> map of its tip
         self._base_maps: dict[str, TreeMap] = {}  # trusted mutable -> map of its tree
@@ -86,48 +85,48 @@ class OverlayDriver(Driver):
         self._maps_lock = threading.Lock()
 
     def _rel(self, path: Path) -> str:
-        return os.path.relpath(path, self.store.root)
+        return os.path.relpath(path, self.index.root)
 
     # ---- mutables
 
-    def init_mutable(self, m: "Mutable") -> None:
+    def init_mutable(self, m: Draft) -> None:
         m.dir.mkdir()
-        if m.parent is not None and m.trusted:
-            base = self._tree_for(m.parent.id, m.dir / "tree")
+        if m.parent_id is not None and m.trusted:
+            base = self._tree_for(m.parent_id, m.dir / "tree")
             if base is not None:
                 self._base_maps[m.id] = base
                 return
         make_root(m.dir / "fs")
-        if m.parent is not None:
+        if m.parent_id is not None:
             # overlay shows a merged directory with its upper's attributes: the root must
             # start as the parent's root (mode, owner, xattrs, times)
-            top = self.store.root / self.lowers(m.parent.id)[0]
+            top = self.index.root / self.lowers(m.parent_id)[0]
             copy_metadata(top, m.dir / "fs")
             (m.dir / "mnt").mkdir()
             os.mkdir(_scratch(m))
 
-    def mount_mutable(self, m: "Mutable") -> Path:
+    def mount_mutable(self, m: Draft) -> Path:
         if m.id in self._base_maps:
             return m.dir / "tree"
-        if m.parent is None:
+        if m.parent_id is None:
             return m.dir / "fs"
-        lowers = self.lowers(m.parent.id)
+        lowers = self.lowers(m.parent_id)
         if m.underlay is not None:  # shown below the tree; the commit diffs against lowers
             lowers = lowers + [str(m.underlay)]
         # a fresh work directory per mount: the kernel refuses one a volatile mount used
         work = _scratch(m) / f"work-{len(os.listdir(_scratch(m)))}"
         os.mkdir(work)
-        mount_overlay(m.dir / "mnt", self.store.root, lowers,
+        mount_overlay(m.dir / "mnt", self.index.root, lowers,
                       self._rel(m.dir / "fs"), self._rel(work))
         return m.dir / "mnt"
 
-    def unmount_mutable(self, m: "Mutable") -> None:
-        if m.parent is not None and m.id not in self._base_maps:
+    def unmount_mutable(self, m: Draft) -> None:
+        if m.parent_id is not None and m.id not in self._base_maps:
             # EBUSY if a process still writes there; a trusted writer is our own code, its
             # writes are all in the upperdir already: detach without waiting for RCU
             unmount(m.dir / "mnt", lazy=m.trusted)
 
-    def commit_mutable(self, m: "Mutable") -> list[Change]:
+    def commit_mutable(self, m: Draft) -> list[Change]:
         base = self._base_maps.pop(m.id, None)
         if base is not None:
             tree = m.dir / "tree"
@@ -139,27 +138,27 @@ class OverlayDriver(Driver):
                 while len(self._maps) > _MAPS_KEPT:
                     self._maps.popitem(last=False)
             return changes
-        if m.trusted and m.parent is not None:
-            self._streaks[m.id] = self._streaks.pop(m.parent.id, 0) + 1
+        if m.trusted and m.parent_id is not None:
+            self._streaks[m.id] = self._streaks.pop(m.parent_id, 0) + 1
         upper = m.dir / "fs"
-        if m.parent is None:
+        if m.parent_id is None:
             changes = overlay_changes(upper, None)
         else:
             changes = None
-            dirs = self.lowers(m.parent.id)
+            dirs = self.lowers(m.parent_id)
             if _few_entries(upper, LOOKUP_BUDGET // len(dirs)):
                 try:  # look paths up in the layers: no mount for a small change
                     changes = overlay_changes(
-                        upper, LayeredLower([str(self.store.root / d) for d in dirs]))
+                        upper, LayeredLower([str(self.index.root / d) for d in dirs]))
                 except NeedView:
                     changes = None
             if changes is None:
-                with self.view(m.parent.id) as lower:
+                with self.view(m.parent_id) as lower:
                     changes = overlay_changes(upper, PathLower(lower))
             os.rename(m.dir / "mnt", _scratch(m) / "mnt")  # moved, not deleted: see _scratch
         return changes
 
-    def discard_mutable(self, m: "Mutable") -> None:
+    def discard_mutable(self, m: Draft) -> None:
         self._base_maps.pop(m.id, None)
 
     def _tree_for(self, sid: str, dest: Path) -> TreeMap | None:
@@ -180,21 +179,21 @@ class OverlayDriver(Driver):
             return None  # not a power of two: no count this time
         budget = max(BUILD_BUDGET, streak * STEP_ENTRIES)
         for d in self.lowers(sid):
-            budget -= _count_upto(self.store.root / d, budget)
+            budget -= _count_upto(self.index.root / d, budget)
             if budget < 0:
                 return None
-        row = self.store._row(sid)
+        row = self.index.row(sid)
         if row.kind != "layer":
             link_tree(self.ensure_tree(sid), dest)
         else:
-            self.build_tree(dest, self.store._chain(sid))
+            self.build_tree(dest, self.index.chain(sid))
         return build_map(dest)
 
     def _lock_tip(self, sid: str, how: int) -> int | None:
         """An fd of sid's tip directory flocked `how`, or None when it has no tip (or, with
         LOCK_NB, when someone else holds it). The lock is on the directory itself, so it
         is checked to still be sid's tip once held (a taker may have moved it)."""
-        tip = self.store.snapshot_dir(sid) / "tip"
+        tip = self.index.snapshot_dir(sid) / "tip"
         try:
             fd = os.open(tip, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -214,7 +213,7 @@ class OverlayDriver(Driver):
         if fd is None:
             return False
         try:
-            os.rename(self.store.snapshot_dir(sid) / "tip", dest)
+            os.rename(self.index.snapshot_dir(sid) / "tip", dest)
             return True
         finally:
             os.close(fd)
@@ -226,18 +225,18 @@ class OverlayDriver(Driver):
         fd = self._lock_tip(sid, fcntl.LOCK_SH)
         if fd is not None:
             try:
-                yield self.store.snapshot_dir(sid) / "tip"
+                yield self.index.snapshot_dir(sid) / "tip"
             finally:
                 os.close(fd)
             return
         lowers = self.lowers(sid)
         if len(lowers) == 1:
-            yield self.store.root / lowers[0]
+            yield self.index.root / lowers[0]
             return
-        mnt = self.store.new_temp("view")
+        mnt = self.index.new_temp("view")
         mnt.mkdir()
         try:
-            mount_overlay(mnt, self.store.root, lowers)
+            mount_overlay(mnt, self.index.root, lowers)
             try:
                 yield mnt
             finally:
@@ -259,11 +258,11 @@ class OverlayDriver(Driver):
             if s in self._cache:
                 base = self._cache[s]
                 break
-            sdir = self.store.snapshot_dir(s)
+            sdir = self.index.snapshot_dir(s)
             if (sdir / "flat").is_dir():
                 base = self._cache[s] = [self._rel(sdir / "flat")]
                 break
-            row = self.store._row(s)
+            row = self.index.row(s)
             if row.kind != "layer":
                 base = self._cache[s] = [self._rel(self.ensure_tree(s))]
                 break
@@ -273,8 +272,8 @@ class OverlayDriver(Driver):
         for s, parent in reversed(todo):
             if len(dirs) >= MAX_LOWERS:
                 self._flatten(parent, dirs)
-                dirs = self._cache[parent] = [self._rel(self.store.snapshot_dir(parent) / "flat")]
-            dirs = [self._rel(self.store.snapshot_dir(s) / "fs")] + dirs
+                dirs = self._cache[parent] = [self._rel(self.index.snapshot_dir(parent) / "flat")]
+            dirs = [self._rel(self.index.snapshot_dir(s) / "fs")] + dirs
             self._cache[s] = dirs
         return dirs
 
@@ -285,9 +284,9 @@ class OverlayDriver(Driver):
         """Materialise sid's tree as `<snapshot>/flat`: its layer chain applied onto an empty
         directory by the merge engine (hardlinks, no data copied), which is the tree the
         overlay of `dirs` shows."""
-        tmp = self.store.new_temp("flat")
+        tmp = self.index.new_temp("flat")
         try:
-            self.build_tree(tmp, self.store._chain(sid))
-            publish_cache(tmp, self.store.snapshot_dir(sid) / "flat")
+            self.build_tree(tmp, self.index.chain(sid))
+            publish_cache(tmp, self.index.snapshot_dir(sid) / "flat")
         finally:
             remove_tree(tmp)

@@ -3,31 +3,29 @@ per-process temporaries. Public API (docs/internals.md): Store, Ref, Mutable."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from llb.snapshot.copy import remove_tree
 from llb.snapshot.db import MetaDB, Row
+from llb.snapshot.driver import Driver
+from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import RootLock, Session, try_claim_dead
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 
-if TYPE_CHECKING:
-    from llb.snapshot.driver import Driver
-
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:24]
+# a root's snapshotter kind -> the module and class of its driver (only that one is imported)
+_DRIVERS = {"overlayfs": ("llb.snapshot.overlay", "OverlayDriver"),
+            "native": ("llb.snapshot.native", "NativeDriver")}
 
 
 class Ref:
@@ -135,10 +133,10 @@ class Store:
         self._state = threading.RLock()
         self._busy: Counter[str] = Counter()  # snapshots this process uses (views, parents)
         self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
-        self._chains: dict[str, list[str]] = {}
         self._closed = False
         with self._lock.held():  # a session is born under the root lock, where cleanup runs
-            self.session = Session(self.tmp_dir, _new_id())
+            self.session = Session(self.tmp_dir, new_id())
+        self.index = Index(self.root, self.db, self.session.dir)
         try:
             with self._lock.held():
                 self.kind = self._pick_kind(snapshotter)
@@ -150,8 +148,8 @@ class Store:
             self.db.close()
             self._lock.close()
             raise
-        from llb.snapshot.driver import make_driver
-        self._driver: Driver = make_driver(self)
+        module, cls = _DRIVERS[self.kind]
+        self._driver: Driver = getattr(importlib.import_module(module), cls)(self.index)
 
     # ---- public API
 
@@ -165,7 +163,7 @@ class Store:
         if parent is not None:
             self._row(parent.id)
         self._busy_add(parent.id if parent else None)
-        mid = _new_id()
+        mid = new_id()
         m = Mutable(self, mid, self.session.dir / mid, parent, trusted)
         m.underlay = underlay
         try:
@@ -297,6 +295,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        self.index.closed = True
         with self._lock.held():
             self._reap_session(self.session.dir, f"session:{self.session.id}")
         self.session.lock_path.unlink(missing_ok=True)
@@ -313,57 +312,20 @@ class Store:
     # ---- internals shared with the drivers
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
-        return self.snapshots_dir / snapshot_id
+        return self.index.snapshot_dir(snapshot_id)
 
     def new_temp(self, prefix: str) -> Path:
         """A fresh path (not created) in this process's temporary directory."""
-        return self.session.dir / f"{prefix}-{_new_id()}"
+        return self.index.new_temp(prefix)
 
     def _row(self, snapshot_id: str) -> Row:
-        if self._closed:
-            raise SnapshotError(f"the store at {self.root} is closed")
-        row = self.db.row(snapshot_id)
-        if row is None:
-            raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
-                                path=snapshot_id)
-        return row
+        return self.index.row(snapshot_id)
 
     def _chain(self, snapshot_id: str) -> list[str]:
-        """Layer ids of a snapshot's chain (memoised: committed snapshots never change)."""
-        cached = self._chains.get(snapshot_id)
-        if cached is not None:
-            if self.db.row(snapshot_id) is None:
-                raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
-                                    path=snapshot_id)
-            return cached
-        pending: list[str] = []
-        sid: str | None = snapshot_id
-        base: list[str] = []
-        while sid is not None:
-            if sid in self._chains:
-                base = self._chains[sid]
-                break
-            row = self._row(sid)
-            if row.kind == "layer":
-                pending.append(sid)
-                sid = row.parent
-            elif row.kind == "merge":
-                base = [x for i in self.db.inputs(sid) for x in self._chain(i)]
-                self._chains[sid] = base
-                break
-            else:
-                base = self.db.inputs(sid)
-                self._chains[sid] = base
-                break
-        chain = list(base)
-        for sid in reversed(pending):
-            chain = chain + [sid]
-            if len(pending) < 64 or sid == snapshot_id:
-                self._chains[sid] = chain
-        return chain
+        return self.index.chain(snapshot_id)
 
     def _layers(self, ids: list[str]) -> list[Layer]:
-        return [Layer(i, self._driver.layer_root(i), self.db.changes) for i in ids]
+        return self._driver.layers(ids)
 
     def _busy_add(self, sid: str | None) -> None:
         if sid is None:
@@ -409,7 +371,7 @@ class Store:
         for i in inputs:
             self._busy_add(i)
         try:
-            sid = _new_id()
+            sid = new_id()
             tmp = self.session.dir / sid
             tmp.mkdir()
             try:
@@ -427,7 +389,7 @@ class Store:
         """One new layer from comparing two trees (the non-prefix case of diff)."""
         from llb.snapshot.differ import tree_changes
 
-        sid = _new_id()
+        sid = new_id()
         tmp = self.session.dir / sid
         tmp.mkdir()
         try:
@@ -458,14 +420,13 @@ class Store:
             for i in ids:
                 MetaDB.delete(c, i)
         for i in ids:
-            self._chains.pop(i, None)
             trash = self.new_temp("trash")
             try:
                 os.rename(self.snapshots_dir / i, trash)
             except FileNotFoundError:
                 continue
             remove_tree(trash)
-        self._chains.clear()
+        self.index.forget()
         self._driver.forget()
         return freed
 

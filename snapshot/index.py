@@ -1,0 +1,90 @@
+"""The committed snapshots as the store records them, for the drivers: where each lives on
+disk, its DB row, its layer chain (memoised: committed snapshots never change) and its
+recorded diff. The store writes; drivers only read through this."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from llb.snapshot.db import MetaDB, Row
+from llb.snapshot.errors import NotFoundError, SnapshotError
+from llb.snapshot.layers import Change
+
+_MEMO_DEPTH = 64  # chains of plain layers memoise every entry up to this depth
+
+
+def new_id() -> str:
+    """A fresh snapshot (or temporary) id."""
+    return uuid.uuid4().hex[:24]
+
+
+class Index:
+    """Rows, chains and diffs of the committed snapshots under `root`, plus the paths of the
+    root's layout (snapshots/<id>, the session's temporaries)."""
+
+    def __init__(self, root: Path, db: MetaDB, session_dir: Path):
+        self.root = root
+        self.db = db
+        self.snapshots_dir = root / "snapshots"
+        self.session_dir = session_dir
+        self.closed = False
+        self._chains: dict[str, list[str]] = {}
+
+    def snapshot_dir(self, snapshot_id: str) -> Path:
+        """Where a committed snapshot's directory is."""
+        return self.snapshots_dir / snapshot_id
+
+    def new_temp(self, prefix: str) -> Path:
+        """A fresh path (not created) in this process's temporary directory."""
+        return self.session_dir / f"{prefix}-{new_id()}"
+
+    def row(self, snapshot_id: str) -> Row:
+        """The snapshot's DB row; NotFoundError when unknown or removed."""
+        if self.closed:
+            raise SnapshotError(f"the store at {self.root} is closed")
+        row = self.db.row(snapshot_id)
+        if row is None:
+            raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
+                                path=snapshot_id)
+        return row
+
+    def changes(self, layer_id: str) -> list[Change]:
+        """The recorded diff of a layer, sorted by path."""
+        return self.db.changes(layer_id)
+
+    def chain(self, snapshot_id: str) -> list[str]:
+        """Layer ids of a snapshot's chain, oldest first."""
+        cached = self._chains.get(snapshot_id)
+        if cached is not None:
+            self.row(snapshot_id)  # still there?
+            return cached
+        pending: list[str] = []
+        sid: str | None = snapshot_id
+        base: list[str] = []
+        while sid is not None:
+            if sid in self._chains:
+                base = self._chains[sid]
+                break
+            row = self.row(sid)
+            if row.kind == "layer":
+                pending.append(sid)
+                sid = row.parent
+            elif row.kind == "merge":
+                base = [x for i in self.db.inputs(sid) for x in self.chain(i)]
+                self._chains[sid] = base
+                break
+            else:
+                base = self.db.inputs(sid)
+                self._chains[sid] = base
+                break
+        chain = list(base)
+        for sid in reversed(pending):
+            chain = chain + [sid]
+            if len(pending) < _MEMO_DEPTH or sid == snapshot_id:
+                self._chains[sid] = chain
+        return chain
+
+    def forget(self) -> None:
+        """Drop memoised chains (snapshots were removed)."""
+        self._chains.clear()
