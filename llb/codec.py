@@ -101,7 +101,7 @@ Decoder = Callable[[Any], Any]
 _DECODERS: dict[Any, Decoder] = {}
 
 
-def _typename(value: Any) -> str:
+def typename(value: Any) -> str:
     return {dict: "map", list: "array", str: "string", bytes: "bytes", bool: "bool",
             int: "integer", float: "float", type(None): "nil"}.get(type(value), type(value).__name__)
 
@@ -109,7 +109,7 @@ def _typename(value: Any) -> str:
 def _primitive(tp: type, label: str) -> Decoder:
     def decode(v: Any) -> Any:
         if type(v) is not tp:
-            raise FieldError(f"expected {label}, got {_typename(v)}")
+            raise FieldError(f"expected {label}, got {typename(v)}")
         return v
     return decode
 
@@ -141,7 +141,7 @@ def _fields_error(cls: type, keys: list[str], v: dict) -> FieldError:
 
 
 def _wrong(where: str, label: str, value: Any) -> FieldError:
-    e = FieldError(f"expected {label}, got {_typename(value)}")
+    e = FieldError(f"expected {label}, got {typename(value)}")
     e.path.append(where)
     return e
 
@@ -163,12 +163,12 @@ def _dataclass_decoder(cls: type) -> Decoder:
     hints = typing.get_type_hints(cls, vars(_ops))
     names = _fields_of(cls)
     tag = _tag_field(cls)
-    env: dict[str, Any] = {"FieldError": FieldError, "_typename": _typename, "_wrong": _wrong,
+    env: dict[str, Any] = {"FieldError": FieldError, "typename": typename, "_wrong": _wrong,
                            "_fields_error": _fields_error, "cls": cls, "KEYS": list(names),
                            "new": object.__new__, "_locate": _locate}
     lines = ["def decode(v):",
              "    if type(v) is not dict:",
-             "        raise FieldError('expected a map, got ' + _typename(v))",
+             "        raise FieldError('expected a map, got ' + typename(v))",
              "    if list(v) != KEYS:",
              "        raise _fields_error(cls, KEYS, v)"]
     if tag:
@@ -230,7 +230,7 @@ def _union_decoder(members: tuple[type, ...]) -> Decoder:
 
     def decode(v: Any) -> Any:
         if type(v) is not dict:
-            raise FieldError(f"expected a map, got {_typename(v)}")
+            raise FieldError(f"expected a map, got {typename(v)}")
         if tag_name not in v:
             raise FieldError(f"missing field {tag_name!r}")
         value = v[tag_name]
@@ -269,7 +269,7 @@ def _tuple_decoder(args: tuple[Any, ...]) -> Decoder:
 
 def _check_array(v: Any) -> None:
     if type(v) is not list:
-        raise FieldError(f"expected an array, got {_typename(v)}")
+        raise FieldError(f"expected an array, got {typename(v)}")
 
 
 def _decode_items(decoders: Iterable[Decoder], v: list) -> tuple:

@@ -181,7 +181,7 @@ def _from_bytes(data: Any) -> Definition:
         raise DefinitionError(f"definition is {len(data)} bytes (limit {MAX_DEFINITION_BYTES})")
     top = _unpack(data, "definition")
     if type(top) is not dict:
-        raise DefinitionError(f"definition must be a map, got {codec._typename(top)}")
+        raise DefinitionError(f"definition must be a map, got {codec.typename(top)}")
     if list(top) != _TOP_KEYS:
         raise DefinitionError(codec.fields_problem("definition", _TOP_KEYS, top))
     version = top["version"]

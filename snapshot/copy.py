@@ -166,7 +166,7 @@ def _chunks(entries: list) -> list[list]:
 
 def _copy_entries(entries: list, link: bool, fresh: dict[int, int] | None) -> None:
     for sp, dp, est, owned in entries:
-        if link and _try_link(sp, dp):
+        if link and try_link(sp, dp):
             continue
         copy_entry(sp, dp, est, owned=owned)
         if fresh is not None:
@@ -179,7 +179,7 @@ def link_tree(src: Path, dst: Path) -> None:
     copy_tree(src, dst, link=True)
 
 
-def _try_link(src: str, dst: str) -> bool:
+def try_link(src: str, dst: str) -> bool:
     try:
         os.link(src, dst, follow_symlinks=False)
         return True

@@ -209,7 +209,7 @@ def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
     """Lay out a layer's content at dest: each added or modified entry of the tree at src
     (hardlinked; copied when linking fails), directories recreated with their metadata,
     and the parent directories of every change, deletions included."""
-    from llb.snapshot.copy import _try_link, copy_entry
+    from llb.snapshot.copy import try_link, copy_entry
 
     made: dict[str, os.stat_result] = {}
     root_st = os.lstat(src)
@@ -239,7 +239,7 @@ def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
         st = os.lstat(sp)
         if stat.S_ISDIR(st.st_mode):
             ensure_dir(ch.path)
-        elif not _try_link(sp, os.path.join(dest, ch.path)):
+        elif not try_link(sp, os.path.join(dest, ch.path)):
             dp, key = os.path.join(dest, ch.path), (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in copied:
                 os.link(copied[key], dp)

@@ -200,7 +200,7 @@ class Scheduler:
                 if sid is None:
                     cs = _checksum.copy_checksum(None, c, vertex=v.digest)
                 else:
-                    with self.store.view(self._ref(u, idx)) as top:
+                    with self.store.view(self.ref(u, idx)) as top:
                         cs = _checksum.copy_checksum(top, c, vertex=v.digest)
                     self.db.put_checksum(sid, spec, cs)
             sums.append(cs)
@@ -253,7 +253,8 @@ class Scheduler:
             if c.run_deps == 0 and c.missed and c.want_ref:
                 self._queue_run(c)
 
-    def _ref(self, u: Vertex, idx: int):
+    def ref(self, u: Vertex, idx: int):
+        """The Ref of output `idx` of resolved vertex `u` (None: the empty tree)."""
         refs = u.refs
         if refs is None:
             refs = u.refs = [None] * len(u.outputs)
@@ -266,7 +267,7 @@ class Scheduler:
         runnable, self.runnable = self.runnable, []
         for v in sorted(runnable, key=lambda x: x.index):
             try:
-                inputs = [self._ref(u, idx) for u, idx in v.inputs]
+                inputs = [self.ref(u, idx) for u, idx in v.inputs]
             except Exception as e:  # noqa: BLE001 - e.g. a record whose snapshot is gone
                 self._fail(v, e)
                 return

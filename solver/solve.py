@@ -81,7 +81,7 @@ class Solver:
             raise DefinitionError("the solve finished without resolving its output", vertex=out.digest)
         if out_index >= len(out.outputs):
             raise DefinitionError(f"op has no output {out_index}", vertex=out.digest)
-        ref = sched._ref(out, out_index)
+        ref = sched.ref(out, out_index)
         return SolveResult(
             ref=ref, store=self.store,
             cached=sum(1 for v in vertices if v.terminal == "cached"),
