@@ -10,7 +10,7 @@ EXAMPLE ?= examples/merge/build.py
 # the merge example's `run` target runs the app on the merged root (a real exec)
 EXAMPLE_TARGET ?= run
 
-.PHONY: all deps sysdeps venv example test bench clean
+.PHONY: all deps sysdeps venv example test bench clean proto
 
 all: test
 
@@ -52,6 +52,12 @@ test: deps
 
 bench: deps
 	$(PY) bench/run.py
+
+# llb/pb/ops_pb2.py (+ .pyi) are generated from llb/pb/ops.proto and committed; regenerate
+# them after changing the .proto. grpcio-tools carries protoc; its major must match the
+# protobuf runtime pinned in pyproject.toml (tests/buildkit/test_proto_generated.py checks).
+proto: venv
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. llb/pb/ops.proto
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
