@@ -1,6 +1,6 @@
 """llb installs one top-level import name, `llb`: the rooms kept in their own folders
-(solver/, snapshot/, cli/) are imported as llb.solver, llb.snapshot and llb.cli, never under
-names that would collide with unrelated PyPI projects."""
+(solver/, snapshot/, cli/, content/) are imported as llb.solver, llb.snapshot, llb.cli and
+llb.content, never under names that would collide with unrelated PyPI projects."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import llb
 
 _REPO = Path(llb.__file__).resolve().parent.parent
-_ROOMS = ("solver", "snapshot", "cli")
+_ROOMS = ("solver", "snapshot", "cli", "content")
 
 
 def _package_files() -> list[Path]:
