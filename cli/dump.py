@@ -15,9 +15,10 @@ import click
 from llb.cli.loader import load_definition
 from llb import Definition, codec
 from llb.describe import summarize
-from llb.errors import BuildFileError
+from llb.errors import BuildFileError, DefinitionError
 
-_BUILD_HELP = "BUILD: a build file (build.py or a directory holding one), a definition file, or -"
+_BUILD_HELP = ("BUILD: a build file (build.py or a directory holding one), a definition file "
+               "(llb's, or BuildKit's from any client), or -")
 
 
 @click.command(help="Show the definition BUILD produces, like `buildctl debug dump-llb`.\n\n"
@@ -36,14 +37,29 @@ def dump(build: str, fmt: str, target: str | None) -> None:
 @click.argument("build")
 @click.option("-o", "--output", "output", required=True, metavar="FILE",
               help="Where to write the definition bytes (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["llb", "buildkit"]), default="llb",
+              show_default=True,
+              help="llb's msgpack, or BuildKit's LLB (protobuf) for `buildctl build` on stdin.")
 @click.option("--target", metavar="NAME", help="Call NAME() in the build file instead of build().")
-def marshal(build: str, output: str, target: str | None) -> None:
-    data = load_definition(build, target).to_bytes()
+def marshal(build: str, output: str, fmt: str, target: str | None) -> None:
+    definition = load_definition(build, target)
+    data = to_buildkit(definition) if fmt == "buildkit" else definition.to_bytes()
     if output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
     _write_atomic(Path(output), data)
+
+
+def to_buildkit(definition: Definition) -> bytes:
+    """BuildKit Definition bytes of `definition` (llb.pb, imported only for this format)."""
+    from llb.pb import encode
+
+    encoded = encode(definition)
+    if encoded.output is None:
+        raise DefinitionError("the result is scratch: BuildKit's format has no op for it "
+                              "(buildctl refuses an empty definition)")
+    return encoded.data
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -1,7 +1,9 @@
 """Turning the BUILD argument of a command into a Definition.
 
 BUILD is a Python build file (its `build()`, or `--target NAME`, returns an llb.State), a
-directory holding build.py, a serialised definition file, or "-" for one on stdin.
+directory holding build.py, a serialised definition file, or "-" for one on stdin. A
+definition is llb's own (msgpack) or BuildKit's (protobuf, from any BuildKit client): told
+apart by content, and BuildKit's format (llb.pb, protobuf) is imported only for BuildKit's.
 """
 
 from __future__ import annotations
@@ -40,13 +42,25 @@ def load_definition(build: str, target: str | None = None) -> Definition:
     return _parse(data, str(build))
 
 
-def _parse(data: bytes, where: str) -> Definition:
-    from llb.definition import Definition
+def is_buildkit(data: bytes) -> bool:
+    """True for BuildKit Definition bytes: they open with the tag of the Definition's field 1,
+    2 or 3 (0x0a, 0x12, 0x1a), where llb's msgpack opens with a map (0x80-0x8f, 0xde, 0xdf)."""
+    return data[:1] in (b"\x0a", b"\x12", b"\x1a")
 
+
+def _parse(data: bytes, where: str) -> Definition:
+    if not data:
+        raise DefinitionError(f"{where}: empty definition", path=where)
     try:
+        if is_buildkit(data):
+            from llb.pb import from_buildkit
+
+            return from_buildkit(data)
+        from llb.definition import Definition
+
         return Definition.from_bytes(data)
     except DefinitionError as e:
-        raise DefinitionError(f"{where}: {e}", vertex=e.vertex, path=where) from None
+        raise type(e)(f"{where}: {e}", vertex=e.vertex, path=where) from None
 
 
 def load_build_file(path: Path, target: str | None = None) -> Definition:
