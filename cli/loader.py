@@ -49,8 +49,6 @@ def is_buildkit(data: bytes) -> bool:
 
 
 def _parse(data: bytes, where: str) -> Definition:
-    if not data:
-        raise DefinitionError(f"{where}: empty definition", path=where)
     try:
         if is_buildkit(data):
             from llb.pb import from_buildkit

@@ -106,7 +106,7 @@ def test_solve_a_go_client_definition_locally(tmp_path):
 
 
 @pytest.mark.parametrize("data,message", [
-    (b"", "empty definition"),
+    (b"", "definition is empty"),
     (b"\x0a\x05\xff\xff", "not a BuildKit definition"),
 ])
 def test_bad_buildkit_bytes_are_one_line_and_exit_2(tmp_path, data, message):
