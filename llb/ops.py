@@ -75,8 +75,36 @@ class SourceOp(_Value):
     def inputs(self) -> tuple[Input, ...]:
         return ()
 
+    @property
+    def scheme(self) -> str:
+        """The identifier's scheme ("local", "docker-image", ...); "scratch" for scratch."""
+        return split_identifier(self.identifier)[0]
+
+    @property
+    def locator(self) -> str:
+        """What follows "<scheme>://" (a local name, an image reference, a layout path)."""
+        return split_identifier(self.identifier)[1]
+
 
 SCRATCH = "scratch"
+# source identifier schemes: "<scheme>://<locator>" (scratch has none)
+SCHEME_LOCAL = "local"
+SCHEME_IMAGE = "docker-image"
+SCHEME_OCI_LAYOUT = "oci-layout"
+
+
+def source_identifier(scheme: str, locator: str) -> str:
+    """"<scheme>://<locator>", a SourceOp identifier."""
+    return f"{scheme}://{locator}"
+
+
+def split_identifier(identifier: str) -> tuple[str, str]:
+    """(scheme, locator) of a source identifier; ("scratch", "") for scratch and ("", "")
+    for one without a scheme."""
+    if identifier == SCRATCH:
+        return SCRATCH, ""
+    scheme, sep, locator = identifier.partition("://")
+    return (scheme, locator) if sep else ("", "")
 
 # ---------------------------------------------------------------------------------- exec
 

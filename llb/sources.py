@@ -28,7 +28,7 @@ def scratch() -> State:
 def image(ref: str, *, name: str = "", description: str = "") -> State:
     """An image from a registry; `ref` is normalised like Docker (busybox ->
     docker.io/library/busybox:latest)."""
-    op = _ops.SourceOp("docker-image://" + normalize_image_ref(ref))
+    op = _ops.SourceOp(_ops.source_identifier(_ops.SCHEME_IMAGE, normalize_image_ref(ref)))
     return State(new_node(op, (), name=name, description=description))
 
 
@@ -44,9 +44,10 @@ def oci_layout(path: str | os.PathLike[str], *, tag: str | None = None,
     abspath = clean(os.path.abspath(path))
     if digest is not None:
         check_digest(digest, "oci_layout digest")
-        ident = f"oci-layout://{abspath}@{digest}"
+        locator = f"{abspath}@{digest}"
     else:
-        ident = f"oci-layout://{abspath}:{'latest' if tag is None else tag}"
+        locator = f"{abspath}:{'latest' if tag is None else tag}"
+    ident = _ops.source_identifier(_ops.SCHEME_OCI_LAYOUT, locator)
     return State(new_node(_ops.SourceOp(ident), (), name=name, description=description))
 
 
@@ -56,6 +57,6 @@ def local(name: str, *, include: list[str] | tuple[str, ...] = (),
     include/exclude are gitignore-style patterns (a progress name: `.with_name(...)`)."""
     if not isinstance(name, str) or not re.match(LOCAL_NAME_PATTERN, name):
         raise DefinitionError(f"local name {name!r} must match {LOCAL_NAME_PATTERN}")
-    op = _ops.SourceOp("local://" + name, include=patterns(include, "include"),
+    op = _ops.SourceOp(_ops.source_identifier(_ops.SCHEME_LOCAL, name), include=patterns(include, "include"),
                        exclude=patterns(exclude, "exclude"))
     return State(new_node(op, (), description=description))

@@ -103,17 +103,16 @@ def check_patterns(patterns: tuple[str, ...], what: str) -> None:
 def check_source(op: _ops.SourceOp) -> None:
     ident = op.identifier
     _check_str(ident, "source identifier")
-    is_local = ident.startswith("local://")
-    if ident == _ops.SCRATCH:
+    scheme, rest = op.scheme, op.locator
+    is_local = scheme == _ops.SCHEME_LOCAL
+    if scheme == _ops.SCRATCH:
         pass
-    elif ident.startswith("docker-image://"):
-        ref = ident[len("docker-image://"):]
+    elif scheme == _ops.SCHEME_IMAGE:
         from llb.refs import normalize_image_ref  # image sources only: its patterns cost start-up
 
-        if normalize_image_ref(ref) != ref:
-            _fail(f"image reference {ref!r} is not normalised")
-    elif ident.startswith("oci-layout://"):
-        rest = ident[len("oci-layout://"):]
+        if normalize_image_ref(rest) != rest:
+            _fail(f"image reference {rest!r} is not normalised")
+    elif scheme == _ops.SCHEME_OCI_LAYOUT:
         if "@" in rest:
             path, _, digest = rest.rpartition("@")
             check_digest(digest, "oci-layout digest")
@@ -123,9 +122,8 @@ def check_source(op: _ops.SourceOp) -> None:
                 _fail(f"oci-layout source {rest[:200]!r} needs ':<tag>' or '@<digest>'")
         check_path(path, "oci-layout path")
     elif is_local:
-        name = ident[len("local://"):]
-        if not re.match(LOCAL_NAME_PATTERN, name):
-            _fail(f"local name {name[:80]!r} must match {LOCAL_NAME_PATTERN}")
+        if not re.match(LOCAL_NAME_PATTERN, rest):
+            _fail(f"local name {rest[:80]!r} must match {LOCAL_NAME_PATTERN}")
     else:
         _fail(f"unknown source identifier {ident[:80]!r}")
     if not is_local and (op.include or op.exclude):

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Iterable
 
 from llb.solver.errors import InputError
-from llb.solver.patterns import PathFilter, walk
+from llb.solver.patterns import PathFilter, has_wildcard, walk
 
 _CHUNK = 1 << 20
-_WILDCARD = frozenset("*?[")
 
 
 def file_digest(path: str) -> bytes:
@@ -141,11 +140,6 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
                 full = os.path.realpath(full)
             _entry(h, full, "", st)
     return "sha256:" + h.hexdigest()
-
-
-def has_wildcard(p: str) -> bool:
-    """Whether a copy source path has glob characters."""
-    return any(c in _WILDCARD for c in p)
 
 
 def copy_matches(top: Path, copy) -> list[tuple[str, str]]:

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Iterable
 
 
+_WILDCARD = frozenset("*?[")
+
+
+def has_wildcard(path: str) -> bool:
+    """Whether a copy source path has glob characters."""
+    return any(c in _WILDCARD for c in path)
+
+
 class PathFilter:
     """Which paths (relative, "/"-separated) of a tree an include/exclude pair selects.
 

@@ -20,13 +20,14 @@ from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compu
 from llb.solver.errors import CancelledError, SolveError
 from llb.solver.locks import KeyLock
 from llb.solver.ops.context import OpContext
+from llb.solver.sources import SourceEnv, is_local, source_for
 from llb.solver.vertex import Vertex
 
 
 class Scheduler:
     """One solve's run over its vertices (see the module docstring)."""
 
-    def __init__(self, solver: Any, vertices: list[Vertex], output: Vertex, locals: dict,
+    def __init__(self, solver: Any, vertices: list[Vertex], output: Vertex, env: SourceEnv,
                  no_cache: bool, explain: bool, op_bytes: Any = None):
         self.s = solver
         self.store = solver.store
@@ -34,7 +35,7 @@ class Scheduler:
         self.progress = solver.progress
         self.vertices = vertices
         self.output = output
-        self.locals = locals
+        self.env = env
         self.no_cache = no_cache
         self.explain = explain
         self._op_bytes = op_bytes  # digest -> canonical op bytes, when the definition has them
@@ -145,9 +146,7 @@ class Scheduler:
             if isinstance(source, BaseException):
                 raise source
             if source is None:
-                from llb.solver.ops import source as _source
-
-                source = _source.content_key(op, self.locals, vertex=v.digest, db=self.db)
+                source = source_for(op, v.digest).content_key(op, self.env, v.digest)
         parts = []
         inputs = []
         for pos, (u, idx) in enumerate(v.inputs):
@@ -169,16 +168,14 @@ class Scheduler:
         """Content keys of several local sources at once, on the worker threads: hashing a
         large context is OpenSSL's work, which runs beside the GIL (4 contexts of 64 MiB
         hash in about half the time). A failure is kept and raised when the vertex is keyed."""
-        from llb.solver.ops import source as _source
-
-        local = [v for v in sources if _source.local_name(v.op) is not None]
+        local = [v for v in sources if is_local(v.op)]
         if len(local) < 2 or self.s.workers < 2:
             return
         from concurrent.futures import ThreadPoolExecutor
 
         def key(v: Vertex) -> Any:
             try:
-                return _source.content_key(v.op, self.locals, vertex=v.digest, db=self.db)
+                return source_for(v.op, v.digest).content_key(v.op, self.env, v.digest)
             except BaseException as e:  # noqa: BLE001 - raised again by _compute_key
                 return e
 
@@ -290,7 +287,7 @@ class Scheduler:
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.s.root, vertex=v.digest, name=v.name,
-                            locals=self.locals, cancelled=self.cancelled, _log=self._log)
+                            local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled, _log=self._log)
             from llb.solver import ops
 
             try:

@@ -11,6 +11,7 @@ from llb.solver.cachedb import CacheDB
 from llb.solver.errors import InputError
 from llb.solver.locks import RootLock
 from llb.solver.progress import Progress, ProgressSink
+from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
 
 
@@ -57,7 +58,7 @@ class Solver:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def solve(self, definition: Any, locals: dict[str, Path] | None = None,
+    def solve(self, definition: Any, local_dirs: dict[str, Path] | None = None,
               no_cache: bool = False, explain: bool = False) -> SolveResult:
         """Resolve the definition's output: each vertex is cached, done or an error.
 
@@ -65,10 +66,10 @@ class Solver:
         DefinitionError (exit 2) for bad input, before anything runs where it can tell."""
         from llb.solver.scheduler import Scheduler
 
-        locals = {k: Path(v) for k, v in (locals or {}).items()}
+        env = SourceEnv({k: Path(v) for k, v in (local_dirs or {}).items()}, self.db, self.root)
         vertices, out, out_index = build_graph(definition)
-        _check_inputs(vertices, locals)
-        sched = Scheduler(self, vertices, out, locals, no_cache, explain,
+        _check_inputs(vertices, env)
+        sched = Scheduler(self, vertices, out, env, no_cache, explain,
                           op_bytes=getattr(definition, "op_bytes", None))
         self.progress.begin(len(vertices))
         try:
@@ -90,62 +91,14 @@ class Solver:
         )
 
 
-def _check_inputs(vertices: list[Vertex], locals: dict[str, Path]) -> None:
-    """Bad input found before anything runs: missing --local mappings, copies of paths a
-    local source does not have."""
-    from llb.solver.ops.source import local_name
-
+def _check_inputs(vertices: list[Vertex], env: SourceEnv) -> None:
+    """Bad input found before anything runs: each source's own checks (a missing --local
+    mapping), then copies of paths a source does not have."""
     for v in vertices:
-        op = v.op
-        if op.kind == "source":
-            name = local_name(op)
-            if name is None:
-                continue
-            path = locals.get(name)
-            if path is None:
-                raise InputError(f"no --local mapping for local source {name!r} "
-                                 f"(pass --local {name}=PATH)", vertex=v.digest)
-            if not path.is_dir():
-                raise InputError(f"--local {name}={path}: not a directory", vertex=v.digest,
-                                 path=os.fspath(path))
+        if v.op.kind == "source":
+            source_for(v.op, v.digest).check(v.op, env, v.digest)
     for v in vertices:
         for pos, copies in v.partial.items():
-            u, idx = v.inputs[pos]
-            name = local_name(u.op) if u.op.kind == "source" else None
-            if name is not None and not u.op.include and not u.op.exclude:
-                for c in copies:
-                    _copy_source_exists(locals[name], c, v.digest)
-            elif name is not None:
-                _copies_in_filtered_local(locals[name], u.op, copies, v.digest)
-            elif u.op.kind == "source" and u.op.identifier == "scratch":
-                from llb.solver.checksum import copy_checksum
-
-                for c in copies:
-                    copy_checksum(None, c, vertex=v.digest)
-
-
-def _copy_source_exists(top: Path, copy: Any, vertex: str) -> None:
-    """Raise InputError when `copy.src` is not in the tree at `top`."""
-    from llb.solver.checksum import copy_matches, has_wildcard
-
-    if copy_matches(top, copy):
-        return
-    if copy.allow_wildcard and copy.allow_empty_wildcard and has_wildcard(copy.src):
-        return
-    raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
-
-
-def _copies_in_filtered_local(top: Path, source: Any, copies: list, vertex: str) -> None:
-    """Raise InputError when a plain (non-wildcard) copy source is not among the files a
-    local source with include/exclude selects."""
-    from llb.solver.checksum import has_wildcard
-    from llb.solver.patterns import PathFilter, walk
-
-    plain = [c for c in copies if not (c.allow_wildcard and has_wildcard(c.src))]
-    if not plain:
-        return
-    selected = {rel for rel, _ in walk(top, PathFilter(source.include, source.exclude))}
-    for c in plain:
-        rel = os.path.normpath("/" + c.src).strip("/")
-        if rel and rel not in selected:
-            raise InputError(f"copy source {c.src} not found", vertex=vertex, path=c.src)
+            u, _ = v.inputs[pos]
+            if u.op.kind == "source":
+                source_for(u.op, v.digest).check_copies(u.op, env, v.digest, copies)

@@ -19,7 +19,7 @@ class OpContext:
     root: Path
     vertex: str
     name: str
-    locals: dict[str, Path] = field(default_factory=dict)
+    local_dirs: dict[str, Path] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
     _log: Callable[[str, str, bytes], None] | None = None
     _tail: list[str] = field(default_factory=list)

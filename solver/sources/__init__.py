@@ -1,0 +1,78 @@
+"""Sources by scheme, as BuildKit's source manager: every scheme a SourceOp identifier can
+carry ("local", later "docker-image" and "oci-layout"; scratch has none) has one module that
+checks the source's input before anything runs, computes its content key, and makes its
+snapshot. Adding a source is one entry in `_SOURCES` and one module.
+
+The modules are imported on first use (a named start-up boundary: a cached solve of a graph
+with no local source imports none of them)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, cast
+
+from llb.ops import SCHEME_LOCAL, SCRATCH, Copy, SourceOp
+from llb.solver.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from llb.snapshot import Ref
+    from llb.solver.cachedb import CacheDB
+    from llb.solver.ops.context import OpContext
+
+# scheme -> the module implementing it
+_SOURCES: dict[str, str] = {
+    SCRATCH: "llb.solver.sources.scratch",
+    SCHEME_LOCAL: "llb.solver.sources.local",
+}
+
+
+class SourceEnv(NamedTuple):
+    """What a solve gives its sources besides the op: the `--local` directories, the cache
+    DB (memoised checksums) and the llb root."""
+
+    local_dirs: Mapping[str, Path]
+    db: CacheDB | None
+    root: Path
+
+
+class Source(Protocol):
+    """What a source module offers the solver."""
+
+    def check(self, op: SourceOp, env: SourceEnv, vertex: str) -> None:
+        """Raise InputError (exit 2) for bad input found before anything runs."""
+
+    def check_copies(self, op: SourceOp, env: SourceEnv, vertex: str,
+                     copies: list[Copy]) -> None:
+        """Raise InputError when a copy reads a path this source does not have (where that
+        can be told before anything runs)."""
+
+    def content_key(self, op: SourceOp, env: SourceEnv, vertex: str) -> str | None:
+        """What the source's cache key is made of (None: the empty tree)."""
+
+    def snapshot(self, ctx: OpContext, op: SourceOp) -> Ref | None:
+        """The source's content as a committed snapshot (None: the empty tree)."""
+
+
+_loaded: dict[str, Source] = {}
+
+
+def source_for(op: SourceOp, vertex: str | None = None) -> Source:
+    """The module implementing `op`'s scheme; UnsupportedError for a scheme llb cannot solve."""
+    scheme = op.scheme
+    src = _loaded.get(scheme)
+    if src is not None:
+        return src
+    module = _SOURCES.get(scheme)
+    if module is None:
+        raise UnsupportedError(f"source {op.identifier}: not supported yet", vertex=vertex)
+    src = _loaded[scheme] = cast(Source, importlib.import_module(module))
+    return src
+
+
+def is_local(op: Any) -> bool:
+    """True for a `local://NAME` source op."""
+    return op.kind == "source" and op.scheme == SCHEME_LOCAL
+
+
+__all__ = ["Source", "SourceEnv", "is_local", "source_for"]
