@@ -17,7 +17,7 @@ from llb.snapshot.copy import remove_tree
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
-from llb.snapshot.errors import NotFoundError, SnapshotError
+from llb.snapshot.errors import SnapshotError
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import RootLock, Session, try_claim_dead
 from llb.snapshot.mount import mounts_under, overlay_works, unmount

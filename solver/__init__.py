@@ -13,7 +13,7 @@ _EXPORTS = {
     "SolveError": "llb.solver.errors",
     "UnsupportedError": "llb.solver.errors",
     "InputError": "llb.solver.errors",
-    "CancelledError": "llb.solver.errors",
+    "SolveCancelledError": "llb.solver.errors",
     "Progress": "llb.solver.progress",
     "Recorder": "llb.solver.progress",
     "CacheDB": "llb.solver.cachedb",

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llb.ops import SHARING_LOCKED, SHARING_PRIVATE, SHARING_SHARED
-from llb.solver.errors import CancelledError, UnsupportedError
+from llb.solver.errors import SolveCancelledError, UnsupportedError
 
 CACHE_DIR = "cache-mounts"
 _LOCK_POLL = 0.05  # seconds between lock attempts while watching for cancellation
@@ -45,7 +45,7 @@ class CacheMounts:
                 cancelled: threading.Event | None = None) -> Iterator[Path]:
         """Yield the directory to mount for `cache_id`, holding its lock while in use.
         Waiting for a lock (locked, or shared while another holds it locked) stops with
-        CancelledError once `cancelled` is set."""
+        SolveCancelledError once `cancelled` is set."""
         if sharing not in (SHARING_SHARED, SHARING_PRIVATE, SHARING_LOCKED):
             raise UnsupportedError(f"unknown cache mount sharing mode {sharing!r}")
         base = self.path(cache_id)
@@ -139,7 +139,7 @@ def _wait_lock(fd: int, kind: int, cancelled: threading.Event | None, cache_id: 
             return
         except BlockingIOError:
             if cancelled.wait(_LOCK_POLL):
-                raise CancelledError(f"cancelled while waiting for cache mount {cache_id!r}")
+                raise SolveCancelledError(f"cancelled while waiting for cache mount {cache_id!r}")
 
 
 def _open_lock(base: Path, n: int) -> int:

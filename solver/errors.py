@@ -1,4 +1,5 @@
-"""Errors the solver raises: a failed build (exit 1) and an unsupported feature (exit 2)."""
+"""Errors the solver raises: a failed or cancelled build (exit 1), bad input and unsupported
+features (exit 2), and outputs that cannot be written."""
 
 from __future__ import annotations
 
@@ -42,7 +43,17 @@ class InputError(LLBError):
     source that does not exist (bad input: exit 2)."""
 
 
-class CancelledError(LLBError):
-    """A vertex stopped because another vertex failed."""
+class SolveCancelledError(LLBError):
+    """A vertex stopped because another vertex failed (named apart from
+    concurrent.futures.CancelledError, which the scheduler also meets)."""
 
     exit_code = 1
+
+
+class OutputSpecError(LLBError):
+    """A bad `--output` spec: unknown type or option, missing dest, a destination that cannot
+    be written (bad input: exit 2, found before anything is solved)."""
+
+
+class ExportError(LLBError):
+    """The result could not be written where the output spec says (exit 2)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from llb.errors import LLBError
 from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
-from llb.solver.errors import CancelledError, SolveError
+from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.locks import KeyLock
 from llb.solver.ops.context import OpContext
 from llb.solver.sources import SourceEnv, is_local, source_for
@@ -276,14 +276,14 @@ class Scheduler:
         """Worker: lock the key, re-check the cache, run the op, commit and record."""
         lock = KeyLock(self.s.root, v.key)
         if not lock.acquire(self.cancelled):
-            raise CancelledError("cancelled", vertex=v.digest)
+            raise SolveCancelledError("cancelled", vertex=v.digest)
         try:
             if not (self.no_cache or v.ignore_cache):
                 outs = self.db.lookup(v.key)
                 if outs is not None:
                     return "cached", outs, None, 0.0
             if self.cancelled.is_set():
-                raise CancelledError("cancelled", vertex=v.digest)
+                raise SolveCancelledError("cancelled", vertex=v.digest)
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.s.root, vertex=v.digest, name=v.name,
@@ -297,7 +297,7 @@ class Scheduler:
                     e.vertex = v.digest
                 if isinstance(e, SolveError):
                     self._name_vertex(v, e)
-                if e.exit_code == 2 or isinstance(e, (SolveError, CancelledError)):
+                if e.exit_code == 2 or isinstance(e, (SolveError, SolveCancelledError)):
                     raise
                 raise self._solve_error(v, ctx, str(e)) from e
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
@@ -334,7 +334,7 @@ class Scheduler:
         try:
             status, outs, refs, duration = fut.result()
         except BaseException as e:  # noqa: BLE001
-            if isinstance(e, CancelledError) and self.error is not None:
+            if isinstance(e, SolveCancelledError) and self.error is not None:
                 self._terminal(v, "error", error="cancelled")
             else:
                 self._fail(v, e)

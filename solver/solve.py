@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from llb.errors import DefinitionError
 from llb.solver.cachedb import CacheDB
-from llb.solver.errors import InputError
 from llb.solver.locks import RootLock
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.sources import SourceEnv, source_for

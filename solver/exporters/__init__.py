@@ -1,22 +1,94 @@
-"""Exporters: write a solved result out of the store (`--output type=local|tar`).
-
-Each lives in its own module; the names below are imported on first use, so exporting a
-directory does not load tarfile."""
+"""Exporters by output type (BuildKit's exporter map): `--output type=T,k=v,...` picks the
+module registered for T, which checks the spec before anything is solved and writes the
+solved result out of the store. Adding an output type is one entry in `_EXPORTERS` and one
+module; the modules are imported on first use (exporting a directory loads no tarfile)."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import NamedTuple, Protocol, cast
 
-__all__ = ["ExportError", "export_local", "export_tar"]
+from llb.snapshot import Ref, Store
+from llb.solver.errors import OutputSpecError
 
-_EXPORTS = {"ExportError": "llb.solver.exporters.local", "export_local": "llb.solver.exporters.local",
-            "export_tar": "llb.solver.exporters.tar"}
+# output type -> the module implementing it
+_EXPORTERS: dict[str, str] = {
+    "local": "llb.solver.exporters.local",
+    "tar": "llb.solver.exporters.tar",
+}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module holding public `name` on first access."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+class OutputSpec(NamedTuple):
+    """A parsed `--output`: its type, its key=value options (dest, ...), and the text as given
+    (for messages)."""
+
+    type: str
+    attrs: dict[str, str]
+    text: str
+
+    @property
+    def dest(self) -> str:
+        """The dest= option ("" when not given)."""
+        return self.attrs.get("dest", "")
+
+
+class Exporter(Protocol):
+    """What an exporter module offers."""
+
+    def check(self, spec: OutputSpec) -> None:
+        """Raise OutputSpecError for an option it does not know or a destination it cannot
+        write, before anything is solved (and leave nothing behind)."""
+
+    def export(self, spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+        """Write the tree of ref (None: empty) as the spec says."""
+
+
+def output_types() -> list[str]:
+    """Every known output type."""
+    return sorted(_EXPORTERS)
+
+
+def parse_output(text: str) -> OutputSpec:
+    """Parse `type=T,k=v,...` and have T's exporter check it (OutputSpecError: exit 2)."""
+    attrs: dict[str, str] = {}
+    for part in text.split(","):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise OutputSpecError(f"--output {text}: expected key=value, got {part!r}")
+        attrs[key.strip()] = value
+    typ = attrs.pop("type", None)
+    known = " or ".join(output_types())
+    if typ is None:
+        raise OutputSpecError(f"--output {text}: missing type= ({known})")
+    if typ not in _EXPORTERS:
+        raise OutputSpecError(f"--output {text}: unknown output type {typ!r} (expected {known})")
+    spec = OutputSpec(typ, attrs, text)
+    exporter_for(typ).check(spec)
+    return spec
+
+
+def exporter_for(output_type: str) -> Exporter:
+    """The module exporting `output_type` (one of output_types())."""
+    return cast(Exporter, importlib.import_module(_EXPORTERS[output_type]))
+
+
+def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+    """Write the result as the (parsed) output spec says."""
+    exporter_for(spec.type).export(spec, store, ref)
+
+
+def check_options(spec: OutputSpec, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    """OutputSpecError for an option not in `allowed` or a missing required one."""
+    for key in required:
+        if not spec.attrs.get(key):
+            raise OutputSpecError(f"--output {spec.text}: type={spec.type} needs {key}=")
+    unknown = sorted(set(spec.attrs) - set(allowed))
+    if unknown:
+        raise OutputSpecError(f"--output {spec.text}: unknown option {unknown[0]!r} for "
+                              f"type={spec.type}")
+
+
+__all__ = ["Exporter", "OutputSpec", "check_options", "export", "exporter_for",
+           "output_types", "parse_output"]

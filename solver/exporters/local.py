@@ -12,16 +12,26 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from llb.errors import LLBError
+from llb.snapshot import Ref, Store
+from llb.solver.errors import ExportError
+from llb.solver.exporters import OutputSpec, check_options
+from llb.solver.exporters.dest import check_dir_dest
 from llb.solver.ops import file_meta
 
-__all__ = ["ExportError", "export_local", "walk"]
+__all__ = ["ExportError", "check", "export", "export_local", "walk"]
 
 
-class ExportError(LLBError):
-    """The result could not be written where the output spec says (bad output: exit 2)."""
+def check(spec: OutputSpec) -> None:
+    """`type=local,dest=DIR`: DIR must be a directory llb can create or write into."""
+    check_options(spec, ("dest",), required=("dest",))
+    check_dir_dest(spec.dest)
+
+
+def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+    """Copy the result into the dest directory."""
+    export_local(store, ref, Path(spec.dest))
 
 
 def walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -37,7 +47,7 @@ def walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
                 yield f"{name}/{rel}", p, s
 
 
-def export_local(store: Any, ref: Any, dest: Path, workers: int | None = None) -> None:
+def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None = None) -> None:
     """Copy the tree of ref (None = empty) into dest, created if missing; subdirectories are
     copied by `workers` threads (default: WORKERS; file creation waits on the disk, not the
     GIL, so a few threads overlap it)."""

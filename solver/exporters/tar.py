@@ -11,16 +11,38 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tarfile
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import BinaryIO
 
-from llb.solver.exporters.local import ExportError, walk
+from llb.snapshot import Ref, Store
+from llb.solver.errors import ExportError
+from llb.solver.exporters import OutputSpec, check_options
+from llb.solver.exporters.dest import check_file_dest, write_file_dest
+from llb.solver.exporters.local import walk
 from llb.solver.ops import file_meta
 
-__all__ = ["export_tar"]
+__all__ = ["check", "export", "export_tar"]
 
 
-def export_tar(store: Any, ref: Any, fileobj: BinaryIO) -> None:
+def check(spec: OutputSpec) -> None:
+    """`type=tar,dest=FILE|-`: FILE must be writable ("-" is stdout)."""
+    check_options(spec, ("dest",), required=("dest",))
+    if spec.dest != "-":
+        check_file_dest(spec.dest)
+
+
+def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+    """Write the tar stream to stdout or (through a temporary) to the dest file."""
+    if spec.dest == "-":
+        export_tar(store, ref, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    write_file_dest(Path(spec.dest), lambda f: export_tar(store, ref, f))
+
+
+def export_tar(store: Store, ref: Ref | None, fileobj: BinaryIO) -> None:
     """Write the tree of ref (None = empty) to fileobj as a tar stream (no seeking)."""
     try:
         with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT,

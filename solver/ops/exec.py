@@ -22,7 +22,7 @@ from typing import Any
 from llb.ops import MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE, ExecOp, Mount
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.cachemounts import CacheMounts
-from llb.solver.errors import CancelledError, InputError, SolveError, UnsupportedError
+from llb.solver.errors import SolveCancelledError, InputError, SolveError, UnsupportedError
 from llb.executor.runc import (
     LOG_TAIL_LINES, BindMount, ContainerMount, Executor, ProcessSpec, RunResult, TmpfsMount,
 )
@@ -57,7 +57,7 @@ def run(ctx: OpContext, op: ExecOp, inputs: list[Any]) -> list[Any]:
     """Run `op` on `inputs` (refs indexed like op.inputs); outputs indexed by Mount.output."""
     _validate(ctx, op)
     if ctx.cancelled.is_set():
-        raise CancelledError("cancelled", vertex=ctx.vertex)
+        raise SolveCancelledError("cancelled", vertex=ctx.vertex)
     executor = executor_for(ctx.root)
     n_outputs = max([m.output for m in op.mounts] + [-1]) + 1
     prepared: list[tuple[int, Any]] = []  # (output index or -1, Mutable), not yet finished
@@ -174,7 +174,7 @@ def _make_cwd(rootfs: Path, cwd: str, uid: int, gid: int) -> None:
 
 def _check(ctx: OpContext, op: ExecOp, result: RunResult) -> None:
     if result.cancelled:
-        raise CancelledError("cancelled", vertex=ctx.vertex)
+        raise SolveCancelledError("cancelled", vertex=ctx.vertex)
     if result.exit_code == 0:
         return
     quoted = json.dumps(command(op), ensure_ascii=False)

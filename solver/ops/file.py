@@ -17,7 +17,7 @@ from llb.errors import LLBError
 from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
-from llb.solver.errors import CancelledError, SolveError
+from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.ops import file_copy, file_meta
 from llb.solver.ops.context import OpContext
 from llb.solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
@@ -41,7 +41,7 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
             parents: dict[str, str] = {}  # see _mkfile_target
             for action in op.actions:
                 if ctx.cancelled.is_set():
-                    raise CancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
+                    raise SolveCancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
                 if not isinstance(action, Mkfile):
                     parents.clear()
                 _run_action(ctx, stack, root, views, inputs, action, parents)

@@ -17,7 +17,7 @@ from llb.ops import Copy
 from llb.snapshot.copy import remove_tree as remove_all  # os.RemoveAll: p and all below it
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
-from llb.solver.errors import CancelledError
+from llb.solver.errors import SolveCancelledError
 from llb.solver.ops import file_meta
 from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError
 from llb.solver.ops.file_patterns import clean, go_match, split_wildcards
@@ -119,7 +119,7 @@ def _go_split(p: str) -> tuple[str, str]:
 def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None,
          cancelled: threading.Event | None = None) -> None:
     """Run one copy action from the tree at src_root into the mutable tree at dst_root;
-    stops with CancelledError at the next entry once `cancelled` is set."""
+    stops with SolveCancelledError at the next entry once `cancelled` is set."""
     times = (action.created, action.created) if action.created != -1 else None
     dest = action.dest
     if not action.create_dest_path:
@@ -206,7 +206,7 @@ class _Copier:
         """fsutil copier.copy: one source entry (recursively) onto target. `inherited`:
         an ancestor matched an include pattern (or there are none), so this entry is in."""
         if self.cancelled.is_set():
-            raise CancelledError("cancelled")
+            raise SolveCancelledError("cancelled")
         st = os.lstat(src)
         is_dir = stat.S_ISDIR(st.st_mode)
         include, below = True, inherited

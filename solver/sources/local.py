@@ -13,7 +13,7 @@ from pathlib import Path
 from llb.ops import Copy, SourceOp
 from llb.snapshot import Ref
 from llb.solver.checksum import copy_matches, local_checksum
-from llb.solver.errors import CancelledError, InputError
+from llb.solver.errors import SolveCancelledError, InputError
 from llb.solver.ops.context import OpContext
 from llb.solver.patterns import PathFilter, has_wildcard, walk
 from llb.solver.sources import SourceEnv
@@ -72,7 +72,7 @@ def snapshot(ctx: OpContext, op: SourceOp) -> Ref | None:
         with m.mount() as dest:
             sync(src, Path(dest), PathFilter(op.include, op.exclude), ctx)
         if ctx.cancelled.is_set():
-            raise CancelledError("cancelled", vertex=ctx.vertex)
+            raise SolveCancelledError("cancelled", vertex=ctx.vertex)
         return m.commit()
     except BaseException:
         m.discard()
@@ -88,7 +88,7 @@ def sync(src: Path, dest: Path, flt: PathFilter, ctx: OpContext | None = None) -
     d = os.fspath(dest)
     for i, (rel, st) in enumerate(walk(s, flt)):
         if ctx is not None and i % 256 == 0 and ctx.cancelled.is_set():
-            raise CancelledError("cancelled", vertex=ctx.vertex)
+            raise SolveCancelledError("cancelled", vertex=ctx.vertex)
         sp = os.path.join(s, rel)
         dp = os.path.join(d, rel)
         mode = st.st_mode

@@ -77,14 +77,14 @@ def test_ids_usage_and_prune_skip_what_is_in_use(tmp_path: Path):
 
 
 def test_waiting_for_a_locked_cache_stops_on_cancel(tmp_path: Path):
-    from llb.solver.errors import CancelledError
+    from llb.solver.errors import SolveCancelledError
 
     cm = CacheMounts(tmp_path)
     cancelled = threading.Event()
     with cm.acquire("c", "locked"):
         threading.Timer(0.2, cancelled.set).start()
         t = time.monotonic()
-        with pytest.raises(CancelledError):
+        with pytest.raises(SolveCancelledError):
             with cm.acquire("c", "locked", cancelled):
                 pass
         assert time.monotonic() - t < 3

@@ -14,7 +14,7 @@ from storehelp import store  # noqa: F401 (a fixture)
 from llb.ops import (
     MOUNT_CACHE, MOUNT_TMPFS, ExecOp, Input, Mount,
 )
-from llb.solver.errors import CancelledError, InputError, SolveError
+from llb.solver.errors import SolveCancelledError, InputError, SolveError
 from llb.solver.ops import exec as exec_op
 from llb.solver.ops.context import OpContext
 
@@ -273,7 +273,7 @@ def test_cancelled_before_start(store, base):
     ctx = _ctx(store)
     ctx.cancelled.set()
     before = set(store.snapshot_ids())
-    with pytest.raises(CancelledError):
+    with pytest.raises(SolveCancelledError):
         exec_op.run(ctx, _op("true"), [base])
     assert set(store.snapshot_ids()) == before
 
@@ -282,7 +282,7 @@ def test_cancel_while_running(store, base):
     ctx = _ctx(store)
     threading.Timer(0.3, ctx.cancelled.set).start()
     before = set(store.snapshot_ids())
-    with pytest.raises(CancelledError):
+    with pytest.raises(SolveCancelledError):
         exec_op.run(ctx, _op("touch /x; sleep 30"), [base])
     assert set(store.snapshot_ids()) == before
 

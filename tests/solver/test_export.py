@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from llb.solver.exporters import ExportError, export_local, export_tar
+from llb.solver.errors import ExportError
+from llb.solver.exporters.local import export_local
+from llb.solver.exporters.tar import export_tar
 
 from test_fileop import seed, store  # noqa: F401
 

@@ -11,7 +11,7 @@ import pytest
 from storehelp import overlay_reason, store  # noqa: F401 (store is a fixture)
 
 from llb.ops import Copy, FileOp, Input, Mkdir, Mkfile, Rm
-from llb.solver.errors import CancelledError, SolveError
+from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.ops import file as fileop
 from llb.solver.ops.context import OpContext
 from llb.solver.ops.file_errors import FileActionError, OwnerError
@@ -382,7 +382,7 @@ def test_failure_discards_and_success_commits(store):
 
 def test_cancelled_before_actions(store):
     cs = _CountingStore(store)
-    with pytest.raises(CancelledError):
+    with pytest.raises(SolveCancelledError):
         run_file(cs, None, Mkfile("/a", b"x"), cancelled=True)
     assert cs.events == [("prepare", True), "discard"]
 
@@ -458,7 +458,7 @@ def test_copy_escapes_contained(store, outside):
 @pytest.mark.parametrize("kind", ["overlayfs", "native"])
 def test_design_example_through_solver_and_local_export(kind, tmp_path):
     import llb
-    from llb.solver.exporters import export_local
+    from llb.solver.exporters.local import export_local
     from llb.solver.solve import Solver
 
     if kind == "overlayfs" and overlay_reason(tmp_path):

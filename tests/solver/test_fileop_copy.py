@@ -266,7 +266,7 @@ def test_copy_reads_same_op_base_input_unchanged(store):
 def test_copy_stops_when_cancelled_midway(store, src, monkeypatch):
     import threading
 
-    from llb.solver.errors import CancelledError
+    from llb.solver.errors import SolveCancelledError
     from llb.solver.ops import file_copy
 
     ev = threading.Event()
@@ -281,7 +281,7 @@ def test_copy_stops_when_cancelled_midway(store, src, monkeypatch):
     monkeypatch.setattr(file_copy.file_meta, "copy_data", spy)
     m = store.prepare(None, trusted=True)
     with store.view(src) as sv, m.mount() as root:
-        with pytest.raises(CancelledError):
+        with pytest.raises(SolveCancelledError):
             file_copy.copy(str(root), str(sv), Copy(1, "/dir", "/o"), None, ev)
     m.discard()
     assert len(seen) == 1

@@ -14,7 +14,7 @@ import pytest
 import llb
 from llb.solver import ops
 from llb.solver.cachedb import CacheDB
-from llb.solver.errors import CancelledError, SolveError
+from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.progress import Recorder
 from llb.solver.solve import Solver
 
@@ -78,7 +78,7 @@ class Handlers:
                     if ctx.cancelled.is_set():
                         with self._lock:
                             self.cancel_seen += 1
-                        raise CancelledError("cancelled", vertex=ctx.vertex)
+                        raise SolveCancelledError("cancelled", vertex=ctx.vertex)
                     time.sleep(0.005)
                 ctx.log("stdout", f"ran {ctx.name}\n".encode())
                 return [FakeRef(uuid.uuid4().hex)]
