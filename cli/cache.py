@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 
 import click
 
+from llb.cli.solve import fail, resolve_root
 from llb.errors import LLBError
+from llb.solver.gc import prune as prune_cache, usage
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
           "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
           "gib": 1024**3, "tib": 1024**4}
-KEEP_DURATION = 48 * 3600  # plain `llb prune` removes records unused this long
 
 
 class SizeError(LLBError):
@@ -50,36 +51,17 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _open(root: str | None):
-    from llb.cli.solve import resolve_root
-    from llb.solver.cachedb import CacheDB
-
-    path = resolve_root(root)
-    return path, CacheDB(path)
-
-
 @click.command("du")
 @click.option("--verbose", "-v", is_flag=True, help="Every field of every record.")
 @click.option("--root", type=click.Path(file_okay=False), help="State directory (default: $LLB_ROOT).")
 def du(verbose: bool, root: str | None) -> None:
     """Show the cache records and the disk they use, least recently used first."""
-    from llb.cli.solve import resolve_root
-
-    path = resolve_root(root)
-    if not (path / "solver" / "cache.db").exists():
+    cache = usage(resolve_root(root))
+    if cache is None:
         click.echo("Total:\t0B")
         return
-    from llb.snapshot import Store
-
-    _, db = _open(root)
-    store = Store(path)
-    try:
-        records = db.fill_sizes(store, db.records())
-    finally:
-        db.close()
-        store.close()
-    mounts = _cache_mounts(path)
-    total = sum(r.size for r in records) + sum(size for _, size in mounts)
+    records, mounts = cache.records, cache.cache_mounts
+    total = cache.total
     if verbose:
         for r in records:
             click.echo(f"ID:\t\t{r.key}")
@@ -104,15 +86,6 @@ def du(verbose: bool, root: str | None) -> None:
     click.echo(f"Total:\t{human_size(total)} in {n} record{'s' if n != 1 else ''}")
 
 
-def _cache_mounts(root) -> list[tuple[str, int]]:
-    """(id, bytes) of every cache mount under the root: listed by du like BuildKit's
-    exec.cachemount records, though they are never part of a result."""
-    from llb.solver.cachemounts import CacheMounts
-
-    mounts = CacheMounts(root)
-    return [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()]
-
-
 @click.command("prune")
 @click.option("--all", "all_", is_flag=True,
               help="Remove every cache record and the content of every cache mount not in use.")
@@ -128,73 +101,14 @@ def prune(all_: bool, keep_storage: str | None, root: str | None, snapshotter: s
         keep = parse_size(keep_storage) if keep_storage is not None else None
         _prune(all_, keep, root, snapshotter)
     except LLBError as e:
-        from llb.cli.solve import fail
-
         fail(e)
 
 
 def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> None:
-    from llb.cli.solve import resolve_root
-    from llb.solver.locks import RootLock, clean_key_locks
-
     path = resolve_root(root)
     if not path.exists():
         click.echo("Total:\t0B reclaimed")
         return
-    lock = RootLock(path)
-    lock.acquire(exclusive=True)  # waits for running solves
-    try:
-        from llb.snapshot import Store
-        from llb.solver.cachedb import CacheDB
-
-        store = Store(path, snapshotter)
-        db = CacheDB(path)
-        try:
-            records = db.fill_sizes(store, db.records())  # least recently used first
-            if all_:
-                victims = records
-            elif keep is not None:
-                total = sum(r.size for r in records)
-                victims = []
-                for r in records:
-                    if total <= keep:
-                        break
-                    victims.append(r)
-                    total -= r.size
-            else:
-                cutoff = time.time() - KEEP_DURATION
-                victims = [r for r in records if r.last_used < cutoff]
-            removed = db.remove(store, [r.key for r in victims])
-            _release_orphan_leases(db, store)
-            freed = store.prune()
-            if all_:
-                from llb.solver.cachemounts import CacheMounts
-
-                freed += CacheMounts(path).prune()
-            ids = getattr(store, "snapshot_ids", None)
-            if ids is not None:
-                db.forget_checksums(set(ids()))
-            clean_key_locks(path)
-        finally:
-            db.close()
-            store.close()
-    finally:
-        lock.release()
-    click.echo(f"Removed {removed} record{'s' if removed != 1 else ''}")
-    click.echo(f"Total:\t{human_size(freed)} reclaimed")
-
-
-def _release_orphan_leases(db, store) -> None:
-    """Release cache leases whose record is gone (a solve killed between leasing a result
-    and recording it), so prune can reclaim those snapshots."""
-    from llb.solver.cachedb import lease_holder
-
-    ids = getattr(store, "snapshot_ids", None)
-    leases = getattr(store, "leases", None)
-    if ids is None or leases is None:
-        return
-    live = {lease_holder(r.key) for r in db.records()}
-    for sid in ids():
-        for holder in leases(sid):
-            if holder.startswith("cache:") and holder not in live:
-                store.release(sid, holder)
+    result = prune_cache(path, all_=all_, keep_storage=keep, snapshotter=snapshotter)
+    click.echo(f"Removed {result.removed} record{'s' if result.removed != 1 else ''}")
+    click.echo(f"Total:\t{human_size(result.freed)} reclaimed")

@@ -82,6 +82,11 @@ class CacheDB:
                     raise
                 time.sleep(0.05)
 
+    @staticmethod
+    def exists(root: Path) -> bool:
+        """Whether `root` holds a cache DB (without creating one)."""
+        return (Path(root) / "solver" / "cache.db").exists()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

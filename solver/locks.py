@@ -87,7 +87,7 @@ def clean_key_locks(root: Path) -> int:
     return n
 
 
-class RootLock:
+class PruneLock:
     """`<root>/solver/prune.lock`: shared while solving, exclusive while pruning."""
 
     def __init__(self, root: Path):
@@ -104,7 +104,7 @@ class RootLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RootLock":
+    def __enter__(self) -> "PruneLock":
         return self
 
     def __exit__(self, *exc) -> None:

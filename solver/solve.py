@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from llb.errors import DefinitionError
 from llb.solver.cachedb import CacheDB
-from llb.solver.locks import RootLock
+from llb.solver.locks import PruneLock
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
@@ -33,8 +33,8 @@ class Solver:
         self.root.mkdir(parents=True, exist_ok=True)
         self.workers = max(1, workers)
         self.progress = Progress(progress)
-        self._root_lock = RootLock(self.root)
-        self._root_lock.acquire(exclusive=False)
+        self._prune_lock = PruneLock(self.root)
+        self._prune_lock.acquire(exclusive=False)
         if store is None:
             from llb.snapshot import Store
 
@@ -48,7 +48,7 @@ class Solver:
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
-        self._root_lock.release()
+        self._prune_lock.release()
 
     def __enter__(self) -> "Solver":
         return self

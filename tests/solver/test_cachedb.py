@@ -126,14 +126,14 @@ def test_key_lock_waiters_survive_the_holder_unlinking(tmp_path: Path):
 
 
 def test_root_lock_makes_prune_wait_for_solves(tmp_path: Path):
-    from llb.solver.locks import RootLock
+    from llb.solver.locks import PruneLock
 
-    solving = RootLock(tmp_path)
+    solving = PruneLock(tmp_path)
     solving.acquire(exclusive=False)
-    other = RootLock(tmp_path)
+    other = PruneLock(tmp_path)
     other.acquire(exclusive=False)  # solves share it
     got = []
-    pruner = threading.Thread(target=lambda: (RootLock(tmp_path).acquire(exclusive=True),
+    pruner = threading.Thread(target=lambda: (PruneLock(tmp_path).acquire(exclusive=True),
                                               got.append(True)))
     pruner.start()
     time.sleep(0.1)

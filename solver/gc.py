@@ -1,0 +1,110 @@
+"""Cache garbage collection: which records go (the policy) and freeing what they held.
+`llb prune` calls `prune`; a future automatic GC after solves calls the same function.
+
+Records go least recently used first: all of them, or until the cache fits a size, or those
+unused for `keep_duration`. Then every snapshot no remaining record, lease or running solve
+holds is removed, and (with `all_`) the content of cache mounts not in use."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from llb.snapshot import Store
+from llb.solver.cachedb import CacheDB, Record, lease_holder
+from llb.solver.cachemounts import CacheMounts
+from llb.solver.locks import PruneLock, clean_key_locks
+
+KEEP_DURATION = 48 * 3600  # the default policy removes records unused this long (seconds)
+
+
+class PruneResult(NamedTuple):
+    """What a prune removed: cache records and bytes freed on disk."""
+
+    removed: int
+    freed: int
+
+
+class Usage(NamedTuple):
+    """The cache's records (least recently used first, sizes filled in) and cache mounts."""
+
+    records: list[Record]
+    cache_mounts: list[tuple[str, int]]  # (id, bytes)
+
+    @property
+    def total(self) -> int:
+        return sum(r.size for r in self.records) + sum(size for _, size in self.cache_mounts)
+
+
+def select(records: list[Record], *, all_: bool = False, keep_storage: int | None = None,
+           keep_duration: float = KEEP_DURATION, now: float | None = None) -> list[Record]:
+    """The policy: which of `records` (least recently used first) to remove."""
+    if all_:
+        return list(records)
+    if keep_storage is not None:
+        total = sum(r.size for r in records)
+        victims = []
+        for r in records:
+            if total <= keep_storage:
+                break
+            victims.append(r)
+            total -= r.size
+        return victims
+    cutoff = (time.time() if now is None else now) - keep_duration
+    return [r for r in records if r.last_used < cutoff]
+
+
+def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
+          keep_duration: float = KEEP_DURATION, snapshotter: str = "auto") -> PruneResult:
+    """Remove the records the policy selects and everything only they held."""
+    if not root.exists():
+        return PruneResult(0, 0)
+    lock = PruneLock(root)
+    lock.acquire(exclusive=True)  # waits for running solves
+    try:
+        store = Store(root, snapshotter)
+        db = CacheDB(root)
+        try:
+            records = db.fill_sizes(store, db.records())  # least recently used first
+            victims = select(records, all_=all_, keep_storage=keep_storage,
+                             keep_duration=keep_duration)
+            removed = db.remove(store, [r.key for r in victims])
+            _release_orphan_leases(db, store)
+            freed = store.prune()
+            if all_:
+                freed += CacheMounts(root).prune()
+            db.forget_checksums(set(store.snapshot_ids()))
+            clean_key_locks(root)
+        finally:
+            db.close()
+            store.close()
+    finally:
+        lock.release()
+    return PruneResult(removed, freed)
+
+
+def usage(root: Path) -> Usage | None:
+    """The cache's records with their sizes, and its cache mounts (for `llb du`); None when
+    the root holds no cache."""
+    if not CacheDB.exists(root):
+        return None
+    db = CacheDB(root)
+    store = Store(root)
+    try:
+        records = db.fill_sizes(store, db.records())
+    finally:
+        db.close()
+        store.close()
+    mounts = CacheMounts(root)
+    return Usage(records, [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()])
+
+
+def _release_orphan_leases(db: CacheDB, store: Store) -> None:
+    """Release cache leases whose record is gone (a solve killed between leasing a result
+    and recording it), so prune can reclaim those snapshots."""
+    live = {lease_holder(r.key) for r in db.records()}
+    for sid in store.snapshot_ids():
+        for holder in store.leases(sid):
+            if holder.startswith("cache:") and holder not in live:
+                store.release(sid, holder)
