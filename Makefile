@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # System packages the features need: runc runs Exec ops, busybox-static is the base root
-# the examples and tests build from scratch.
-SYS_PKGS := runc busybox-static
+# the examples and tests build from scratch; docker-registry is the real registry the image
+# tests push to and pull from (on 127.0.0.1), skopeo and umoci independently read what llb
+# pushes and writes.
+SYS_PKGS := runc busybox-static docker-registry skopeo umoci
 EXAMPLE ?= examples/merge/build.py
 # the merge example's `run` target runs the app on the merged root (a real exec)
 EXAMPLE_TARGET ?= run
