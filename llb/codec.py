@@ -21,10 +21,10 @@ from llb.errors import DefinitionError
 
 try:  # CPython's own SHA-256 (_sha2 from 3.12, _sha256 before): hashing the short strings of
     # digests and cache keys without hashlib, whose import loads OpenSSL (~3 ms per command)
-    from _sha2 import sha256
+    from _sha2 import sha256  # type: ignore[import-not-found]
 except ImportError:
     try:
-        from _sha256 import sha256
+        from _sha256 import sha256  # type: ignore[import-not-found]
     except ImportError:
         from hashlib import sha256
 
@@ -302,7 +302,7 @@ def decoder_for(tp: Any) -> Decoder:
         dec = _tuple_decoder(typing.get_args(tp))
     elif origin in (typing.Union, types.UnionType):
         dec = _union_decoder(typing.get_args(tp))
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         dec = _dataclass_decoder(tp)
     else:
         raise TypeError(f"no wire decoder for {tp!r}")

@@ -77,7 +77,7 @@ class Definition:
             data = self._op_bytes[digest] = codec.encode_op(self.ops[digest])
         return data
 
-    def to_graph(self) -> nx.DiGraph:
+    def to_graph(self) -> nx.DiGraph[str]:
         """A networkx DiGraph over op digests; edges run input -> consumer.
 
         Nodes carry `op`, `kind` and `metadata`; edges carry `index` (the output consumed)
@@ -86,7 +86,7 @@ class Definition:
         """
         import networkx as nx  # imported here: a cached solve never needs it (startup time)
 
-        g = nx.DiGraph(output=self.output)
+        g: nx.DiGraph[str] = nx.DiGraph(output=self.output)
         for digest, op in self.ops.items():
             g.add_node(digest, op=op, kind=op.kind, metadata=self.metadata.get(digest, _DEFAULT_META))
             for pos, inp in enumerate(op.inputs):
@@ -303,7 +303,7 @@ def _check_graph(order: list[str], ops: Mapping[str, Op], metadata: Mapping[str,
 def _find_cycle(ops: Mapping[str, Op]) -> list[str] | None:
     import networkx as nx
 
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for digest, op in ops.items():
         for inp in op.inputs:
             if inp.digest in ops:

@@ -9,7 +9,7 @@ Field order and names here are the wire contract: change them only with a versio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
+from typing import Any, ClassVar
 
 # ---------------------------------------------------------------------------------- values
 
@@ -21,8 +21,9 @@ class _Value:
     compiling 36 small functions."""
 
     __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on every subclass
 
-    def _values(self) -> tuple:
+    def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__dataclass_fields__)
 
     def __eq__(self, other: object) -> bool:
@@ -38,13 +39,11 @@ class _Value:
         return f"{self.__class__.__qualname__}({fields})"
 
 
-# frozen like every op; eq and repr come from _Value
-_value = partial(dataclass, frozen=True, eq=False, repr=False)
 
 # ---------------------------------------------------------------------------------- inputs
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Input(_Value):
     """A reference to output `index` of the op with digest `digest` ("sha256:<hex>")."""
 
@@ -55,7 +54,7 @@ class Input(_Value):
 # ---------------------------------------------------------------------------------- sources
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class SourceOp(_Value):
     """A leaf: where content comes from.
 
@@ -117,7 +116,7 @@ SHARING_PRIVATE = "private"
 SHARING_LOCKED = "locked"
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Mount(_Value):
     """One mount of an ExecOp. mounts[0] of every ExecOp is the rootfs at "/".
 
@@ -146,7 +145,7 @@ NETWORK_HOST = "host"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class ExecOp(_Value):
     """Run a process (through runc) on the rootfs mount and mounts; outputs are the rootfs
     (output 0 unless read-only) and every writable bind mount."""
@@ -165,7 +164,7 @@ class ExecOp(_Value):
 # ---------------------------------------------------------------------------------- file
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Mkdir(_Value):
     """Create a directory; with parents, missing parents get the same mode as the leaf."""
 
@@ -177,7 +176,7 @@ class Mkdir(_Value):
     action: str = field(default="mkdir", init=False)
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Mkfile(_Value):
     """Create or replace a regular file (an existing file keeps its mode)."""
 
@@ -189,7 +188,7 @@ class Mkfile(_Value):
     action: str = field(default="mkfile", init=False)
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Rm(_Value):
     """Remove a path (recursively); a missing path is fine, an unmatched wildcard is not
     unless allow_not_found."""
@@ -200,7 +199,7 @@ class Rm(_Value):
     action: str = field(default="rm", init=False)
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class Copy(_Value):
     """Copy src from FileOp.inputs[source] to dest in the state being built."""
 
@@ -224,7 +223,7 @@ class Copy(_Value):
 FileAction = Mkdir | Mkfile | Rm | Copy
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class FileOp(_Value):
     """Apply actions, in order, to inputs[0] (the base state); copies read other inputs.
     One output: the resulting tree."""
@@ -237,7 +236,7 @@ class FileOp(_Value):
 # ---------------------------------------------------------------------------------- merge/diff
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class MergeOp(_Value):
     """Apply every input's layer chain in order onto an empty tree (later inputs win)."""
 
@@ -245,7 +244,7 @@ class MergeOp(_Value):
     kind: str = field(default="merge", init=False)
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class DiffOp(_Value):
     """What inputs[1] (upper) changed relative to inputs[0] (lower), deletions included."""
 
@@ -256,7 +255,7 @@ class DiffOp(_Value):
 Op = SourceOp | ExecOp | FileOp | MergeOp | DiffOp
 
 
-@_value
+@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
 class OpMetadata(_Value):
     """What lives beside an op and does not change its result."""
 

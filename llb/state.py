@@ -32,7 +32,7 @@ class State(Output):
     def is_scratch(self) -> bool:
         """True for the empty state."""
         op = self._node.op
-        return op.kind == "source" and op.identifier == _ops.SCRATCH
+        return isinstance(op, _ops.SourceOp) and op.identifier == _ops.SCRATCH
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._node.op.kind} {self._node.digest[:19]}[{self._index}]>"

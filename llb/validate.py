@@ -7,6 +7,8 @@ paths, mode ranges, mount kinds, sharing modes, source identifiers and the like.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
@@ -269,8 +271,9 @@ def check_diff(op: _ops.DiffOp) -> None:
     _check_inputs(op.inputs, "diff")
 
 
-_CHECKS = {"source": check_source, "exec": check_exec, "file": check_file,
-           "merge": check_merge, "diff": check_diff}
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "source": check_source, "exec": check_exec, "file": check_file, "merge": check_merge,
+    "diff": check_diff}
 
 
 def check_op(op: _ops.Op) -> None:
@@ -285,6 +288,6 @@ def check_metadata(meta: _ops.OpMetadata) -> None:
 
 def outputs_of(op: _ops.Op) -> int:
     """How many outputs `op` has (exec: one per writable mount; every other op: one)."""
-    if op.kind == "exec":
+    if isinstance(op, _ops.ExecOp):
         return sum(1 for m in op.mounts if m.output >= 0)
     return 1

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import msgpack
 
 from llb.codec import sha256
+from llb.ops import Copy, FileOp, Op
 
 _VERSION = b"llb-cachekey-v1"
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -32,7 +33,7 @@ def _plain(v: Any, blank: bool) -> Any:
     return [t.__name__] + [_plain(getattr(v, n), blank) for n in names]
 
 
-def blanked_digest(op: Any) -> str:
+def blanked_digest(op: Op) -> str:
     """sha256 of the op's canonical encoding with every input digest blanked."""
     data = msgpack.packb(_plain(op, True), use_bin_type=True)
     return sha256(data).hexdigest()
@@ -46,15 +47,15 @@ def blanked_digest_from_bytes(data: bytes, input_digests: Iterable[str]) -> str:
     return sha256(b"bytes:" + data).hexdigest()
 
 
-def partial_inputs(op: Any) -> dict[int, list]:
+def partial_inputs(op: Op) -> dict[int, list[Copy]]:
     """Inputs the op reads only in part: input index -> the Copy actions reading it.
 
     For a FileOp, every input other than the base (inputs[0]) is read only through copies."""
-    if op.kind != "file":
+    if not isinstance(op, FileOp):
         return {}
-    out: dict[int, list] = {}
+    out: dict[int, list[Copy]] = {}
     for a in op.actions:
-        if a.action == "copy" and a.source != 0:
+        if isinstance(a, Copy) and a.source != 0:
             out.setdefault(a.source, []).append(a)
     return out
 
@@ -70,7 +71,7 @@ def compute_key(blanked: str, parts: list[str], source: str | None = None) -> st
     return "sha256:" + h.hexdigest()
 
 
-def explain(prev: dict | None, cur: dict, names: dict[str, str]) -> str:
+def explain(prev: dict[str, Any] | None, cur: dict[str, Any], names: dict[str, str]) -> str:
     """Why a vertex with ingredients `cur` missed, compared with its previous record `prev`.
 
     Ingredients: {"op": blanked digest, "source": content key or None,

@@ -107,5 +107,5 @@ class PruneLock:
     def __enter__(self) -> "PruneLock":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
+
+Event = dict[str, Any]  # one progress event (see the module docstring for its fields)
 
 
 class ProgressSink(Protocol):
     """Where events go: the CLI's renderers implement this."""
 
     def begin(self, total: int) -> None: ...
-    def event(self, ev: dict) -> None: ...
+    def event(self, ev: Event) -> None: ...
     def end(self) -> None: ...
 
 
@@ -36,7 +38,8 @@ class Progress:
         if self.sink is not None:
             self.sink.end()
 
-    def emit(self, event: str, vertex: str, name: str, index: int, **extra) -> None:
+    def emit(self, event: str, vertex: str, name: str, index: int, **extra: Any) -> None:
+        """Send one event (with `extra` fields) to the sink."""
         if self.sink is None:
             return
         ev = {"event": event, "vertex": vertex, "name": name, "time": time.time(), "index": index}
@@ -48,14 +51,14 @@ class Progress:
 class Recorder:
     """A sink that keeps every event (tests and library users)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.total = 0
-        self.events: list[dict] = []
+        self.events: list[Event] = []
 
     def begin(self, total: int) -> None:
         self.total = total
 
-    def event(self, ev: dict) -> None:
+    def event(self, ev: Event) -> None:
         self.events.append(ev)
 
     def end(self) -> None:

@@ -9,30 +9,55 @@ committed and recorded."""
 
 from __future__ import annotations
 
+import functools
 import queue
-import threading
 import shlex
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from llb.errors import LLBError
+from llb.errors import DefinitionError, LLBError
+from llb.ops import Copy, ExecOp, SourceOp
+from llb.snapshot import Ref, Store
+from llb.solver.cachedb import CacheDB
 from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
 from llb.solver.errors import SolveCancelledError, SolveError
+from llb.solver import ops as handlers
 from llb.solver.locks import KeyLock
 from llb.solver.ops.context import OpContext
+from llb.solver.progress import Progress
 from llb.solver.sources import SourceEnv, is_local, source_for
 from llb.solver.vertex import Vertex
+
+if TYPE_CHECKING:  # imported when the first vertex runs (see _LazyPool)
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+_T = TypeVar("_T")
+
+
+class _RunResult(NamedTuple):
+    """What running a vertex gave: "cached" (another solve recorded it meanwhile) or "done",
+    the output snapshot ids, the refs when it ran here, and how long it took."""
+
+    status: str
+    outputs: tuple[str | None, ...]
+    refs: list[Ref | None] | None
+    duration: float
 
 
 class Scheduler:
     """One solve's run over its vertices (see the module docstring)."""
 
-    def __init__(self, solver: Any, vertices: list[Vertex], output: Vertex, env: SourceEnv,
-                 no_cache: bool, explain: bool, op_bytes: Any = None):
-        self.s = solver
-        self.store = solver.store
-        self.db = solver.db
-        self.progress = solver.progress
+    def __init__(self, *, store: Store, db: CacheDB, progress: Progress, root: Path, workers: int,
+                 vertices: list[Vertex], output: Vertex, env: SourceEnv, no_cache: bool,
+                 explain: bool, op_bytes: Callable[[str], bytes] | None = None):
+        self.store = store
+        self.db = db
+        self.progress = progress
+        self.root = root
+        self.workers = workers
         self.vertices = vertices
         self.output = output
         self.env = env
@@ -47,8 +72,9 @@ class Scheduler:
         self.error: LLBError | None = None
         self.running = 0
         self.explanations: list[tuple[int, str, str]] = []
-        self._done_q: queue.Queue = queue.Queue()
-        self._source_keys: dict[str, Any] = {}  # digest -> content key (or its error), prefetched
+        self._done_q: queue.Queue[tuple[Vertex, Future[_RunResult]]] = queue.Queue()
+        # digest -> content key (or its error), prefetched
+        self._source_keys: dict[str, str | None | BaseException] = {}
 
     # ------------------------------------------------------------------ main loop
 
@@ -64,7 +90,7 @@ class Scheduler:
                 if pos in v.partial:
                     self._want_ref(u)
         self._prefetch_source_keys([v for v in self.ready if v.op.kind == "source"])
-        pool = _LazyPool(self.s.workers)
+        pool = _LazyPool(self.workers)
         try:
             while True:
                 if self.error is None:
@@ -140,15 +166,16 @@ class Scheduler:
 
     def _compute_key(self, v: Vertex) -> None:
         op = v.op
-        source = None
-        if op.kind == "source":
-            source = self._source_keys.pop(v.digest, None)
-            if isinstance(source, BaseException):
-                raise source
+        source: str | None = None
+        if isinstance(op, SourceOp):
+            prefetched = self._source_keys.pop(v.digest, None)
+            if isinstance(prefetched, BaseException):
+                raise prefetched
+            source = prefetched
             if source is None:
                 source = source_for(op, v.digest).content_key(op, self.env, v.digest)
         parts = []
-        inputs = []
+        inputs: list[dict[str, Any]] = []
         for pos, (u, idx) in enumerate(v.inputs):
             if pos in v.partial:
                 value = self._partial_checksum(v, u, idx, v.partial[pos])
@@ -168,23 +195,24 @@ class Scheduler:
         """Content keys of several local sources at once, on the worker threads: hashing a
         large context is OpenSSL's work, which runs beside the GIL (4 contexts of 64 MiB
         hash in about half the time). A failure is kept and raised when the vertex is keyed."""
-        local = [v for v in sources if is_local(v.op)]
-        if len(local) < 2 or self.s.workers < 2:
+        local = [(v, v.op) for v in sources if isinstance(v.op, SourceOp) and is_local(v.op)]
+        if len(local) < 2 or self.workers < 2:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        def key(v: Vertex) -> Any:
+        def key(item: tuple[Vertex, SourceOp]) -> str | None | BaseException:
+            v, op = item
             try:
-                return source_for(v.op, v.digest).content_key(v.op, self.env, v.digest)
+                return source_for(op, v.digest).content_key(op, self.env, v.digest)
             except BaseException as e:  # noqa: BLE001 - raised again by _compute_key
                 return e
 
-        with ThreadPoolExecutor(min(self.s.workers, len(local)),
+        with ThreadPoolExecutor(min(self.workers, len(local)),
                                 thread_name_prefix="llb-checksum") as pool:
-            for v, k in zip(local, pool.map(key, local)):
+            for (v, _), k in zip(local, pool.map(key, local)):
                 self._source_keys[v.digest] = k
 
-    def _partial_checksum(self, v: Vertex, u: Vertex, idx: int, copies: list) -> str:
+    def _partial_checksum(self, v: Vertex, u: Vertex, idx: int, copies: list[Copy]) -> str:
         """Checksum of what the copies of `v` read from output `idx` of `u`."""
         from llb.solver import checksum as _checksum  # (hashlib: only for graphs with copies)
 
@@ -197,7 +225,7 @@ class Scheduler:
                 if sid is None:
                     cs = _checksum.copy_checksum(None, c, vertex=v.digest)
                 else:
-                    with self.store.view(self.ref(u, idx)) as top:
+                    with self.store.view(self.store.get(sid)) as top:
                         cs = _checksum.copy_checksum(top, c, vertex=v.digest)
                     self.db.put_checksum(sid, spec, cs)
             sums.append(cs)
@@ -238,7 +266,7 @@ class Scheduler:
             v.submitted = True
             self.runnable.append(v)
 
-    def _resolved(self, v: Vertex, outputs: tuple) -> None:
+    def _resolved(self, v: Vertex, outputs: tuple[str | None, ...]) -> None:
         """`v`'s outputs are known: wake what waits for them."""
         v.outputs = tuple(outputs)
         for c, _pos, partial in v.edges_out:
@@ -250,14 +278,18 @@ class Scheduler:
             if c.run_deps == 0 and c.missed and c.want_ref:
                 self._queue_run(c)
 
-    def ref(self, u: Vertex, idx: int):
+    def ref(self, u: Vertex, idx: int) -> Ref | None:
         """The Ref of output `idx` of resolved vertex `u` (None: the empty tree)."""
+        outputs = u.outputs
+        if outputs is None:
+            raise DefinitionError(f"vertex {u.name} has no outputs yet", vertex=u.digest)
         refs = u.refs
         if refs is None:
-            refs = u.refs = [None] * len(u.outputs)
+            refs = u.refs = [None] * len(outputs)
         r = refs[idx] if idx < len(refs) else None
-        if r is None and idx < len(u.outputs) and u.outputs[idx] is not None:
-            r = refs[idx] = self.store.get(u.outputs[idx])
+        sid = outputs[idx] if idx < len(outputs) else None
+        if r is None and sid is not None:
+            r = refs[idx] = self.store.get(sid)
         return r
 
     def _submit(self, pool: _LazyPool) -> None:
@@ -270,28 +302,30 @@ class Scheduler:
                 return
             self.running += 1
             fut = pool.submit(self._run_vertex, v, inputs)
-            fut.add_done_callback(lambda f, v=v: self._done_q.put((v, f)))
+            fut.add_done_callback(functools.partial(self._queue_done, v))
 
-    def _run_vertex(self, v: Vertex, inputs: list) -> tuple[str, tuple, list | None, float]:
+    def _queue_done(self, v: Vertex, fut: Future[_RunResult]) -> None:
+        """(A worker thread:) hand a finished run to the main loop."""
+        self._done_q.put((v, fut))
+
+    def _run_vertex(self, v: Vertex, inputs: list[Ref | None]) -> _RunResult:
         """Worker: lock the key, re-check the cache, run the op, commit and record."""
-        lock = KeyLock(self.s.root, v.key)
+        lock = KeyLock(self.root, v.key)
         if not lock.acquire(self.cancelled):
             raise SolveCancelledError("cancelled", vertex=v.digest)
         try:
             if not (self.no_cache or v.ignore_cache):
                 outs = self.db.lookup(v.key)
                 if outs is not None:
-                    return "cached", outs, None, 0.0
+                    return _RunResult("cached", outs, None, 0.0)
             if self.cancelled.is_set():
                 raise SolveCancelledError("cancelled", vertex=v.digest)
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
-            ctx = OpContext(store=self.store, root=self.s.root, vertex=v.digest, name=v.name,
+            ctx = OpContext(store=self.store, root=self.root, vertex=v.digest, name=v.name,
                             local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled, _log=self._log)
-            from llb.solver import ops
-
             try:
-                refs = list(ops.run(ctx, v.op, inputs))
+                refs = list(handlers.run(ctx, v.op, inputs))
             except LLBError as e:
                 if e.vertex is None:
                     e.vertex = v.digest
@@ -306,7 +340,7 @@ class Scheduler:
             # size -1: measured later by `llb du` / `llb prune` (walking a snapshot costs
             # O(files), too much for every vertex of a solve)
             self.db.add(self.store, v.key, v.digest, list(ids), v.description, -1, v.ingredients)
-            return "done", ids, refs, time.time() - t0
+            return _RunResult("done", ids, refs, time.time() - t0)
         finally:
             lock.release()
 
@@ -320,7 +354,7 @@ class Scheduler:
             e.name = v.name
 
     def _solve_error(self, v: Vertex, ctx: OpContext, msg: str) -> SolveError:
-        cmd = shlex.join(v.op.args) if v.op.kind == "exec" else None
+        cmd = shlex.join(v.op.args) if isinstance(v.op, ExecOp) else None
         return SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {msg}", vertex=v.digest,
                           name=v.name, command=cmd, log_tail=ctx.log_tail())
 
@@ -329,7 +363,7 @@ class Scheduler:
         self.progress.emit("log", vertex, v.name if v else "", v.index if v else 0,
                            stream=stream, data=data.decode("utf-8", "replace"))
 
-    def _complete(self, v: Vertex, fut) -> None:
+    def _complete(self, v: Vertex, fut: Future[_RunResult]) -> None:
         self.running -= 1
         try:
             status, outs, refs, duration = fut.result()
@@ -358,7 +392,7 @@ class Scheduler:
         self.cancelled.set()
         self._terminal(v, "error", error=str(e))
 
-    def _terminal(self, v: Vertex, event: str, **extra) -> None:
+    def _terminal(self, v: Vertex, event: str, **extra: Any) -> None:
         if v.terminal is not None:
             return
         v.terminal = event
@@ -373,9 +407,9 @@ class _LazyPool:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
 
-    def submit(self, fn, *args):
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from llb.definition import Definition
 from llb.errors import DefinitionError
+from llb.ops import SourceOp
+from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
 from llb.solver.locks import PruneLock
 from llb.solver.progress import Progress, ProgressSink
+from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
 
@@ -16,11 +20,11 @@ from llb.solver.vertex import Vertex, build_graph
 class SolveResult(NamedTuple):
     """What a solve produced: the output ref (None = empty tree) and the store holding it."""
 
-    ref: Any
-    store: Any
+    ref: Ref | None
+    store: Store
     cached: int = 0
     done: int = 0
-    explanations: list[tuple[int, str, str]] | tuple = ()
+    explanations: list[tuple[int, str, str]] = []
 
 
 class Solver:
@@ -28,47 +32,40 @@ class Solver:
     a concurrent `llb prune` never removes what a solve (or its export) is using."""
 
     def __init__(self, root: Path, snapshotter: str = "auto", workers: int = 4,
-                 progress: ProgressSink | None = None, *, store: Any = None):
+                 progress: ProgressSink | None = None, *, store: Store | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.workers = max(1, workers)
         self.progress = Progress(progress)
         self._prune_lock = PruneLock(self.root)
         self._prune_lock.acquire(exclusive=False)
-        if store is None:
-            from llb.snapshot import Store
-
-            store = Store(self.root, snapshotter)
-        self.store = store
+        self.store = Store(self.root, snapshotter) if store is None else store
         self.db = CacheDB(self.root)
 
     def close(self) -> None:
         """Release the DB, the store and the root lock."""
         self.db.close()
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        self.store.close()
         self._prune_lock.release()
 
     def __enter__(self) -> "Solver":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def solve(self, definition: Any, local_dirs: dict[str, Path] | None = None,
+    def solve(self, definition: Definition, local_dirs: dict[str, Path] | None = None,
               no_cache: bool = False, explain: bool = False) -> SolveResult:
         """Resolve the definition's output: each vertex is cached, done or an error.
 
         Raises SolveError (exit 1) when a vertex fails, InputError/UnsupportedError/
         DefinitionError (exit 2) for bad input, before anything runs where it can tell."""
-        from llb.solver.scheduler import Scheduler
-
         env = SourceEnv({k: Path(v) for k, v in (local_dirs or {}).items()}, self.db, self.root)
         vertices, out, out_index = build_graph(definition)
         _check_inputs(vertices, env)
-        sched = Scheduler(self, vertices, out, env, no_cache, explain,
-                          op_bytes=getattr(definition, "op_bytes", None))
+        sched = Scheduler(store=self.store, db=self.db, progress=self.progress, root=self.root,
+                          workers=self.workers, vertices=vertices, output=out, env=env,
+                          no_cache=no_cache, explain=explain, op_bytes=definition.op_bytes)
         self.progress.begin(len(vertices))
         try:
             sched.run()
@@ -93,10 +90,10 @@ def _check_inputs(vertices: list[Vertex], env: SourceEnv) -> None:
     """Bad input found before anything runs: each source's own checks (a missing --local
     mapping), then copies of paths a source does not have."""
     for v in vertices:
-        if v.op.kind == "source":
+        if isinstance(v.op, SourceOp):
             source_for(v.op, v.digest).check(v.op, env, v.digest)
     for v in vertices:
         for pos, copies in v.partial.items():
             u, _ = v.inputs[pos]
-            if u.op.kind == "source":
+            if isinstance(u.op, SourceOp):
                 source_for(u.op, v.digest).check_copies(u.op, env, v.digest, copies)

@@ -3,13 +3,18 @@ the scheduler keeps (cache key, outputs, what is still awaited)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llb.definition import Definition
 from llb.errors import DefinitionError
+from llb.ops import Copy, Op, OpMetadata
 from llb.solver.cachekey import partial_inputs
+from llb.solver.names import vertex_name
 
+if TYPE_CHECKING:
+    from llb.snapshot import Ref
 
-_NONE: dict = {}
+_NONE: dict[int, list[Copy]] = {}
 
 
 class Vertex:
@@ -18,10 +23,10 @@ class Vertex:
 
     # per-solve state; class-level defaults keep creating 10,000 vertices cheap
     _name: str | None = None
-    key: str | None = None
-    ingredients: dict | None = None
+    key = ""  # the cache key, once computed
+    ingredients: dict[str, Any] = {}  # what the key is made of (a fresh dict once computed)
     outputs: tuple[str | None, ...] | None = None  # snapshot ids by output index
-    refs: list | None = None
+    refs: list[Ref | None] | None = None
     hit = False
     missed = False
     want_ref = False
@@ -31,55 +36,43 @@ class Vertex:
     terminal: str | None = None
     explain: str | None = None
 
-    def __init__(self, digest: str, op: Any, index: int, meta: Any):
+    def __init__(self, digest: str, op: Op, index: int, meta: OpMetadata | None):
         self.digest = digest
         self.op = op
         self.index = index
         self.meta = meta
         self.inputs: list[tuple[Vertex, int]] = []
         self.edges_out: list[tuple[Vertex, int, bool]] = []
-        self.partial: dict[int, list] = partial_inputs(op) if op.kind == "file" else _NONE
+        self.partial: dict[int, list[Copy]] = partial_inputs(op) if op.kind == "file" else _NONE
 
     @property
     def name(self) -> str:
         if self._name is None:
             meta = self.meta
-            if meta is not None and getattr(meta, "progress_name", ""):
+            if meta is not None and meta.progress_name:
                 self._name = meta.progress_name
             else:
-                self._name = _ops().name(self.op)
+                self._name = vertex_name(self.op)
         return self._name
 
     @property
     def ignore_cache(self) -> bool:
-        return bool(self.meta is not None and getattr(self.meta, "ignore_cache", False))
+        return self.meta is not None and self.meta.ignore_cache
 
     @property
     def description(self) -> str:
         meta = self.meta
-        return (getattr(meta, "description", "") if meta is not None else "") or self.name
+        return (meta.description if meta is not None else "") or self.name
 
     def __repr__(self) -> str:
         return f"Vertex({self.index}, {self.digest[:19]}, {self.op.kind})"
 
 
-def _ops():
-    global _OPS
-    if _OPS is None:
-        from llb.solver import ops
-
-        _OPS = ops
-    return _OPS
-
-
-_OPS = None
-
-
-def build_graph(definition: Any) -> tuple[list[Vertex], Vertex, int]:
+def build_graph(definition: Definition) -> tuple[list[Vertex], Vertex, int]:
     """The vertices reachable from the definition's output, inputs first, numbered from 1,
     and the output (vertex, output index)."""
     ops = definition.ops
-    metadata = getattr(definition, "metadata", None) or {}
+    metadata = definition.metadata
     out = definition.output
     if out is None or out.digest not in ops:
         raise DefinitionError("definition has no output op")

@@ -6,13 +6,14 @@ Modules are imported on first use so a fully cached solve never imports them."""
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, cast
 
+from llb.snapshot import Ref
 from llb.solver.errors import UnsupportedError
 from llb.solver.names import vertex_name
 from llb.solver.ops.context import OpContext
 
+# op kind -> the module running it (imported on first use: a named start-up boundary)
 _MODULES = {
     "source": "llb.solver.ops.source",
     "exec": "llb.solver.ops.exec",
@@ -20,30 +21,33 @@ _MODULES = {
     "merge": "llb.solver.ops.merge",
     "diff": "llb.solver.ops.diff",
 }
-_loaded: dict[str, ModuleType] = {}
-
-__all__ = ["OpContext", "handler", "run", "name"]
 
 
-def handler(kind: str) -> ModuleType:
-    """The module running ops of `kind`; UnsupportedError when this build of llb has none."""
+class Handler(Protocol):
+    """What an op handler module offers."""
+
+    def run(self, ctx: OpContext, op: Any, inputs: list[Ref | None]) -> list[Ref | None]:
+        """Run `op` on its input refs; results are indexed by output index."""
+
+
+_loaded: dict[str, Handler] = {}
+
+__all__ = ["Handler", "OpContext", "handler", "run", "name"]
+
+
+def handler(kind: str) -> Handler:
+    """The module running ops of `kind`; UnsupportedError for a kind llb does not know."""
     mod = _loaded.get(kind)
     if mod is not None:
         return mod
     modname = _MODULES.get(kind)
     if modname is None:
         raise UnsupportedError(f"unknown op kind {kind!r}")
-    try:
-        mod = importlib.import_module(modname)
-    except ModuleNotFoundError as e:
-        if e.name != modname:
-            raise
-        raise UnsupportedError(f"{kind} ops are not supported yet") from None
-    _loaded[kind] = mod
+    mod = _loaded[kind] = cast(Handler, importlib.import_module(modname))
     return mod
 
 
-def run(ctx: OpContext, op: Any, inputs: list) -> list:
+def run(ctx: OpContext, op: Any, inputs: list[Ref | None]) -> list[Ref | None]:
     """Run `op` on its input refs; results are indexed by output index."""
     return handler(op.kind).run(ctx, op, inputs)
 

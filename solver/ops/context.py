@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+from llb.snapshot import Store
 
 
 @dataclass
@@ -15,7 +17,7 @@ class OpContext:
     `log(stream, data)` emits a progress log event ("stdout" | "stderr"); handlers must check
     `cancelled` at safe points and stop (discarding what they prepared) once it is set."""
 
-    store: Any
+    store: Store
     root: Path
     vertex: str
     name: str
