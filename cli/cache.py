@@ -31,11 +31,14 @@ def parse_size(text: str) -> int:
 
 def human_size(n: int) -> str:
     """Sizes as `buildctl du` prints them: 1.23MB."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n}{unit}" if unit == "B" else f"{n:.2f}{unit}".replace(".00", "")
-        n /= 1000
-    return f"{n}"
+    if n < 1000:
+        return f"{n}B"
+    size = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            break
+    return f"{size:.2f}{unit}".replace(".00", "")
 
 
 def _ago(t: float) -> str:

@@ -125,12 +125,12 @@ def to_dot(definition: Definition) -> str:
             attrs.append("peripheries=2")
         lines.append(f"  {_dot_str(digest)} [{', '.join(attrs)}];")
     for digest, op in definition.ops.items():
-        seen = set()
+        seen: set[tuple[str, int]] = set()
         for inp in op.inputs:
             if (inp.digest, inp.index) in seen:
                 continue
             seen.add((inp.digest, inp.index))
-            attrs = f" [label={_dot_str(str(inp.index))}]" if inp.index else ""
-            lines.append(f"  {_dot_str(inp.digest)} -> {_dot_str(digest)}{attrs};")
+            label = f" [label={_dot_str(str(inp.index))}]" if inp.index else ""
+            lines.append(f"  {_dot_str(inp.digest)} -> {_dot_str(digest)}{label};")
     lines.append("}")
     return "\n".join(lines)

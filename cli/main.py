@@ -68,15 +68,17 @@ def run() -> None:
     flushed. By then every file, mount, lock and database of the command is closed, and the
     interpreter's own teardown (freeing some 200 modules) would add 10-20 ms to every
     command; an exception other than the exit itself still ends the normal way."""
+    status: str | int | None = 0
     try:
         main()
-        code = 0
     except SystemExit as e:
-        code = e.code
-    if code is None:
+        status = e.code
+    if isinstance(status, int):
+        code = status
+    elif status is None:
         code = 0
-    elif not isinstance(code, int):  # sys.exit("message"): print it like Python does
-        print(code, file=sys.stderr)
+    else:  # sys.exit("message"): print it like Python does
+        print(status, file=sys.stderr)
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:

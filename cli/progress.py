@@ -11,8 +11,10 @@ import threading
 import time
 from typing import IO
 
+from llb.solver.progress import ProgressSink
 
-def make_renderer(mode: str, stream: IO[str] | None = None):
+
+def make_renderer(mode: str, stream: IO[str] | None = None) -> ProgressSink:
     """The renderer for `--progress MODE` ("auto": tty on a terminal, plain otherwise)."""
     stream = stream or sys.stderr
     if mode == "auto":

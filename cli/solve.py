@@ -71,8 +71,9 @@ def solve(build: str, target: str | None, output: str | None, locals_: tuple[str
         fail(e)
 
 
-def _solve(build, target, output, locals_, progress, no_cache, explain, root, snapshotter,
-           workers) -> None:
+def _solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],
+           progress: str, no_cache: bool, explain: bool, root: str | None, snapshotter: str,
+           workers: int) -> None:
     spec = parse_output(output) if output else None
     locals_map = parse_locals(locals_)
     from llb.cli.loader import load_definition

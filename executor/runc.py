@@ -188,6 +188,7 @@ class Executor:
             return RunResult(exit_code=-1, tail=[], cancelled=True)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, close_fds=True)
+        assert proc.stdout is not None and proc.stderr is not None  # (PIPE)
         lines = _Lines(log)
         was_cancelled = False
         last_kill = 0.0

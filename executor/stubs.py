@@ -12,6 +12,7 @@ import os
 import stat
 import threading
 import uuid
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from llb.errors import LLBError
@@ -123,7 +124,7 @@ class Stubs:
     leaves the tree exactly as it found it (BuildKit #3148 restores times the same way)."""
 
     def __init__(self, rootfs: Path, binds: list, pool: StubPool | None = None,
-                 poolable: set[str] = frozenset()):
+                 poolable: AbstractSet[str] = frozenset()):
         self._layers = [((), rootfs)] + [(dest_parts(b.dest), b.source) for b in binds
                                           if not b.readonly and b.source.is_dir()]
         self._rootfs = rootfs
@@ -228,7 +229,10 @@ class Stubs:
             with os.scandir(p) as it:
                 if any(True for _ in it):
                     return False
-        return self._pool.give(p, self._pooled[p])
+        pool = self._pool
+        if pool is None:
+            return False
+        return pool.give(p, self._pooled[p])
 
 
 def _unmoved(host: Path, path: Path) -> bool:

@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from llb.snapshot.layers import Change, path_key
 
@@ -133,7 +133,7 @@ class MetaDB:
 
     @staticmethod
     def insert(c: sqlite3.Connection, id: str, kind: str, parent: str | None, created: float,
-               inputs: list[str] = (), changes: list[Change] | None = None) -> None:
+               inputs: Sequence[str] = (), changes: list[Change] | None = None) -> None:
         c.execute("INSERT INTO snapshots (id, kind, parent, created) VALUES (?,?,?,?)",
                   (id, kind, parent, created))
         c.executemany("INSERT INTO inputs (id, pos, input) VALUES (?,?,?)",

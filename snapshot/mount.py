@@ -48,7 +48,7 @@ _new_api: bool | None = None  # unknown until tried
 _volatile = True  # until the kernel refuses it
 
 
-def _sys(name: str, *args) -> int:
+def _sys(name: str, *args: object) -> int:
     ret = _libc.syscall(_SYS[name], *args)
     if ret < 0:
         err = ctypes.get_errno()
@@ -91,6 +91,8 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
     if _new_api is not False:
         params = [("lowerdir+", str(base / low)) for low in lowers]
         if upper is not None:
+            if work is None:
+                raise ValueError("an overlay with an upper dir needs a work dir")
             params += [("upperdir", str(base / upper)), ("workdir", str(base / work))]
         params += [("index", "off"), ("metacopy", "off"), ("redirect_dir", "off")]
         flags = ["volatile"] if upper is not None and _volatile else []

@@ -130,17 +130,18 @@ class OverlayDriver(Driver):
         base = self._base_maps.pop(m.id, None)
         if base is not None:
             tree = m.dir / "tree"
-            changes, new = map_changes(tree, base)
-            write_upper(tree, m.dir / "fs", changes)
+            mapped, new = map_changes(tree, base)
+            write_upper(tree, m.dir / "fs", mapped)
             os.rename(tree, m.dir / "tip")
             with self._maps_lock:
                 self._maps[m.id] = new
                 while len(self._maps) > _MAPS_KEPT:
                     self._maps.popitem(last=False)
-            return changes
+            return mapped
         if m.trusted and m.parent_id is not None:
             self._streaks[m.id] = self._streaks.pop(m.parent_id, 0) + 1
         upper = m.dir / "fs"
+        changes: list[Change] | None
         if m.parent_id is None:
             changes = overlay_changes(upper, None)
         else:
@@ -251,7 +252,7 @@ class OverlayDriver(Driver):
         cached = self._cache.get(sid)
         if cached is not None:
             return cached
-        todo: list[tuple[str, str | None]] = []  # (layer snapshot, its parent), top first
+        todo: list[tuple[str, str]] = []  # (layer snapshot, its parent), top first
         s: str | None = sid
         base: list[str] = []
         while s is not None:
@@ -265,6 +266,9 @@ class OverlayDriver(Driver):
             row = self.index.row(s)
             if row.kind != "layer":
                 base = self._cache[s] = [self._rel(self.ensure_tree(s))]
+                break
+            if row.parent is None:  # a layer without parent: its upper dir is its whole tree
+                base = self._cache[s] = [self._rel(sdir / "fs")]
                 break
             todo.append((s, row.parent))
             s = row.parent

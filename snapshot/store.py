@@ -71,8 +71,10 @@ class Mutable:
             if self._mounts == 0:
                 self._mount_path = self.store._driver.mount_mutable(self)
             self._mounts += 1
+            path = self._mount_path
+        assert path is not None  # set by the first of the nested mounts, kept until the last
         try:
-            yield self._mount_path
+            yield path
         finally:
             with self._lock:
                 self._mounts -= 1
@@ -192,10 +194,8 @@ class Store:
 
     def diff(self, lower: Ref | None, upper: Ref | None) -> Ref | None:
         """What upper changed relative to lower: merge([lower, diff]) has upper's tree."""
-        if upper is None and lower is None:
-            return None
         if lower is None:
-            return self.get(upper.id)
+            return None if upper is None else self.get(upper.id)
         if upper is not None and lower.id == upper.id:
             return None
         lchain = self._chain(lower.id)

@@ -10,9 +10,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 from llb.errors import LLBError
+from llb.snapshot import Store
 from llb.snapshot.db import connect
 
 _SCHEMA = """
@@ -47,7 +48,7 @@ class Record(NamedTuple):
     size: int  # bytes; -1 until measured (fill_sizes)
 
 
-def _encode_outputs(outputs) -> str:
+def _encode_outputs(outputs: Iterable[str | None]) -> str:
     """Snapshot ids by output index, "-" for an empty result: "id1,-,id2"."""
     return ",".join(o if o is not None else "-" for o in outputs)
 
@@ -113,8 +114,8 @@ class CacheDB:
     def lookup(self, key: str) -> tuple[str | None, ...] | None:
         return self.lookup_many([key]).get(key)
 
-    def add(self, store, key: str, vertex: str, outputs: list[str | None], description: str,
-            size: int, ingredients: dict | None = None) -> None:
+    def add(self, store: Store, key: str, vertex: str, outputs: list[str | None],
+            description: str, size: int, ingredients: dict[str, Any] | None = None) -> None:
         """Record `outputs` under `key`, leasing each snapshot in the store first; with
         `ingredients`, also remember them as the vertex's latest key (one transaction)."""
         holder = lease_holder(key)
@@ -171,7 +172,7 @@ class CacheDB:
                 " ORDER BY last_used, created").fetchall()
         return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
-    def fill_sizes(self, store, records: list[Record]) -> list[Record]:
+    def fill_sizes(self, store: Store, records: list[Record]) -> list[Record]:
         """Records with their sizes measured (store.usage) where not known yet, stored back."""
         out, updates = [], []
         for r in records:
@@ -193,7 +194,7 @@ class CacheDB:
                 self._db.execute("COMMIT")
         return out
 
-    def remove(self, store, keys: Iterable[str]) -> int:
+    def remove(self, store: Store, keys: Iterable[str]) -> int:
         """Delete records and release their leases; returns how many were removed."""
         n = 0
         for key in keys:
