@@ -9,7 +9,8 @@ from llb.content.errors import (AuthError, BlobInUseError, BlobNotFoundError, Co
                                 DigestMismatchError, InvalidManifestError, LayoutError,
                                 NotFoundError, PlatformNotFoundError, RegistryError,
                                 RegistryTimeoutError, ServerError, UnsupportedMediaTypeError)
-from llb.content.store import BlobInfo, BlobReader, ContentStore, Ingest
+from llb.content.reader import BlobReader
+from llb.content.store import BlobInfo, ContentStore, Ingest
 
 __all__ = [
     "AuthError", "BlobInUseError", "BlobInfo", "BlobNotFoundError", "BlobReader",

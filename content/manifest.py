@@ -88,10 +88,12 @@ Parsed = Union[Manifest, Index]
 
 
 def parse_manifest(data: bytes, what: str, *, media_type: str = "",
-                   expected: Descriptor | None = None) -> Parsed:
+                   expected: Descriptor | None = None, strict: bool = True) -> Parsed:
     """Parse a manifest or index from hostile bytes. `media_type` is what the server or the
     referencing descriptor claims (generic types like application/json are ignored);
-    `expected` is the descriptor naming these bytes, checked for digest and size first."""
+    `expected` is the descriptor naming these bytes, checked for digest and size first.
+    strict=False accepts any config and layer media types (for copying an image's blobs,
+    e.g. attestation manifests, never for unpacking)."""
     if expected is not None:
         verify_bytes(data, expected.digest, expected.size, what)
         media_type = media_type or expected.media_type
@@ -127,10 +129,12 @@ def parse_manifest(data: bytes, what: str, *, media_type: str = "",
     if mt.is_index(kind):
         return Index(_descriptors(obj, "manifests", what), kind, annotations)
     config = Descriptor.from_json(obj.get("config"), f"{what}: config")
+    layers = _descriptors(obj, "layers", what)
+    if not strict:
+        return Manifest(config, layers, kind, annotations)
     if config.media_type not in mt.CONFIG_TYPES:
         raise UnsupportedMediaTypeError(f"{what}: config of type {config.media_type!r}: not a "
                                         "container image")
-    layers = _descriptors(obj, "layers", what)
     for i, layer in enumerate(layers):
         reason = mt.refused_reason(layer.media_type)
         if reason:

@@ -23,11 +23,11 @@ from llb.content.digest import sha256_digest
 from llb.content.errors import (BlobNotFoundError, ConnectionLostError, ContentError,
                                 DigestMismatchError, InvalidManifestError, ServerError,
                                 TransferCancelledError)
-from llb.content.manifest import MAX_MANIFEST_SIZE, Index, Manifest, parse_manifest
+from llb.content.manifest import MAX_MANIFEST_SIZE, parse_manifest
 from llb.content.platforms import Platform, host_platform
 from llb.content.progress import OptionalProgress, report
 from llb.content.reference import Reference
-from llb.content.resolve import Resolved, resolve_image
+from llb.content.resolve import Resolved, resolve_image, walk_image
 from llb.content.store import ContentStore, Ingest
 from llb.content.transport import DEFAULT_TIMEOUT, Transport
 
@@ -96,6 +96,9 @@ class RegistryClient:
             while writer.written < desc.size:
                 try:
                     self._download(ref, desc, writer.written, writer, progress, cancelled)
+                except DigestMismatchError:
+                    writer.discard()  # what the registry sent is not this blob
+                    raise
                 except ConnectionLostError:
                     failures += 1
                     if failures > self.retries:
@@ -218,31 +221,22 @@ class RegistryClient:
                    progress: OptionalProgress = None) -> Descriptor:
         """Push a stored manifest or index with everything it references: blobs first
         (only those the registry lacks), then platform manifests by digest, then `root`
-        under `ref`'s tag (or its digest)."""
+        under `ref`'s tag (or its digest). Returns `root` as pushed."""
         ref = Reference.parse(ref) if isinstance(ref, str) else ref
+        manifests_first = walk_image(str(ref), root, lambda d: self.store.read(
+            d.digest, d.size, limit=MAX_MANIFEST_SIZE))
+        is_manifest = [mt.is_manifest(d.media_type) or mt.is_index(d.media_type)
+                       for d in manifests_first]
+        self.push_blobs(ref, [d for d, m in zip(manifests_first, is_manifest) if not m],
+                        mount_from=mount_from, chunk_size=chunk_size, progress=progress)
+        for desc, m in zip(manifests_first, is_manifest):
+            if m and desc.digest != root.digest:
+                self.push_manifest(ref, self.store.read(desc.digest, desc.size,
+                                                        limit=MAX_MANIFEST_SIZE),
+                                   desc.media_type)
         data = self.store.read(root.digest, root.size, limit=MAX_MANIFEST_SIZE)
-        parsed = parse_manifest(data, f"{ref}: manifest {root.digest}",
-                                media_type=root.media_type)
-        manifests: list[tuple[Descriptor, bytes, Manifest]] = []
-        if isinstance(parsed, Index):
-            for child in parsed.manifests:
-                child_data = self.store.read(child.digest, child.size, limit=MAX_MANIFEST_SIZE)
-                m = parse_manifest(child_data, f"{ref}: manifest {child.digest}",
-                                   expected=child)
-                if not isinstance(m, Manifest):
-                    raise InvalidManifestError(f"{ref}: nested index {child.digest} cannot "
-                                               "be pushed")
-                manifests.append((child, child_data, m))
-        else:
-            manifests.append((root, data, parsed))
-        blobs = [b for _, _, m in manifests for b in (m.config, *m.layers)]
-        self.push_blobs(ref, blobs, mount_from=mount_from, chunk_size=chunk_size,
-                        progress=progress)
-        if isinstance(parsed, Index):
-            for child, child_data, _ in manifests:
-                self.push_manifest(ref, child_data, child.media_type)
         tag = ref.tag if not ref.digest or ref.tag else None
-        return self.push_manifest(ref, data, parsed.media_type, tag)
+        return self.push_manifest(ref, data, root.media_type, tag)
 
     # -- internals -------------------------------------------------------------------------
 

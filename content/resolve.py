@@ -1,6 +1,7 @@
 """From the descriptor a reference names (an index or a manifest) to one platform's image:
-its manifest and config, each checked against the digest and size that name it. Shared by
-the registry client and OCI layouts, which differ only in how they read a blob."""
+its manifest and config, each checked against the digest and size that name it; and every
+blob an image needs, for pushing or writing it. Shared by the registry client and OCI
+layouts, which differ only in how they read a blob."""
 
 from __future__ import annotations
 
@@ -63,3 +64,32 @@ def resolve_image(name: str, root: Descriptor, read: BlobReader, platform: Platf
             raise InvalidManifestError(f"{what}: entry {child.digest} is not a manifest")
         desc = child
     raise InvalidManifestError(f"{name}: indexes nested more than {_MAX_NESTING} deep")
+
+
+def walk_image(name: str, root: Descriptor, read: BlobReader) -> list[Descriptor]:
+    """Every blob `root` needs, each once, in an order that writes a referenced blob before
+    what references it: per manifest its config and layers, then the manifest; an index
+    after its manifests. Only manifests and indexes are read."""
+    out: dict[str, Descriptor] = {}
+
+    def visit(desc: Descriptor, depth: int) -> None:
+        if desc.digest in out:
+            return
+        if not (mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)):
+            out[desc.digest] = desc  # some other artifact: copied as it is
+            return
+        if depth > _MAX_NESTING:
+            raise InvalidManifestError(f"{name}: indexes nested more than {_MAX_NESTING} deep")
+        what = f"{name}: manifest {desc.digest}"
+        parsed = parse_manifest(read(desc), what, media_type=desc.media_type, expected=desc,
+                                strict=False)
+        if isinstance(parsed, Index):
+            for child in parsed.manifests:
+                visit(child, depth + 1)
+        else:
+            for blob in (parsed.config, *parsed.layers):
+                out.setdefault(blob.digest, blob)
+        out[desc.digest] = desc
+
+    visit(root, 0)
+    return list(out.values())

@@ -28,15 +28,13 @@ import stat
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from llb.content.digest import Digester, check_digest, digest_hex, verify_bytes
 from llb.content.errors import (BlobInUseError, BlobNotFoundError, ContentError,
                                 DigestMismatchError, TransferCancelledError)
 from llb.content.locks import Session, StoreLock, lock_file
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from llb.content.reader import BlobReader
 
 _CHUNK = 1 << 20
 _HOLDER_MAX = 120
@@ -49,52 +47,6 @@ class BlobInfo(NamedTuple):
     digest: str
     size: int
     mtime: float
-
-
-class BlobReader(io.RawIOBase):
-    """A committed blob opened for reading, verified as it is read: reaching the end raises
-    DigestMismatchError (and removes the blob) when its bytes do not match its name."""
-
-    def __init__(self, file: io.FileIO, digest: str, size: int, what: str):
-        super().__init__()
-        self._file = file
-        self._digest = digest
-        self._what = what
-        self._hash = Digester()
-        self.size = size
-        self._checked = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: "WriteableBuffer") -> int:
-        n = self._file.readinto(buffer)
-        if n is None:
-            return 0
-        if n:
-            self._hash.update(memoryview(buffer)[:n])
-        elif not self._checked:
-            self._checked = True
-            try:
-                self._hash.check(self._digest, self.size, self._what)
-            except DigestMismatchError:
-                _unlink(self._file.name)
-                raise
-        return n
-
-    def readall(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            buf = bytearray(_CHUNK)
-            n = self.readinto(buf)
-            if not n:
-                return b"".join(parts)
-            parts.append(bytes(buf[:n]) if n < _CHUNK else bytes(buf))
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-        super().close()
 
 
 class Ingest:
@@ -269,7 +221,7 @@ class ContentStore:
             _unlink(path)
             raise DigestMismatchError(f"{what}: size mismatch: {have} bytes, expected {size} "
                                       "(removed)")
-        return BlobReader(f, digest, have, what)
+        return BlobReader(f, digest, have, what, on_mismatch=lambda: _unlink(path))
 
     def read(self, digest: str, size: int | None = None, *, limit: int = 64 << 20) -> bytes:
         """The whole blob as bytes, verified; for manifests and configs (at most `limit`)."""

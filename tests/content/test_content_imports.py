@@ -21,7 +21,8 @@ def test_the_store_loads_no_json_and_no_http_client() -> None:
 
 def test_oci_facts_and_layouts_load_no_http_client() -> None:
     loaded = _loaded("import llb.content.manifest, llb.content.imageconfig, "
-                     "llb.content.resolve, llb.content.credentials, llb.content.auth")
+                     "llb.content.resolve, llb.content.credentials, llb.content.auth, "
+                     "llb.content.layout")
     assert "httpx" not in loaded and "ssl" not in loaded
 
 

@@ -163,7 +163,7 @@ def test_a_waiting_writer_can_be_cancelled(store: ContentStore) -> None:
 
 
 _WRITER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from llb.content.store import ContentStore
 from llb.content.digest import sha256_digest
@@ -178,7 +178,7 @@ if mode == "partial":
 elif mode == "loop":
     i = 0
     while True:
-        s.put(data + str(i).encode())
+        s.put(data + f"{os.getpid()}-{i}".encode())
         i += 1
         if i == 5:
             print("ready", flush=True)
