@@ -1,3 +1,5 @@
-"""Plugins every test area can use: the real registries of tests/helpers/registryhelp.py."""
+"""Plugins every test area can use (modules of tests/helpers): the real registries of
+registryhelp.py, the `store` fixture of storehelp.py (one per snapshotter) and the `llb_root`
+fixture of solvehelp.py (an llb root for the CLI, one per snapshotter)."""
 
-pytest_plugins = ["registryhelp"]
+pytest_plugins = ["registryhelp", "storehelp", "solvehelp"]

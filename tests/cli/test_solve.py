@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from solvehelp import LLB, LLB_PATH, llb_root, run, write  # noqa: F401 (fixture)
+from solvehelp import LLB, LLB_PATH, run, write
 
 MERGE3 = '''
 import llb

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from solvehelp import LLB, llb_root, write  # noqa: F401 (fixture)
+from solvehelp import LLB, write
 
 BUILD = '''
 import llb

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from solvehelp import LLB, busybox_root, llb_root, runc_problem, write  # noqa: F401 (fixture)
+from exechelp import runc_problem
+from solvehelp import LLB, busybox_root, write
 
 pytestmark = pytest.mark.skipif(runc_problem() is not None, reason=runc_problem() or "")
 

@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from solvehelp import LLB, llb_root, write  # noqa: F401 (fixture)
+from solvehelp import LLB, write
 
 BUILD = '''
 import llb

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from exechelp import make_busybox_rootfs, needs_runc
-from storehelp import store  # noqa: F401 (a fixture)
 
 from llb.ops import (
     MOUNT_CACHE, MOUNT_TMPFS, ExecOp, Input, Mount,

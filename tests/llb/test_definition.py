@@ -106,7 +106,7 @@ def test_identical_subgraphs_are_one_vertex():
 
 
 def test_same_program_same_bytes_across_processes():
-    code = ("import sys; sys.path.insert(0, 'tests/llb'); from programs import kitchen_sink; "
+    code = ("import sys; sys.path.insert(0, 'tests/helpers'); from programs import kitchen_sink; "
             "sys.stdout.buffer.write(kitchen_sink().to_definition().to_bytes())")
     outs = []
     for seed in ("1", "2"):

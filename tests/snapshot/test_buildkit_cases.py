@@ -15,25 +15,13 @@ import os
 
 import pytest
 
-from mergetree import (Built, Chr, D, E, F, Fifo, H, L, chmod, hardlink, merge, mkchardev,
+from mergetree import (ALPINE, Built, Chr, D, E, F, Fifo, H, L, alpine, chmod, hardlink, merge, mkchardev,
                        mkdir, mkfifo, mkfile, rename, rm, symlink)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: chown, mknod, security.* xattrs")
 
 # ------------------------------------------------------------------ the bases
-
-
-def alpine(store) -> Built:
-    return Built(store).do(
-        mkdir("bin"), mkfile("bin/sh", b"#!ash", 0o755), mkdir("etc"),
-        mkfile("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"), mkdir("root", 0o700),
-        mkdir("usr"), mkdir("usr/bin"), symlink("../../bin/sh", "usr/bin/env"))
-
-
-ALPINE = {"bin": D(), "bin/sh": F(b"#!ash", 0o755), "etc": D(),
-          "etc/passwd": F(b"root:x:0:0:root:/root:/bin/sh\n"), "root": D(0o700), "usr": D(),
-          "usr/bin": D(), "usr/bin/env": L("../../bin/sh")}
 
 
 def busybox(store) -> Built:

@@ -18,9 +18,8 @@ import struct
 import pytest
 
 import llb.snapshot.merge as merge_mod
-from mergetree import (Built, D, F, H, L, checksum, hardlink, merge, mkdir, mkfile, overwrite,
+from mergetree import (ALPINE, Built, D, F, H, L, alpine, checksum, hardlink, merge, mkdir, mkfile, overwrite,
                        rename, rm, setxattr, symlink, utime)
-from test_buildkit_cases import ALPINE, alpine
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: chown, mknod, security.* xattrs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import commit_tree, read_tree
+from treehelp import commit_tree, read_tree
 from llb.snapshot.layers import Change
 
 

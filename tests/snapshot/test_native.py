@@ -9,7 +9,7 @@ import stat
 import pytest
 import xattr
 
-from conftest import commit_tree, read_tree
+from treehelp import commit_tree, read_tree
 from llb.snapshot.copy import copy_tree, link_tree
 from llb.snapshot.layers import Change
 

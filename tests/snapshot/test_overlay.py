@@ -11,7 +11,7 @@ import stat
 import pytest
 
 import llb.snapshot.mount as mount_mod
-from conftest import commit_tree, read_tree
+from treehelp import commit_tree, read_tree
 from llb.snapshot.layers import Change
 from llb.snapshot.metadata import is_opaque
 from llb.snapshot.overlay import MAX_LOWERS

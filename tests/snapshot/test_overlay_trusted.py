@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import commit_tree, read_tree, write_tree
+from treehelp import commit_tree, read_tree, write_tree
 from llb.snapshot import Store
 from llb.snapshot.layers import Change
 from llb.snapshot.metadata import is_opaque, is_whiteout
@@ -215,7 +215,7 @@ _CRASH = textwrap.dedent("""
     import os, signal, sys
     sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
-    from conftest import commit_tree
+    from treehelp import commit_tree
     from llb.snapshot import Store
     import llb.snapshot.store as st
     import llb.snapshot.upper as up

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import commit_tree, read_tree
+from treehelp import commit_tree, read_tree
 from llb.snapshot import NotFoundError, Ref, SnapshotError, Store
 from llb.snapshot.layers import Change
 

@@ -20,7 +20,7 @@ _HELPER = textwrap.dedent("""
     import os, signal, sys, time
     sys.path[:0] = [{tests!r}, {tests!r} + "/../helpers"]
     from pathlib import Path
-    from conftest import commit_tree
+    from treehelp import commit_tree
     from llb.snapshot import Store
     import llb.snapshot.store as st
 
@@ -144,7 +144,7 @@ def test_two_processes_share_a_root(tmp_path):
     root = tmp_path / "root"
     code = textwrap.dedent(f"""
         import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent / "helpers")!r}]
-        from conftest import commit_tree
+        from treehelp import commit_tree
         from llb.snapshot import Store
         s = Store({str(root)!r}, "native")
         m = s.prepare(None)
@@ -161,7 +161,7 @@ def test_two_processes_share_a_root(tmp_path):
                              stdout=subprocess.PIPE, text=True)
     assert other.stdout.readline().strip() == "ready"
     with Store(root, "native") as mine:  # its open must not clean the live session
-        from conftest import commit_tree
+        from treehelp import commit_tree
         ours = commit_tree(mine, None, {"mine": b"m"})
         mine.lease(ours.id, "me")
         other.stdin.write("\n")

@@ -18,7 +18,7 @@ from llb.solver.errors import ExportError
 from llb.solver.exporters.local import export_local
 from llb.solver.exporters.tar import export_tar
 
-from test_fileop import seed, store  # noqa: F401
+from filehelp import seed  # noqa: F401
 
 T = 1_600_000_000_123_456_789
 BIN = b"\xff\x00\x01binary"

@@ -12,7 +12,7 @@ import pytest
 from llb.ops import Copy, Mkdir, Mkfile
 from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError
 
-from test_fileop import T1, T2, exists, listing, read, run_file, seed, st, store  # noqa: F401
+from filehelp import T1, T2, exists, listing, read, run_file, seed, st  # noqa: F401
 
 
 # vfs_cap_data v2, effective, permitted = CAP_NET_BIND_SERVICE

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX, runc_problem  # noqa: F401 (runc_problem is re-exported)
+from exechelp import BUSYBOX
 from storehelp import overlay_reason
 
 LLB_PATH = str(Path(sys.executable).parent / "llb")

@@ -434,3 +434,19 @@ class Built:
 
 def merge(*states: Built) -> Built:
     return Built(states[0].store, states[0].store.merge([s.ref for s in states]))
+
+
+# ------------------------------------------------------------------ the alpine-like base of
+# BuildKit's merge cases
+
+
+def alpine(store) -> Built:
+    return Built(store).do(
+        mkdir("bin"), mkfile("bin/sh", b"#!ash", 0o755), mkdir("etc"),
+        mkfile("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"), mkdir("root", 0o700),
+        mkdir("usr"), mkdir("usr/bin"), symlink("../../bin/sh", "usr/bin/env"))
+
+
+ALPINE = {"bin": D(), "bin/sh": F(b"#!ash", 0o755), "etc": D(),
+          "etc/passwd": F(b"root:x:0:0:root:/root:/bin/sh\n"), "root": D(0o700), "usr": D(),
+          "usr/bin": D(), "usr/bin/env": L("../../bin/sh")}
