@@ -46,13 +46,13 @@ class StubPool:
     Another process on the same root may take an entry first: a failed rename just makes
     a new entry."""
 
-    def __init__(self, dir: Path):
-        self.dir = dir
-        dir.mkdir(exist_ok=True)
-        self.dev = os.stat(dir).st_dev
+    def __init__(self, path: Path):
+        self.dir = path
+        path.mkdir(exist_ok=True)
+        self.dev = os.stat(path).st_dev
         self._lock = threading.Lock()
         self._free: dict[bool, list[str]] = {True: [], False: []}  # is_dir -> names
-        with os.scandir(dir) as it:
+        with os.scandir(path) as it:
             for e in it:
                 self._free[e.name.startswith("d-")].append(e.name)
 

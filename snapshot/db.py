@@ -62,8 +62,8 @@ class Row:
 
     __slots__ = ("id", "kind", "parent")
 
-    def __init__(self, id: str, kind: str, parent: str | None):
-        self.id, self.kind, self.parent = id, kind, parent
+    def __init__(self, sid: str, kind: str, parent: str | None):
+        self.id, self.kind, self.parent = sid, kind, parent
 
 
 class MetaDB:
@@ -103,16 +103,16 @@ class MetaDB:
         rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
 
-    def row(self, id: str) -> Row | None:
-        rows = self.query("SELECT id, kind, parent FROM snapshots WHERE id=?", (id,))
+    def row(self, sid: str) -> Row | None:
+        rows = self.query("SELECT id, kind, parent FROM snapshots WHERE id=?", (sid,))
         return Row(*rows[0]) if rows else None
 
     def all_rows(self) -> list[Row]:
         return [Row(*r) for r in self.query("SELECT id, kind, parent FROM snapshots")]
 
-    def inputs(self, id: str) -> list[str]:
+    def inputs(self, sid: str) -> list[str]:
         return [r[0] for r in self.query(
-            "SELECT input FROM inputs WHERE id=? ORDER BY pos", (id,))]
+            "SELECT input FROM inputs WHERE id=? ORDER BY pos", (sid,))]
 
     def changes(self, layer: str) -> list[Change]:
         return [Change(p, k) for p, k in self.query(
@@ -121,30 +121,30 @@ class MetaDB:
     def leased(self) -> set[str]:
         return {r[0] for r in self.query("SELECT DISTINCT id FROM leases")}
 
-    def holders(self, id: str) -> list[str]:
-        return [r[0] for r in self.query("SELECT holder FROM leases WHERE id=?", (id,))]
+    def holders(self, sid: str) -> list[str]:
+        return [r[0] for r in self.query("SELECT holder FROM leases WHERE id=?", (sid,))]
 
-    def dependents(self, id: str) -> list[str]:
+    def dependents(self, sid: str) -> list[str]:
         return [r[0] for r in self.query(
             "SELECT id FROM snapshots WHERE parent=? UNION SELECT id FROM inputs WHERE input=?",
-            (id, id))]
+            (sid, sid))]
 
     # ---- writes (call inside transaction())
 
     @staticmethod
-    def insert(c: sqlite3.Connection, id: str, kind: str, parent: str | None, created: float,
+    def insert(c: sqlite3.Connection, sid: str, kind: str, parent: str | None, created: float,
                inputs: Sequence[str] = (), changes: list[Change] | None = None) -> None:
         c.execute("INSERT INTO snapshots (id, kind, parent, created) VALUES (?,?,?,?)",
-                  (id, kind, parent, created))
+                  (sid, kind, parent, created))
         c.executemany("INSERT INTO inputs (id, pos, input) VALUES (?,?,?)",
-                      [(id, i, x) for i, x in enumerate(inputs)])
+                      [(sid, i, x) for i, x in enumerate(inputs)])
         if changes is not None:
             ordered = sorted(changes, key=lambda ch: path_key(ch.path))
             c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
-                          [(id, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+                          [(sid, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
 
     @staticmethod
-    def delete(c: sqlite3.Connection, id: str) -> None:
+    def delete(c: sqlite3.Connection, sid: str) -> None:
         for table, col in (("snapshots", "id"), ("inputs", "id"), ("changes", "layer"),
                            ("leases", "id")):
-            c.execute(f"DELETE FROM {table} WHERE {col}=?", (id,))
+            c.execute(f"DELETE FROM {table} WHERE {col}=?", (sid,))

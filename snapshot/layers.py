@@ -36,8 +36,8 @@ class Layer:
 
     __slots__ = ("id", "root", "_load", "_changes")
 
-    def __init__(self, id: str, root: Path, load: Callable[[str], list[Change]]):
-        self.id = id
+    def __init__(self, layer_id: str, root: Path, load: Callable[[str], list[Change]]):
+        self.id = layer_id
         self.root = root  # directory holding this layer's changed entries at their paths
         self._load = load
         self._changes: list[Change] | None = None

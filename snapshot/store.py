@@ -33,9 +33,9 @@ class Ref:
 
     __slots__ = ("id", "store", "__weakref__")
 
-    def __init__(self, store: "Store", id: str):
+    def __init__(self, store: "Store", snapshot_id: str):
         self.store = store
-        self.id = id
+        self.id = snapshot_id
 
     def layer_chain(self) -> list[Layer]:
         """The layers that rebuild this snapshot's tree from empty, oldest first."""
@@ -54,8 +54,10 @@ class Ref:
 class Mutable:
     """A snapshot being written: mount it, write, then commit (immutable) or discard."""
 
-    def __init__(self, store: "Store", id: str, dir: Path, parent: Ref | None, trusted: bool):
-        self.store, self.id, self.dir, self.parent, self.trusted = store, id, dir, parent, trusted
+    def __init__(self, store: "Store", mutable_id: str, path: Path, parent: Ref | None,
+                 trusted: bool):
+        self.store, self.id, self.dir, self.parent = store, mutable_id, path, parent
+        self.trusted = trusted
         self.parent_id = parent.id if parent else None
         self.underlay: Path | None = None  # see Store.prepare
         self._mounts = 0

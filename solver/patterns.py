@@ -28,10 +28,6 @@ class PathFilter:
         self._inc = _compile(include) if include else None
         self._exc = _compile(exclude) if exclude else None
 
-    @property
-    def selects_all(self) -> bool:
-        return self._inc is None and self._exc is None
-
     def excluded(self, rel: str, is_dir: bool) -> bool:
         return self._exc is not None and self._exc.match_file(rel + "/" if is_dir else rel)
 
