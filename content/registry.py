@@ -86,32 +86,43 @@ class RegistryClient:
                    progress: OptionalProgress = None,
                    cancelled: threading.Event | None = None) -> None:
         """Make sure the blob is in the store: download it from `ref`'s repository, resuming
-        a partial download, verified against `desc`'s digest and size."""
+        a partial download, verified against `desc`'s digest and size. A resumed download
+        that does not verify is fetched once more from the start."""
         ref = Reference.parse(ref) if isinstance(ref, str) else ref
-        with self.store.ingest(desc.digest, desc.size, cancelled=cancelled) as writer:
-            if writer.exists:
-                report(progress, desc.digest, desc.size, desc.size)
-                return
-            failures = 0
-            while writer.written < desc.size:
+        for attempt in (1, 2):
+            with self.store.ingest(desc.digest, desc.size, cancelled=cancelled) as writer:
+                if writer.exists:
+                    report(progress, desc.digest, desc.size, desc.size)
+                    return
+                resumed = writer.offset > 0
                 try:
-                    self._download(ref, desc, writer.written, writer, progress, cancelled)
+                    self._fill(ref, desc, writer, progress, cancelled)
+                    writer.commit()
+                    return
                 except DigestMismatchError:
-                    writer.discard()  # what the registry sent is not this blob
-                    raise
-                except ConnectionLostError:
-                    failures += 1
-                    if failures > self.retries:
+                    writer.discard()  # what arrived is not this blob: keep none of it
+                    if not resumed or attempt == 2:
                         raise
-                    continue
-                if writer.written >= desc.size:
-                    break
+
+    def _fill(self, ref: Reference, desc: Descriptor, writer: Ingest,
+              progress: OptionalProgress, cancelled: threading.Event | None) -> None:
+        """Download until the writer holds `desc.size` bytes, resuming after a broken
+        connection or a body that ended early (at most `retries` times)."""
+        failures = 0
+        while writer.written < desc.size:
+            try:
+                self._download(ref, desc, writer.written, writer, progress, cancelled)
+            except ConnectionLostError:
+                failures += 1
+                if failures > self.retries:
+                    raise
+                continue
+            if writer.written < desc.size:
                 failures += 1  # the server ended the body early
                 if failures > self.retries:
                     raise ConnectionLostError(f"blob {desc.digest} of {ref.name}: registry "
                                               f"{ref.registry} sent {writer.written} of "
                                               f"{desc.size} bytes")
-            writer.commit()
 
     def fetch_blobs(self, ref: str | Reference, descs: Iterable[Descriptor], *,
                     progress: OptionalProgress = None,

@@ -15,6 +15,8 @@ from llb.content.auth import Authenticator, TokenRequest
 from llb.content.credentials import CredentialSource
 from llb.content.errors import (AuthError, ConnectionLostError, NotFoundError, RegistryError,
                                 RegistryTimeoutError, ServerError, UnreachableError)
+from llb.content.reference import DOCKER_HUB_HOST
+from llb.refs import DEFAULT_DOMAIN
 
 USER_AGENT = "llb/0.1"
 DEFAULT_TIMEOUT = 30.0
@@ -51,9 +53,11 @@ class Transport:
         return host_of(r) in _LOOPBACK or r in self._insecure or host_of(r) in self._insecure
 
     def url(self, registry: str, path: str) -> str:
-        """The absolute URL of an API path (`/v2/...`) on `registry`."""
+        """The absolute URL of an API path (`/v2/...`) on `registry` (docker.io's API is
+        served by registry-1.docker.io)."""
         scheme = "http" if self.plain_http(registry) else "https"
-        return f"{scheme}://{registry}{path}"
+        host = DOCKER_HUB_HOST if registry == DEFAULT_DOMAIN else registry
+        return f"{scheme}://{host}{path}"
 
     @contextmanager
     def stream(self, method: str, registry: str, target: str, *, scopes: Iterable[str],
@@ -74,8 +78,11 @@ class Transport:
                 response.close()
                 if not challenge:
                     raise AuthError(f"{what}: registry {registry} refused access{message}")
-                answer = self.auth.answer(registry, challenge, scopes, self._fetch_token,
-                                          refused=sent_auth)
+                try:
+                    answer = self.auth.answer(registry, challenge, scopes, self._fetch_token,
+                                              refused=sent_auth)
+                except AuthError as e:
+                    raise AuthError(f"{what}: {e}") from None
                 response = self._send(method, url, registry, headers, body, answer, what)
             if response.status_code not in ok:
                 raise _status_error(response, registry, what)

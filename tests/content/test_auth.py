@@ -139,5 +139,6 @@ def test_plain_http_only_for_loopback_and_insecure_registries() -> None:
         assert t.url("other.lan:443", "/v2/") == "http://other.lan:443/v2/"
         assert t.url("registry.lan:6000", "/v2/") == "https://registry.lan:6000/v2/"
         assert t.url("ghcr.io", "/v2/") == "https://ghcr.io/v2/"
+        assert t.url("docker.io", "/v2/") == "https://registry-1.docker.io/v2/"
     finally:
         t.close()

@@ -249,6 +249,25 @@ def test_a_partial_download_left_by_an_earlier_run_resumes(registry: Registry,
     assert events[0] == 250_000 and puller.store.read(desc.digest) == data
 
 
+def test_a_resumed_download_that_does_not_verify_starts_again(registry: Registry,
+                                                              clients: Clients) -> None:
+    client = clients.new()
+    data = os.urandom(200_000)
+    info = client.store.put(data)
+    desc = Descriptor(mt.OCI_LAYER, info.digest, info.size)
+    client.push_blob(f"{registry.host}/test/badpartial:v1", desc)
+    puller = clients.new()
+    with puller.store.ingest(desc.digest, desc.size) as w:  # a partial of other bytes
+        w.write(os.urandom(1000))
+    proxy = Proxy(registry.host)
+    try:
+        puller.fetch_blob(f"{proxy.host}/test/badpartial:v1", desc)
+    finally:
+        proxy.stop()
+    assert [h.get("Range") for m, p, h in proxy.requests if m == "GET"] == ["bytes=1000-", None]
+    assert puller.store.read(desc.digest) == data
+
+
 def test_a_corrupt_blob_is_refused_and_nothing_stays(registry: Registry,
                                                      clients: Clients) -> None:
     client = clients.new()
@@ -328,8 +347,8 @@ def test_basic_auth(basic_registry: Registry, clients: Clients, tmp_path: Path,
     host = basic_registry.host
     with pytest.raises(AuthError) as info:
         clients.new().resolve(f"{host}/test/basic:v1")
-    assert str(info.value) == (f"registry {host} requires credentials: none for it in the "
-                               "Docker config (docker login)")
+    assert str(info.value) == (f"manifest v1 of {host}/test/basic: registry {host} requires "
+                               "credentials: none for it in the Docker config (docker login)")
     wrong = DockerCredentials({host: Credential(USER, "wrong")})
     with pytest.raises(AuthError, match=f"registry {host} denied access"):
         clients.new(wrong).resolve(f"{host}/test/basic:v1")
