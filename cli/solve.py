@@ -60,15 +60,48 @@ def fail(e: LLBError) -> None:
               show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Vertices run in parallel.")
+@click.option("--backend", type=click.Choice(["local", "buildkit"]), default="local",
+              show_default=True,
+              help="Solve here (local), or on a buildkitd through buildctl (buildkit).")
+@click.option("--addr", metavar="ADDR",
+              help="buildkitd address for --backend buildkit (default: $BUILDKIT_HOST).")
+@click.option("--buildctl", "buildctl", metavar="PATH",
+              help="buildctl for --backend buildkit (default: the one on PATH).")
 def solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],
           progress: str, no_cache: bool, explain: bool, root: str | None, snapshotter: str,
-          workers: int) -> None:
+          workers: int, backend: str, addr: str | None, buildctl: str | None) -> None:
     """Solve BUILD (a build file, a serialised definition, or - for stdin) and export it."""
     try:
+        if backend == "buildkit":
+            _solve_on_buildkit(build, target, output, locals_, progress, no_cache, explain,
+                               addr, buildctl)
+            return
+        if addr or buildctl:
+            raise click.UsageError("--addr and --buildctl apply to --backend buildkit")
         _solve(build, target, output, locals_, progress, no_cache, explain, root, snapshotter,
                workers)
     except LLBError as e:
         fail(e)
+
+
+def _solve_on_buildkit(build: str, target: str | None, output: str | None,
+                       locals_: tuple[str, ...], progress: str, no_cache: bool, explain: bool,
+                       addr: str | None, buildctl: str | None) -> None:
+    """--backend buildkit: the same definition, outputs and progress views, built by a
+    buildkitd (llb.remote); --root, --snapshotter and --workers are the local solver's."""
+    if explain:
+        raise click.UsageError("--explain applies to --backend local")
+    spec = parse_output(output) if output else None
+    locals_map = parse_locals(locals_)
+    from llb.cli.loader import load_definition
+
+    definition = load_definition(build, target)
+    from llb.cli.progress import make_renderer
+    from llb.remote import BuildkitBackend, RemoteOutput
+
+    backend = BuildkitBackend(addr, buildctl, progress=make_renderer(progress))
+    remote_output = RemoteOutput(spec.type, spec.dest) if spec is not None else None
+    backend.solve(definition, locals_map, remote_output, no_cache=no_cache)
 
 
 def _solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],

@@ -42,3 +42,69 @@ def llbjson(graph: dict, *, unique: str = "U", digests: bool = False) -> bytes:
 def go_digests(graph: dict, *, unique: str = "U") -> list[str]:
     """The Go client's op digests for `graph`, definition order (the terminal op last)."""
     return [o["digest"] for o in json.loads(llbjson(graph, unique=unique, digests=True))["ops"]]
+
+
+class Daemon:
+    """A throwaway buildkitd (buildkitd-run) with its root and socket in `directory`."""
+
+    def __init__(self, directory: Path, snapshotter: str):
+        self.directory = directory
+        self.snapshotter = snapshotter
+        done = subprocess.run([str(RUN), str(directory), snapshotter], capture_output=True,
+                              text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"buildkitd-run failed: {done.stderr.strip()}")
+        self.addr = done.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        """Stop the daemon, unmount what it left mounted, remove its directory."""
+        import shutil
+        import signal
+        import time
+
+        pid_file = self.directory / "buildkitd.pid"
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        root = str(self.directory.resolve())
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        for target in sorted((m for m in mounts if m.startswith(root + "/")), reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def tree(top: Path) -> dict[str, tuple]:
+    """Path -> (kind, permission bits, uid, gid, content or link target) for everything under
+    `top`: what two exports must agree on (times are not compared)."""
+    import stat
+
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            rel = str(p.relative_to(top))
+            if stat.S_ISLNK(st.st_mode):
+                what: object = ("link", os.readlink(p))
+            elif stat.S_ISREG(st.st_mode):
+                what = ("file", p.read_bytes())
+            elif stat.S_ISDIR(st.st_mode):
+                what = ("dir",)
+            else:
+                what = ("special", st.st_rdev)
+            out[rel] = (*what, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    return out
+
+
+def without_exec_stubs(t: dict[str, tuple]) -> dict[str, tuple]:
+    """BuildKit leaves an exec's /dev, /proc and /sys mount points in its rootfs (empty
+    directories); llb removes what the executor created (README: known differences)."""
+    return {k: v for k, v in t.items()
+            if not (k in ("dev", "proc", "sys") and v[0] == "dir")}

@@ -1,0 +1,191 @@
+"""`llb solve --backend buildkit`: a definition solved by a buildkitd through `buildctl build`.
+
+The definition is marshalled as BuildKit's LLB (llb.pb: the same ops, hence the same cache
+keys, as BuildKit's Go client would send), with a fresh `local.unique` per solve as the Go
+client draws one, and each op named `[llb K] <llb's name>` so the progress buildctl prints
+maps back to llb's vertices (remote.plain). `--local` directories, the output and
+`--no-cache` are passed through to buildctl; the result is written by buildctl itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from llb import ops as _ops
+from llb.definition import Definition
+from llb.remote.errors import BackendError
+from llb.remote.plain import PlainProgress, Vertex
+from llb.solver.errors import InputError, SolveError
+from llb.solver.names import vertex_name
+from llb.solver.progress import Progress, ProgressSink
+
+# an empty tar archive: two zero blocks (what a tar of scratch holds)
+_EMPTY_TAR = bytes(1024)
+
+
+class RemoteOutput(NamedTuple):
+    """Where buildctl writes the result: type "local" (a directory) or "tar" (a file, or "-"
+    for stdout)."""
+
+    type: str
+    dest: str
+
+
+class BuildkitBackend:
+    """A buildkitd at `addr` (default $BUILDKIT_HOST) reached through `buildctl` (default: the
+    one on PATH); progress events go to `progress` like the local solver's."""
+
+    def __init__(self, addr: str | None = None, buildctl: str | None = None,
+                 progress: ProgressSink | None = None):
+        self.addr = addr or os.environ.get("BUILDKIT_HOST", "")
+        if not self.addr:
+            raise BackendError("--backend buildkit needs --addr ADDR or $BUILDKIT_HOST "
+                               "(e.g. unix:///run/buildkit/buildkitd.sock)")
+        found = shutil.which(buildctl or "buildctl")
+        if found is None:
+            raise BackendError(f"{buildctl}: not an executable" if buildctl else
+                               "buildctl not found on PATH (give --buildctl PATH)",
+                               path=buildctl)
+        self.buildctl = found
+        self.progress = Progress(progress)
+
+    def solve(self, definition: Definition, locals: Mapping[str, Path],
+              output: RemoteOutput | None = None, *, no_cache: bool = False) -> None:
+        """Build `definition` on the daemon and write its result to `output`. SolveError
+        (exit 1) names the failing vertex, its command and the tail of its log."""
+        from llb.pb import encode
+
+        definition.validate()
+        _check_locals(definition, locals)
+        encoded = encode(definition, local_unique=secrets.token_hex(13)[:25])
+        vertices, marks = _vertices(definition, encoded.vertex, encoded.ops)
+        self.progress.begin(len(vertices))
+        parser = PlainProgress(vertices, marks, self.progress)
+        try:
+            if encoded.output is None:  # scratch: nothing for buildkitd to do
+                _write_empty(output)
+                parser.finish(True)
+                return
+            names = {digest: f"[llb {k}] {marks[k][0].name}" for k, digest in
+                     enumerate(encoded.ops, 1)}
+            argv = self._argv(definition, locals, output, no_cache)
+            code = _run(argv, encoded.with_names(names), parser, output)
+            parser.finish(code == 0)
+            if code != 0:
+                raise _failure(definition, parser, code, self.addr)
+        finally:
+            self.progress.end()
+
+    def _argv(self, definition: Definition, locals: Mapping[str, Path],
+              output: RemoteOutput | None, no_cache: bool) -> list[str]:
+        argv = [self.buildctl, "--addr", self.addr, "build", "--progress", "plain"]
+        for name in sorted(_local_names(definition)):
+            argv += ["--local", f"{name}={os.fspath(locals[name])}"]
+        if output is not None:
+            dest = output.dest if output.dest == "-" else os.path.abspath(output.dest)
+            argv += ["--output", f"type={output.type},dest={dest}"]
+        if no_cache:
+            argv.append("--no-cache")
+        if any(op.kind == "exec" and op.network == _ops.NETWORK_HOST
+               for op in definition.ops.values()):
+            argv += ["--allow", "network.host"]
+        return argv
+
+
+def _local_names(definition: Definition) -> set[str]:
+    return {op.identifier[len("local://"):] for op in definition.ops.values()
+            if op.kind == "source" and op.identifier.startswith("local://")}
+
+
+def _check_locals(definition: Definition, locals: Mapping[str, Path]) -> None:
+    """The same checks the local solver makes before anything runs."""
+    for name in sorted(_local_names(definition)):
+        path = locals.get(name)
+        if path is None:
+            raise InputError(f"no --local mapping for local source {name!r} "
+                             f"(pass --local {name}=PATH)")
+        if not Path(path).is_dir():
+            raise InputError(f"--local {name}={path}: not a directory", path=os.fspath(path))
+
+
+def _vertices(definition: Definition, bk_of: dict[str, str | None], bk_ops: list[str]
+              ) -> tuple[list[Vertex], dict[int, list[Vertex]]]:
+    """llb's vertices (named as the local solver names them) and, for each BuildKit op K
+    (1-based, definition order), the llb vertices it stands for."""
+    k_of = {digest: k for k, digest in enumerate(bk_ops, 1)}
+    vertices: list[Vertex] = []
+    marks: dict[int, list[Vertex]] = {}
+    for index, (digest, op) in enumerate(definition.ops.items(), 1):
+        meta = definition.metadata.get(digest)
+        name = meta.progress_name if meta is not None and meta.progress_name else vertex_name(op)
+        v = Vertex(digest, name, index)
+        vertices.append(v)
+        bk = bk_of.get(digest)
+        if bk is not None:
+            marks.setdefault(k_of[bk], []).append(v)
+    return vertices, marks  # inputs come first: an op precedes the merges/diffs standing for it
+
+
+def _run(argv: list[str], data: bytes, parser: PlainProgress, output: RemoteOutput | None) -> int:
+    """Run buildctl with the definition on stdin, feeding its stderr to `parser`."""
+    to_stdout = output is not None and output.type == "tar" and output.dest == "-"
+    stdout: int | IO[bytes] = sys.stdout.buffer if to_stdout else subprocess.DEVNULL
+    if to_stdout:
+        sys.stdout.flush()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=stdout,
+                                stderr=subprocess.PIPE)
+    except OSError as e:
+        raise BackendError(f"{argv[0]}: cannot run: {e.strerror}", path=argv[0]) from None
+    assert proc.stdin is not None and proc.stderr is not None
+    writer = threading.Thread(target=_write_stdin, args=(proc.stdin, data), daemon=True)
+    writer.start()
+    for raw in proc.stderr:
+        parser.feed(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    writer.join()
+    return proc.wait()
+
+
+def _write_stdin(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:  # buildctl gave up before reading (it says why on stderr)
+        pass
+
+
+def _failure(definition: Definition, parser: PlainProgress, code: int, addr: str) -> Exception:
+    """SolveError for the vertex that failed; BackendError when none ever started (no
+    daemon at addr, a refused definition)."""
+    why = parser.error_line or f"buildctl exited with status {code}"
+    if not parser.failed:
+        if not parser.reported:
+            return BackendError(f"buildkit at {addr}: {why}")
+        return SolveError(f"buildkit: {why}")
+    v = parser.failed[0]
+    op = definition.ops[v.digest]
+    command = " ".join(op.args) if op.kind == "exec" else None  # as the local solver says it
+    return SolveError(f"[{v.index}/{len(parser.vertices)}] {v.name}: {v.error}", vertex=v.digest,
+                      name=v.name, command=command, log_tail=v.log)
+
+
+def _write_empty(output: RemoteOutput | None) -> None:
+    """The export of scratch, which buildctl cannot be asked for (it refuses an empty
+    definition): an empty directory or an empty tar."""
+    if output is None:
+        return
+    if output.type == "local":
+        os.makedirs(output.dest, exist_ok=True)
+    elif output.dest == "-":
+        sys.stdout.buffer.write(_EMPTY_TAR)
+        sys.stdout.buffer.flush()
+    else:
+        Path(output.dest).write_bytes(_EMPTY_TAR)
