@@ -94,7 +94,7 @@ class BuildkitBackend:
             argv += ["--output", f"type={output.type},dest={dest}"]
         if no_cache:
             argv.append("--no-cache")
-        if any(op.kind == "exec" and op.network == _ops.NETWORK_HOST
+        if any(isinstance(op, _ops.ExecOp) and op.network == _ops.NETWORK_HOST
                for op in definition.ops.values()):
             argv += ["--allow", "network.host"]
         return argv
@@ -102,7 +102,7 @@ class BuildkitBackend:
 
 def _local_names(definition: Definition) -> set[str]:
     return {op.identifier[len("local://"):] for op in definition.ops.values()
-            if op.kind == "source" and op.identifier.startswith("local://")}
+            if isinstance(op, _ops.SourceOp) and op.identifier.startswith("local://")}
 
 
 def _check_locals(definition: Definition, locals: Mapping[str, Path]) -> None:
@@ -172,7 +172,8 @@ def _failure(definition: Definition, parser: PlainProgress, code: int, addr: str
         return SolveError(f"buildkit: {why}")
     v = parser.failed[0]
     op = definition.ops[v.digest]
-    command = " ".join(op.args) if op.kind == "exec" else None  # as the local solver says it
+    # the command as the local solver says it
+    command = " ".join(op.args) if isinstance(op, _ops.ExecOp) else None
     return SolveError(f"[{v.index}/{len(parser.vertices)}] {v.name}: {v.error}", vertex=v.digest,
                       name=v.name, command=command, log_tail=v.log)
 

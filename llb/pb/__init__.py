@@ -9,12 +9,17 @@ protobuf: the CLI imports it only for BuildKit definitions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from llb.pb.decode import Decoded, decode, from_buildkit
 from llb.pb.encode import Encoded, encode, host_platform
 from llb.pb.errors import UnsupportedError
 
+if TYPE_CHECKING:
+    from llb.definition import Definition
 
-def to_buildkit(definition, *, local_unique: str | None = None) -> bytes:  # noqa: ANN001
+
+def to_buildkit(definition: Definition, *, local_unique: str | None = None) -> bytes:
     """BuildKit Definition bytes of an llb.Definition (see `encode`)."""
     return encode(definition, local_unique=local_unique).data
 

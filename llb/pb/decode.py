@@ -11,6 +11,7 @@ it, never silently dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
@@ -266,7 +267,8 @@ class _Decoder:
                            cwd=meta.cwd or "/", user=meta.user, network=_NETWORK[ex.network],
                            hostname=meta.hostname, mounts=tuple(mounts))
 
-    def _mount(self, op: pb.Op, m: pb.Mount, index_of) -> _ops.Mount:  # noqa: ANN001
+    def _mount(self, op: pb.Op, m: pb.Mount, index_of: Callable[[_ops.Input], int]
+               ) -> _ops.Mount:
         where = f"mount {m.dest[:200]}"
         if m.resultID:
             raise UnsupportedError(f"{where}: resultID mounts are not supported")
@@ -319,13 +321,13 @@ class _Decoder:
         kind = fa.WhichOneof("action")
         what = f"file action {i}"
         if kind == "mkdir":
-            a = fa.mkdir
-            return _ops.Mkdir(path=a.path, mode=a.mode, parents=a.makeParents,
-                              owner=_owner(a, base, what), created=a.timestamp)
+            d = fa.mkdir
+            return _ops.Mkdir(path=d.path, mode=d.mode, parents=d.makeParents,
+                              owner=_owner(d, base, what), created=d.timestamp)
         if kind == "mkfile":
-            a = fa.mkfile
-            return _ops.Mkfile(path=a.path, data=a.data, mode=a.mode,
-                               owner=_owner(a, base, what), created=a.timestamp)
+            f = fa.mkfile
+            return _ops.Mkfile(path=f.path, data=f.data, mode=f.mode,
+                               owner=_owner(f, base, what), created=f.timestamp)
         if kind == "rm":
             return _ops.Rm(path=fa.rm.path, allow_not_found=fa.rm.allowNotFound,
                            allow_wildcard=fa.rm.allowWildcard)
