@@ -13,9 +13,6 @@ from llb.content.errors import DigestMismatchError
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-_CHUNK = 1 << 20
-
-
 class RawSource(Protocol):
     """What a BlobReader reads from: an open binary file (or a member of a tar)."""
 
@@ -59,13 +56,19 @@ class BlobReader(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            buf = bytearray(_CHUNK)
-            n = self.readinto(buf)
+        """The rest of the blob, read into one buffer of the size it must have, then
+        checked (one more read must find the end)."""
+        buf = bytearray(max(self.size - self._hash.size, 0))
+        view = memoryview(buf)
+        got = 0
+        while got < len(buf):
+            n = self.readinto(view[got:])
             if not n:
-                return b"".join(parts)
-            parts.append(bytes(buf[:n]) if n < _CHUNK else bytes(buf))
+                break
+            got += n
+        view.release()
+        self.readinto(bytearray(1))  # the end: verifies (or finds bytes past the size)
+        return bytes(buf) if got == len(buf) else bytes(buf[:got])
 
     def close(self) -> None:
         if not self.closed:

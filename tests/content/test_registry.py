@@ -23,8 +23,9 @@ from llb.content import mediatypes as mt
 from llb.content.credentials import Credential, DockerCredentials
 from llb.content.descriptor import Descriptor
 from llb.content.errors import (AuthError, BlobNotFoundError, DigestMismatchError,
-                                NotFoundError, PlatformNotFoundError, RegistryTimeoutError,
-                                ServerError, UnreachableError)
+                                InvalidManifestError, NotFoundError, PlatformNotFoundError,
+                                RegistryTimeoutError, ServerError, UnreachableError,
+                                UnsupportedMediaTypeError)
 from llb.content.manifest import Manifest
 from llb.content.platforms import Platform
 from llb.content.reference import Reference
@@ -327,6 +328,24 @@ def test_server_error_is_a_one_line_error(clients: Clients) -> None:
         server.stop()
     assert str(info.value) == (f"manifest v1 of {server.host}/test/x: registry {server.host} "
                                "failed with HTTP 500 (UNKNOWN: disk on fire)")
+
+
+def test_hostile_manifests_from_a_registry_are_refused(clients: Clients) -> None:
+    huge = ErrorServer(200, body=b'{"schemaVersion": 2, "x": "' + b"a" * (5 << 20) + b'"}',
+                       content_type=mt.OCI_MANIFEST)
+    odd = ErrorServer(200, body=json.dumps({"schemaVersion": 2, "mediaType": "application/vnd."
+                                            "example.thing+json", "config": {}}).encode(),
+                      content_type="application/vnd.example.thing+json")
+    try:
+        with pytest.raises(InvalidManifestError, match=f"manifest v1 of {huge.host}/test/x: "
+                           "more than 4194304 bytes"):
+            clients.new().resolve(f"{huge.host}/test/x:v1")
+        with pytest.raises(UnsupportedMediaTypeError, match="unsupported media type "
+                           "'application/vnd.example.thing\\+json'"):
+            clients.new().resolve(f"{odd.host}/test/x:v1")
+    finally:
+        huge.stop()
+        odd.stop()
 
 
 def test_a_hanging_registry_times_out(clients: Clients) -> None:

@@ -20,7 +20,8 @@ class _Server:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -28,15 +29,18 @@ class _Server:
 
 
 class ErrorServer(_Server):
-    """Answers every request with `status` and a distribution API error body."""
+    """Answers every request with `status` and a distribution API error body (or `body`,
+    served as `content_type`)."""
 
-    def __init__(self, status: int = 500, code: str = "UNKNOWN", message: str = "boom"):
-        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+    def __init__(self, status: int = 500, code: str = "UNKNOWN", message: str = "boom", *,
+                 body: bytes | None = None, content_type: str = "application/json"):
+        if body is None:
+            body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":

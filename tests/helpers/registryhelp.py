@@ -137,7 +137,8 @@ class TokenService:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
 
     def _answer(self, h: BaseHTTPRequestHandler) -> None:
         query = parse_qs(urlparse(h.path).query)
