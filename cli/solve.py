@@ -8,8 +8,11 @@ from pathlib import Path
 
 import click
 
+from llb.cli.loader import load_definition
+from llb.cli.progress import TtyRenderer, make_renderer
 from llb.errors import LLBError
 from llb.solver.exporters import export, parse_output
+from llb.solver.solve import Solver
 
 
 def resolve_root(root: str | None) -> Path:
@@ -109,18 +112,11 @@ def _solve(build: str, target: str | None, output: str | None, locals_: tuple[st
            workers: int) -> None:
     spec = parse_output(output) if output else None
     locals_map = parse_locals(locals_)
-    from llb.cli.loader import load_definition
-
     definition = load_definition(build, target)
-    from llb.cli.progress import make_renderer
-    from llb.solver.solve import Solver
-
     renderer = make_renderer(progress)
     solver = Solver(resolve_root(root), snapshotter=snapshotter, workers=workers, progress=renderer)
     try:
         result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
-        from llb.cli.progress import TtyRenderer
-
         if explain and isinstance(renderer, TtyRenderer):  # plain and json say it inline
             for n, name, why in result.explanations:
                 click.echo(f"explain: [{n}] {name}: {why}", err=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llb.snapshot.apply import copy_entry, copy_xattrs
+from llb.snapshot.copy import remove_tree
 from llb.snapshot.errors import SnapshotError
 
 if TYPE_CHECKING:
@@ -283,4 +283,4 @@ def _remove(dst: str) -> None:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        shutil.rmtree(dst)
+        remove_tree(Path(dst))

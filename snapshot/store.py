@@ -15,6 +15,7 @@ from typing import Iterator
 
 from llb.snapshot.copy import remove_tree
 from llb.snapshot.db import MetaDB, Row
+from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import SnapshotError
@@ -389,8 +390,6 @@ class Store:
 
     def _computed_diff(self, lower: Ref, upper: Ref | None) -> Ref | None:
         """One new layer from comparing two trees (the non-prefix case of diff)."""
-        from llb.snapshot.differ import tree_changes
-
         sid = new_id()
         tmp = self.session.dir / sid
         tmp.mkdir()

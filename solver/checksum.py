@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import InputError
 from llb.solver.patterns import PathFilter, has_wildcard, walk
 
@@ -144,8 +145,6 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
 
 def copy_matches(top: Path, copy) -> list[tuple[str, str]]:
     """The paths `copy.src` names inside `top`, as (path relative to top, real path)."""
-    from llb.snapshot.paths import resolve_in_root
-
     src = copy.src
     if not (copy.allow_wildcard and has_wildcard(src)):
         p = resolve_in_root(top, src, follow_final=copy.follow_symlinks)

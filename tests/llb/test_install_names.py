@@ -47,3 +47,11 @@ def test_no_module_imports_a_room_by_its_bare_name() -> None:
                           if n.split(".")[0] in _ROOMS]
     assert offenders == []
     assert len(_package_files()) > 50
+
+
+def test_the_package_ships_its_type_hints() -> None:
+    import tomllib
+
+    assert (_REPO / "llb" / "py.typed").is_file()
+    config = tomllib.loads((_REPO / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["llb"]

@@ -1,0 +1,93 @@
+"""Import budgets: what each kind of `llb` command may load. Modules are imported at the top
+of the modules that use them, except at a few named boundaries (docs/internals.md, "The
+rooms"); each boundary is held here by the commands that must not cross it, so a start-up
+cost cannot creep back in unseen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import llb
+
+# stdlib and third-party modules a fully cached solve never needs: they cost start-up time
+# (OpenSSL, the compression modules shutil loads, logging through concurrent.futures, ...)
+HEAVY = ("json", "shutil", "tarfile", "concurrent.futures", "logging", "ssl", "_hashlib",
+         "subprocess", "tempfile", "networkx", "pathspec", "httpx", "google.protobuf", "rich",
+         "bz2", "lzma")
+# the package's own modules behind the boundaries
+HANDLERS = tuple(f"llb.solver.ops.{k}" for k in ("source", "exec", "file", "merge", "diff"))
+DSL = ("llb.state", "llb.sources", "llb.actions", "llb.mounts", "llb.merge", "llb.exec")
+
+
+def _loaded(tmp_path: Path, argv: list[str]) -> set[str]:
+    """The modules loaded by the time `llb ARGV` (run in-process, like the executable) ends."""
+    code = ("import sys\nfrom llb.cli.main import main\n"
+            f"sys.argv = ['llb', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+            "loaded = sorted(sys.modules)\nimport json\n"
+            "sys.stdout.write('\\n' + json.dumps([code, loaded]))\n")
+    env = {"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    status, modules = json.loads(out.stdout.rsplit("\n", 1)[-1])
+    assert status in (0, None), out.stderr
+    return set(modules)
+
+
+def _crossed(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n in modules)
+
+
+@pytest.fixture
+def definition(tmp_path: Path) -> Path:
+    """A serialised definition with a merge of two file ops, solved once (so cached)."""
+    state = llb.merge([llb.scratch().file(llb.mkfile("/a", "x")),
+                       llb.scratch().file(llb.mkdir("/d"))])
+    path = tmp_path / "g.llb"
+    path.write_bytes(state.to_definition().to_bytes())
+    out = subprocess.run([str(Path(sys.executable).parent / "llb"), "solve", str(path),
+                          "--progress", "plain"], capture_output=True, text=True,
+                         env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def test_a_cached_solve_crosses_no_boundary(tmp_path: Path, definition: Path) -> None:
+    modules = _loaded(tmp_path, ["solve", str(definition), "--progress", "plain"])
+    assert "llb.solver.scheduler" in modules  # it did solve
+    assert _crossed(modules, HEAVY) == []
+    assert _crossed(modules, HANDLERS + DSL) == []
+    assert _crossed(modules, ("llb.executor", "llb.content", "llb.pb", "llb.remote",
+                              "llb.solver.checksum", "llb.solver.sources.local",
+                              "llb.solver.exporters.local", "llb.solver.exporters.tar")) == []
+
+
+def test_a_cached_solve_with_a_local_export_loads_only_that_exporter(
+        tmp_path: Path, definition: Path) -> None:
+    out = tmp_path / "out"
+    modules = _loaded(tmp_path, ["solve", str(definition), "--progress", "plain",
+                                 "--output", f"type=local,dest={out}"])
+    assert (out / "a").read_text() == "x"
+    assert "llb.solver.exporters.local" in modules
+    assert _crossed(modules, ("llb.solver.exporters.tar", "tarfile", "json", "shutil")) == []
+
+
+def test_version_loads_no_command(tmp_path: Path) -> None:
+    modules = _loaded(tmp_path, ["--version"])
+    assert _crossed(modules, ("llb.solver", "llb.snapshot", "llb.cli.solve", "llb.cli.dump",
+                              "llb.cli.cache")) == []
+
+
+def test_dumping_a_build_file_loads_no_engine(tmp_path: Path) -> None:
+    (tmp_path / "build.py").write_text(
+        "import llb\n\ndef build():\n    return llb.scratch().file(llb.mkfile('/a', 'x'))\n")
+    modules = _loaded(tmp_path, ["dump", str(tmp_path / "build.py")])
+    assert "llb.state" in modules
+    assert _crossed(modules, ("llb.solver.scheduler", "llb.snapshot.store", "llb.executor",
+                              "llb.content") + HANDLERS) == []
