@@ -5,7 +5,12 @@ keys and, for inputs read only in part, their refs), looks each wave up in the c
 one batch, and hands misses whose result is needed to a bounded thread pool. A miss runs
 under a per-cache-key file lock and re-checks the DB first, so identical vertices run once
 across concurrent solves. The first failure cancels the rest; only whole results are
-committed and recorded."""
+committed and recorded.
+
+A local source's key is a checksum of the host directory, which may change while it is
+copied: on a miss, the result is recorded under the checksum of what its snapshot holds,
+and the vertices reading it are keyed only after that (a provisional key never reaches a
+record)."""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from llb.solver import ops as handlers
 from llb.solver.locks import KeyLock
 from llb.solver.ops.context import OpContext
 from llb.solver.progress import Progress
-from llb.solver.sources import SourceEnv, is_local, source_for
+from llb.solver.sources import SourceEnv, is_local, keyed_after_run, source_for
 from llb.solver.vertex import Vertex
 
 if TYPE_CHECKING:  # imported when the first vertex runs (see _LazyPool)
@@ -39,12 +44,15 @@ _T = TypeVar("_T")
 
 class _RunResult(NamedTuple):
     """What running a vertex gave: "cached" (another solve recorded it meanwhile) or "done",
-    the output snapshot ids, the refs when it ran here, and how long it took."""
+    the output snapshot ids, the refs when it ran here, how long it took, and the key its
+    result is recorded under (a source keyed by what it copied may differ from the key it
+    was looked up with)."""
 
     status: str
     outputs: tuple[str | None, ...]
     refs: list[Ref | None] | None
     duration: float
+    key: str
 
 
 class Scheduler:
@@ -84,6 +92,8 @@ class Scheduler:
             v.run_deps = len(v.inputs)
             if not v.inputs:
                 self.ready.append(v)
+                if isinstance(v.op, SourceOp) and keyed_after_run(v.op):
+                    v.provisional = True
         self._want_ref(self.output)
         for v in self.vertices:
             for pos, (u, _) in enumerate(v.inputs):
@@ -124,7 +134,12 @@ class Scheduler:
     # ------------------------------------------------------------------ keys
 
     def _key_wave(self) -> None:
-        """Key every ready vertex (cascading through full inputs), then look all up at once."""
+        """Key every ready vertex (cascading through full inputs), then look all up at once;
+        again while hits made more vertices ready."""
+        while self.ready and self.error is None:
+            self._one_wave()
+
+    def _one_wave(self) -> None:
         keyed: list[Vertex] = []
         while self.ready and self.error is None:
             v = self.ready.pop()
@@ -134,11 +149,8 @@ class Scheduler:
                 self._fail(v, e)
                 break
             keyed.append(v)
-            for c, _pos, partial in v.edges_out:
-                if not partial:
-                    c.key_deps -= 1
-                    if c.key_deps == 0:
-                        self.ready.append(c)
+            if not v.provisional:
+                self._release_keys(v)
         if not keyed or self.error is not None:
             return
         lookup = [v.key for v in keyed if not (self.no_cache or v.ignore_cache)]
@@ -158,11 +170,22 @@ class Scheduler:
         if self.explain and misses:
             self._explain(misses)
         for v in misses:
+            if v.provisional and not v.want_ref:
+                self._want_ref(v)  # its consumers' keys wait for what it copies
+                continue
             if v.want_ref:
                 for u, _ in v.inputs:
                     self._want_ref(u)
                 if v.run_deps == 0:
                     self._queue_run(v)
+
+    def _release_keys(self, v: Vertex) -> None:
+        """`v`'s key is final: its consumers through full inputs may be keyed."""
+        for c, _pos, partial in v.edges_out:
+            if not partial:
+                c.key_deps -= 1
+                if c.key_deps == 0:
+                    self.ready.append(c)
 
     def _compute_key(self, v: Vertex) -> None:
         op = v.op
@@ -269,6 +292,8 @@ class Scheduler:
     def _resolved(self, v: Vertex, outputs: tuple[str | None, ...]) -> None:
         """`v`'s outputs are known: wake what waits for them."""
         v.outputs = tuple(outputs)
+        if v.provisional:
+            self._release_keys(v)
         for c, _pos, partial in v.edges_out:
             if partial:
                 c.key_deps -= 1
@@ -310,6 +335,7 @@ class Scheduler:
 
     def _run_vertex(self, v: Vertex, inputs: list[Ref | None]) -> _RunResult:
         """Worker: lock the key, re-check the cache, run the op, commit and record."""
+        assert v.key is not None
         lock = KeyLock(self.root, v.key)
         if not lock.acquire(self.cancelled):
             raise SolveCancelledError("cancelled", vertex=v.digest)
@@ -317,7 +343,7 @@ class Scheduler:
             if not (self.no_cache or v.ignore_cache):
                 outs = self.db.lookup(v.key)
                 if outs is not None:
-                    return _RunResult("cached", outs, None, 0.0)
+                    return _RunResult("cached", outs, None, 0.0, v.key)
             if self.cancelled.is_set():
                 raise SolveCancelledError("cancelled", vertex=v.digest)
             t0 = time.time()
@@ -337,10 +363,20 @@ class Scheduler:
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
                 raise self._solve_error(v, ctx, f"{type(e).__name__}: {e}") from e
             ids = tuple(r.id if r is not None else None for r in refs)
+            key, ingredients = v.key, v.ingredients
+            if ctx.content_key is not None and ingredients is not None \
+                    and ctx.content_key != ingredients["source"]:
+                # the content changed between the key and the copy: key what was copied
+                ingredients = dict(ingredients, source=ctx.content_key)
+                key = compute_key(ingredients["op"], [], ctx.content_key)
+                ctx.log("stderr", b"the source changed while it was read: its result is "
+                                  b"cached under the content that was copied\n")
             # size -1: measured later by `llb du` / `llb prune` (walking a snapshot costs
             # O(files), too much for every vertex of a solve)
-            self.db.add(self.store, v.key, v.digest, list(ids), v.description, -1, v.ingredients)
-            return _RunResult("done", ids, refs, time.time() - t0)
+            self.db.add(self.store, key, v.digest, list(ids), v.description, -1, ingredients)
+            if key != v.key:
+                v.ingredients = ingredients
+            return _RunResult("done", ids, refs, time.time() - t0, key)
         finally:
             lock.release()
 
@@ -366,7 +402,7 @@ class Scheduler:
     def _complete(self, v: Vertex, fut: Future[_RunResult]) -> None:
         self.running -= 1
         try:
-            status, outs, refs, duration = fut.result()
+            status, outs, refs, duration, key = fut.result()
         except BaseException as e:  # noqa: BLE001
             if isinstance(e, SolveCancelledError) and self.error is not None:
                 self._terminal(v, "error", error="cancelled")
@@ -375,6 +411,7 @@ class Scheduler:
             return
         if refs is not None:
             v.refs = list(refs)
+        v.key = key
         self._resolved(v, outs)
         if status == "cached":
             v.hit = True

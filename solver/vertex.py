@@ -33,6 +33,7 @@ class Vertex:
     key_deps = 0
     run_deps = 0
     submitted = False
+    provisional = False  # its key may change once it ran (a local source): see Scheduler
     terminal: str | None = None
     explain: str | None = None
 

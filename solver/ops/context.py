@@ -23,6 +23,10 @@ class OpContext:
     name: str
     local_dirs: dict[str, Path] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # set by a source keyed by its content (llb.local): the checksum of what its snapshot
+    # holds, which its cache record is keyed by (the content may have changed since the
+    # key it was looked up under was taken)
+    content_key: str | None = None
     _log: Callable[[str, str, bytes], None] | None = None
     _tail: list[str] = field(default_factory=list)
 

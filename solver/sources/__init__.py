@@ -51,7 +51,9 @@ class Source(Protocol):
         """What the source's cache key is made of (None: the empty tree)."""
 
     def snapshot(self, ctx: OpContext, op: SourceOp) -> Ref | None:
-        """The source's content as a committed snapshot (None: the empty tree)."""
+        """The source's content as a committed snapshot (None: the empty tree). A source
+        whose content can change while it is read sets `ctx.content_key` to the key of what
+        the snapshot holds; the solver records the result under that key."""
 
 
 _loaded: dict[str, Source] = {}
@@ -75,4 +77,10 @@ def is_local(op: Any) -> bool:
     return op.kind == "source" and op.scheme == SCHEME_LOCAL
 
 
-__all__ = ["Source", "SourceEnv", "is_local", "source_for"]
+def keyed_after_run(op: Any) -> bool:
+    """Whether a source's cache key is final only once its snapshot exists (its content can
+    change between the key and the copy): on a miss, consumers are keyed after it ran."""
+    return is_local(op)
+
+
+__all__ = ["Source", "SourceEnv", "is_local", "keyed_after_run", "source_for"]

@@ -1,6 +1,8 @@
 """local://NAME: a directory of the user's machine (`--local NAME=PATH`), filtered by the
 source's include/exclude patterns and synced into a new snapshot. Its key is a checksum of
-the selected files' content and metadata."""
+the selected files' content and metadata: taken of the host directory to look the cache
+up, and of the synced snapshot (what was actually copied) for what is recorded, so a file
+changed while it was copied never stores one content under another's key."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from llb.ops import Copy, SourceOp
 from llb.snapshot import Ref
-from llb.solver.checksum import copy_matches, local_checksum
+from llb.solver.checksum import copy_matches, local_checksum, tree_checksum
 from llb.solver.errors import SolveCancelledError, InputError
 from llb.solver.ops.context import OpContext
 from llb.solver.patterns import PathFilter, has_wildcard, walk
@@ -65,12 +67,14 @@ def content_key(op: SourceOp, env: SourceEnv, vertex: str) -> str | None:
 
 
 def snapshot(ctx: OpContext, op: SourceOp) -> Ref | None:
-    """Sync the selected files into a new snapshot."""
+    """Sync the selected files into a new snapshot; `ctx.content_key` is set to the
+    checksum of what it holds (the files may have changed since content_key() read them)."""
     src = _directory(op, ctx.local_dirs, ctx.vertex)
     m = ctx.store.prepare(None, trusted=True)
     try:
         with m.mount() as dest:
             sync(src, Path(dest), PathFilter(op.include, op.exclude), ctx)
+            ctx.content_key = tree_checksum(dest)
         if ctx.cancelled.is_set():
             raise SolveCancelledError("cancelled", vertex=ctx.vertex)
         return m.commit()
