@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 # tests push to and pull from (on 127.0.0.1), skopeo and umoci independently read what llb
 # pushes and writes.
 SYS_PKGS := runc busybox-static docker-registry skopeo umoci
+# What `make bench` adds: gcc builds the C loop that measures the file-creation floor, GNU
+# time measures peak memory, valgrind (callgrind) counts a cached solve's instructions.
+BENCH_PKGS := gcc time valgrind
 EXAMPLE ?= examples/merge/build.py
 # the merge example's `run` target runs the app on the merged root (a real exec)
 EXAMPLE_TARGET ?= run
@@ -19,7 +22,7 @@ all: test
 deps: sysdeps venv
 
 sysdeps:
-	@missing=""; for p in $(SYS_PKGS); do \
+	@missing=""; for p in $(SYS_PKGS) $(EXTRA_PKGS); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
@@ -52,6 +55,7 @@ example: deps
 test: deps
 	$(PY) -m pytest -n 2 -q tests
 
+bench: EXTRA_PKGS = $(BENCH_PKGS)
 bench: deps
 	$(PY) bench/run.py
 

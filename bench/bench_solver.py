@@ -1,34 +1,53 @@
-"""Solver benchmarks: the shapes of issue 4, end to end through the `llb` process, each cold
-(fresh root) and fully cached, on both snapshotters, exported with type=local; wall time and
-peak memory (max RSS of the `llb` process; shapes taking under QUICK seconds are measured
-best of 3), printed beside BuildKit v0.11.6's figures from
-the issue with the 5x target.
+"""Solver benchmarks: llb side by side with real BuildKit v0.11.6 in the same run.
 
-`python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native]` runs a subset;
-BENCH_DIR (default /tmp/llb-bench) keeps the local contexts and serialised graphs; each
-benchmark run works in a new directory under BENCH_DIR/runs, removed at its end.
+Each shape (bench/shapes.py) is solved cold (empty cache) and fully cached, on both
+snapshotters, exported with type=local into a fresh directory:
+  llb        `llb solve build.py --output type=local,dest=...` (the build file evaluated and
+             solved as a user does; a fresh --root for the cold run)
+  BuildKit   `buildctl build --output type=local,dest=... < def.pb`, def.pb being the Go
+             client's definition of the same graph (llbjson, marshalled once beforehand and
+             not timed); a fresh daemon (root, snapshotter) for each round, started and
+             warmed with an unrelated one-op build before its cold run
+  floor      where the export is what a run must do anyway: the exported tree created by a
+             C loop (bench/floor.py; contents held in memory) and `cp -a` of that tree
+Every figure is the median of ROUNDS rounds, the order of llb / BuildKit / floor rotating
+each round, so that drifting load on the machine hits every party alike. Ratios are llb's
+wall time over BuildKit's (0.20x = 5x faster) and over the floor's.
 
-Every measured run gets a fresh root and export directory, all inside one directory per
-benchmark run that ext4 places in a block group away from inodes freed earlier
-(bench/placement.py; warmed up by an unmeasured solve), and what a run leaves is moved aside
-(into that directory's trash) and deleted only when the whole benchmark is done: on ext4 without a
-journal (these machines) the inode allocator skips, one by one, every recently freed inode
-of a block group (`recently_deleted()` in fs/ext4/ialloc.c), so deleting a tree just before
-a run would make that run's file creations up to 20x slower. The cost of llb's own
-deletions still counts. Before each run the page cache is synced, so that a run does not pay for the
-write-back of the ones before it (merge-big writes 256 MiB per export)."""
+Target (issue 13): llb at least 5x faster than BuildKit, cold and cached; where the floor is
+above a fifth of BuildKit's time (5x is physically out of reach), within 1.2x of the floor.
+The exported trees of llb and BuildKit are compared (paths, types, modes, contents, link
+targets) once per shape and snapshotter.
+
+Placement (bench/placement.py): all runs of one benchmark live in one directory that ext4
+places away from the inodes earlier runs freed; each daemon, root and export gets a fresh
+directory; nothing is deleted until the whole benchmark is done (what a run leaves is moved
+into a trash directory: a rename frees no inode), because on ext4 without a journal every
+file creation skips, one by one, its block group's recently freed inodes. Before each timed
+run the page cache is synced, so no run pays for the write-back of the ones before it.
+
+`python bench/bench_solver.py [SHAPE ...] [--snapshotter overlayfs|native] [--rounds N]`
+runs a subset; BENCH_DIR (default /tmp/llb-bench) keeps contexts and definitions;
+BENCH_VERBOSE=1 prints every round's figures."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from placement import fresh_dir
+import buildkit
+import floor
+from placement import fresh_dir, spread
+from shapes import SHAPES, Shape, build_file, contexts, graph_json
 
 HERE = Path(__file__).resolve().parent
 LLB = [sys.executable, "-c", "from llb.cli.main import run; run()"]
@@ -36,83 +55,405 @@ _bin = Path(sys.executable).parent / "llb"
 if _bin.exists():
     LLB = [str(_bin)]
 
-# BuildKit v0.11.6 (runc worker, 2 cores), wall seconds (cold, cached); None = failed/absent
-BUILDKIT = {
-    "merge-files 10": {},
-    "merge-files 100": {"overlayfs": (12.7, 15.1), "native": (20.0, 13.3)},
-    "merge-files 500": {"overlayfs": (54.0, 68.9), "native": (48.1, 59.9)},
-    "merge-big 4x64MiB": {"overlayfs": (5.8, 4.5), "native": (5.6, 4.4)},
-    "chain 100": {"overlayfs": (4.3, 0.5), "native": (8.2, 0.5)},
-    "chain 1000": {"overlayfs": (None, None), "native": (104.7, 18.7)},
-    "merge-del 1000": {"overlayfs": (3.0, 1.5), "native": (1.6, 1.3)},
-    "cached 10k-vertex graph": {},
-}
-TARGET = 5.0
-QUICK = 8.0  # seconds (cold + cached) under which a shape is measured best of 3
+ROUNDS = 3
+TARGET = 5.0  # llb at least this many times faster than BuildKit
+FLOOR_SLACK = 1.2  # ... or within this factor of the floor, where the floor forbids 5x
 CACHED_10K_LIMIT = 1.5
+BUILDKIT_TIMEOUT = 900
 
-_HEADER = "import llb\n\n"
+VERBOSE = os.environ.get("BENCH_VERBOSE") == "1"
 
-BUILDS = {
-    "merge-files": '''
-def build():
-    parts = []
-    for i in range({n}):
-        acts = llb.mkdir(f"/d{{i}}")
-        for j in range(100):
-            acts = acts.mkfile(f"/d{{i}}/f{{j}}", f"file {{j}} of {{i}}\\n".encode())
-        parts.append(llb.scratch().file(acts))
-    return llb.merge(parts)
-''',
-    "merge-big": '''
-def build():
-    return llb.merge([llb.local(f"big{{i}}") for i in range(4)])
-''',
-    "chain": '''
-def build():
-    s = llb.scratch()
-    for i in range({n}):
-        s = s.file(llb.mkfile(f"/f{{i}}", f"{{i}}\\n".encode()))
-    return s
-''',
-    "merge-del": '''
-def build():
-    acts = llb.mkdir("/data")
-    for i in range({n}):
-        acts = acts.mkfile(f"/data/f{{i}}", b"x" * 100)
-    full = llb.scratch().file(acts)
-    rm = None
-    for i in range(0, {n}, 2):
-        rm = llb.rm(f"/data/f{{i}}") if rm is None else rm.rm(f"/data/f{{i}}")
-    halved = full.file(rm)
-    third = llb.scratch().file(llb.mkdir("/data").mkfile("/data/keep", b"k").mkfile("/data/f0", b"t"))
-    return llb.merge([third, halved])
-''',
-    "wide-deep": '''
-def build():
-    # 100 chains of 100 FileOps, merged in a two-level tree (10,012 vertices); each step
-    # rewrites its chain's file, so the result holds 100 files and the export is small
-    chains = []
-    for w in range(100):
-        s = llb.scratch()
-        for d in range(100):
-            s = s.file(llb.mkfile(f"/c{{w}}", f"step {{d}}\\n".encode()))
-        chains.append(s)
-    groups = [llb.merge(chains[i:i + 10]) for i in range(0, 100, 10)]
-    return llb.merge(groups)
-''',
-}
+# The `llb` processes run as an installed llb does: with bytecode (pip compiles it at
+# install; a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module on
+# each run, ~40 ms). llb's own bytecode is written beside its sources (__pycache__).
+_ENV = dict(os.environ)
+_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+_ENV.pop("PYTHONPYCACHEPREFIX", None)
 
-SHAPES = [
-    ("merge-files 10", "merge-files", 10),
-    ("merge-files 100", "merge-files", 100),
-    ("merge-files 500", "merge-files", 500),
-    ("merge-big 4x64MiB", "merge-big", 4),
-    ("chain 100", "chain", 100),
-    ("chain 1000", "chain", 1000),
-    ("merge-del 1000", "merge-del", 1000),
-    ("cached 10k-vertex graph", "wide-deep", 10012),
-]
+
+# ------------------------------------------------------------------ timed runs
+
+
+def _timed(argv: list[str], timeout: float | None = None) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS MiB, exit code and stderr tail of one process (its peak RSS from
+    GNU time: a child's max RSS counts from its fork, so ours would be included otherwise)."""
+    fd, stats = tempfile.mkstemp(prefix="llb-bench-")
+    os.close(fd)
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%M", *argv],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV,
+                           timeout=timeout)
+        rc, err = p.returncode, p.stderr.decode(errors="replace")[-800:]
+    except subprocess.TimeoutExpired:
+        rc, err = -1, f"timed out after {timeout} s"
+    wall = time.perf_counter() - t0
+    try:
+        peak_kib = int(Path(stats).read_text().split()[-1])
+    except (ValueError, IndexError):
+        peak_kib = 0
+    os.unlink(stats)
+    return wall, peak_kib / 1024, rc, err
+
+
+class Run:
+    """One party's cold and cached figures for one round (None: it failed)."""
+
+    def __init__(self) -> None:
+        self.cold: float | None = None
+        self.cached: float | None = None
+        self.peak = 0.0
+        self.error = ""
+        self.out: Path | None = None  # the cached run's export
+
+
+def llb_round(work: Path, shape: Shape, snap: str, build: Path, locals_: dict[str, Path]) -> Run:
+    """llb cold (fresh root) then cached, each exporting into a fresh directory."""
+    run = Run()
+    root = fresh(work / "llb-root")
+    for phase in ("cold", "cached"):
+        out = fresh(work / f"llb-out-{phase}")
+        argv = LLB + ["solve", str(build), "--root", str(root), "--snapshotter", snap,
+                      "--progress", "plain", "--output", f"type=local,dest={out}"]
+        for name, path in locals_.items():
+            argv += ["--local", f"{name}={path}"]
+        os.sync()  # earlier runs' writes reach the disk now, not during this run
+        wall, peak, rc, err = _timed(argv)
+        run.peak = max(run.peak, peak)
+        if rc:
+            run.error = f"exit {rc}: " + " ".join(err.strip().splitlines()[-1:])
+            return run
+        setattr(run, phase, wall)
+        run.out = out
+    return run
+
+
+def buildkit_round(work: Path, snap: str, definition: Path, warmup: Path,
+                   locals_: dict[str, Path]) -> Run:
+    """A fresh daemon, warmed with an unrelated one-op build; then cold and cached builds,
+    each exporting into a fresh directory; the daemon is stopped (its root kept until the
+    end)."""
+    run = Run()
+    daemon = buildkit.Daemon(fresh(work / "bk"), snap)
+    try:
+        _, rc, err = daemon.build(warmup, fresh(work / "bk-warm"), {})
+        if rc:
+            run.error = "warm-up failed: " + " ".join(err.strip().splitlines()[-1:])
+            return run
+        for phase in ("cold", "cached"):
+            out = fresh(work / f"bk-out-{phase}")
+            os.sync()
+            wall, rc, err = daemon.build(definition, out, locals_, timeout=BUILDKIT_TIMEOUT)
+            if rc:
+                run.error = " ".join(err.strip().splitlines()[-1:])[-200:]
+                return run
+            setattr(run, phase, wall)
+            run.out = out
+    finally:
+        daemon.stop()
+    return run
+
+
+class Floor:
+    """The floors of one round: the C loop's creation of the tree, and `cp -a` of it."""
+
+    def __init__(self, create: float, cp: float) -> None:
+        self.create, self.cp = create, cp
+
+
+def floor_round(work: Path, mktree: Path, pack: Path, tree: Path) -> Floor:
+    os.sync()
+    create = floor.create(mktree, pack, fresh(work / "floor-create"))
+    os.sync()
+    cp = floor.cp_a(tree, fresh(work / "floor-cp"))
+    return Floor(create, cp)
+
+
+# ------------------------------------------------------------------ one row
+
+
+class Row:
+    """Medians over the rounds of one shape on one snapshotter, and the verdict."""
+
+    def __init__(self, shape: Shape, snap: str) -> None:
+        self.shape, self.snap = shape, snap
+        self.llb: list[Run] = []
+        self.bk: list[Run] = []
+        self.floors: list[Floor] = []
+        self.same_tree: str | None = None  # None: not compared; "" same; else the difference
+
+    @staticmethod
+    def _median(values: list[float | None]) -> float | None:
+        got = [v for v in values if v is not None]
+        return statistics.median(got) if got and len(got) == len(values) else None
+
+    def llb_fig(self, phase: str) -> float | None:
+        return self._median([getattr(r, phase) for r in self.llb])
+
+    def bk_fig(self, phase: str) -> float | None:
+        return self._median([getattr(r, phase) for r in self.bk]) if self.bk else None
+
+    def floor_fig(self, which: str) -> float | None:
+        return statistics.median(getattr(f, which) for f in self.floors) if self.floors else None
+
+    def verdict(self, phase: str) -> str:
+        """"5x" (met against BuildKit), "floor" (met against the floor), "MISSED", or "-"."""
+        ours, bk, fl = self.llb_fig(phase), self.bk_fig(phase), self.floor_fig("create")
+        if ours is None:
+            return "MISSED"
+        if bk is None:
+            return "-"
+        if ours * TARGET <= bk:
+            return "5x"
+        if fl is not None and fl * TARGET > bk and ours <= fl * FLOOR_SLACK:
+            return "floor"
+        return "MISSED"
+
+
+def _pair(a: float | None, b: float | None, fmt: str) -> str:
+    """"a / b" with each figure in `fmt` ("s": seconds, "x": a ratio), "-" where missing."""
+    def one(v: float | None) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.2f}" if fmt == "s" else f"{v:.2f}x"
+    return f"{one(a)} / {one(b)}"
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    r = _div(a, b)
+    return f"{r:.2f}x" if r is not None else "-"
+
+
+# (title, width) of each column but the last; cells are right-aligned but the first two
+COLUMNS = [("shape", 24), ("snapshotter", 12), ("llb cold / cached", 18),
+           ("BuildKit", 16), ("llb/BuildKit", 16), ("floor create / cp -a", 24),
+           ("llb/floor", 18), ("peak MiB", 10)]
+HEAD = "".join(f"{t:<{w}}" if i < 2 else f"{t:>{w}}" for i, (t, w) in enumerate(COLUMNS)) + \
+    "  target"
+
+
+def format_row(row: Row) -> str:
+    """One line of the table (the figures are medians over the rounds)."""
+    lc, lw = row.llb_fig("cold"), row.llb_fig("cached")
+    peak = max((r.peak for r in row.llb), default=0)
+    cells = [row.shape.label, row.snap, _pair(lc, lw, "s")]
+    if lc is None or lw is None:
+        err = next((r.error for r in row.llb if r.error), "")
+        return _line(cells) + f"  llb FAILED ({err})"
+    bc, bw = row.bk_fig("cold"), row.bk_fig("cached")
+    fc, fp = row.floor_fig("create"), row.floor_fig("cp")
+    if not row.shape.buildkit:
+        cells += ["", "", "", "", f"{peak:.0f}"]
+        ok = lw < CACHED_10K_LIMIT
+        return _line(cells) + f"  < {CACHED_10K_LIMIT} s cached: {'met' if ok else 'MISSED'}"
+    if not row.bk:
+        cells += ["(not run)", ""]
+    elif bc is None or bw is None:
+        err = next((r.error for r in row.bk if r.error), "")
+        cells += ["fails", ""]
+    else:
+        cells += [_pair(bc, bw, "s"), _pair(_div(lc, bc), _div(lw, bw), "x")]
+    cells += [_pair(fc, fp, "s"), _pair(_div(lc, fc), _div(lw, fc), "x"), f"{peak:.0f}"]
+    if not row.bk or bc is None or bw is None:
+        verdict = "-"
+    else:
+        v = (row.verdict("cold"), row.verdict("cached"))
+        verdict = ("met" if "MISSED" not in v else "MISSED") + f" ({v[0]} / {v[1]})"
+    line = _line(cells) + f"  {verdict}"
+    if row.bk and (bc is None or bw is None):
+        line += f"\n{'':<36}BuildKit fails: {err}"
+    return line
+
+
+def _line(cells: list[str]) -> str:
+    return "".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}"
+                   for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv: list[str]) -> int:
+    kinds = ["overlayfs", "native"]
+    rounds = ROUNDS
+    if "--snapshotter" in argv:
+        i = argv.index("--snapshotter")
+        kinds = [argv[i + 1]]
+        argv = argv[:i] + argv[i + 2:]
+    if "--rounds" in argv:
+        i = argv.index("--rounds")
+        rounds = int(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    shapes = [s for s in SHAPES if not argv or any(a in s.label for a in argv)]
+    work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
+    # roots, daemons and exports of this run: each a new directory placed like a top-level one
+    run = spread(fresh_dir(work / "runs"))
+    _Trash.init(run)
+    rows: list[Row] = []
+    try:
+        if "overlayfs" in kinds and not _overlay_ok(run):
+            print("overlayfs: cannot mount here, skipped")
+            kinds.remove("overlayfs")
+        why_not = buildkit.available()
+        if why_not:
+            print(f"BuildKit: not compared ({why_not})")
+        _warm_up(run)
+        mktree = floor.compile_mktree(run)
+        print(f"file-system baseline: creating 1,000 small files takes {_create_cost(run):.3f} s "
+              f"here; {rounds} rounds per row, medians; ratios are llb / the other (0.20x = 5x "
+              f"faster)", flush=True)
+        print(HEAD, flush=True)
+        defs = work / "definitions"
+        defs.mkdir(parents=True, exist_ok=True)
+        warmup = None if why_not else buildkit.definition(graph_json("chain", 1), defs / "warmup.pb")
+        for shape in shapes:
+            d = work / f"{shape.kind}-{shape.n}"
+            d.mkdir(parents=True, exist_ok=True)
+            build = d / "build.py"
+            build.write_text(build_file(shape.kind, shape.n))
+            locals_ = contexts(shape.kind, shape.n, work / "contexts")
+            definition = None
+            if shape.buildkit and not why_not:
+                definition = buildkit.definition(graph_json(shape.kind, shape.n),
+                                                 defs / f"{shape.kind}-{shape.n}.pb")
+            for snap in kinds:
+                row = measure(run, shape, snap, build, locals_, definition, warmup, mktree,
+                              rounds)
+                rows.append(row)
+                print(format_row(row), flush=True)
+                if row.same_tree:
+                    print(f"  !! llb and BuildKit exported different trees: {row.same_tree}")
+                if VERBOSE:
+                    _print_rounds(row)
+        _summary(rows)
+    finally:
+        _Trash.empty()
+        shutil.rmtree(run, ignore_errors=True)
+    failed = any(r.llb_fig("cold") is None or r.llb_fig("cached") is None or r.same_tree
+                 for r in rows)
+    return 1 if failed else 0
+
+
+def measure(work: Path, shape: Shape, snap: str, build: Path, locals_: dict[str, Path],
+            definition: Path | None, warmup: Path | None, mktree: Path, rounds: int) -> Row:
+    """All rounds of one row, the order of the parties rotating each round."""
+    row = Row(shape, snap)
+    pack: Path | None = None
+    tree: Path | None = None
+    bk_dead = False
+
+    def run_llb() -> None:
+        nonlocal pack, tree
+        r = llb_round(work, shape, snap, build, locals_)
+        row.llb.append(r)
+        if r.out is not None and pack is None and shape.buildkit:
+            tree = r.out
+            pack = work / f"pack-{shape.kind}-{shape.n}"
+            floor.pack(tree, pack)
+
+    def run_bk() -> None:
+        nonlocal bk_dead
+        if definition is None or warmup is None or bk_dead:
+            return
+        r = buildkit_round(work, snap, definition, warmup, locals_)
+        row.bk.append(r)
+        bk_dead = r.cold is None or r.cached is None  # a shape it cannot do: once is enough
+
+    def run_floor() -> None:
+        if pack is not None and tree is not None:
+            row.floors.append(floor_round(work, mktree, pack, tree))
+
+    parties: list[Callable[[], None]] = [run_llb, run_bk, run_floor]
+    for r in range(rounds):
+        k = r % len(parties)
+        for party in parties[k:] + parties[:k]:
+            party()
+        if r == 0 and row.bk and row.bk[0].out is not None and tree is not None:
+            row.same_tree = _compare_trees(tree, row.bk[0].out)
+    if len(row.floors) < len(row.llb) and pack is not None:
+        run_floor()  # the first round ran the floor before llb had exported anything
+    return row
+
+
+def _print_rounds(row: Row) -> None:
+    def fig(runs: list[Run]) -> str:
+        return ", ".join(_pair(r.cold, r.cached, "s") for r in runs) or "-"
+
+    print(f"    rounds: llb {fig(row.llb)}; BuildKit {fig(row.bk)}; floor "
+          + (", ".join(f"{f.create:.2f}/{f.cp:.2f}" for f in row.floors) or "-"))
+
+
+def _summary(rows: list[Row]) -> None:
+    """The issue's table: llb/BuildKit cold / cached per shape and snapshotter."""
+    by_shape: dict[str, dict[str, Row]] = {}
+    for r in rows:
+        if r.shape.buildkit:
+            by_shape.setdefault(r.shape.label, {})[r.snap] = r
+    if not by_shape:
+        return
+    snaps = [s for s in ("overlayfs", "native") if any(s in v for v in by_shape.values())]
+    print()
+    print(f"llb/BuildKit wall time, cold / cached (target <= {1 / TARGET:.2f}x; where the floor "
+          f"forbids that, llb / the C loop's creation of the export, target <= {FLOOR_SLACK}x)")
+    print("| shape | " + " | ".join(snaps) + " |")
+    print("|---|" + "---|" * len(snaps))
+    for label, per in by_shape.items():
+        cells = []
+        for s in snaps:
+            r = per.get(s)
+            if r is None:
+                cells.append("-")
+                continue
+            lc, lw, bc, bw = r.llb_fig("cold"), r.llb_fig("cached"), r.bk_fig("cold"), r.bk_fig("cached")
+            if lc is None or lw is None:
+                cells.append("llb fails")
+            elif bc is None or bw is None:
+                cells.append(f"BuildKit fails ({lc:.2f} / {lw:.2f} s)")
+            else:
+                v = (r.verdict("cold"), r.verdict("cached"))
+                cell = _pair(lc / bc, lw / bw, "x")
+                fc = r.floor_fig("create")
+                if fc is not None and fc * TARGET > min(bc, bw):  # the floor forbids 5x
+                    cell += f" (floor {_pair(lc / fc, lw / fc, 'x')})"
+                cells.append(cell + (" MISSED" if "MISSED" in v else ""))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+# ------------------------------------------------------------------ trees
+
+
+def _compare_trees(a: Path, b: Path) -> str:
+    """"" if the two trees hold the same paths, types, modes, contents and link targets,
+    else the first difference."""
+    def listing(root: Path) -> dict[str, tuple]:
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                if stat.S_ISREG(st.st_mode):
+                    with open(p, "rb") as f:
+                        extra = hashlib.file_digest(f, "sha256").hexdigest()
+                elif stat.S_ISLNK(st.st_mode):
+                    extra = os.readlink(p)
+                else:
+                    extra = ""
+                out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                                 extra)
+        return out
+
+    la, lb = listing(a), listing(b)
+    for path in sorted(la.keys() | lb.keys()):
+        if la.get(path) != lb.get(path):
+            return f"{path}: llb {la.get(path)} vs BuildKit {lb.get(path)}"
+    return ""
+
+
+# ------------------------------------------------------------------ setup
 
 
 def _overlay_ok(work: Path) -> bool:
@@ -125,167 +466,36 @@ def _overlay_ok(work: Path) -> bool:
         return False
 
 
-def _run(argv: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS MiB, exit code and stderr tail of one `llb` process.
-
-    Peak RSS comes from GNU time (a child's max RSS counts from its fork, so measuring from
-    this process would include our own memory)."""
-    fd, stats = tempfile.mkstemp(prefix="llb-bench-")
-    os.close(fd)
-    t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%M", *argv],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
-    wall = time.perf_counter() - t0
-    try:
-        peak_kib = int(Path(stats).read_text().split()[-1])
-    except (ValueError, IndexError):
-        peak_kib = 0
-    os.unlink(stats)
-    return wall, peak_kib / 1024, p.returncode, p.stderr.decode(errors="replace")[-800:]
-
-
-# The `llb` processes run as an installed llb does: with bytecode (pip compiles it at install;
-# a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module on each run,
-# ~40 ms). llb's own bytecode is written beside its sources (__pycache__, ignored by git).
-_ENV = dict(os.environ)
-
-
-def _bytecode_env(work: Path) -> None:
-    _ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-    _ENV.pop("PYTHONPYCACHEPREFIX", None)
+def _warm_up(work: Path) -> None:
+    """Compile llb's bytecode, then one unmeasured solve to warm this run's directory and the
+    page cache."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(HERE.parent / p) for p in
                     ("llb", "snapshot", "solver", "cli"))], stdout=subprocess.DEVNULL, env=_ENV)
-    # one unmeasured solve warms this run's directory (and the page cache)
-    d = _Trash.fresh(work / "warmup")
+    d = fresh(work / "warmup")
     d.mkdir(parents=True)
-    (d / "build.py").write_text(_HEADER + BUILDS["chain"].format(n=2))
+    (d / "build.py").write_text(build_file("chain", 2))
     for _ in range(2):
         subprocess.run(LLB + ["solve", str(d / "build.py"), "--root", str(d / "root"),
                               "--progress", "plain", "--output", f"type=local,dest={d / 'out'}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV)
-    _Trash.put(d)
-
-
-def _prepare(work: Path, kind: str, n: int) -> tuple[Path, list[str]]:
-    """The build file (serialised once to a definition, like a CI would) and --local args."""
-    d = work / f"{kind}-{n}"
-    d.mkdir(parents=True, exist_ok=True)
-    build = d / "build.py"
-    build.write_text(_HEADER + BUILDS[kind].format(n=n))
-    args: list[str] = []
-    if kind == "merge-big":
-        for i in range(4):
-            ctx = d / f"big{i}"
-            f = ctx / f"big{i}.bin"
-            if not f.exists() or f.stat().st_size != 64 << 20:
-                ctx.mkdir(exist_ok=True)
-                with open(f, "wb") as fh:
-                    for _ in range(64):
-                        fh.write(os.urandom(1 << 20))
-                old = time.time() - 60  # an existing context, not one written this second
-                os.utime(f, (old, old))
-            args += ["--local", f"big{i}={ctx}"]
-    graph = d / "graph.llb"
-    if not graph.exists():
-        subprocess.run(LLB + ["marshal", str(build), "-o", str(graph)], check=True)
-    return graph, args
-
-
-def main(argv: list[str]) -> int:
-    kinds = ["overlayfs", "native"]
-    if "--snapshotter" in argv:
-        i = argv.index("--snapshotter")
-        kinds = [argv[i + 1]]
-        argv = argv[:i] + argv[i + 2:]
-    shapes = [s for s in SHAPES if not argv or any(a in s[0] for a in argv)]
-    # contexts and graphs are kept in BENCH_DIR; roots, exports and the rest of this run go
-    # to a new directory that ext4 places away from the inodes earlier runs (or other
-    # benchmarks) freed (bench/placement.py), warmed up first, deleted at the end
-    work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
-    run = fresh_dir(work / "runs")
-    _Trash.init(run)
-    if "overlayfs" in kinds and not _overlay_ok(run):
-        print("overlayfs: cannot mount here, skipped")
-        kinds.remove("overlayfs")
-    _bytecode_env(run)
-    print(f"file-system baseline: creating 1,000 small files takes {_create_cost(run):.2f} s here "
-          "(cold shapes and local exports are bound by it)")
-    print(f"{'shape':<26}{'snapshotter':<11}{'cold s':>8}{'cached s':>9}{'peak MiB':>9}"
-          f"  {'BuildKit cold/cached':>21}  {'speedup':>13}  target")
-    failed = False
-    try:
-        for label, kind, n in shapes:
-            graph, args = _prepare(work, kind, n)
-            for snap in kinds:
-                failed |= not _measure(run, label, kind, n, snap, graph, args)
-    finally:
-        _Trash.empty()
-        shutil.rmtree(run, ignore_errors=True)
-    return 1 if failed else 0
-
-
-def _measure(work: Path, label: str, kind: str, n: int, snap: str, graph: Path,
-             args: list[str]) -> bool:
-    """Print one shape's row: cold (fresh root) and cached (same root) runs, each exporting
-    into a fresh directory; short shapes best of 3."""
-    def solve(root: Path) -> tuple[float, float, int, str]:
-        out = _Trash.fresh(work / f"out-{kind}-{n}-{snap}")
-        os.sync()  # earlier runs' writes reach the disk now, not during this run
-        result = _run(LLB + ["solve", str(graph), "--root", str(root), "--snapshotter", snap,
-                             "--progress", "plain", "--output", f"type=local,dest={out}",
-                             *args])
-        _Trash.put(out)
-        return result
-
-    root = _Trash.fresh(work / f"root-{kind}-{n}-{snap}")
-    cold, mem1, rc1, err1 = solve(root)
-    cached, mem2, rc2, err2 = solve(root)
-    # short shapes: best of 3 (a fresh root for each cold run), to see past noise
-    for _ in range(2 if not (rc1 or rc2) and cold + cached < QUICK else 0):
-        _Trash.put(root)
-        c, m = solve(root)[:2]
-        cold, mem1 = min(cold, c), max(mem1, m)
-        c, m = solve(root)[:2]
-        cached, mem2 = min(cached, c), max(mem2, m)
-    if os.environ.get("BENCH_KEEP") != "1":
-        _Trash.put(root)
-    if rc1 or rc2:
-        print(f"{label:<26}{snap:<11} FAILED (exit {rc1 or rc2}): "
-              f"{(err1 if rc1 else err2).strip().splitlines()[-1:]}", flush=True)
-        return False
-    bk = BUILDKIT.get(label, {}).get(snap)
-    print(_row(label, snap, cold, cached, max(mem1, mem2), bk), flush=True)
-    return True
-
-
-def _row(label, snap, cold, cached, mem, bk) -> str:
-    line = f"{label:<26}{snap:<11}{cold:8.2f}{cached:9.2f}{mem:9.0f}"
-    if label == "cached 10k-vertex graph":
-        ok = cached < CACHED_10K_LIMIT
-        return line + f"  {'(target < 1.5 s cached)':>21}  {'':>13}  {'met' if ok else 'MISSED'}"
-    if not bk:
-        return line + f"  {'-':>21}  {'':>13}"
-    bc, bw = bk
-    if bc is None:
-        return line + f"  {'fails / -':>21}  {'(BK fails)':>13}  {'met'}"
-    sc, sw = bc / cold, bw / cached
-    ok = sc >= TARGET and sw >= TARGET
-    return (line + f"  {f'{bc:.1f} / {bw:.1f}':>21}  {f'{sc:4.1f}x / {sw:4.1f}x':>13}  "
-            f"{'met' if ok else 'MISSED'}")
 
 
 def _create_cost(work: Path) -> float:
     """Seconds to create and write 1,000 small files in `work` (a baseline for this run)."""
-    d = _Trash.fresh(work / "baseline")
+    d = fresh(work / "baseline")
     d.mkdir()
     t0 = time.perf_counter()
     for i in range(1000):
         fd = os.open(d / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.write(fd, b"x" * 100)
         os.close(fd)
-    took = time.perf_counter() - t0
-    _Trash.put(d)
-    return took
+    return time.perf_counter() - t0
+
+
+def fresh(path: Path) -> Path:
+    """A path where nothing is (what was there moved to the trash first)."""
+    _Trash.put(path)
+    return path
 
 
 class _Trash:
@@ -298,34 +508,22 @@ class _Trash:
     @classmethod
     def init(cls, work: Path) -> None:
         cls.dir = work / "trash"
-        cls.empty()  # an interrupted run's
         cls.dir.mkdir()
-
-    @classmethod
-    def fresh(cls, path: Path) -> Path:
-        """path, moved to the trash first if something is there."""
-        cls.put(path)
-        return path
 
     @classmethod
     def put(cls, path: Path) -> None:
         if not os.path.lexists(path):
             return
-        _unmount_under(path)
+        assert cls.dir is not None
+        buildkit.unmount_under(path)
         cls._n += 1
         os.rename(path, cls.dir / f"{cls._n}-{path.name}")
 
     @classmethod
     def empty(cls) -> None:
         if cls.dir is not None and cls.dir.exists():
-            _unmount_under(cls.dir)
+            buildkit.unmount_under(cls.dir)
             shutil.rmtree(cls.dir, ignore_errors=True)
-
-
-def _unmount_under(path: Path) -> None:
-    """Lazily unmount anything left mounted under path (a root a failed run left behind)."""
-    subprocess.run(["sh", "-c", f"grep -o ' {path}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
-                   check=False)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""DSL and start-up benchmarks (issue 13), each in fresh `llb` / Python processes:
+
+  evaluate+marshal   a build file's build() run and its definition marshalled to bytes, as
+                     `llb solve`/`llb marshal` do (cli.loader.load_build_file, to_bytes), for
+                     the merge-files shapes: 100 FileOps x 100 mkfiles (10,000 file actions)
+                     and 1,000 x 100 (100,000); wall seconds inside the process (interpreter
+                     start and `import llb` excluded, shown apart) and the process's peak RSS
+  cached chain 100   `llb solve build.py --output type=local,dest=NEW` of chain 100, fully
+                     cached, wall time of the whole process; and its instruction count under
+                     callgrind (valgrind), which other jobs on the machine do not disturb
+
+Targets: 10,000 actions < 0.05 s; 100,000 actions < 0.5 s and < 200 MiB peak; cached chain
+100 < 0.05 s wall. Medians of REPEAT runs. A missed target is printed, not an error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from placement import fresh_dir
+from shapes import build_file
+
+HERE = Path(__file__).resolve().parent
+LLB = [sys.executable, "-c", "from llb.cli.main import run; run()"]
+_bin = Path(sys.executable).parent / "llb"
+if _bin.exists():
+    LLB = [str(_bin)]
+REPEAT = 7
+_ENV = dict(os.environ)
+_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+_ENV.pop("PYTHONPYCACHEPREFIX", None)
+
+EVAL_TARGETS = {100: (0.05, None), 1000: (0.5, 200.0)}  # parts -> (seconds, peak MiB)
+CACHED_TARGET = 0.05
+
+_CHILD = r"""
+import resource, sys, time, json
+t0 = time.perf_counter()
+import llb.cli.loader as loader
+t1 = time.perf_counter()
+from pathlib import Path
+definition = loader.load_build_file(Path(sys.argv[1]))
+data = definition.to_bytes()
+t2 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "eval": t2 - t1, "bytes": len(data), "ops": len(definition.ops),
+                  "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def evaluate(build: Path) -> dict:
+    p = subprocess.run([sys.executable, "-c", _CHILD, str(build)], capture_output=True,
+                       text=True, env=_ENV)
+    if p.returncode:
+        raise RuntimeError(p.stderr.strip().splitlines()[-1:])
+    return json.loads(p.stdout)
+
+
+def cached_solve(work: Path, build: Path, root: Path, n: int) -> float:
+    out = work / f"out-{n}"
+    t0 = time.perf_counter()
+    p = subprocess.run(LLB + ["solve", str(build), "--root", str(root), "--progress", "plain",
+                              "--output", f"type=local,dest={out}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise RuntimeError(p.stderr.decode(errors="replace").strip().splitlines()[-1:])
+    return wall
+
+
+def instructions(work: Path, build: Path, root: Path) -> int | None:
+    """Instructions of one cached solve under callgrind, or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    out = work / "callgrind.out"
+    p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        *LLB, "solve", str(build), "--root", str(root), "--progress", "plain",
+                        "--output", f"type=local,dest={work / 'out-callgrind'}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
+    for line in p.stderr.decode(errors="replace").splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    return None
+
+
+def main() -> int:
+    work = fresh_dir(Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench")) / "runs", "dsl-")
+    try:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "llb")],
+                       stdout=subprocess.DEVNULL, env=_ENV)
+        print(f"{'build file':<34}{'ops':>7}{'import s':>10}{'eval+marshal s':>16}{'peak MiB':>10}"
+              f"  target")
+        for parts, (limit, mem_limit) in EVAL_TARGETS.items():
+            build = work / f"merge-files-{parts}.py"
+            build.write_text(build_file("merge-files", parts))
+            runs = [evaluate(build) for _ in range(REPEAT if parts < 1000 else 3)]
+            secs = statistics.median(r["eval"] for r in runs)
+            imp = statistics.median(r["import"] for r in runs)
+            peak = max(r["peak"] for r in runs)
+            ok = secs < limit and (mem_limit is None or peak < mem_limit)
+            target = f"< {limit} s" + (f", < {mem_limit:.0f} MiB" if mem_limit else "")
+            print(f"{f'merge-files {parts} ({parts * 100:,} actions)':<34}{runs[0]['ops']:>7}"
+                  f"{imp:>10.3f}{secs:>16.3f}{peak:>10.0f}  {target} "
+                  f"{'met' if ok else 'MISSED'}", flush=True)
+        build = work / "chain-100.py"
+        build.write_text(build_file("chain", 100))
+        root = work / "root"
+        cached_solve(work, build, root, 0)  # cold: fills the cache
+        walls = [cached_solve(work, build, root, i + 1) for i in range(REPEAT)]
+        wall = statistics.median(walls)
+        ok = wall < CACHED_TARGET
+        ins = instructions(work, build, root)
+        print(f"cached chain 100 solve: {wall:.3f} s wall (median of {REPEAT}, min "
+              f"{min(walls):.3f}), target < {CACHED_TARGET} s {'met' if ok else 'MISSED'}"
+              + (f"; {ins / 1e6:.0f}M instructions (callgrind)" if ins else ""))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
