@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import click
 from llb.cli.loader import load_definition
 from llb import Definition, codec
 from llb.describe import summarize
-from llb.errors import BuildFileError, DefinitionError
+from llb.errors import DefinitionError
 
 _BUILD_HELP = ("BUILD: a build file (build.py or a directory holding one), a definition file "
                "(llb's, or BuildKit's from any client), or -")
@@ -48,7 +46,11 @@ def marshal(build: str, output: str, fmt: str, target: str | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    _write_atomic(Path(output), data)
+    from llb.solver.exporters.dest import write_file_dest
+
+    # as a tar export's dest: a FIFO or /dev/stdout is written through, a regular file is
+    # replaced by a rename (keeping its mode); a new file gets 0666 less the umask
+    write_file_dest(Path(output), lambda f: f.write(data))
 
 
 def to_buildkit(definition: Definition) -> bytes:
@@ -60,21 +62,6 @@ def to_buildkit(definition: Definition) -> bytes:
         raise DefinitionError("the result is scratch: BuildKit's format has no op for it "
                               "(buildctl refuses an empty definition)")
     return encoded.data
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as e:
-        raise BuildFileError(f"{path}: cannot write: {e.strerror}", path=str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise BuildFileError(f"{path}: cannot write: {e.strerror}", path=str(path)) from None
 
 
 # ---------------------------------------------------------------------------------- formats

@@ -1,14 +1,25 @@
 """Where exporters write: proving a destination writable before anything is solved (leaving
-nothing behind), and writing a file destination so a failed export leaves no half file."""
+nothing behind), and writing a file destination so a failed export leaves no half file.
+
+A file destination is followed as buildctl follows it (it opens dest with os.Create): a
+FIFO, a device or anything else that is not a regular file is written through, never
+replaced (a reader of a FIFO gets the stream; `dest=/dev/stdout` writes to stdout); a
+symlink is followed, and when it leads to a regular file, that file gets the content. A
+regular file (reached directly or through symlinks) is replaced by a temporary written
+beside it and renamed over it, so a failed export leaves it as it was; it keeps its mode
+(and owner, where allowed) as buildctl's truncate-and-write would. A new file is created
+with mode 0666 less the umask, like any file a user's tool writes."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from llb.solver.errors import OutputSpecError
+from llb.solver.errors import ExportError, OutputSpecError
 
 
 def check_dir_dest(dest: str) -> None:
@@ -43,34 +54,114 @@ def check_dir_dest(dest: str) -> None:
 
 
 def check_file_dest(dest: str) -> None:
-    """Prove dest can be written as a file: open an existing one for writing (not truncated),
-    or create and remove it."""
+    """Prove dest can be written as a file: an existing regular file is opened for writing
+    (not truncated); anything else that exists must be writable (a FIFO is never opened: a
+    reader would see the end of its stream); a new file is created and removed."""
     p = Path(dest)
     if p.is_dir():
         raise OutputSpecError(f"--output dest={dest}: is a directory", path=dest)
-    parent = p.parent
-    if not parent.is_dir():
-        raise OutputSpecError(f"--output dest={dest}: directory {parent} does not exist", path=dest)
     try:
-        if p.exists():
+        st: os.stat_result | None = os.stat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
+                              path=dest) from None
+    try:
+        if st is None:
+            target = _new_file_path(p)
+            if not target.parent.is_dir():
+                raise OutputSpecError(f"--output dest={dest}: directory {target.parent} does "
+                                      f"not exist", path=dest)
+            _probe_file(target)
+        elif stat.S_ISREG(st.st_mode):
             os.close(os.open(p, os.O_WRONLY | os.O_CLOEXEC))
-        else:
-            _probe_file(p)
+        elif not os.access(p, os.W_OK):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as e:
         raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
                               path=dest) from None
 
 
-def write_file_dest(dest: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run write(f) on a temporary file beside dest, then rename it over dest (a failure
-    leaves dest as it was)."""
-    tmp = dest.with_name(f".{dest.name}.llb-tmp-{os.getpid()}")
+def write_file_dest(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Run write(f) for the file destination dest: straight into it when it is not a
+    regular file (a FIFO, a device, /dev/stdout), else on a temporary beside the regular
+    file it is or leads to, renamed over that file (a failure leaves it as it was).
+    ExportError when it cannot be written (a FIFO's reader gone, a full disk)."""
     try:
-        with open(tmp, "wb") as f:
+        _write_file_dest(dest, write)
+    except BrokenPipeError:
+        raise ExportError(f"{dest}: the reader closed it before the output was written",
+                          path=str(dest)) from None
+    except OSError as e:
+        raise ExportError(f"cannot write {dest}: {e.strerror or e}", path=str(dest)) from None
+
+
+def _write_file_dest(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    try:
+        st: os.stat_result | None = os.stat(dest)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(dest, "wb") as f:
             write(f)
-        os.replace(tmp, dest)
+        return
+    target = _regular_target(dest, st)
+    if target is None:  # a path the kernel resolves but that names no file of ours
+        with open(dest, "wb") as f:
+            write(f)
+        return
+    tmp = target.with_name(f".{target.name}.llb-tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        if st is None or e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        with open(dest, "wb") as f:  # a writable file in a directory we cannot write
+            write(f)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if st is not None:
+                _keep_owner_and_mode(f.fileno(), st)
+            write(f)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _regular_target(dest: Path, st: os.stat_result | None) -> Path | None:
+    """The path of the regular file dest is or leads to (to be replaced by a rename), or
+    where a new one is created (a dangling symlink's target); None when the path that
+    symlinks resolve to is not that file (a /proc magic link)."""
+    if st is None:
+        return _new_file_path(dest)
+    if not os.path.islink(dest):
+        return dest
+    real = Path(os.path.realpath(dest))
+    try:
+        rst = os.lstat(real)
+    except OSError:
+        return None
+    if (rst.st_dev, rst.st_ino) != (st.st_dev, st.st_ino):
+        return None
+    return real
+
+
+def _new_file_path(dest: Path) -> Path:
+    """Where a file that does not exist yet is created: dest, or the target of the dangling
+    symlink(s) it is."""
+    return Path(os.path.realpath(dest)) if os.path.islink(dest) else dest
+
+
+def _keep_owner_and_mode(fd: int, st: os.stat_result) -> None:
+    """Give the replacement of a regular file that file's owner (when allowed) and mode."""
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except PermissionError:
+            pass
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
 def _probe_file(path: Path) -> None:

@@ -3,7 +3,8 @@
 Real copies, never hardlinks into the store: modes, owners, mtimes (a directory's restored
 after its contents), xattrs, symlinks, fifos, sockets and devices are kept, and files that
 are hardlinks of each other within the result stay hardlinks of each other. An existing
-destination directory is filled (entries in the way are replaced), as buildctl does."""
+destination directory is filled (entries in the way are replaced), as buildctl does; so is
+the directory a symlink destination leads to."""
 
 from __future__ import annotations
 
@@ -62,9 +63,12 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
                           path=str(dest)) from None
     if ref is None:
         return
+    # a symlink to a directory is written into, as buildctl does (below it nothing is
+    # followed: every entry is opened relative to its directory, without following)
+    root = os.path.realpath(dest) if os.path.islink(dest) else str(dest)
     with store.view(ref) as src:
         try:
-            _Export(str(src), str(dest), WORKERS if workers is None else workers).run()
+            _Export(str(src), root, WORKERS if workers is None else workers).run()
         except OSError as e:
             where = e.filename if isinstance(e.filename, str) else str(dest)
             raise ExportError(f"cannot write local output: {e.strerror}: {where}",
