@@ -91,8 +91,11 @@ def to_json(definition: Definition) -> dict[str, Any]:
         if meta is not None:
             entry["metadata"] = codec.to_wire(meta)
         ops.append(entry)
-    return {"output": {"digest": definition.output.digest, "index": definition.output.index},
-            "ops": ops}
+    doc: dict[str, Any] = {"output": {"digest": definition.output.digest,
+                                      "index": definition.output.index}, "ops": ops}
+    if definition.image is not None:
+        doc["image"] = definition.image.to_wire()
+    return doc
 
 
 def _dot_str(text: str) -> str:

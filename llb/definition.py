@@ -3,13 +3,16 @@
 A Definition holds its ops in topological order (inputs first), keyed by digest, the
 metadata beside them and the output. Its bytes are canonical msgpack:
 
-    {"metadata": {digest: {description, ignore_cache, progress_name}},   # non-default only
+    {"image": {...},                                                      # optional
+     "metadata": {digest: {description, ignore_cache, progress_name}},   # non-default only
      "ops": [[digest, op bytes], ...],                                     # topological
      "output": {"digest": ..., "index": ...},
      "version": 1}
 
 so identical programs give identical bytes, and `from_bytes` accepts only bytes that
-`to_bytes` would produce again exactly.
+`to_bytes` would produce again exactly. "image" is the output's image config
+(llb.imagemeta), present only when something is set: metadata, like "metadata", that no
+digest depends on; definitions without it read as they always did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import msgpack
 from llb import codec, validate
 from llb.codec import FieldError, digest_of, op_digest
 from llb.errors import DefinitionError
+from llb.imagemeta import ImageMeta
 from llb.ops import Input, Op, OpMetadata
 
 if TYPE_CHECKING:
@@ -35,22 +39,25 @@ MAX_DEFINITION_BYTES = 1 << 30
 MAX_OPS = 1 << 20
 _DEFAULT_META = OpMetadata()
 _TOP_KEYS = ["metadata", "ops", "output", "version"]
+_TOP_KEYS_IMAGE = ["image", *_TOP_KEYS]
 
 op_outputs = validate.outputs_of
 
 
 class Definition:
     """A serialisable build graph: `ops` (digest -> op, inputs first), `metadata` (digest ->
-    OpMetadata) and `output` (the Input the build produces)."""
+    OpMetadata), `output` (the Input the build produces) and `image` (the output's image
+    config for image exports, None when nothing is set)."""
 
-    __slots__ = ("ops", "metadata", "output", "_op_bytes", "_checked")
+    __slots__ = ("ops", "metadata", "output", "image", "_op_bytes", "_checked")
 
     def __init__(self, ops: Mapping[str, Op], metadata: Mapping[str, OpMetadata] | None,
-                 output: Input, *, _op_bytes: dict[str, bytes] | None = None,
-                 _checked: bool = False):
+                 output: Input, *, image: ImageMeta | None = None,
+                 _op_bytes: dict[str, bytes] | None = None, _checked: bool = False):
         self.ops: dict[str, Op] = dict(ops)
         self.metadata: dict[str, OpMetadata] = dict(metadata or {})
         self.output = output
+        self.image = image
         self._op_bytes = _op_bytes if _op_bytes is not None else {}
         self._checked = _checked
 
@@ -60,7 +67,7 @@ class Definition:
         if not isinstance(other, Definition):
             return NotImplemented
         return (self.output == other.output and list(self.ops.items()) == list(other.ops.items())
-                and self.metadata == other.metadata)
+                and self.metadata == other.metadata and self.image == other.image)
 
     def __repr__(self) -> str:
         return f"Definition({len(self.ops)} ops, output={self.output.digest}[{self.output.index}])"
@@ -110,6 +117,10 @@ class Definition:
             if type(meta) is not OpMetadata:
                 raise DefinitionError(f"metadata for {digest} is not an OpMetadata", vertex=digest)
             validate.check_metadata(meta)
+        if self.image is not None:
+            if type(self.image) is not ImageMeta:
+                raise DefinitionError("definition image config is not an llb.imagemeta.ImageMeta")
+            self.image.check()
         _check_graph(list(self.ops), self.ops, self.metadata, self.output)
         self._checked = True
 
@@ -118,7 +129,10 @@ class Definition:
         self.validate()
         metadata = {d: codec.to_wire(self.metadata[d]) for d in sorted(self.metadata)
                     if self.metadata[d] != _DEFAULT_META}
-        top = {
+        top: dict[str, Any] = {}
+        if self.image is not None and not self.image.is_empty():
+            top["image"] = self.image.to_wire()
+        top |= {
             "metadata": metadata,
             "ops": [[d, self.op_bytes(d)] for d in self.ops],
             "output": {"digest": self.output.digest, "index": self.output.index},
@@ -182,8 +196,10 @@ def _from_bytes(data: Any) -> Definition:
     top = _unpack(data, "definition")
     if type(top) is not dict:
         raise DefinitionError(f"definition must be a map, got {codec.typename(top)}")
-    if list(top) != _TOP_KEYS:
-        raise DefinitionError(codec.fields_problem("definition", _TOP_KEYS, top))
+    keys = list(top)
+    if keys != _TOP_KEYS and keys != _TOP_KEYS_IMAGE:
+        raise DefinitionError(codec.fields_problem(
+            "definition", _TOP_KEYS_IMAGE if "image" in top else _TOP_KEYS, top))
     version = top["version"]
     if type(version) is not int or version != VERSION:
         raise DefinitionError(f"unsupported definition version {str(version)[:20]} (want {VERSION})")
@@ -246,13 +262,15 @@ def _from_bytes(data: Any) -> Definition:
         validate.check_metadata(meta)
         metadata[digest] = meta
 
+    image = ImageMeta.from_wire(top["image"]) if "image" in top else None
+
     _check_graph(order, ops, metadata, output)
     for digest in order:
         if digest_of(op_bytes[digest]) != digest:
             raise DefinitionError(f"op {digest} does not match its bytes' digest", vertex=digest)
     if pack(top) != data:
         raise DefinitionError("definition is not canonically encoded")
-    return Definition(ops, metadata, output, _op_bytes=op_bytes, _checked=True)
+    return Definition(ops, metadata, output, image=image, _op_bytes=op_bytes, _checked=True)
 
 
 def _check_graph(order: list[str], ops: Mapping[str, Op], metadata: Mapping[str, OpMetadata],

@@ -59,6 +59,11 @@ class Settings:
     user: str = ""
     hostname: str = ""
     network: str = _ops.NETWORK_NONE
+    # image config only (llb.imagemeta): what an exported image runs and says about itself
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    expose: tuple[str, ...] = ()  # sorted "PORT/PROTO"
 
 
 DEFAULT_SETTINGS = Settings()

@@ -14,6 +14,7 @@ from llb.actions import FileActions
 from llb.definition import Definition
 from llb.errors import DefinitionError
 from llb.exec import build_exec
+from llb.imagemeta import ImageMeta, normalize_port
 from llb.mounts import MountSpec
 from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node
 from llb.paths import resolve
@@ -106,6 +107,56 @@ class State(Output):
 
     def get_network(self) -> str:
         return self._settings.network
+
+    # ------------------------------------------------------------------ image config
+
+    def entrypoint(self, args: str | Iterable[str]) -> State:
+        """The exported image's Entrypoint (a str is split like a shell would; [] sets an
+        empty one). Image metadata: no op digest changes."""
+        return self._with(entrypoint=_argv(args, "entrypoint"))
+
+    def cmd(self, args: str | Iterable[str]) -> State:
+        """The exported image's Cmd (the entrypoint's default arguments). Image metadata."""
+        return self._with(cmd=_argv(args, "cmd"))
+
+    def label(self, key: str, value: str) -> State:
+        """Set a label of the exported image (replacing an earlier value). Image metadata."""
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise DefinitionError(f"label: key must be a non-empty string and value a string, "
+                                  f"got {key!r}={value!r}")
+        labels = dict(self._settings.labels)
+        labels[key] = value
+        return self._with(labels=tuple(sorted(labels.items())))
+
+    def expose(self, *ports: str | int) -> State:
+        """Declare ports the image's process listens on: 80, "80/tcp", "53/udp" (tcp when
+        no protocol is named). Image metadata."""
+        if not ports:
+            raise DefinitionError("expose: name at least one port")
+        exposed = set(self._settings.expose) | {normalize_port(p) for p in ports}
+        return self._with(expose=tuple(sorted(exposed)))
+
+    def get_entrypoint(self) -> list[str] | None:
+        e = self._settings.entrypoint
+        return None if e is None else list(e)
+
+    def get_cmd(self) -> list[str] | None:
+        c = self._settings.cmd
+        return None if c is None else list(c)
+
+    def get_labels(self) -> dict[str, str]:
+        return dict(self._settings.labels)
+
+    def get_exposed(self) -> list[str]:
+        return list(self._settings.expose)
+
+    def image_meta(self) -> ImageMeta:
+        """The image config an export of this state gets: env, cwd and user as later runs see
+        them, plus entrypoint, cmd, labels and exposed ports."""
+        s = self._settings
+        return ImageMeta(env=tuple(f"{k}={v}" for k, v in s.env),
+                         working_dir=s.cwd if s.cwd != "/" else "", user=s.user,
+                         entrypoint=s.entrypoint, cmd=s.cmd, labels=s.labels, expose=s.expose)
 
     def with_(self, *fns: Callable[[State], State]) -> State:
         """Apply functions state -> state in order (BuildKit's State.With)."""
@@ -233,7 +284,9 @@ class State(Output):
                 op_bytes[digest] = node.data
             if node.meta != NO_META:
                 metadata[digest] = _merge_meta(metadata.get(digest), node.meta)
-        return Definition(ops, metadata, output, _op_bytes=op_bytes, _checked=True)
+        image = self.image_meta()
+        return Definition(ops, metadata, output, image=None if image.is_empty() else image,
+                          _op_bytes=op_bytes, _checked=True)
 
 
 class ExecState(State):
@@ -272,6 +325,22 @@ def _merge_meta(a: _ops.OpMetadata | None, b: _ops.OpMetadata) -> _ops.OpMetadat
     return _ops.OpMetadata(description=a.description or b.description,
                            progress_name=a.progress_name or b.progress_name,
                            ignore_cache=a.ignore_cache or b.ignore_cache)
+
+
+def _argv(args: str | Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(args, str):
+        try:
+            return tuple(shlex.split(args))
+        except ValueError as e:
+            raise DefinitionError(f"{what} {args!r}: {e}") from None
+    try:
+        argv = tuple(args)
+    except TypeError:
+        raise DefinitionError(f"{what}: expected a command (str or list of str), "
+                              f"got {args!r}") from None
+    if not all(isinstance(a, str) for a in argv):
+        raise DefinitionError(f"{what}: every argument must be a string, got {args!r}")
+    return argv
 
 
 def _env_pairs(env: Mapping[str, str] | Iterable[str] | None) -> list[tuple[str, str]]:
