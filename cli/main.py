@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -51,9 +52,13 @@ class LLBGroup(click.Group):
         except LLBError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (llb.cli.signals)
+            from llb.cli.signals import Interrupted
+
+            if not isinstance(e, Interrupted):
+                e = Interrupted(signal.SIGINT)
+            click.echo(f"error: {e.message}", err=True)
+            ctx.exit(e.exit_code)
 
 
 @click.group(cls=LLBGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,12 +72,22 @@ def run() -> None:
     """The `llb` executable: `main`, then an immediate exit once stdout and stderr are
     flushed. By then every file, mount, lock and database of the command is closed, and the
     interpreter's own teardown (freeing some 200 modules) would add 10-20 ms to every
-    command; an exception other than the exit itself still ends the normal way."""
+    command; an exception other than the exit itself still ends the normal way. SIGINT,
+    SIGTERM and SIGHUP all stop a command cleanly (llb.cli.signals)."""
+    from llb.cli.signals import install
+
+    install()
     status: str | int | None = 0
     try:
         main()
     except SystemExit as e:
         status = e.code
+    except KeyboardInterrupt as e:  # a signal outside a command (while parsing its options)
+        from llb.cli.signals import Interrupted
+
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"error: {stop.message}", file=sys.stderr)
+        status = stop.exit_code
     if isinstance(status, int):
         code = status
     elif status is None:

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from llb.errors import LLBError
 from llb.ops import DEFAULT_PATH
+from llb.executor.orphans import RUN_LINK, OwnerLock
 from llb.executor.stubs import FILE_STUBS, SYSTEM_STUBS, StubPool, Stubs, dest_parts, norm_dest
 
 DEFAULT_HOSTNAME = "buildkitsandbox"
@@ -162,22 +163,30 @@ class Executor:
             cancelled: threading.Event | None = None) -> RunResult:
         """Run spec.args in rootfs; block until it exits (or is killed on `cancelled`)."""
         cid = "llb-" + uuid.uuid4().hex[:20]
+        owner = OwnerLock(self.run_dir, cid)  # held until the container is gone (orphans.py)
+        owner.acquire()
         bundle = self._bundles / cid
-        bundle.mkdir()
-        mounts = sorted(spec.mounts, key=lambda m: dest_parts(m.dest))
-        # a system stub that is also a mount's destination must be what that mount needs
-        poolable = set(SYSTEM_STUBS) - {norm_dest(m.dest) for m in mounts}
-        stubs = Stubs(Path(rootfs), [m for m in mounts if isinstance(m, BindMount)],
-                       self._pool, poolable)
-        stub_paths = list(SYSTEM_STUBS) + [m.dest for m in mounts]
-        stubs.record(stub_paths)
+        stubs: Stubs | None = None
         try:
+            bundle.mkdir()
+            mounts = sorted(spec.mounts, key=lambda m: dest_parts(m.dest))
+            # a system stub that is also a mount's destination must be what that mount needs
+            poolable = set(SYSTEM_STUBS) - {norm_dest(m.dest) for m in mounts}
+            stubs = Stubs(Path(rootfs), [m for m in mounts if isinstance(m, BindMount)],
+                          self._pool, poolable)
+            stubs.record(list(SYSTEM_STUBS) + [m.dest for m in mounts])
             config = self._config(cid, Path(rootfs), spec, mounts)
             (bundle / "config.json").write_text(json.dumps(config))
             return self._run_runc(cid, bundle, log, cancelled)
         finally:
-            stubs.clean()
-            shutil.rmtree(bundle, ignore_errors=True)
+            try:
+                if (self._runc_root / cid).exists():  # runc run did not get to delete it
+                    self._delete(cid)
+                if stubs is not None:
+                    stubs.clean()
+                shutil.rmtree(bundle, ignore_errors=True)
+            finally:
+                owner.release()
 
     def _run_runc(self, cid: str, bundle: Path, log: LogFn | None,
                   cancelled: threading.Event | None) -> RunResult:
@@ -362,11 +371,26 @@ def _run_dir(state_dir: Path) -> Path:
             try:
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
                 (d / "owner").write_text(owner)
+                _link_run_dir(state_dir, d)
             except OSError:
                 continue
             _reap_run_dirs(top, keep=d)
             return d
     return state_dir
+
+
+def _link_run_dir(state_dir: Path, run_dir: Path) -> None:
+    """Point `<state_dir>/run` at the run directory, so that finding the containers of dead
+    processes (llb.executor.orphans) needs neither hashing nor a look at the mount table."""
+    link = state_dir / RUN_LINK
+    try:
+        if os.readlink(link) == str(run_dir):
+            return
+    except OSError:
+        pass
+    tmp = state_dir / f".{RUN_LINK}.{uuid.uuid4().hex[:8]}"
+    os.symlink(run_dir, tmp)
+    os.replace(tmp, link)
 
 
 def _reap_run_dirs(top: Path, keep: Path) -> None:

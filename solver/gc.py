@@ -15,6 +15,7 @@ from llb.snapshot import Store
 from llb.solver.cachedb import CacheDB, Record, lease_holder
 from llb.solver.cachemounts import CacheMounts
 from llb.solver.locks import PruneLock, clean_key_locks
+from llb.solver.orphans import reap
 
 KEEP_DURATION = 48 * 3600  # the default policy removes records unused this long (seconds)
 
@@ -63,6 +64,7 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
     lock = PruneLock(root)
     lock.acquire(exclusive=True)  # waits for running solves
     try:
+        reap(root)  # dead processes' containers, before their mounts and caches go
         store = Store(root, snapshotter)
         db = CacheDB(root)
         try:
@@ -87,6 +89,9 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
 def usage(root: Path) -> Usage | None:
     """The cache's records with their sizes, and its cache mounts (for `llb du`); None when
     the root holds no cache."""
+    if not root.exists():
+        return None
+    reap(root)  # dead processes' containers, before the store removes their mounts
     if not CacheDB.exists(root):
         return None
     db = CacheDB(root)

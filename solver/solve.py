@@ -11,6 +11,7 @@ from llb.ops import SourceOp
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
 from llb.solver.locks import PruneLock
+from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
@@ -35,6 +36,7 @@ class Solver:
                  progress: ProgressSink | None = None, *, store: Store | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        reap(self.root)  # dead processes' containers, before the store reuses their mounts
         self.workers = max(1, workers)
         self.progress = Progress(progress)
         self._prune_lock = PruneLock(self.root)

@@ -27,11 +27,11 @@ from llb.executor.runc import (
     LOG_TAIL_LINES, BindMount, ContainerMount, Executor, ProcessSpec, RunResult, TmpfsMount,
 )
 from llb.solver.names import exec_name as name
+from llb.solver.orphans import EXECUTOR_DIR, reap
 from llb.solver.ops.context import OpContext
 
 __all__ = ["command", "executor_for", "name", "resolve_user", "run"]
 
-EXECUTOR_DIR = "executor"
 
 _executors: dict[Path, Executor] = {}
 _executors_lock = threading.Lock()
@@ -105,6 +105,8 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
         elif m.type == MOUNT_CACHE:
             path = mounted.enter_context(cache.acquire(m.cache_id or m.dest, m.sharing,
                                                        ctx.cancelled))
+            # its last holder may have died with its container still writing there
+            reap(ctx.root)
             mounts.append(BindMount(m.dest, path, readonly=m.readonly))
         else:
             ref = _input(op, inputs, m)
