@@ -19,7 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from llb.ops import MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE, ExecOp, Mount
+from llb.ops import (MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE,
+                     SHARING_LOCKED, SHARING_PRIVATE, ExecOp, Mount)
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.cachemounts import CacheMounts
 from llb.solver.errors import SolveCancelledError, InputError, SolveError, UnsupportedError
@@ -97,16 +98,13 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
     prepared.append((-1 if root_mount.readonly else root_mount.output, root_mut))
     rootfs = Path(mounted.enter_context(root_mut.mount()))
 
-    cache = CacheMounts(ctx.root)
+    caches = _acquire_caches(ctx, op, mounted)
     mounts: list[ContainerMount] = []
     for m in sorted(op.mounts[1:], key=lambda m: _parts(m.dest)):
         if m.type == MOUNT_TMPFS:
             mounts.append(TmpfsMount(m.dest, m.tmpfs_size))
         elif m.type == MOUNT_CACHE:
-            path = mounted.enter_context(cache.acquire(m.cache_id or m.dest, m.sharing,
-                                                       ctx.cancelled))
-            # its last holder may have died with its container still writing there
-            reap(ctx.root)
+            path = caches[m.dest]
             mounts.append(BindMount(m.dest, path, readonly=m.readonly))
         else:
             ref = _input(op, inputs, m)
@@ -129,6 +127,36 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
                        gid=gid, additional_gids=groups, hostname=op.hostname,
                        network=op.network, readonly_rootfs=root_mount.readonly, mounts=mounts)
     return rootfs, spec
+
+
+def _acquire_caches(ctx: OpContext, op: ExecOp, mounted: ExitStack) -> dict[str, Path]:
+    """The directory of each cache mount, by mount point. Mounts of one id that are shared
+    or locked get one directory, acquired once, locked if any of them is (as BuildKit's
+    testDuplicateCacheMount expects; taking one lock twice would wait for ourselves); each
+    private mount gets an instance of its own. Ids are taken in sorted order, so two execs
+    waiting on the same locked ids never wait for each other in a circle."""
+    cache = CacheMounts(ctx.root)
+    wanted: dict[str, str] = {}  # id -> sharing of its shared/locked mounts
+    for m in op.mounts[1:]:
+        if m.type == MOUNT_CACHE and m.sharing != SHARING_PRIVATE:
+            cid = m.cache_id or m.dest
+            if wanted.get(cid) != SHARING_LOCKED:
+                wanted[cid] = m.sharing
+    held = {cid: Path(mounted.enter_context(cache.acquire(cid, wanted[cid], ctx.cancelled)))
+            for cid in sorted(wanted)}
+    out: dict[str, Path] = {}
+    for m in sorted(op.mounts[1:], key=lambda m: (m.cache_id or m.dest, _parts(m.dest))):
+        if m.type != MOUNT_CACHE:
+            continue
+        cid = m.cache_id or m.dest
+        if m.sharing == SHARING_PRIVATE:
+            out[m.dest] = Path(mounted.enter_context(cache.acquire(cid, m.sharing, ctx.cancelled)))
+        else:
+            out[m.dest] = held[cid]
+    if out:
+        # a last holder may have died with its container still writing there
+        reap(ctx.root)
+    return out
 
 
 def _validate(ctx: OpContext, op: ExecOp) -> None:

@@ -248,3 +248,26 @@ def build():
     assert code == 1
     assert 'process "no-such-tool x" did not complete successfully' in err
     assert "executable file not found" in err
+
+
+def test_duplicate_cache_mounts_share_one_directory(solve):
+    """BuildKit's testDuplicateCacheMount: one exec mounting a cache id twice, locked, sees
+    one directory at both (it used to wait for its own lock forever); a shared and a locked
+    mount of one id too; two private mounts of one id get an instance each."""
+    code, err, tree = solve('''
+def build():
+    run = busybox().run(["sh", "-e", "-c",
+        "[ ! -f /m1/foo ]; touch /m1/foo; [ -f /m2/foo ]; "
+        "touch /s1/bar; [ -f /s2/bar ]; "
+        "touch /p1/baz; [ ! -f /p2/baz ]; echo ok > /out/result"],
+        mounts=[llb.cache_mount("/m1", id="dup-locked", sharing="locked"),
+                llb.cache_mount("/m2", id="dup-locked", sharing="locked"),
+                llb.cache_mount("/s1", id="dup-mixed", sharing="shared"),
+                llb.cache_mount("/s2", id="dup-mixed", sharing="locked"),
+                llb.cache_mount("/p1", id="dup-private", sharing="private"),
+                llb.cache_mount("/p2", id="dup-private", sharing="private"),
+                llb.mount("/out", llb.scratch())])
+    return run.get_mount("/out")
+''', "--no-cache")
+    assert code == 0, err
+    assert tree == {"/result": ("f", 0o644, b"ok\n")}
