@@ -11,7 +11,39 @@ import threading
 import time
 from typing import IO
 
+from llb.cli.sizes import human_size
 from llb.solver.progress import ProgressSink
+
+PLAIN_PROGRESS_INTERVAL = 1.0  # plain view: at most one line per blob and second
+
+
+def transfer_text(ev: dict) -> str:
+    """`pull sha256:0123456789ab 1.2MB / 3.4MB` (or `... 3.4MB done`) for a progress event."""
+    blob = str(ev.get("id", ""))
+    short = blob.split(":", 1)[-1][:12] if blob.startswith("sha256:") else blob
+    current, total = int(ev.get("current", 0)), int(ev.get("total", 0))
+    head = f"{ev.get('action', 'transfer')} sha256:{short}" if blob.startswith("sha256:") \
+        else f"{ev.get('action', 'transfer')} {short}"
+    if total and current >= total:
+        return f"{head} {human_size(total)} done"
+    return f"{head} {human_size(current)} / {human_size(total)}"
+
+
+class Deferred:
+    """A sink passing everything to `sink` but end(): the CLI ends the view itself once the
+    work after the solve (an export, a push) has reported too."""
+
+    def __init__(self, sink: ProgressSink):
+        self.sink = sink
+
+    def begin(self, total: int) -> None:
+        self.sink.begin(total)
+
+    def event(self, ev: dict) -> None:
+        self.sink.event(ev)
+
+    def end(self) -> None:
+        pass
 
 
 def make_renderer(mode: str, stream: IO[str] | None = None) -> ProgressSink:
@@ -48,7 +80,7 @@ class _LineRenderer:
         self.total = total
 
     def _emit(self, ev: dict) -> None:
-        if ev["event"] != "cached" or len(self._buf) >= self._batch:
+        if ev["event"] not in ("cached", "progress") or len(self._buf) >= self._batch:
             self._flush()
 
     def _flush(self) -> None:
@@ -80,12 +112,24 @@ class PlainRenderer(_LineRenderer):
     def __init__(self, stream: IO[str]):
         super().__init__(stream)
         self._started: dict[str, float] = {}
+        self._shown: dict[tuple[str, str], float] = {}  # (vertex, blob) -> last line's time
 
     def event(self, ev: dict) -> None:
         n, kind, name = ev["index"], ev["event"], ev["name"]
-        head = f"#{n} [{n}/{self.total}] {name}"
+        # work after the graph (an export) has no [n/m], as in BuildKit
+        head = f"#{n} [{n}/{self.total}] {name}" if n <= self.total else f"#{n} {name}"
         b = self._buf
-        if kind == "start":
+        if kind == "progress":
+            key = (ev["vertex"], str(ev.get("id", "")))
+            now = time.monotonic()
+            final = ev.get("current", 0) >= ev.get("total", 0)
+            last = self._shown.get(key)
+            if final or last is None or now - last >= PLAIN_PROGRESS_INTERVAL:
+                self._shown[key] = now
+                b.append(f"#{n} {transfer_text(ev)}")
+                if final:
+                    self._flush()
+        elif kind == "start":
             self._started[ev["vertex"]] = ev["time"]
             b.append(head)
         elif kind == "cached":
@@ -107,11 +151,12 @@ class PlainRenderer(_LineRenderer):
 
 
 class _Line:
-    __slots__ = ("n", "name", "state", "start", "end", "logs")
+    __slots__ = ("n", "name", "state", "start", "end", "logs", "blobs")
 
     def __init__(self, n: int, name: str, start: float):
         self.n, self.name, self.state, self.start, self.end = n, name, "running", start, None
         self.logs: list[str] = []
+        self.blobs: dict[str, str] = {}  # blob -> its transfer line, while it moves
 
 
 class TtyRenderer:
@@ -146,7 +191,15 @@ class TtyRenderer:
                 line = self._lines[v] = _Line(ev["index"], ev["name"], ev["time"])
                 self._order.append(line)
             kind = ev["event"]
-            if kind == "log":
+            if kind == "progress":
+                blob = str(ev.get("id", ""))
+                if ev.get("current", 0) >= ev.get("total", 0):
+                    line.blobs.pop(blob, None)
+                    line.logs.append(transfer_text(ev))
+                    del line.logs[:-self._LOG_LINES]
+                else:
+                    line.blobs[blob] = transfer_text(ev)
+            elif kind == "log":
                 line.logs.extend(ev["data"].splitlines())
                 del line.logs[:-self._LOG_LINES]
             elif kind in ("cached", "done", "error"):
@@ -182,7 +235,7 @@ class TtyRenderer:
             while len(order) - self._flushed > rows - 2 and order[self._flushed].state != "running":
                 out.append(self._fmt(order[self._flushed], width) + "\n")
                 self._flushed += 1
-        finished = sum(1 for ln in order if ln.state != "running")
+        finished = sum(1 for ln in order if ln.state != "running" and ln.n <= self.total)
         elapsed = time.time() - self.t0
         header = f"[+] Building {elapsed:.1f}s ({finished}/{self.total})" + (" FINISHED" if final else "")
         region = [header]
@@ -198,7 +251,8 @@ class TtyRenderer:
     def _fmt(self, ln: _Line, width: int, logs: bool = False) -> str:
         t = (ln.end or time.time()) - ln.start
         tag = {"cached": "CACHED ", "error": "ERROR "}.get(ln.state, "")
-        text = f" => {tag}[{ln.n}/{self.total}] {ln.name}"
+        where = f"[{ln.n}/{self.total}] " if ln.n <= self.total else ""
+        text = f" => {tag}{where}{ln.name}"
         dur = f"{t:.1f}s" if ln.state != "cached" else "0.0s"
         room = width - len(dur) - 1
         if len(text) > room:
@@ -206,4 +260,5 @@ class TtyRenderer:
         s = text.ljust(room) + " " + dur
         if logs and ln.state == "running":
             s += "".join("\n => => # " + x[: width - 10] for x in ln.logs)
+            s += "".join("\n => => " + x[: width - 8] for x in list(ln.blobs.values())[:6])
         return s

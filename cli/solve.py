@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from llb.cli.loader import load_definition
-from llb.cli.progress import TtyRenderer, make_renderer
+from llb.cli.progress import Deferred, TtyRenderer, make_renderer
 from llb.errors import LLBError
-from llb.solver.exporters import export, parse_output
+from llb.solver.exporters import ExportContext, export, parse_output
 from llb.solver.solve import Solver
 
 
@@ -114,13 +114,23 @@ def _solve(build: str, target: str | None, output: str | None, locals_: tuple[st
     locals_map = parse_locals(locals_)
     definition = load_definition(build, target)
     renderer = make_renderer(progress)
-    solver = Solver(resolve_root(root), snapshotter=snapshotter, workers=workers, progress=renderer)
+    root_path = resolve_root(root)
+    # the view stays open through the export, which reports as one more line
+    solver = Solver(root_path, snapshotter=snapshotter, workers=workers,
+                    progress=Deferred(renderer))
+    explanations: list[tuple[int, str, str]] = []
     try:
-        result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
-        if explain and isinstance(renderer, TtyRenderer):  # plain and json say it inline
-            for n, name, why in result.explanations:
-                click.echo(f"explain: [{n}] {name}: {why}", err=True)
-        if spec is not None:
-            export(spec, result.store, result.ref)
+        try:
+            result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
+            explanations = result.explanations
+            if spec is not None:
+                ctx = ExportContext(root=root_path, image=definition.image, names=result.names,
+                                    progress=solver.progress)
+                export(spec, result.store, result.ref, ctx)
+        finally:
+            solver.close()
     finally:
-        solver.close()
+        renderer.end()
+    if explain and isinstance(renderer, TtyRenderer):  # plain and json say it inline
+        for n, name, why in explanations:
+            click.echo(f"explain: [{n}] {name}: {why}", err=True)

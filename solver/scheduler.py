@@ -349,7 +349,8 @@ class Scheduler:
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.root, vertex=v.digest, name=v.name,
-                            local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled, _log=self._log)
+                            local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled, _log=self._log,
+                            _transfer=self._transfer)
             try:
                 refs = list(handlers.run(ctx, v.op, inputs))
             except LLBError as e:
@@ -398,6 +399,11 @@ class Scheduler:
         v = self._by_digest.get(vertex)
         self.progress.emit("log", vertex, v.name if v else "", v.index if v else 0,
                            stream=stream, data=data.decode("utf-8", "replace"))
+
+    def _transfer(self, vertex: str, blob: str, current: int, total: int, action: str) -> None:
+        v = self._by_digest.get(vertex)
+        self.progress.transfer(vertex, v.name if v else "", v.index if v else 0, blob, current,
+                               total, action)
 
     def _complete(self, v: Vertex, fut: Future[_RunResult]) -> None:
         self.running -= 1

@@ -26,6 +26,7 @@ class SolveResult(NamedTuple):
     cached: int = 0
     done: int = 0
     explanations: list[tuple[int, str, str]] = []
+    names: dict[str, str] = {}  # snapshot id -> name of the (first) vertex that produced it
 
 
 class Solver:
@@ -85,7 +86,19 @@ class Solver:
             cached=sum(1 for v in vertices if v.terminal == "cached"),
             done=sum(1 for v in vertices if v.terminal == "done"),
             explanations=sorted(sched.explanations),
+            names=_snapshot_names(vertices),
         )
+
+
+def _snapshot_names(vertices: list[Vertex]) -> dict[str, str]:
+    """Snapshot id -> the name of the first vertex (inputs come first) that resolved to it:
+    what image history entries are named after."""
+    names: dict[str, str] = {}
+    for v in vertices:
+        for sid in v.outputs or ():
+            if sid is not None and sid not in names:
+                names[sid] = v.name
+    return names
 
 
 def _check_inputs(vertices: list[Vertex], env: SourceEnv) -> None:

@@ -1,20 +1,31 @@
 """Exporters by output type (BuildKit's exporter map): `--output type=T,k=v,...` picks the
 module registered for T, which checks the spec before anything is solved and writes the
 solved result out of the store. Adding an output type is one entry in `_EXPORTERS` and one
-module; the modules are imported on first use (exporting a directory loads no tarfile)."""
+module; the modules are imported on first use (exporting a directory loads no tarfile, a
+local export no image code)."""
 
 from __future__ import annotations
 
 import importlib
-from typing import NamedTuple, Protocol, cast
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
+
+if TYPE_CHECKING:
+    from llb.imagemeta import ImageMeta
+    from llb.solver.progress import Progress
 
 # output type -> the module implementing it
 _EXPORTERS: dict[str, str] = {
     "local": "llb.solver.exporters.local",
     "tar": "llb.solver.exporters.tar",
+    "oci": "llb.solver.exporters.oci",
+    "docker": "llb.solver.exporters.docker",
+    "image": "llb.solver.exporters.image",
+    "registry": "llb.solver.exporters.image",  # BuildKit's alias: type=image,push=true
 }
 
 
@@ -32,6 +43,17 @@ class OutputSpec(NamedTuple):
         return self.attrs.get("dest", "")
 
 
+class ExportContext(NamedTuple):
+    """What a solve tells an exporter besides the result: the llb root (its content store
+    holds image blobs), the definition's image config, the name of the vertex that made
+    each snapshot (for image history), and where progress goes."""
+
+    root: Path | None = None
+    image: ImageMeta | None = None
+    names: Mapping[str, str] = {}  # snapshot id -> name of the vertex that produced it
+    progress: Progress | None = None
+
+
 class Exporter(Protocol):
     """What an exporter module offers."""
 
@@ -39,7 +61,8 @@ class Exporter(Protocol):
         """Raise OutputSpecError for an option it does not know or a destination it cannot
         write, before anything is solved (and leave nothing behind)."""
 
-    def export(self, spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+    def export(self, spec: OutputSpec, store: Store, ref: Ref | None,
+               ctx: ExportContext | None = None) -> None:
         """Write the tree of ref (None: empty) as the spec says."""
 
 
@@ -74,9 +97,10 @@ def exporter_for(output_type: str) -> Exporter:
     return cast(Exporter, importlib.import_module(_EXPORTERS[output_type]))
 
 
-def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+def export(spec: OutputSpec, store: Store, ref: Ref | None,
+           ctx: ExportContext | None = None) -> None:
     """Write the result as the (parsed) output spec says."""
-    exporter_for(spec.type).export(spec, store, ref)
+    exporter_for(spec.type).export(spec, store, ref, ctx)
 
 
 def check_options(spec: OutputSpec, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
@@ -90,5 +114,5 @@ def check_options(spec: OutputSpec, allowed: tuple[str, ...], required: tuple[st
                               f"type={spec.type}")
 
 
-__all__ = ["Exporter", "OutputSpec", "check_options", "export", "exporter_for",
+__all__ = ["ExportContext", "Exporter", "OutputSpec", "check_options", "export", "exporter_for",
            "output_types", "parse_output"]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from llb.snapshot import Ref, Store
 from llb.solver.errors import ExportError
-from llb.solver.exporters import OutputSpec, check_options
+from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_dir_dest
 from llb.solver.ops import file_meta
 
@@ -30,7 +30,8 @@ def check(spec: OutputSpec) -> None:
     check_dir_dest(spec.dest)
 
 
-def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+def export(spec: OutputSpec, store: Store, ref: Ref | None,
+           ctx: ExportContext | None = None) -> None:
     """Copy the result into the dest directory."""
     export_local(store, ref, Path(spec.dest))
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from llb.snapshot import Ref, Store
 from llb.solver.errors import ExportError
-from llb.solver.exporters import OutputSpec, check_options
+from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_file_dest, write_file_dest
 from llb.solver.exporters.local import walk
 from llb.solver.ops import file_meta
@@ -33,7 +33,8 @@ def check(spec: OutputSpec) -> None:
         check_file_dest(spec.dest)
 
 
-def export(spec: OutputSpec, store: Store, ref: Ref | None) -> None:
+def export(spec: OutputSpec, store: Store, ref: Ref | None,
+           ctx: ExportContext | None = None) -> None:
     """Write the tar stream to stdout or (through a temporary) to the dest file."""
     if spec.dest == "-":
         export_tar(store, ref, sys.stdout.buffer)

@@ -28,7 +28,15 @@ class OpContext:
     # key it was looked up under was taken)
     content_key: str | None = None
     _log: Callable[[str, str, bytes], None] | None = None
+    _transfer: Callable[[str, str, int, int, str], None] | None = None
     _tail: list[str] = field(default_factory=list)
+
+    def transfer(self, blob: str, current: int, total: int, action: str = "pull") -> None:
+        """Report bytes of `blob` moving for this vertex (a "progress" event, throttled):
+        `current` of `total` bytes, `action` what is happening ("pull", "unpack", ...).
+        Fits the content room's progress callbacks: `lambda d, c, t: ctx.transfer(d, c, t)`."""
+        if self._transfer is not None:
+            self._transfer(self.vertex, blob, current, total, action)
 
     def log(self, stream: str, data: bytes) -> None:
         """Emit `data` from `stream` as a progress log event and keep the tail for errors."""
