@@ -20,11 +20,13 @@ PLAIN_PROGRESS_INTERVAL = 1.0  # plain view: at most one line per blob and secon
 def transfer_text(ev: dict) -> str:
     """`pull sha256:0123456789ab 1.2MB / 3.4MB` (or `... 3.4MB done`) for a progress event."""
     blob = str(ev.get("id", ""))
-    short = blob.split(":", 1)[-1][:12] if blob.startswith("sha256:") else blob
+    kind, colon, rest = blob.partition(":")
+    short = f"{kind}:{rest[:12]}" if colon else blob[:24]
     current, total = int(ev.get("current", 0)), int(ev.get("total", 0))
-    head = f"{ev.get('action', 'transfer')} sha256:{short}" if blob.startswith("sha256:") \
-        else f"{ev.get('action', 'transfer')} {short}"
-    if total and current >= total:
+    head = f"{ev.get('action', 'transfer')} {short}"
+    if total < 0:  # size not known (yet)
+        return f"{head} {human_size(current)}"
+    if current >= total:
         return f"{head} {human_size(total)} done"
     return f"{head} {human_size(current)} / {human_size(total)}"
 
@@ -122,7 +124,7 @@ class PlainRenderer(_LineRenderer):
         if kind == "progress":
             key = (ev["vertex"], str(ev.get("id", "")))
             now = time.monotonic()
-            final = ev.get("current", 0) >= ev.get("total", 0)
+            final = 0 <= ev.get("total", 0) <= ev.get("current", 0)
             last = self._shown.get(key)
             if final or last is None or now - last >= PLAIN_PROGRESS_INTERVAL:
                 self._shown[key] = now
@@ -193,7 +195,7 @@ class TtyRenderer:
             kind = ev["event"]
             if kind == "progress":
                 blob = str(ev.get("id", ""))
-                if ev.get("current", 0) >= ev.get("total", 0):
+                if 0 <= ev.get("total", 0) <= ev.get("current", 0):
                     line.blobs.pop(blob, None)
                     line.logs.append(transfer_text(ev))
                     del line.logs[:-self._LOG_LINES]

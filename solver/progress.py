@@ -63,16 +63,18 @@ class Progress:
     def transfer(self, vertex: str, name: str, index: int, blob: str, current: int,
                  total: int, action: str) -> None:
         """A "progress" event for `blob` of `vertex`, unless one for it went out less than
-        PROGRESS_INTERVAL ago (the first and the last, current == total, always go)."""
+        PROGRESS_INTERVAL ago (the first and the last, current == total, always go; a total
+        below 0 means unknown)."""
         if self.sink is None:
             return
         now = time.monotonic()
         key = (vertex, blob)
+        final = 0 <= total <= current
         with self._lock:
             last = self._last.get(key)
-            if current < total and last is not None and now - last < PROGRESS_INTERVAL:
+            if not final and last is not None and now - last < PROGRESS_INTERVAL:
                 return
-            if current >= total:
+            if final:
                 self._last.pop(key, None)
             else:
                 self._last[key] = now

@@ -21,7 +21,7 @@ from llb.content.store import ContentStore
 from llb.snapshot import Ref, Store
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_file_dest, write_file_dest
-from llb.solver.exporters.images import (COMMON_OPTIONS, BuiltImage, build_image, check_epoch,
+from llb.solver.exporters.images import (COMMON_OPTIONS, fetch_blobs, BuiltImage, build_image, check_epoch,
                                          open_content, parse_options, ref_name)
 from llb.solver.progress import Step
 
@@ -47,6 +47,7 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
     content = open_content(ctx)
     try:
         image = build_image(store, content, ref, ctx, opts, progress=step.blob("compress"))
+        fetch_blobs(store, content, image.layers, progress=step.blob("pull"))
         step.log(f"manifest {image.descriptor.digest}")
         _, full = ref_name(opts)
         mtime = check_epoch() or 0

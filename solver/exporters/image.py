@@ -8,12 +8,14 @@ built into the content store only (its digest is reported)."""
 
 from __future__ import annotations
 
+from llb.content.errors import BlobNotFoundError
 from llb.content.reference import Reference
 from llb.content.store import ContentStore
 from llb.snapshot import Ref, Store
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.images import (COMMON_OPTIONS, BuiltImage, bool_option, build_image,
-                                         open_content, parse_options)
+                                         fetch_blobs, open_content, parse_options,
+                                         source_reference)
 from llb.solver.progress import Step
 
 __all__ = ["check", "export"]
@@ -45,7 +47,7 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
         image = build_image(store, content, ref, ctx, opts, progress=step.blob("compress"))
         step.log(f"manifest {image.descriptor.digest}")
         if push:
-            _push(content, image, name, insecure, step)
+            _push(store, content, image, name, insecure, step)
     except BaseException as e:
         step.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
@@ -54,18 +56,28 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
     step.done()
 
 
-def _push(content: ContentStore, image: BuiltImage, name: Reference, insecure: bool,
-          step: Step) -> None:
+def _push(store: Store, content: ContentStore, image: BuiltImage, name: Reference,
+          insecure: bool, step: Step) -> None:
     from llb.content.registry import RegistryClient  # httpx: only when pushing
 
     mount_from: dict[str, list[Reference]] = {}
     for blob in image.layers:
-        source = getattr(blob, "source", None)
-        if isinstance(source, Reference) and source.registry == name.registry \
+        source = source_reference(blob.source)
+        if source is not None and source.registry == name.registry \
                 and source.repository != name.repository:
-            mount_from[blob.descriptor.digest] = [source]
+            mount_from[blob.digest] = [source]
     with RegistryClient(content, insecure=[name.registry] if insecure else (),
                         timeout=TIMEOUT) as client:
-        pushed = client.push_image(name, image.descriptor, mount_from=mount_from,
-                                   progress=step.blob("push"))
+        # a pulled blob whose bytes are not here: the registry has it, or it mounts from the
+        # repository the blob came from; else it is fetched first
+        absent = [b for b in image.layers if not content.exists(b.digest)]
+        needed = [b for b in absent if b.digest not in mount_from
+                  and not client.blob_exists(name, b.digest)]
+        fetch_blobs(store, content, needed, progress=step.blob("pull"))
+        try:
+            pushed = client.push_image(name, image.descriptor, mount_from=mount_from,
+                                       progress=step.blob("push"))
+        except BlobNotFoundError:  # a mount the registry refused: bring the bytes here
+            fetch_blobs(store, content, absent, progress=step.blob("pull"))
+            pushed = client.push_image(name, image.descriptor, progress=step.blob("push"))
     step.log(f"pushed {name.name}:{name.tag}@{pushed.digest}")

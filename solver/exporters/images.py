@@ -36,11 +36,19 @@ COMMON_OPTIONS = ("name", "compression", "compression-level", "oci-mediatypes")
 
 
 class LayerBlob(Protocol):
-    """One layer of a ref's chain as a blob (what `layer_blobs` returns per layer)."""
+    """One layer of a ref's chain as a blob (what `layer_blobs` returns per layer; see
+    llb.solver.layerblobs)."""
 
-    layer_id: str
-    descriptor: Descriptor  # the blob: media type (OCI, by compression), digest, size
-    diff_id: str  # sha256 of the uncompressed layer tar
+    @property
+    def layer_id(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def diff_id(self) -> str: ...  # sha256 of the uncompressed layer tar
+    @property
+    def source(self) -> str | None: ...  # "REGISTRY/REPOSITORY" a pulled blob came from
+
+    def descriptor(self) -> Descriptor: ...
 
 
 LayerBlobs = Callable[..., Sequence[LayerBlob]]
@@ -151,13 +159,27 @@ def layer_blobs(store: Store, content: ContentStore, ref: Ref | None, *, compres
     """One blob per layer of ref's chain, in order: the layer packing's `layer_blobs`
     (reusing a pulled layer's blob, compressing a built layer once and remembering it)."""
     try:
-        from llb.solver.layerblobs import layer_blobs as impl  # type: ignore[import-not-found]
+        from llb.solver import layerblobs  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         raise UnsupportedError("image export: layer packing is not available in this "
                                "build of llb") from None
-    blobs: Sequence[LayerBlob] = impl(store, content, ref, compression=compression,
-                                      level=level, epoch=epoch, progress=progress)
+    blobs: Sequence[LayerBlob] = layerblobs.layer_blobs(
+        store, content, ref, compression=compression, level=level, epoch=epoch,
+        progress=progress)
     return blobs
+
+
+def fetch_blobs(store: Store, content: ContentStore, blobs: Sequence[LayerBlob],
+                progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Make sure the bytes of every blob are in the content store: a pulled layer's blob is
+    only named by `layer_blobs` until something must copy it (a layout, an archive, a push
+    to a registry that lacks it)."""
+    missing = [b for b in blobs if not content.exists(b.digest)]
+    if not missing:
+        return
+    from llb.solver import layerblobs  # type: ignore[attr-defined,unused-ignore]
+
+    layerblobs.fetch_blobs(store, content, missing, progress=progress)
 
 
 def history_names(ref: Ref | None, names: Mapping[str, str]) -> list[str]:
@@ -214,7 +236,7 @@ def build_image(store: Store, content: ContentStore, ref: Ref | None,
     content.put(data)
     config_desc = Descriptor(mt.OCI_CONFIG if opts.oci else mt.DOCKER_CONFIG,
                              config.digest(), len(data))
-    layers = tuple(_layer_descriptor(b.descriptor, opts.oci) for b in blobs)
+    layers = tuple(_layer_descriptor(b.descriptor(), opts.oci) for b in blobs)
     manifest = Manifest(config_desc, layers, mt.OCI_MANIFEST if opts.oci else mt.DOCKER_MANIFEST)
     content.put(manifest.to_bytes())
     return BuiltImage(manifest.descriptor(platform), manifest, config, config_desc, blobs)
@@ -237,6 +259,14 @@ def open_content(ctx: ExportContext | None) -> ContentStore:
     if root is None:
         raise ExportError("image export: no llb root given (the content store lives there)")
     return ContentStore(Path(root))
+
+
+def source_reference(source: str | None) -> Reference | None:
+    """The repository a pulled blob came from ("REGISTRY/REPOSITORY"), as a Reference."""
+    if not source or "/" not in source:
+        return None
+    registry, _, repository = source.partition("/")
+    return Reference(registry, repository)
 
 
 def ref_name(opts: ImageOptions) -> tuple[str, str | None]:

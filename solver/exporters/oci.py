@@ -15,7 +15,7 @@ from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_dir_dest, check_file_dest, write_file_dest
-from llb.solver.exporters.images import (COMMON_OPTIONS, build_image, check_epoch, open_content,
+from llb.solver.exporters.images import (COMMON_OPTIONS, fetch_blobs, build_image, check_epoch, open_content,
                                          parse_options, ref_name)
 from llb.solver.progress import Step
 
@@ -55,6 +55,7 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
     content = open_content(ctx)
     try:
         image = build_image(store, content, ref, ctx, opts, progress=step.blob("compress"))
+        fetch_blobs(store, content, image.layers, progress=step.blob("pull"))
         step.log(f"manifest {image.descriptor.digest}")
         tag, full = ref_name(opts)
         entry = [tagged(image.descriptor, tag, full)]

@@ -13,24 +13,28 @@ import io
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from llb.content import mediatypes as mt
 from llb.content.descriptor import Descriptor
-from llb.content.reference import Reference
 from llb.content.store import ContentStore
 
 _MEMO: dict[tuple[str, str, str, int | None, int | None], tuple[Descriptor, str]] = {}
 CALLS: list[str] = []  # layer ids packed (not found in the memo)
 
 
-@dataclass(frozen=True)
-class StandInBlob:
+class StandInBlob(NamedTuple):
+    """As llb.solver.layerblobs.LayerBlob."""
+
     layer_id: str
-    descriptor: Descriptor
+    digest: str
+    size: int
+    media_type: str
     diff_id: str
-    source: Reference | None = None
+    source: str | None = None
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size)
 
 
 def layer_tar(layer: Any, epoch: int | None) -> bytes:
@@ -87,7 +91,7 @@ def layer_blobs(store: Any, content: ContentStore, ref: Any, *, compression: str
         desc, diff_id = _MEMO[key]
         if progress is not None:
             progress(desc.digest, desc.size, desc.size)
-        out.append(StandInBlob(layer.id, desc, diff_id))
+        out.append(StandInBlob(layer.id, desc.digest, desc.size, desc.media_type, diff_id))
     return out
 
 
