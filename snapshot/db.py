@@ -16,11 +16,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,          -- layer | merge | diff
+    kind TEXT NOT NULL,          -- layer | merge | diff | tail
     parent TEXT,                 -- layer: the snapshot it was prepared on
     created REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS inputs (      -- merge: input snapshot ids, diff: layer ids
+CREATE TABLE IF NOT EXISTS inputs (      -- merge: input snapshot ids, diff: layer ids, tail: lower, upper
     id TEXT NOT NULL, pos INTEGER NOT NULL, input TEXT NOT NULL,
     PRIMARY KEY (id, pos)
 );

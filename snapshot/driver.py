@@ -75,7 +75,7 @@ class Driver:
             return final
         tmp = self.index.new_temp("tree")
         try:
-            self.build_tree(tmp, self.index.chain(sid))
+            self.build_tree(tmp, self.index.tree_chain(sid))
             publish_cache(tmp, final)
         finally:
             remove_tree(tmp)

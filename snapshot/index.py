@@ -7,12 +7,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from llb.snapshot.chains import Chains
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.layers import Change
-
-_MEMO_DEPTH = 64  # chains of plain layers memoise every entry up to this depth
-
 
 def new_id() -> str:
     """A fresh snapshot (or temporary) id."""
@@ -29,7 +27,7 @@ class Index:
         self.snapshots_dir = root / "snapshots"
         self.session_dir = session_dir
         self.closed = False
-        self._chains: dict[str, list[str]] = {}
+        self.chains = Chains(self.row, db.inputs)
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
         """Where a committed snapshot's directory is."""
@@ -54,37 +52,18 @@ class Index:
         return self.db.changes(layer_id)
 
     def chain(self, snapshot_id: str) -> list[str]:
-        """Layer ids of a snapshot's chain, oldest first."""
-        cached = self._chains.get(snapshot_id)
-        if cached is not None:
-            self.row(snapshot_id)  # still there?
-            return cached
-        pending: list[str] = []
-        sid: str | None = snapshot_id
-        base: list[str] = []
-        while sid is not None:
-            if sid in self._chains:
-                base = self._chains[sid]
-                break
-            row = self.row(sid)
-            if row.kind == "layer":
-                pending.append(sid)
-                sid = row.parent
-            elif row.kind == "merge":
-                base = [x for i in self.db.inputs(sid) for x in self.chain(i)]
-                self._chains[sid] = base
-                break
-            else:
-                base = self.db.inputs(sid)
-                self._chains[sid] = base
-                break
-        chain = list(base)
-        for sid in reversed(pending):
-            chain = chain + [sid]
-            if len(pending) < _MEMO_DEPTH or sid == snapshot_id:
-                self._chains[sid] = chain
-        return chain
+        """Layer ids of a snapshot's chain, oldest first, repetitions included (ChainError
+        when a merge repeating its inputs made it too long to list)."""
+        self.row(snapshot_id)  # still there?
+        return self.chains.layers(snapshot_id)
+
+    def tree_chain(self, snapshot_id: str) -> list[str]:
+        """The layers whose application builds the snapshot's tree: its chain with each
+        repeated layer kept at its last occurrence only (the same tree, see
+        snapshot.chains)."""
+        self.row(snapshot_id)
+        return self.chains.tree_layers([(snapshot_id, 0)])
 
     def forget(self) -> None:
         """Drop memoised chains (snapshots were removed)."""
-        self._chains.clear()
+        self.chains.forget()

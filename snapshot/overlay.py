@@ -187,7 +187,7 @@ class OverlayDriver(Driver):
         if row.kind != "layer":
             link_tree(self.ensure_tree(sid), dest)
         else:
-            self.build_tree(dest, self.index.chain(sid))
+            self.build_tree(dest, self.index.tree_chain(sid))
         return build_map(dest)
 
     def _lock_tip(self, sid: str, how: int) -> int | None:
@@ -290,7 +290,7 @@ class OverlayDriver(Driver):
         overlay of `dirs` shows."""
         tmp = self.index.new_temp("flat")
         try:
-            self.build_tree(tmp, self.index.chain(sid))
+            self.build_tree(tmp, self.index.tree_chain(sid))
             publish_cache(tmp, self.index.snapshot_dir(sid) / "flat")
         finally:
             remove_tree(tmp)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from llb.snapshot.chains import Item
 from llb.snapshot.copy import remove_tree
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.differ import tree_changes
@@ -190,25 +191,28 @@ class Store:
         ids = [r.id for r in inputs]
         for i in ids:
             self._row(i)
-        chain: list[str] = []
-        for i in ids:
-            chain += self._chain(i)
-        return self._materialised("merge", ids, chain)
+        return self._materialised("merge", ids, build=[(i, 0) for i in ids])
 
     def diff(self, lower: Ref | None, upper: Ref | None) -> Ref | None:
-        """What upper changed relative to lower: merge([lower, diff]) has upper's tree."""
+        """What upper changed relative to lower: merge([lower, diff]) has upper's tree.
+
+        BuildKit's rule (v0.11.6 cache/manager.go Diff, cache/refs.go layerWalk): when
+        upper's chain is lower's plus at least two more layers, the diff is those layers
+        (reused, deletions included); when upper is one layer on lower itself, that layer;
+        otherwise one new layer computed by comparing the two trees. (A merge repeating
+        lower, like merge([lower, lower]), is a tree comparison: empty.)"""
         if lower is None:
             return None if upper is None else self.get(upper.id)
         if upper is not None and lower.id == upper.id:
             return None
-        lchain = self._chain(lower.id)
         if upper is not None:
-            uchain = self._chain(upper.id)
-            if uchain[: len(lchain)] == lchain:
-                rest = uchain[len(lchain):]
-                if not rest:
-                    return None
-                return self._materialised("diff", rest, rest, lazy=True)
+            chains = self.index.chains
+            if chains.length(upper.id) > chains.length(lower.id) + 1 \
+                    and chains.is_prefix(lower.id, upper.id):
+                return self._materialised("tail", [lower.id, upper.id])
+            row = self._row(upper.id)
+            if row.kind == "layer" and row.parent == lower.id:
+                return self._materialised("diff", [upper.id])
         return self._computed_diff(lower, upper)
 
     @contextmanager
@@ -367,10 +371,12 @@ class Store:
         with self.db.transaction() as c:
             MetaDB.insert(c, sid, kind, parent, time.time(), inputs, changes)
 
-    def _materialised(self, kind: str, inputs: list[str], chain: list[str], *,
-                      lazy: bool = False) -> Ref:
-        """Publish a merge or prefix-diff snapshot; its tree is the chain applied onto an
-        empty directory (now, or on first use when lazy)."""
+    def _materialised(self, kind: str, inputs: list[str], *,
+                      build: list[Item] | None = None) -> Ref:
+        """Publish a snapshot made of others' layers: a merge of `inputs` (their chains in
+        order), a "diff" listing layers, or a "tail" (inputs lower, upper: upper's chain
+        above lower's). Its tree is its chain applied onto an empty directory, each
+        repeated layer once: now when `build` gives the chain's items, else on first use."""
         for i in inputs:
             self._busy_add(i)
         try:
@@ -378,8 +384,8 @@ class Store:
             tmp = self.session.dir / sid
             tmp.mkdir()
             try:
-                if not lazy:
-                    self._driver.build_tree(tmp / "tree", chain)
+                if build is not None:
+                    self._driver.build_tree(tmp / "tree", self.index.chains.tree_layers(build))
                 return self._publish(sid, tmp, kind, None, inputs, None)
             except BaseException:
                 remove_tree(tmp)

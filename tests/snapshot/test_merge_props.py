@@ -87,3 +87,37 @@ def test_applying_a_chain_rebuilds_its_tree(tmp_path_factory, monkeypatch, steps
         apply_layers(dest, state.chain)
     assert _view(picture(dest)) == _view(picture(state.tree))
     assert [checksum(t) for t in trees] == before
+
+
+def _keep_last(layers: list) -> list:
+    out, seen = [], set()
+    for layer in reversed(layers):
+        if layer.id not in seen:
+            seen.add(layer.id)
+            out.append(layer)
+    return out[::-1]
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(states=st.lists(chains, min_size=1, max_size=3),
+       picks=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=10))
+def test_a_repeated_layer_applies_as_its_last_occurrence(tmp_path_factory, states, picks):
+    """What snapshot.chains relies on to build a merge that repeats layers: applying a
+    sequence of layers gives the same tree as applying it with every repeated layer kept at
+    its last occurrence only."""
+    base = tmp_path_factory.mktemp("rep")
+    shop = Workshop(base / "w")
+    built = []
+    for steps in states:
+        s = shop.scratch()
+        for step in steps:
+            s = s.do(*step)
+        built.append(s.chain)
+    seq = [built[i % len(built)][j % len(built[i % len(built)])] for i, j in picks]
+    full, once = base / "full", base / "once"
+    full.mkdir()
+    once.mkdir()
+    apply_layers(full, seq)
+    apply_layers(once, _keep_last(seq))
+    assert _view(picture(once)) == _view(picture(full))
