@@ -86,4 +86,7 @@ def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> 
         return
     result = prune_cache(path, all_=all_, keep_storage=keep, snapshotter=snapshotter)
     click.echo(f"Removed {result.removed} record{'s' if result.removed != 1 else ''}")
+    if result.skipped:
+        click.echo(f"Skipped {result.skipped} record{'s' if result.skipped != 1 else ''} in use"
+                   " by running builds")
     click.echo(f"Total:\t{human_size(result.freed)} reclaimed")

@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from llb.snapshot.layers import Change, path_key
 
@@ -33,7 +33,12 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (id, holder)
 );
+CREATE TABLE IF NOT EXISTS holds (       -- what a live process uses: comma-separated ids
+    session TEXT NOT NULL, ids TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS holds_session ON holds (session);
 """
+GENERATION = "generation"  # meta key: bumped by every removal of snapshots
 
 
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
@@ -121,6 +126,29 @@ class MetaDB:
     def leased(self) -> set[str]:
         return {r[0] for r in self.query("SELECT DISTINCT id FROM leases")}
 
+    def held(self, exclude: str | None = None) -> set[str]:
+        """Snapshot ids the sessions (other than `exclude`) hold."""
+        out: set[str] = set()
+        for (ids,) in self.query("SELECT ids FROM holds WHERE session IS NOT ?", (exclude,)):
+            out.update(ids.split(","))
+        return out
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        """Which of these snapshot ids have a row."""
+        ids = list(ids)
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(r[0] for r in self.query(
+                "SELECT id FROM snapshots WHERE id IN (%s)" % ",".join("?" * len(chunk)),
+                tuple(chunk)))
+        return out
+
+    def generation(self) -> int:
+        """How many times snapshots were removed (so a reader can tell nothing went since)."""
+        value = self.get_meta(GENERATION)
+        return int(value) if value is not None else 0
+
     def holders(self, sid: str) -> list[str]:
         return [r[0] for r in self.query("SELECT holder FROM leases WHERE id=?", (sid,))]
 
@@ -142,6 +170,17 @@ class MetaDB:
             ordered = sorted(changes, key=lambda ch: path_key(ch.path))
             c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
                           [(sid, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+
+    @staticmethod
+    def hold(c: sqlite3.Connection, session: str, ids: Sequence[str]) -> None:
+        """Record that `session` uses these snapshots (one row, however many ids)."""
+        if ids:
+            c.execute("INSERT INTO holds (session, ids) VALUES (?, ?)", (session, ",".join(ids)))
+
+    @staticmethod
+    def bump_generation(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE"
+                  " SET value = CAST(value AS INTEGER) + 1", (GENERATION,))
 
     @staticmethod
     def delete(c: sqlite3.Connection, sid: str) -> None:

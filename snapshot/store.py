@@ -11,7 +11,7 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from llb.snapshot.chains import Item
 from llb.snapshot.copy import remove_tree
@@ -139,6 +139,10 @@ class Store:
         self._state = threading.RLock()
         self._busy: Counter[str] = Counter()  # snapshots this process uses (views, parents)
         self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
+        self._pinned: set[str] = set()  # pin(): kept until close
+        # snapshots this session holds in the DB (`holds`), so a prune in another process
+        # keeps them: everything it published, pinned, viewed or prepared on, until close
+        self._held: set[str] = set()
         self._closed = False
         with self._lock.held():  # a session is born under the root lock, where cleanup runs
             self.session = Session(self.tmp_dir, new_id())
@@ -227,11 +231,45 @@ class Store:
             self._unbusy(ref.id)
 
     def get(self, snapshot_id: str) -> Ref:
-        """A ref on a committed snapshot; NotFoundError when unknown or removed."""
+        """A ref on a committed snapshot; NotFoundError when unknown or removed. (A prune in
+        another process may remove it until it is pinned, mounted or viewed here.)"""
         self._row(snapshot_id)
         ref = Ref(self, snapshot_id)
         self._live.add(ref)
         return ref
+
+    def generation(self) -> int:
+        """A counter every removal of snapshots bumps: read it before learning snapshot ids
+        elsewhere (a cache lookup), pass it to pin() to know whether they may have gone."""
+        return self.db.generation()
+
+    def pin(self, ids: Iterable[str], since: int | None = None) -> set[str]:
+        """Keep these snapshots, and all they depend on, from every prune (this process's and
+        others') until close. Returns the ids that do not exist (any more): when no snapshot
+        was removed since generation `since`, the ids are taken as existing unchecked."""
+        want = {i for i in ids if i is not None}
+        if not want:
+            return set()
+        with self._lock.held():
+            missing: set[str] = set()
+            if since is None or self.db.generation() != since:
+                missing = want - self.db.existing(want)
+            with self._state:
+                new = list(want - missing - self._held)
+            if new:
+                with self.db.transaction() as c:
+                    MetaDB.hold(c, self.session.id, new)
+            with self._state:
+                self._held.update(new)
+                self._pinned.update(want - missing)
+        return missing
+
+    def in_use(self) -> set[str]:
+        """Snapshots other live processes hold (published, pinned, viewed, prepared on) and
+        everything those depend on: what a prune in this process cannot free now."""
+        with self._lock.held():
+            return self._closure(self.db.held(exclude=self.session.id),
+                                 {r.id: r for r in self.db.all_rows()})
 
     def exists(self, snapshot_id: str) -> bool:
         return self.db.row(snapshot_id) is not None
@@ -254,10 +292,12 @@ class Store:
         return self.db.holders(snapshot_id)
 
     def remove(self, snapshot_id: str) -> int:
-        """Remove one snapshot nothing leases or depends on; returns bytes freed."""
+        """Remove one snapshot nothing leases, holds or depends on; returns bytes freed."""
         with self._lock.held():
             self._row(snapshot_id)
-            if self.db.holders(snapshot_id) or self._busy[snapshot_id]:
+            if self.db.holders(snapshot_id) or self._busy[snapshot_id] or \
+                    snapshot_id in self._pinned or \
+                    snapshot_id in self.db.held(exclude=self.session.id):
                 raise SnapshotError(f"snapshot {snapshot_id} is leased or in use",
                                     path=snapshot_id)
             deps = self.db.dependents(snapshot_id)
@@ -267,25 +307,32 @@ class Store:
             return self._delete([snapshot_id])
 
     def prune(self) -> int:
-        """Remove every snapshot no lease, live Ref or in-use mount holds, keeping all that
-        a kept snapshot depends on. Returns bytes freed."""
+        """Remove every snapshot no lease, live Ref, pin or in-use mount (of this process)
+        and no other live process holds, keeping all that a kept snapshot depends on.
+        Returns bytes freed."""
         with self._lock.held():
             rows = {r.id: r for r in self.db.all_rows()}
             with self._state:
-                roots = self.db.leased() | {r.id for r in list(self._live)} | {
-                    k for k, v in self._busy.items() if v}
-            keep: set[str] = set()
-            stack = [r for r in roots if r in rows]
-            while stack:
-                sid = stack.pop()
-                if sid in keep:
-                    continue
-                keep.add(sid)
-                row = rows[sid]
-                if row.parent:
-                    stack.append(row.parent)
-                stack.extend(self.db.inputs(sid))
+                roots = self.db.leased() | self.db.held(exclude=self.session.id) | \
+                    {r.id for r in list(self._live)} | self._pinned | \
+                    {k for k, v in self._busy.items() if v}
+            keep = self._closure(roots, rows)
             return self._delete([s for s in rows if s not in keep])
+
+    def _closure(self, roots: set[str], rows: dict[str, Row]) -> set[str]:
+        """The roots that exist and every snapshot they depend on (parents, inputs)."""
+        keep: set[str] = set()
+        stack = [r for r in roots if r in rows]
+        while stack:
+            sid = stack.pop()
+            if sid in keep:
+                continue
+            keep.add(sid)
+            row = rows[sid]
+            if row.parent:
+                stack.append(row.parent)
+            stack.extend(self.db.inputs(sid))
+        return keep
 
     def usage(self, snapshot_id: str) -> int:
         """Bytes on disk under the snapshot's directory, each inode counted once (data it
@@ -304,7 +351,7 @@ class Store:
         self._closed = True
         self.index.closed = True
         with self._lock.held():
-            self._reap_session(self.session.dir, f"session:{self.session.id}")
+            self._reap_session(self.session.dir, self.session.id)
         self.session.lock_path.unlink(missing_ok=True)
         self.session.close()
         self.db.close()
@@ -335,24 +382,29 @@ class Store:
         return self._driver.layers(ids)
 
     def _busy_add(self, sid: str | None) -> None:
+        """sid is viewed or prepared on: held (in the DB too, once per session) until then."""
         if sid is None:
             return
         with self._state:
             self._busy[sid] += 1
-            first = self._busy[sid] == 1
-        if first:
-            self.lease(sid, f"session:{self.session.id}")
+            held = sid in self._held
+        if not held:
+            with self._lock.held():
+                self._row(sid)
+                with self.db.transaction() as c:
+                    MetaDB.hold(c, self.session.id, [sid])
+            with self._state:
+                self._held.add(sid)
 
     def _unbusy(self, sid: str | None) -> None:
+        """No longer viewed or prepared on here (its DB hold stays until close: a later use
+        in this session costs no write)."""
         if sid is None:
             return
         with self._state:
             self._busy[sid] -= 1
-            last = self._busy[sid] <= 0
-            if last:
+            if self._busy[sid] <= 0:
                 del self._busy[sid]
-        if last and not self._closed:
-            self.release(sid, f"session:{self.session.id}")
 
     def _publish(self, sid: str, tmp: Path, kind: str, parent: str | None, inputs: list[str],
                  changes: list[Change] | None) -> Ref:
@@ -368,8 +420,13 @@ class Store:
 
     def _publish_row(self, sid: str, kind: str, parent: str | None, inputs: list[str],
                      changes: list[Change] | None) -> None:
+        """The row, held by this session from the start (a prune elsewhere never sees it
+        unheld before whoever asked for it can lease it)."""
         with self.db.transaction() as c:
             MetaDB.insert(c, sid, kind, parent, time.time(), inputs, changes)
+            MetaDB.hold(c, self.session.id, [sid])
+        with self._state:
+            self._held.add(sid)
 
     def _materialised(self, kind: str, inputs: list[str], *,
                       build: list[Item] | None = None) -> Ref:
@@ -424,6 +481,7 @@ class Store:
             return 0
         freed = _disk_usage(*(self.snapshots_dir / i for i in ids), exclusive=True)
         with self.db.transaction() as c:
+            MetaDB.bump_generation(c)
             for i in ids:
                 MetaDB.delete(c, i)
         for i in ids:
@@ -464,13 +522,13 @@ class Store:
             if fd is None:
                 continue
             try:
-                self._reap_session(self.tmp_dir / sid, f"session:{sid}")
+                self._reap_session(self.tmp_dir / sid, sid)
                 lock.unlink(missing_ok=True)
             finally:
                 os.close(fd)
         for d in self.tmp_dir.iterdir():  # a session dir whose lock file is gone
             if d.is_dir() and not (self.tmp_dir / f"{d.name}.lock").exists():
-                self._reap_session(d, f"session:{d.name}")
+                self._reap_session(d, d.name)
         known = set(self.snapshot_ids())
         for d in self.snapshots_dir.iterdir():
             if d.name not in known:
@@ -478,7 +536,9 @@ class Store:
                     unmount(m, lazy=True)
                 remove_tree(d)
 
-    def _reap_session(self, path: Path, holder: str) -> None:
+    def _reap_session(self, path: Path, session: str) -> None:
+        """Unmount and remove a session's temporaries; drop its holds (and the session
+        leases older versions took)."""
         for m in mounts_under(path):
             try:
                 unmount(m, lazy=True)
@@ -486,7 +546,8 @@ class Store:
                 pass
         remove_tree(path)
         with self.db.transaction() as c:
-            c.execute("DELETE FROM leases WHERE holder=?", (holder,))
+            c.execute("DELETE FROM holds WHERE session=?", (session,))
+            c.execute("DELETE FROM leases WHERE holder=?", (f"session:{session}",))
 
 
 def _disk_usage(*paths: Path, exclusive: bool = False) -> int:

@@ -198,11 +198,11 @@ class CacheDB:
         """Delete records and release their leases; returns how many were removed."""
         n = 0
         for key in keys:
-            with self._lock:
-                row = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
+            with self._lock:  # one statement: a solve may replace the record meanwhile
+                row = self._db.execute("DELETE FROM records WHERE key=? RETURNING outputs",
+                                       (key,)).fetchone()
                 if row is None:
                     continue
-                self._db.execute("DELETE FROM records WHERE key=?", (key,))
             n += 1
             for sid in set(_decode_outputs(row[0])):
                 if sid is not None:

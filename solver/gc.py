@@ -3,13 +3,19 @@
 
 Records go least recently used first: all of them, or until the cache fits a size, or those
 unused for `keep_duration`. Then every snapshot no remaining record, lease or running solve
-holds is removed, and (with `all_`) the content of cache mounts not in use."""
+holds is removed, and (with `all_`) the content of cache mounts not in use.
+
+A prune runs beside solves, as BuildKit's does, and never waits for them: a record whose
+snapshots a running solve holds (it hit, committed or mounts them: Store.in_use) is in use
+and skipped; a solve that hits a record after the prune looked holds its snapshots before
+relying on them (Store.pin), and the store never removes a held snapshot. Prunes take turns
+(PruneLock)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Collection, NamedTuple
 
 from llb.snapshot import Store
 from llb.solver.cachedb import CacheDB, Record, lease_holder
@@ -21,10 +27,12 @@ KEEP_DURATION = 48 * 3600  # the default policy removes records unused this long
 
 
 class PruneResult(NamedTuple):
-    """What a prune removed: cache records and bytes freed on disk."""
+    """What a prune removed (cache records, bytes freed on disk) and how many records the
+    policy chose that it left in place because running solves use them."""
 
     removed: int
     freed: int
+    skipped: int = 0
 
 
 class Usage(NamedTuple):
@@ -39,21 +47,36 @@ class Usage(NamedTuple):
 
 
 def select(records: list[Record], *, all_: bool = False, keep_storage: int | None = None,
-           keep_duration: float = KEEP_DURATION, now: float | None = None) -> list[Record]:
-    """The policy: which of `records` (least recently used first) to remove."""
-    if all_:
-        return list(records)
-    if keep_storage is not None:
+           keep_duration: float = KEEP_DURATION, now: float | None = None,
+           in_use: Collection[str] = ()) -> list[Record]:
+    """The policy: which of `records` (least recently used first) to remove; records whose
+    keys are `in_use` are never chosen (with keep_storage, the next ones go instead)."""
+    return choose(records, all_=all_, keep_storage=keep_storage, keep_duration=keep_duration,
+                  now=now, in_use=in_use)[0]
+
+
+def choose(records: list[Record], *, all_: bool = False, keep_storage: int | None = None,
+           keep_duration: float = KEEP_DURATION, now: float | None = None,
+           in_use: Collection[str] = ()) -> tuple[list[Record], list[Record]]:
+    """select()'s victims, and the records it would have chosen but for being in use."""
+    victims: list[Record] = []
+    skipped: list[Record] = []
+    if keep_storage is not None and not all_:
         total = sum(r.size for r in records)
-        victims = []
         for r in records:
             if total <= keep_storage:
                 break
+            if r.key in in_use:
+                skipped.append(r)
+                continue
             victims.append(r)
             total -= r.size
-        return victims
+        return victims, skipped
     cutoff = (time.time() if now is None else now) - keep_duration
-    return [r for r in records if r.last_used < cutoff]
+    for r in records:
+        if all_ or r.last_used < cutoff:
+            (skipped if r.key in in_use else victims).append(r)
+    return victims, skipped
 
 
 def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
@@ -62,15 +85,17 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
     if not root.exists():
         return PruneResult(0, 0)
     lock = PruneLock(root)
-    lock.acquire(exclusive=True)  # waits for running solves
+    lock.acquire(exclusive=True)  # another prune (never a solve) may hold it
     try:
         reap(root)  # dead processes' containers, before their mounts and caches go
         store = Store(root, snapshotter)
         db = CacheDB(root)
         try:
             records = db.fill_sizes(store, db.records())  # least recently used first
-            victims = select(records, all_=all_, keep_storage=keep_storage,
-                             keep_duration=keep_duration)
+            held = store.in_use()
+            busy = {r.key for r in records if not held.isdisjoint(r.outputs)}
+            victims, skipped = choose(records, all_=all_, keep_storage=keep_storage,
+                                      keep_duration=keep_duration, in_use=busy)
             removed = db.remove(store, [r.key for r in victims])
             _release_orphan_leases(db, store)
             freed = store.prune()
@@ -83,7 +108,7 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
             store.close()
     finally:
         lock.release()
-    return PruneResult(removed, freed)
+    return PruneResult(removed, freed, len(skipped))
 
 
 def usage(root: Path) -> Usage | None:
@@ -107,9 +132,13 @@ def usage(root: Path) -> Usage | None:
 
 def _release_orphan_leases(db: CacheDB, store: Store) -> None:
     """Release cache leases whose record is gone (a solve killed between leasing a result
-    and recording it), so prune can reclaim those snapshots."""
+    and recording it), so prune can reclaim those snapshots. A running solve leases before
+    it records: its snapshot is held (since it was committed or hit) until the solve ends,
+    by when its record exists; so read the leases, then the holds, then the records."""
+    leases = [(sid, holder) for sid in store.snapshot_ids() for holder in store.leases(sid)
+              if holder.startswith("cache:")]
+    held = store.in_use()
     live = {lease_holder(r.key) for r in db.records()}
-    for sid in store.snapshot_ids():
-        for holder in store.leases(sid):
-            if holder.startswith("cache:") and holder not in live:
-                store.release(sid, holder)
+    for sid, holder in leases:
+        if holder not in live and sid not in held:
+            store.release(sid, holder)

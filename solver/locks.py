@@ -1,5 +1,5 @@
 """File locks in the root: one per cache key (so concurrent solves build a vertex once) and
-the prune lock (solves share it, prune takes it exclusively)."""
+the prune lock (prunes take turns; solves never wait for one)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def clean_key_locks(root: Path) -> int:
 
 
 class PruneLock:
-    """`<root>/solver/prune.lock`: shared while solving, exclusive while pruning."""
+    """`<root>/solver/prune.lock`: prunes take it exclusively, so they take turns. Solves
+    do not take it (a prune skips what they hold: llb.solver.gc)."""
 
     def __init__(self, root: Path):
         self.path = Path(root) / "solver" / "prune.lock"

@@ -154,7 +154,7 @@ class Scheduler:
         if not keyed or self.error is not None:
             return
         lookup = [v.key for v in keyed if not (self.no_cache or v.ignore_cache)]
-        found = self.db.lookup_many(lookup) if lookup else {}
+        found = self._lookup_pinned(lookup) if lookup else {}
         misses = []
         keyed.sort(key=lambda v: v.index)
         for v in keyed:
@@ -186,6 +186,19 @@ class Scheduler:
                 c.key_deps -= 1
                 if c.key_deps == 0:
                     self.ready.append(c)
+
+    def _lookup_pinned(self, keys: list[str]) -> dict[str, tuple[str | None, ...]]:
+        """The records of these keys whose snapshots this solve now holds (pinned until it
+        ends): a prune running beside it skips them. A record whose snapshot a prune removed
+        between the lookup and the pin is no hit (its vertex runs again)."""
+        since = self.store.generation()
+        found = self.db.lookup_many(keys)
+        if found:
+            gone = self.store.pin([o for outs in found.values() for o in outs if o is not None],
+                                  since)
+            if gone:
+                found = {k: outs for k, outs in found.items() if gone.isdisjoint(outs)}
+        return found
 
     def _compute_key(self, v: Vertex) -> None:
         op = v.op
@@ -341,7 +354,7 @@ class Scheduler:
             raise SolveCancelledError("cancelled", vertex=v.digest)
         try:
             if not (self.no_cache or v.ignore_cache):
-                outs = self.db.lookup(v.key)
+                outs = self._lookup_pinned([v.key]).get(v.key)
                 if outs is not None:
                     return _RunResult("cached", outs, None, 0.0, v.key)
             if self.cancelled.is_set():

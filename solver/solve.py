@@ -10,7 +10,6 @@ from llb.errors import DefinitionError
 from llb.ops import SourceOp
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
-from llb.solver.locks import PruneLock
 from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.scheduler import Scheduler
@@ -30,8 +29,9 @@ class SolveResult(NamedTuple):
 
 
 class Solver:
-    """Solves definitions under `root`. Holds the root's shared prune lock until close(), so
-    a concurrent `llb prune` never removes what a solve (or its export) is using."""
+    """Solves definitions under `root`. Everything a solve uses (cache hits, what it
+    commits, what it mounts) is held in the store by its session until close(), so a
+    concurrent `llb prune` skips it (and never waits for the solve)."""
 
     def __init__(self, root: Path, snapshotter: str = "auto", workers: int = 4,
                  progress: ProgressSink | None = None, *, store: Store | None = None):
@@ -40,16 +40,13 @@ class Solver:
         reap(self.root)  # dead processes' containers, before the store reuses their mounts
         self.workers = max(1, workers)
         self.progress = Progress(progress)
-        self._prune_lock = PruneLock(self.root)
-        self._prune_lock.acquire(exclusive=False)
         self.store = Store(self.root, snapshotter) if store is None else store
         self.db = CacheDB(self.root)
 
     def close(self) -> None:
-        """Release the DB, the store and the root lock."""
+        """Release the DB and the store (and with it what this solve held)."""
         self.db.close()
         self.store.close()
-        self._prune_lock.release()
 
     def __enter__(self) -> "Solver":
         return self

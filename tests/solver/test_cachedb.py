@@ -125,20 +125,19 @@ def test_key_lock_waiters_survive_the_holder_unlinking(tmp_path: Path):
         assert order[k][0] == "in" and order[k + 1] == ("out", order[k][1])
 
 
-def test_root_lock_makes_prune_wait_for_solves(tmp_path: Path):
+def test_prunes_take_turns_and_a_solver_holds_no_prune_lock(tmp_path: Path):
     from llb.solver.locks import PruneLock
+    from llb.solver.solve import Solver
 
-    solving = PruneLock(tmp_path)
-    solving.acquire(exclusive=False)
-    other = PruneLock(tmp_path)
-    other.acquire(exclusive=False)  # solves share it
-    got = []
-    pruner = threading.Thread(target=lambda: (PruneLock(tmp_path).acquire(exclusive=True),
-                                              got.append(True)))
-    pruner.start()
-    time.sleep(0.1)
-    assert got == []
-    solving.release()
-    other.release()
-    pruner.join(5)
-    assert got == [True]
+    with Solver(tmp_path, store=None) as _solver:  # a running solve does not hold it
+        pruning = PruneLock(tmp_path)
+        pruning.acquire(exclusive=True)
+        got = []
+        second = threading.Thread(target=lambda: (PruneLock(tmp_path).acquire(exclusive=True),
+                                                  got.append(True)))
+        second.start()
+        time.sleep(0.1)
+        assert got == []  # another prune waits for the first
+        pruning.release()
+        second.join(5)
+        assert got == [True]

@@ -42,6 +42,12 @@ class FakeStore:
     def get(self, sid):
         return FakeRef(sid)
 
+    def generation(self):
+        return 0
+
+    def pin(self, ids, since=None):
+        return set()
+
     def close(self):
         pass
 
