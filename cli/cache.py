@@ -57,8 +57,18 @@ def du(verbose: bool, root: str | None) -> None:
             click.echo(f"Cache mount:\t{cache_id}\nSize:\t\t{human_size(size)}\n")
         else:
             click.echo(f"{'(cache mount)':<26}{human_size(size):>10}  {'':<18}cache mount {cache_id}")
+    for blob in cache.blobs:
+        use = "in use" if blob.in_use else "unused"
+        if verbose:
+            click.echo(f"Blob:\t\t{blob.digest}\nSize:\t\t{human_size(blob.size)}\n"
+                       f"In use:\t\t{'yes' if blob.in_use else 'no'}\n")
+        else:
+            short = blob.digest.split(":", 1)[-1][:25]
+            click.echo(f"{short:<26}{human_size(blob.size):>10}  {use:<18}blob {blob.digest}")
     n = len(records) + len(mounts)
-    click.echo(f"Total:\t{human_size(total)} in {n} record{'s' if n != 1 else ''}")
+    blobs = f" and {len(cache.blobs)} blob{'s' if len(cache.blobs) != 1 else ''}" \
+        if cache.blobs else ""
+    click.echo(f"Total:\t{human_size(total)} in {n} record{'s' if n != 1 else ''}{blobs}")
 
 
 @click.command("prune")

@@ -3,7 +3,9 @@
 
 Records go least recently used first: all of them, or until the cache fits a size, or those
 unused for `keep_duration`. Then every snapshot no remaining record, lease or running solve
-holds is removed, and (with `all_`) the content of cache mounts not in use.
+holds is removed, and (with `all_`) the content of cache mounts not in use. Last, the blobs
+of the content store that no remaining snapshot references (its layer blobs, the manifest
+and config of the image it came from) and no live process leases.
 
 A prune runs beside solves, as BuildKit's does, and never waits for them: a record whose
 snapshots a running solve holds (it hit, committed or mounts them: Store.in_use) is in use
@@ -35,15 +37,27 @@ class PruneResult(NamedTuple):
     skipped: int = 0
 
 
+class BlobUsage(NamedTuple):
+    """A blob of the content store: its digest, bytes, and whether something needs it (a
+    snapshot references it or a live process leases it): prune keeps those."""
+
+    digest: str
+    size: int
+    in_use: bool
+
+
 class Usage(NamedTuple):
-    """The cache's records (least recently used first, sizes filled in) and cache mounts."""
+    """The cache's records (least recently used first, sizes filled in), cache mounts and
+    the content store's blobs."""
 
     records: list[Record]
     cache_mounts: list[tuple[str, int]]  # (id, bytes)
+    blobs: list[BlobUsage] = []
 
     @property
     def total(self) -> int:
-        return sum(r.size for r in self.records) + sum(size for _, size in self.cache_mounts)
+        return (sum(r.size for r in self.records) + sum(size for _, size in self.cache_mounts)
+                + sum(b.size for b in self.blobs))
 
 
 def select(records: list[Record], *, all_: bool = False, keep_storage: int | None = None,
@@ -103,6 +117,7 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
                 freed += CacheMounts(root).prune()
             db.forget_checksums(set(store.snapshot_ids()))
             clean_key_locks(root)
+            freed += _prune_blobs(root, store)
         finally:
             db.close()
             store.close()
@@ -123,11 +138,44 @@ def usage(root: Path) -> Usage | None:
     store = Store(root)
     try:
         records = db.fill_sizes(store, db.records())
+        blobs = blob_usage(root, store)
     finally:
         db.close()
         store.close()
     mounts = CacheMounts(root)
-    return Usage(records, [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()])
+    return Usage(records, [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()],
+                 blobs)
+
+
+def kept_blobs(store: Store) -> set[str]:
+    """Digests the remaining snapshots still need: their layer blobs (pulled or packed) and
+    what their images' manifests and configs are (the snapshot store records them)."""
+    kept = getattr(store, "kept_digests", None)  # (the store's image layers)
+    return set(kept()) if kept is not None else set()
+
+
+def blob_usage(root: Path, store: Store) -> list[BlobUsage]:
+    """Every blob of the root's content store, and whether something needs it."""
+    if not (root / "content").is_dir():
+        return []
+    from llb.content.store import ContentStore
+
+    with ContentStore(root) as content:
+        keep = kept_blobs(store)
+        mine = content.session_holder
+        return [BlobUsage(b.digest, b.size, b.digest in keep or any(
+                    h != mine for h in content.leases(b.digest)))
+                for b in content.blobs()]
+
+
+def _prune_blobs(root: Path, store: Store) -> int:
+    """Remove the blobs no remaining snapshot needs and no live process leases; bytes freed."""
+    if not (root / "content").is_dir():
+        return 0
+    from llb.content.store import ContentStore
+
+    with ContentStore(root) as content:
+        return content.prune(keep=kept_blobs(store))
 
 
 def _release_orphan_leases(db: CacheDB, store: Store) -> None:
