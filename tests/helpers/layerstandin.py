@@ -39,13 +39,17 @@ class StandInBlob(NamedTuple):
 
 def layer_tar(layer: Any, epoch: int | None) -> bytes:
     buf = io.BytesIO()
+    changes = {c.path: c.kind for c in layer.changes()}
+    for rel in list(changes):  # parent directories of every change, as BuildKit writes them
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            changes.setdefault("/".join(parts[:i]), "parent")
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for change in layer.changes():
-            rel = change.path
-            if change.kind == "delete":
+        for rel in sorted(changes, key=lambda p: p.split("/")):
+            if changes[rel] == "delete":
                 parent, _, name = rel.rpartition("/")
                 info = tarfile.TarInfo(f"{parent}/.wh.{name}" if parent else f".wh.{name}")
-                info.mtime = epoch or 0
+                info.mtime, info.mode = epoch or 0, 0
                 tar.addfile(info)
                 continue
             path = str(layer.path(rel))
