@@ -18,6 +18,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from llb.fsutil import remove_tree
+
 __all__ = ["BUNDLES", "OWNERS", "RUNC_STATE", "RUN_LINK", "OwnerLock", "reap_orphans",
            "run_dirs"]
 
@@ -139,4 +141,7 @@ def _remove(rd: Path, cid: str) -> None:
             for args in (["kill", cid, "KILL"], ["delete", "--force", cid]):
                 subprocess.run(base + args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, check=False, timeout=60)
-    shutil.rmtree(rd / BUNDLES / cid, ignore_errors=True)
+    try:
+        remove_tree(rd / BUNDLES / cid)
+    except OSError:
+        pass  # a bundle left behind is retried with its run directory

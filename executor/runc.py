@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llb.fsutil import remove_tree
 from llb.errors import LLBError
 from llb.ops import DEFAULT_PATH
 from llb.executor.orphans import RUN_LINK, OwnerLock
@@ -184,7 +185,10 @@ class Executor:
                     self._delete(cid)
                 if stubs is not None:
                     stubs.clean()
-                shutil.rmtree(bundle, ignore_errors=True)
+                try:
+                    remove_tree(bundle)
+                except OSError:
+                    pass  # left for _reap_run_dirs
             finally:
                 owner.release()
 
@@ -256,7 +260,7 @@ class Executor:
                 try:
                     os.rename(tmp, final)
                 except OSError:  # another process made it first
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    remove_tree(tmp)
             self._underlay = final
         return self._underlay
 
@@ -403,7 +407,7 @@ def _reap_run_dirs(top: Path, keep: Path) -> None:
             owner = (d / "owner").read_text()
             if os.path.exists(owner) or any((d / "runc").iterdir()):
                 continue
-            shutil.rmtree(d)
+            remove_tree(d)
         except OSError:
             continue
 

@@ -16,6 +16,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from llb.errors import LLBError
+from llb.fsutil import set_times
 from llb.snapshot.mount import retry_busy
 from llb.snapshot.paths import resolve_in_root
 
@@ -212,14 +213,13 @@ class Stubs:
                 # right after runc exits, the dying container's mount namespace may still
                 # hold mounts on the stub (released within milliseconds)
                 retry_busy(lambda: remove(p), _BUSY_WAIT)
-                os.utime(p.parent, ns=(pst.st_atime_ns, pst.st_mtime_ns),
-                         follow_symlinks=False)
+                set_times(str(p.parent), pst.st_mtime_ns, pst.st_atime_ns)
             except OSError:
                 continue
         for d, (host, names, atime, mtime) in self._anchors.items():
             try:
                 if _unmoved(host, d) and set(os.listdir(d)) == names:
-                    os.utime(d, ns=(atime, mtime), follow_symlinks=False)
+                    set_times(str(d), mtime, atime)
             except OSError:
                 continue
 

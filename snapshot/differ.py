@@ -8,10 +8,9 @@ import os
 import stat
 from pathlib import Path
 
+from llb.fsutil import read_xattrs
 from llb.snapshot.layers import Change, path_key
-from llb.snapshot.metadata import (
-    copy_metadata, is_opaque, is_whiteout, read_xattrs, same_content, same_metadata,
-)
+from llb.snapshot.metadata import is_opaque, is_whiteout, same_content, same_metadata
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -203,52 +202,6 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
                 out.append(Change(r, "modify"))
     out.sort(key=lambda c: path_key(c.path))
     return out
-
-
-def write_layer_dir(src: Path, dest: Path, changes: list[Change]) -> None:
-    """Lay out a layer's content at dest: each added or modified entry of the tree at src
-    (hardlinked; copied when linking fails), directories recreated with their metadata,
-    and the parent directories of every change, deletions included."""
-    from llb.snapshot.copy import try_link, copy_entry
-
-    made: dict[str, os.stat_result] = {}
-    root_st = os.lstat(src)
-    os.mkdir(dest, 0o700)
-    copy_metadata(src, dest, root_st, times=False)
-    made[""] = root_st
-
-    def ensure_dir(rel: str) -> None:
-        if rel in made:
-            return
-        parent = os.path.dirname(rel)
-        ensure_dir(parent)
-        st = os.lstat(os.path.join(src, rel))
-        os.mkdir(os.path.join(dest, rel), 0o700)
-        copy_metadata(os.path.join(src, rel), os.path.join(dest, rel), st, times=False)
-        made[rel] = st
-
-    copied: dict[tuple[int, int], str] = {}  # hardlinks inside the layer stay hardlinks
-    for ch in changes:
-        parent = os.path.dirname(ch.path)
-        if ch.kind == "delete":
-            if os.path.isdir(os.path.join(src, parent)) and not os.path.islink(os.path.join(src, parent)):
-                ensure_dir(parent)
-            continue
-        ensure_dir(parent)
-        sp = os.path.join(src, ch.path)
-        st = os.lstat(sp)
-        if stat.S_ISDIR(st.st_mode):
-            ensure_dir(ch.path)
-        elif not try_link(sp, os.path.join(dest, ch.path)):
-            dp, key = os.path.join(dest, ch.path), (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in copied:
-                os.link(copied[key], dp)
-                continue
-            copy_entry(sp, dp, st)
-            copied[key] = dp
-    for rel in sorted(made, key=lambda r: -len(path_key(r)) if r else 0):
-        st = made[rel]
-        os.utime(os.path.join(dest, rel) if rel else dest, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _join(rel: str, name: str) -> str:

@@ -9,11 +9,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from llb.snapshot.copy import remove_tree
-from llb.snapshot.differ import write_layer_dir
+from llb.fsutil import remove_tree
 from llb.snapshot.index import Index
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.merge import apply_layers
+from llb.snapshot.upper import write_layer
 
 
 class Draft(Protocol):
@@ -60,7 +60,7 @@ class Driver:
 
     def build_layer(self, sdir: Path, src: Path, changes: list[Change]) -> None:
         """Write a computed diff's content (a snapshot without parent) into sdir."""
-        write_layer_dir(src, sdir / self.layer_dirname, changes)
+        write_layer(src, sdir / self.layer_dirname, changes)
 
     def build_tree(self, dest: Path, chain: list[str]) -> None:
         """Apply a chain of layers onto the empty directory dest (the merge engine)."""

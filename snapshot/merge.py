@@ -16,18 +16,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llb.snapshot.apply import copy_entry, copy_xattrs
-from llb.snapshot.copy import remove_tree
+from llb.fsutil import copy_entry, copy_xattrs, creds, remove_tree
+from llb.fsutil.policy import LINK_FALLBACK
 from llb.snapshot.errors import SnapshotError
 
 if TYPE_CHECKING:
     from llb.snapshot.layers import Layer
 
 __all__ = ["MergeError", "apply_layers"]
-
-# A hardlink that fails with one of these becomes a copy of that one entry. EPERM is what
-# fs.protected_hardlinks answers a non-root caller that does not own the source.
-_LINK_FALLBACK = (errno.EXDEV, errno.EMLINK, errno.EPERM)
 
 # The cross-snapshot hardlink (a module attribute so tests can make it fail like EXDEV).
 _link = os.link
@@ -95,6 +91,9 @@ class _Merger:
     def __init__(self, root: str):
         self.root = root
         self.dirs: dict[str, tuple[int, int, int]] = {}
+        # who a copied entry belongs to when created: our directories are never set-group-ID
+        # while they are filled (their mode comes at finish), so new entries get our group
+        self.creds = creds()
 
     # ------------------------------------------------------------------ one layer
 
@@ -128,7 +127,7 @@ class _Merger:
                         link(src, dst, follow_symlinks=False)
                         continue
                     except OSError as e:
-                        if e.errno != errno.EEXIST and e.errno not in _LINK_FALLBACK:
+                        if e.errno != errno.EEXIST and e.errno not in LINK_FALLBACK:
                             raise
                         err = e.errno
                 self._put(st, rel, src, dst, err)
@@ -175,18 +174,18 @@ class _Merger:
                 os.link(st.copied[key], dst, follow_symlinks=False)
                 return
             except OSError as e:
-                if e.errno not in _LINK_FALLBACK:
+                if e.errno not in LINK_FALLBACK:
                     raise
         elif not st.no_link and err in (None, errno.EEXIST):
             try:
                 _link(src, dst, follow_symlinks=False)
                 return
             except OSError as e:
-                if e.errno not in _LINK_FALLBACK:
+                if e.errno not in LINK_FALLBACK:
                     raise
                 if e.errno == errno.EXDEV:
                     st.no_link = True
-        copy_entry(src, dst, sst)
+        copy_entry(src, dst, sst, creds=self.creds)
         if sst.st_nlink > 1:
             st.copied.setdefault(key, dst)
 
@@ -283,4 +282,4 @@ def _remove(dst: str) -> None:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        remove_tree(Path(dst))
+        remove_tree(dst)

@@ -1,34 +1,14 @@
-"""File metadata with full fidelity: xattrs (user.*, security.*, trusted.* except the
-overlay's own trusted.overlay.*, which are interpreted, never copied), owner, mode incl.
-setuid/setgid/sticky, and nanosecond times. Symlinks are never followed."""
+"""Reading what a snapshot's entries are: overlay's whiteouts and opaque directories, and
+whether two entries are the same (metadata, then bytes). Writing metadata is the
+filesystem toolkit's (llb.fsutil). Symlinks are never followed."""
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
-_OVERLAY_PREFIX = "trusted.overlay."
-
-
-def read_xattrs(path: str | os.PathLike) -> dict[str, bytes]:
-    """All xattrs of `path` itself (not a symlink's target), minus overlayfs' private ones."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
-            return {}
-        raise
-    out: dict[str, bytes] = {}
-    for name in names:
-        if name.startswith(_OVERLAY_PREFIX):
-            continue
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as e:
-            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
-                raise
-    return out
+from llb.fsutil import read_xattrs
+from llb.fsutil.policy import XATTR_GONE, xattr_refused
 
 
 def is_opaque(path: str | os.PathLike) -> bool:
@@ -37,39 +17,15 @@ def is_opaque(path: str | os.PathLike) -> bool:
         try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
                 return True
-        except OSError:
-            pass
+        except OSError as e:  # not set (ENODATA), or not readable here
+            if e.errno not in XATTR_GONE and not xattr_refused(e):
+                raise
     return False
 
 
 def is_whiteout(st: os.stat_result) -> bool:
     """An overlay whiteout: a character device 0/0."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def copy_metadata(src: str | os.PathLike, dst: str | os.PathLike, st: os.stat_result | None = None,
-                  *, times: bool = True, owned: bool = False) -> None:
-    """Give dst the owner, xattrs, mode and (optionally) times of src. Owner goes first
-    (chown clears setuid bits and file capabilities), then xattrs, then mode. owned: the
-    caller knows dst was just created with src's owner already (no chown needed)."""
-    if st is None:
-        st = os.lstat(src)
-    link = stat.S_ISLNK(st.st_mode)
-    if not owned:
-        try:
-            os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-        except PermissionError:
-            pass  # not root: keep our own owner
-    for name, value in read_xattrs(src).items():
-        try:
-            os.setxattr(dst, name, value, follow_symlinks=False)
-        except OSError as e:
-            if e.errno not in (errno.ENOTSUP, errno.EPERM):
-                raise
-    if not link:
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    if times:
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def same_metadata(a: os.stat_result, b: os.stat_result, apath: str, bpath: str) -> bool:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llb.fsutil import remove_tree
 from llb.snapshot.errors import SnapshotError
 
 # the C library this process already runs on (no ctypes.util.find_library: it imports
@@ -182,8 +183,6 @@ def overlay_works(scratch: Path) -> bool:
     """Try a real overlay mount under scratch (what `auto` uses to choose), in directories
     of its own that it removes afterwards: a volatile mount leaves its work directory
     unmountable, so a probe must never find an earlier probe's."""
-    import shutil
-
     base = Path(scratch) / f"overlay-probe-{os.getpid()}-{time.monotonic_ns()}"
     dirs = [base / n for n in ("l", "u", "w", "m")]
     try:
@@ -199,4 +198,7 @@ def overlay_works(scratch: Path) -> bool:
             unmount(dirs[3], lazy=True)
         return True
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            remove_tree(base)
+        except OSError:
+            pass  # a probe left behind is harmless (and removed with its session)

@@ -38,13 +38,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from llb.snapshot.copy import copy_entry, copy_tree, link_tree
-from llb.snapshot.differ import tree_changes, write_layer_dir
+from llb.fsutil import copy_entry, copy_tree, read_xattrs
+from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Draft, Driver, make_root
 from llb.snapshot.index import Index
 from llb.snapshot.layers import Change, path_key
-from llb.snapshot.metadata import read_xattrs
 from llb.snapshot.treemap import DIR, TreeMap, build_map, map_changes
+from llb.snapshot.upper import write_layer
 
 
 _MAPS_KEPT = 8  # tree maps remembered per process (the tips of FileOp chains)
@@ -78,10 +78,10 @@ class NativeDriver(Driver):
             return
         with self._reading(m.parent_id) as ptree:
             if m.trusted:
-                link_tree(ptree, tree)
+                copy_tree(ptree, tree, link=True)
             else:
                 fresh: dict[int, int] = {}
-                copy_tree(ptree, tree, fresh=fresh)
+                copy_tree(ptree, tree, ctimes=fresh)
                 self._fresh[m.id] = fresh
 
     def mount_mutable(self, m: Draft) -> Path:
@@ -110,7 +110,7 @@ class NativeDriver(Driver):
             with self._reading(m.parent_id) as ptree:
                 changes = tree_changes(tree, ptree, same_fs=True,
                                        fresh=self._fresh.pop(m.id, None))
-        write_layer_dir(tree, m.dir / "layer", changes)
+        write_layer(tree, m.dir / "layer", changes)
         if not m.trusted and _mark_private(m.dir / "tree.lock"):
             with self._maps_lock:  # its tree: our copies, and its changes (also in layer/)
                 self._private[m.id] = records

@@ -24,15 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from llb.snapshot.copy import link_tree, remove_tree
+from llb.fsutil import copy_meta, copy_tree, remove_tree
 from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
 from llb.snapshot.driver import Draft, Driver, make_root, publish_cache
 from llb.snapshot.index import Index
-from llb.snapshot.metadata import copy_metadata
 from llb.snapshot.layers import Change
 from llb.snapshot.mount import mount_overlay, unmount
 from llb.snapshot.treemap import TreeMap, build_map, map_changes
-from llb.snapshot.upper import write_upper
+from llb.snapshot.upper import write_layer
 
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
@@ -101,7 +100,7 @@ class OverlayDriver(Driver):
             # overlay shows a merged directory with its upper's attributes: the root must
             # start as the parent's root (mode, owner, xattrs, times)
             top = self.index.root / self.lowers(m.parent_id)[0]
-            copy_metadata(top, m.dir / "fs")
+            copy_meta(str(top), str(m.dir / "fs"))
             (m.dir / "mnt").mkdir()
             os.mkdir(_scratch(m))
 
@@ -131,7 +130,7 @@ class OverlayDriver(Driver):
         if base is not None:
             tree = m.dir / "tree"
             mapped, new = map_changes(tree, base)
-            write_upper(tree, m.dir / "fs", mapped)
+            write_layer(tree, m.dir / "fs", mapped, whiteouts=True)
             os.rename(tree, m.dir / "tip")
             with self._maps_lock:
                 self._maps[m.id] = new
@@ -185,7 +184,7 @@ class OverlayDriver(Driver):
                 return None
         row = self.index.row(sid)
         if row.kind != "layer":
-            link_tree(self.ensure_tree(sid), dest)
+            copy_tree(self.ensure_tree(sid), dest, link=True)
         else:
             self.build_tree(dest, self.index.tree_chain(sid))
         return build_map(dest)

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from llb.fsutil import disk_usage, remove_tree
 from llb.snapshot.chains import Item
-from llb.snapshot.copy import remove_tree
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
@@ -338,7 +338,7 @@ class Store:
         """Bytes on disk under the snapshot's directory, each inode counted once (data it
         shares by hardlink with other snapshots counts in each of them)."""
         self._row(snapshot_id)
-        return _disk_usage(self.snapshots_dir / snapshot_id)
+        return disk_usage([self.snapshots_dir / snapshot_id])
 
     def snapshot_ids(self) -> list[str]:
         """Every committed snapshot id."""
@@ -479,7 +479,7 @@ class Store:
         """Drop rows (one transaction), then move the directories out and remove them."""
         if not ids:
             return 0
-        freed = _disk_usage(*(self.snapshots_dir / i for i in ids), exclusive=True)
+        freed = disk_usage([self.snapshots_dir / i for i in ids], exclusive=True)
         with self.db.transaction() as c:
             MetaDB.bump_generation(c)
             for i in ids:
@@ -549,21 +549,3 @@ class Store:
             c.execute("DELETE FROM holds WHERE session=?", (session,))
             c.execute("DELETE FROM leases WHERE holder=?", (f"session:{session}",))
 
-
-def _disk_usage(*paths: Path, exclusive: bool = False) -> int:
-    """Bytes of the inodes under these directories, each counted once. exclusive: only
-    what removing them would free (directories, and inodes all of whose links lie inside
-    them; a hardlink shared with another snapshot is not counted)."""
-    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen, nlink, bytes]
-    total = 0
-    for path in paths:
-        for dirpath, dirnames, filenames in os.walk(path):
-            total += os.lstat(dirpath).st_blocks * 512
-            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-                st = os.lstat(os.path.join(dirpath, name))
-                rec = links.get((st.st_dev, st.st_ino))
-                if rec is None:
-                    links[(st.st_dev, st.st_ino)] = [1, st.st_nlink, st.st_blocks * 512]
-                else:
-                    rec[0] += 1
-    return total + sum(b for seen, nlink, b in links.values() if seen >= nlink or not exclusive)

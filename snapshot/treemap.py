@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from llb.fsutil import read_xattrs
 from llb.snapshot.layers import Change, path_key
-from llb.snapshot.metadata import read_xattrs
 
 DIR = -1  # the inode slot of a directory entry
 _RACY_NS = 20_000_000  # two ticks at HZ=100: a coarse ctime lags real time by less

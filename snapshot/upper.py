@@ -1,20 +1,20 @@
-"""Writing an overlay upperdir from a recorded diff: what a trusted overlay step, which ran
-on a plain materialised tree instead of an overlay mount, leaves as its layer, so exec
-mounts, views, merges and exports see an ordinary overlay snapshot. Added and modified
-entries are hardlinked from the tree (copied when linking fails), their parent directories
-recreated with the tree's metadata (overlay shows a merged directory with its upper's
-attributes), deletions become kernel whiteouts (character devices 0/0)."""
+"""Laying out a layer's content from a full tree and its recorded diff: each added or
+modified entry hardlinked from the tree (copied where linking fails, hardlinks among them
+kept), its parent directories recreated with the tree's metadata, and the parent directory
+of every deletion too (a merge creates it). For an overlay upperdir, deletions also become
+kernel whiteouts (character devices 0/0); a directory whose lower was replaced keeps
+explicit whiteouts for what it lost (the diff lists them), so no opaque marker is needed.
+That is what a trusted overlay step, which ran on a plain tree instead of a mount, leaves
+as its layer, and what the native snapshotter keeps as `layer/`."""
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
-from llb.snapshot.copy import copy_entry
+from llb.fsutil import copy_entry, copy_meta, set_times, try_link
 from llb.snapshot.layers import Change, path_key
-from llb.snapshot.metadata import copy_metadata
 
 _WHITEOUT = stat.S_IFCHR | 0o000
 
@@ -24,43 +24,56 @@ def make_whiteout(path: str) -> None:
     os.mknod(path, _WHITEOUT, os.makedev(0, 0))
 
 
-def write_upper(tree: Path, upper: Path, changes: list[Change]) -> None:
-    """Create upper (absent) holding `changes` of the full tree at `tree` as an overlay
-    upperdir. A directory whose lower was replaced keeps explicit whiteouts for what it
-    lost (the diff lists them), so no opaque marker is needed."""
-    src, dst = str(tree), str(upper)
+def write_layer(tree: Path, dest: Path, changes: list[Change], *, whiteouts: bool = False
+                ) -> None:
+    """Create dest (absent) holding `changes` of the full tree at `tree` (see the module
+    docstring); whiteouts: mark deletions as overlay does (an upperdir)."""
+    src, dst = os.fspath(tree), os.fspath(dest)
     made: dict[str, os.stat_result] = {}
 
     def ensure_dir(rel: str) -> None:
-        if rel in made:
-            return
-        if rel:
-            ensure_dir(os.path.dirname(rel))
-        s = os.path.join(src, rel) if rel else src
-        d = os.path.join(dst, rel) if rel else dst
-        st = os.lstat(s)
-        os.mkdir(d, 0o700)
-        copy_metadata(s, d, st, times=False)
-        made[rel] = st
+        """Make rel and its missing parents, top down, with the tree's metadata (times
+        last, at the end)."""
+        todo = []
+        while rel not in made:
+            todo.append(rel)
+            if not rel:
+                break
+            rel = rel.rpartition("/")[0]
+        for r in reversed(todo):
+            s, d = (f"{src}/{r}", f"{dst}/{r}") if r else (src, dst)
+            st = os.lstat(s)
+            os.mkdir(d, 0o700)
+            copy_meta(s, d, st, times=False)
+            made[r] = st
 
     ensure_dir("")
+    copied: dict[tuple[int, int], str] = {}  # hardlinks inside the layer stay hardlinks
     for ch in changes:
-        ensure_dir(os.path.dirname(ch.path))
-        d = os.path.join(dst, ch.path)
+        parent = ch.path.rpartition("/")[0]
         if ch.kind == "delete":
-            make_whiteout(d)
+            if parent not in made:
+                try:
+                    if not stat.S_ISDIR(os.lstat(f"{src}/{parent}" if parent else src).st_mode):
+                        continue
+                except FileNotFoundError:
+                    continue
+                ensure_dir(parent)
+            if whiteouts:
+                make_whiteout(f"{dst}/{ch.path}")
             continue
-        s = os.path.join(src, ch.path)
-        st = os.lstat(s)
+        ensure_dir(parent)
+        sp, dp = f"{src}/{ch.path}", f"{dst}/{ch.path}"
+        st = os.lstat(sp)
         if stat.S_ISDIR(st.st_mode):
             ensure_dir(ch.path)
-            continue
-        try:
-            os.link(s, d, follow_symlinks=False)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
-                raise
-            copy_entry(s, d, st)
+        elif not try_link(sp, dp):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in copied:
+                os.link(copied[key], dp)
+                continue
+            copy_entry(sp, dp, st)
+            copied[key] = dp
     for rel in sorted(made, key=lambda r: -len(path_key(r)) if r else 0):
         st = made[rel]
-        os.utime(os.path.join(dst, rel) if rel else dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        set_times(f"{dst}/{rel}" if rel else dst, st.st_mtime_ns, st.st_atime_ns)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from llb.fsutil import disk_usage, remove_tree
 from llb.ops import SHARING_LOCKED, SHARING_PRIVATE, SHARING_SHARED
 from llb.solver.errors import SolveCancelledError, UnsupportedError
 
@@ -97,15 +97,7 @@ class CacheMounts:
 
     def usage(self, cache_id: str) -> int:
         """Bytes used by every instance of cache_id (each inode counted once)."""
-        seen: set[tuple[int, int]] = set()
-        total = 0
-        for dirpath, dirnames, filenames in os.walk(self.path(cache_id)):
-            for name in dirnames + filenames:
-                st = os.lstat(os.path.join(dirpath, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_blocks * 512
-        return total
+        return disk_usage([self.path(cache_id)])
 
     def prune(self) -> int:
         """Remove the content of every cache instance no exec holds; bytes freed."""
@@ -122,7 +114,7 @@ class CacheMounts:
                     inst = base / lock.name[: -len(".lock")]
                     if inst.is_dir():
                         before = self.usage(cache_id)
-                        shutil.rmtree(inst)
+                        remove_tree(inst)
                         freed += before - self.usage(cache_id)
                 finally:
                     os.close(fd)

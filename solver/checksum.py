@@ -8,7 +8,6 @@ owner, symlink targets, device numbers and xattrs are in."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import stat
@@ -16,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from llb.fsutil import contains_wildcards, read_xattrs
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import InputError
-from llb.solver.patterns import PathFilter, has_wildcard, walk
+from llb.solver.patterns import PathFilter, resolve_wildcards, walk
 
 _CHUNK = 1 << 20
 
@@ -74,15 +74,7 @@ def _entry(h, base: str, rel: str, st: os.stat_result, memo: FileHashMemo | None
         h.update(os.fsencode(os.readlink(full)))
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}".encode())
-    try:
-        names = sorted(os.listxattr(full, follow_symlinks=False))
-    except OSError:
-        names = []
-    for n in names:
-        try:
-            v = os.getxattr(full, n, follow_symlinks=False)
-        except OSError:
-            continue
+    for n, v in read_xattrs(full).items():
         h.update(b"\0x" + n.encode() + b"=" + v)
     h.update(b"\n")
 
@@ -129,7 +121,7 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
     h = hashlib.sha256(b"llb-copy-v1\n")
     matches = copy_matches(top, copy) if top is not None else []
     if not matches:
-        if copy.allow_wildcard and copy.allow_empty_wildcard and has_wildcard(copy.src):
+        if copy.allow_wildcard and copy.allow_empty_wildcard and contains_wildcards(copy.src):
             return "sha256:" + h.hexdigest()
         raise InputError(f"copy source {copy.src} not found", vertex=vertex, path=copy.src)
     flt = PathFilter(copy.include, copy.exclude)
@@ -148,28 +140,14 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
 
 
 def copy_matches(top: Path, copy) -> list[tuple[str, str]]:
-    """The paths `copy.src` names inside `top`, as (path relative to top, real path)."""
+    """The paths `copy.src` names inside `top`, as (path relative to top, real path): for a
+    wildcard, exactly what the copy itself reads (solver.patterns.resolve_wildcards)."""
     src = copy.src
-    if not (copy.allow_wildcard and has_wildcard(src)):
+    if not (copy.allow_wildcard and contains_wildcards(src)):
         p = resolve_in_root(top, src, follow_final=copy.follow_symlinks)
         return [(src.strip("/"), str(p))] if os.path.lexists(p) else []
-    parts = [c for c in src.split("/") if c and c != "."]
-    found = [""]
-    for comp in parts:
-        nxt = []
-        for prefix in found:
-            if not has_wildcard(comp):
-                nxt.append(f"{prefix}/{comp}" if prefix else comp)
-                continue
-            d = resolve_in_root(top, "/" + prefix if prefix else "/")
-            try:
-                names = sorted(os.listdir(d))
-            except (NotADirectoryError, FileNotFoundError):
-                continue
-            nxt.extend(f"{prefix}/{n}" if prefix else n for n in names if fnmatch.fnmatchcase(n, comp))
-        found = nxt
     out = []
-    for rel in found:
+    for rel in resolve_wildcards(str(top), src, copy.follow_symlinks):
         p = resolve_in_root(top, "/" + rel, follow_final=copy.follow_symlinks)
         if os.path.lexists(p):
             out.append((rel, str(p)))

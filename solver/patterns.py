@@ -1,20 +1,21 @@
-"""Include/exclude filters with gitignore-style patterns (pathspec), and the filtered walk
-that local sources and copy checksums share, so a key covers exactly what is read."""
+"""Which paths of a tree an op reads: include/exclude filters with gitignore-style patterns
+(pathspec) and the filtered walk that local sources and copy checksums share, and the
+paths a wildcard source names (Go's filepath.Match, llb.fsutil.match), which a copy or rm
+acts on and a copy's cache checksum covers: one resolver for both, so a key covers
+exactly what is read."""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
+from llb.fsutil import match, split_wildcards, walk as walk_tree
+from llb.paths import clean
 
-_WILDCARD = frozenset("*?[")
-
-
-def has_wildcard(path: str) -> bool:
-    """Whether a copy source path has glob characters."""
-    return any(c in _WILDCARD for c in path)
+if TYPE_CHECKING:
+    import pathspec
 
 
 class PathFilter:
@@ -35,37 +36,78 @@ class PathFilter:
         return self._inc is None or self._inc.match_file(rel + "/" if is_dir else rel)
 
 
-def _compile(patterns: list[str]):
+def _compile(patterns: list[str]) -> pathspec.GitIgnoreSpec:
     import pathspec
 
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def walk(base: Path | str, flt: PathFilter | None = None) -> list[tuple[str, os.stat_result]]:
-    """Every entry under `base` the filter selects, as (relative path, lstat), sorted by path
-    with parents first. Directories appear when selected themselves or when they hold a
-    selected entry. Symlinks are never followed."""
+    """Every entry under `base` the filter selects, as (relative path, lstat), in the
+    toolkit's walk order (names sorted bytewise, parents first). Directories appear when
+    selected themselves or when they hold a selected entry. Symlinks are never followed."""
     flt = flt or PathFilter()
     out: list[tuple[str, os.stat_result]] = []
+    # per directory walked into: (everything below is included, its index in out)
+    dirs: list[tuple[bool, int]] = []
+    for e in walk_tree(base, leave=True):
+        if e.leaving:
+            below, mark = dirs.pop()
+            if not below and len(out) == mark + 1:
+                out.pop()  # holds nothing selected
+            continue
+        st = e.st
+        assert st is not None  # a walk with stat
+        if flt.excluded(e.rel, e.is_dir):
+            e.prune()
+            continue
+        inc = dirs[-1][0] if dirs else flt._inc is None
+        if e.is_dir:
+            dirs.append((inc or flt.included(e.rel, True), len(out)))
+            out.append((e.rel, st))
+        elif inc or flt.included(e.rel, False):
+            out.append((e.rel, st))
+    return out
 
-    def scan(dirpath: str, prefix: str, inc: bool) -> None:
-        with os.scandir(dirpath) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in entries:
-            rel = prefix + e.name
-            st = e.stat(follow_symlinks=False)
-            isdir = stat.S_ISDIR(st.st_mode)
-            if flt.excluded(rel, isdir):
-                continue
-            if isdir:
-                sub_inc = inc or flt.included(rel, True)
-                mark = len(out)
-                out.append((rel, st))
-                scan(e.path, rel + "/", sub_inc)
-                if not sub_inc and len(out) == mark + 1:
-                    out.pop()  # holds nothing selected
-            elif inc or flt.included(rel, False):
-                out.append((rel, st))
 
-    scan(os.fspath(base), "", flt._inc is None)
+def root_path(root: str, p: str, follow: bool) -> str:
+    """fsutil's rootPath: resolve p inside root, the final component only when follow;
+    FileNotFoundError when a component on the way is not a directory."""
+    from llb.snapshot.errors import PathEscapeError, SnapshotError  # (not at start-up)
+    from llb.snapshot.paths import resolve_in_root
+
+    p = clean("/" + p)
+    if p == "/":
+        return root
+    try:
+        return str(resolve_in_root(Path(root), p, follow_final=follow))
+    except PathEscapeError:
+        raise
+    except SnapshotError as e:
+        raise FileNotFoundError(2, str(e), p) from None
+
+
+def resolve_wildcards(root: str, pattern: str, follow: bool) -> list[str]:
+    """Paths (relative to root) matching a wildcard path (Go's filepath.Match on the part
+    from its first wildcard component on), in walk order; [pattern's literal path] when
+    it holds no wildcard. A matched directory is not searched further; a missing base
+    directory matches nothing."""
+    base, rest = split_wildcards(pattern)
+    if not rest:
+        return [base]
+    start = root_path(root, base, follow)
+    try:
+        if not stat.S_ISDIR(os.lstat(start).st_mode):
+            return []
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # a class may hold "/" (Go's `[^a]` matches it): depth unbounded then
+    depth = None if "[" in rest else rest.count("/") + 1
+    out: list[str] = []
+    for e in walk_tree(start, stat=False):
+        if match(rest, e.rel):
+            out.append(os.path.relpath(os.path.join(start, e.rel), root))
+            e.prune()
+        elif depth is not None and e.rel.count("/") + 1 >= depth:
+            e.prune()
     return out

@@ -16,12 +16,11 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
+from llb.fsutil import read_xattrs, walk
 from llb.snapshot import Ref, Store
 from llb.solver.errors import ExportError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_file_dest, write_file_dest
-from llb.solver.exporters.local import walk
-from llb.solver.ops import file_meta
 
 __all__ = ["check", "export", "export_tar"]
 
@@ -81,8 +80,12 @@ class _Info(tarfile.TarInfo):
 
 
 def _write(tf: tarfile.TarFile, root: str) -> None:
+    """One tar entry per entry of the tree, in llb.fsutil.walk's order; entries are read
+    through their directory's descriptor, so no path length limits the tree's depth."""
     links: dict[tuple[int, int], str] = {}
-    for rel, path, st in walk(root):
+    for e in walk(root):
+        rel, st = e.rel, e.st
+        assert st is not None  # a walk with stat
         mode = st.st_mode
         if stat.S_ISSOCK(mode):
             continue
@@ -95,7 +98,7 @@ def _write(tf: tarfile.TarFile, root: str) -> None:
         pax: dict[str, str] = {}
         if frac:
             pax["mtime"] = f"{sec}.{frac:09d}".rstrip("0")
-        for name, value in file_meta.xattrs(path).items():
+        for name, value in read_xattrs(e.name, dir_fd=e.dir_fd).items():
             pax["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
         ti.pax_headers = pax
         key = (st.st_dev, st.st_ino)
@@ -108,13 +111,14 @@ def _write(tf: tarfile.TarFile, root: str) -> None:
             links[key] = rel
         if stat.S_ISREG(mode):
             ti.type, ti.size = tarfile.REGTYPE, st.st_size
-            with open(path, "rb") as f:
+            fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=e.dir_fd)
+            with os.fdopen(fd, "rb") as f:
                 tf.addfile(ti, f)
             continue
         if stat.S_ISDIR(mode):
             ti.type = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(e.name, dir_fd=e.dir_fd)
         elif stat.S_ISFIFO(mode):
             ti.type = tarfile.FIFOTYPE
         else:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import threading
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from llb.fsutil import remove_tree
 from llb.ops import (MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE,
                      SHARING_LOCKED, SHARING_PRIVATE, ExecOp, Mount)
 from llb.snapshot.paths import resolve_in_root
@@ -111,7 +111,7 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
             if m.readonly:
                 if ref is None:
                     path = Path(tempfile.mkdtemp(prefix="empty-", dir=executor.state_dir))
-                    mounted.callback(shutil.rmtree, path, True)
+                    mounted.callback(remove_tree, path)
                 else:
                     path = Path(mounted.enter_context(store.view(ref)))
             else:

@@ -14,15 +14,17 @@ import os
 import stat
 
 from llb.errors import LLBError
+from llb.fsutil import contains_wildcards, read_xattrs, remove_tree, set_times, write_xattrs
 from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
+from llb.paths import clean
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import SolveCancelledError, SolveError
-from llb.solver.ops import file_copy, file_meta
+from llb.solver.ops import file_copy
 from llb.solver.ops.context import OpContext
-from llb.solver.ops.file_copy import Owner, in_root, mkdir_all, remove_all, resolve_wildcards
+from llb.solver.ops.file_copy import Owner, in_root, mkdir_all
 from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError, OwnerError
-from llb.solver.ops.file_patterns import clean, contains_wildcards
+from llb.solver.patterns import resolve_wildcards
 from llb.solver.names import action_name, file_name as name
 
 __all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundError",
@@ -164,8 +166,9 @@ def _lookup(root: str, db: str, key: str) -> list[str] | None:
 # ------------------------------------------------------------------------------ actions
 
 
-def _times(created: int) -> tuple[int, int] | None:
-    return (created, created) if created != -1 else None
+def _times(created: int) -> int | None:
+    """The time (ns) an action gives what it creates; None: leave the time alone."""
+    return created if created != -1 else None
 
 
 def _mkdir(root: str, a: Mkdir) -> None:
@@ -183,7 +186,7 @@ def _mkdir(root: str, a: Mkdir) -> None:
         mkdir_all(root, p, mode, owner, created)
         if times is not None:
             for d in reversed(created):
-                file_meta.set_times(d, times)
+                set_times(d, times)
         return
     try:
         os.mkdir(p, 0o700)
@@ -196,7 +199,7 @@ def _mkdir(root: str, a: Mkdir) -> None:
     if owner is not None:
         os.chown(p, *owner)
     if times is not None:
-        file_meta.set_times(p, times)
+        set_times(p, times)
 
 
 def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
@@ -252,7 +255,7 @@ def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None
     if st is not None and stat.S_ISREG(st.st_mode):
         mode = stat.S_IMODE(st.st_mode)
         uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
-        keep = {k: v for k, v in file_meta.xattrs(p).items() if k != "security.capability"}
+        keep = {k: v for k, v in read_xattrs(p).items() if k != "security.capability"}
     else:
         mode = a.mode & 0o777
         uid, gid = owner if owner is not None else (0, 0)
@@ -278,10 +281,10 @@ def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        file_meta.set_xattrs(tmp, keep)
+        write_xattrs(tmp, keep)
         times = _times(a.created)
         if times is not None:
-            file_meta.set_times(tmp, times)
+            set_times(tmp, times)
         if tmp != p:
             os.rename(tmp, p)
     except BaseException:
@@ -314,4 +317,4 @@ def _rm_path(root: str, path: str) -> None:
         raise
     except SnapshotError:
         return  # a parent is not a directory: nothing there to remove
-    remove_all(os.path.join(parent, base))
+    remove_tree(os.path.join(parent, base))

@@ -13,15 +13,13 @@ import stat
 import threading
 from dataclasses import dataclass, field
 
+from llb.fsutil import Meta, apply_meta, copy_entry, read_xattrs, remove_tree, set_times, walk
 from llb.ops import Copy
-from llb.snapshot.copy import remove_tree as remove_all  # os.RemoveAll: p and all below it
-from llb.snapshot.errors import PathEscapeError, SnapshotError
+from llb.paths import clean
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import SolveCancelledError
-from llb.solver.ops import file_meta
 from llb.solver.ops.file_errors import CopySourceNotFoundError, FileActionError
-from llb.solver.ops.file_patterns import clean, go_match, split_wildcards
-from llb.solver.patterns import PathFilter
+from llb.solver.patterns import PathFilter, resolve_wildcards, root_path
 
 Owner = tuple[int, int]
 
@@ -30,52 +28,6 @@ def in_root(root: str, p: str) -> str:
     """p as the user sees it: absolute inside root."""
     rel = os.path.relpath(p, root)
     return "/" if rel == "." else "/" + rel
-
-
-def root_path(root: str, p: str, follow: bool) -> str:
-    """fsutil's rootPath: resolve p inside root, the final component only when follow."""
-    p = clean("/" + p)
-    if p == "/":
-        return root
-    try:
-        return str(resolve_in_root(root, p, follow_final=follow))
-    except PathEscapeError:
-        raise
-    except SnapshotError as e:
-        raise FileNotFoundError(2, str(e), p) from None
-
-
-def resolve_wildcards(root: str, pattern: str, follow: bool) -> list[str]:
-    """Paths (relative to root) matching a wildcard path, in walk order; [pattern's literal
-    path] when it holds no wildcard. A missing base directory matches nothing."""
-    base, rest = split_wildcards(pattern)
-    if not rest:
-        return [base]
-    start = root_path(root, base, follow)
-    depth = None if "[" in rest else rest.count("/") + 1
-    out: list[str] = []
-
-    def walk(d: str, rel: str, level: int) -> None:
-        try:
-            names = sorted(os.listdir(d))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for name in names:
-            p = os.path.join(d, name)
-            r = f"{rel}/{name}" if rel else name
-            st = os.lstat(p)
-            if go_match(rest, r):
-                out.append(os.path.relpath(p, root))
-                continue
-            if stat.S_ISDIR(st.st_mode) and (depth is None or level + 1 < depth):
-                walk(p, r, level + 1)
-
-    try:
-        if stat.S_ISDIR(os.lstat(start).st_mode):
-            walk(start, "", 0)
-    except FileNotFoundError:
-        pass
-    return out
 
 
 def mkdir_all(root: str, path: str, mode: int, owner: Owner | None,
@@ -120,7 +72,7 @@ def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None,
          cancelled: threading.Event | None = None) -> None:
     """Run one copy action from the tree at src_root into the mutable tree at dst_root;
     stops with SolveCancelledError at the next entry once `cancelled` is set."""
-    times = (action.created, action.created) if action.created != -1 else None
+    created = action.created if action.created != -1 else None
     dest = action.dest
     if not action.create_dest_path:
         p = str(resolve_in_root(dst_root, clean("/" + dest)))
@@ -141,13 +93,13 @@ def copy(dst_root: str, src_root: str, action: Copy, owner: Owner | None,
     except Exception as e:  # pathspec's own errors for a malformed pattern
         raise FileActionError(f"bad include/exclude pattern: {e}", path=action.src) from None
     mode = action.mode & 0o777 if action.mode != -1 else None
-    copier = _Copier(dst_root, owner, times, mode, flt, action.always_replace_existing, [],
+    copier = _Copier(dst_root, owner, created, mode, flt, action.always_replace_existing, [],
                      cancelled or threading.Event())
     for src in matches:
         _copy_one(copier, src_root, src, dst_root, dest, action)
-    if times is not None:  # directories the action created: `created` once they are full
+    if created is not None:  # directories the action created: `created` once they are full
         for d in reversed(copier.touched):
-            file_meta.set_times(d, times)
+            set_times(d, created)
 
 
 def _copy_one(c: _Copier, src_root: str, src: str, dst_root: str, dest: str,
@@ -178,7 +130,7 @@ def _copy_one(c: _Copier, src_root: str, src: str, dst_root: str, dest: str,
     if contents and is_dir and dst_st is None:
         target = dst
     mkdir_all(dst_root, target, 0o755, c.owner, c.touched)
-    c.copy(followed, "", dst, False, not action.include)
+    c.copy(followed, dst, not action.include)
 
 
 @dataclass
@@ -190,10 +142,19 @@ class _Pending:
 
 
 @dataclass
+class _Dir:
+    """A source directory being copied: what to do once its contents are done."""
+    pending: _Pending
+    st: os.stat_result
+    below: bool  # its entries are in (an include pattern matched here or above)
+    copy_info: bool  # give the destination directory the source's metadata at the end
+
+
+@dataclass
 class _Copier:
     root: str
     owner: Owner | None
-    times: tuple[int, int] | None
+    created: int | None
     mode: int | None
     flt: PathFilter
     always_replace: bool
@@ -202,86 +163,97 @@ class _Copier:
     inodes: dict[tuple[int, int], str] = field(default_factory=dict)
     parents: list[_Pending] = field(default_factory=list)
 
-    def copy(self, src: str, comp: str, target: str, overwrite: bool, inherited: bool) -> None:
-        """fsutil copier.copy: one source entry (recursively) onto target. `inherited`:
-        an ancestor matched an include pattern (or there are none), so this entry is in."""
+    def copy(self, src: str, target: str, inherited: bool) -> None:
+        """fsutil's copier.copy of one source (a directory with everything below it, in
+        the toolkit's walk order, at any depth) onto target. `inherited`: no include
+        patterns, so everything is in."""
+        st = os.lstat(src)
+        top = self.visit(src, "", target, st, False, inherited)
+        if top is None:
+            return
+        dirs = [(top, target)]
+        for e in walk(src, leave=True):
+            if e.leaving:
+                self.leave(*dirs.pop())
+                continue
+            if self.cancelled.is_set():
+                raise SolveCancelledError("cancelled")
+            dst = f"{dirs[-1][1]}/{e.name}"
+            sub = self.visit(e.path, e.rel, dst, e.st, True, dirs[-1][0].below)  # type: ignore[arg-type]
+            if sub is not None:
+                dirs.append((sub, dst))
+            elif e.is_dir:
+                e.prune()
+        self.leave(top, target)
+
+    def visit(self, src: str, comp: str, target: str, st: os.stat_result, overwrite: bool,
+              inherited: bool) -> _Dir | None:
+        """Copy one source entry onto target; for a directory, start it and return what
+        its end needs (None: excluded, nothing below it is copied)."""
         if self.cancelled.is_set():
             raise SolveCancelledError("cancelled")
-        st = os.lstat(src)
         is_dir = stat.S_ISDIR(st.st_mode)
         include, below = True, inherited
         if comp:
             if self.flt.excluded(comp, is_dir):
-                return  # an excluded directory is pruned with everything below it
+                return None  # an excluded directory is pruned with everything below it
             include = below = inherited or self.flt.included(comp, is_dir)
         try:
-            tst = os.lstat(target)
+            tst: os.stat_result | None = os.lstat(target)
         except FileNotFoundError:
             tst = None
         if include:
             if self.always_replace and tst is not None and not (
                     is_dir and stat.S_ISDIR(tst.st_mode)):
-                remove_all(target)
+                remove_tree(target)
                 tst = None
             self._create_parents(overwrite)
-        if not is_dir:
-            if not include:
-                return
-            if tst is not None:
-                if stat.S_ISDIR(tst.st_mode):
-                    raise FileActionError(
-                        f"cannot replace directory {in_root(self.root, target)} with a file",
-                        path=in_root(self.root, target))
-                os.unlink(target)
-        copy_info = include
-        mode = st.st_mode
         if is_dir:
-            created = self._copy_directory(src, comp, target, st, overwrite, include, below)
-            if not overwrite:
-                copy_info = created
-        elif stat.S_ISREG(mode):
-            link = None
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                link = self.inodes.get(key)
-                if link is None:
-                    self.inodes[key] = target
+            pending = _Pending(src, target, copied=False)
+            created = False
+            if include:
+                created = self._dir_only(target, st, overwrite)
+                pending.copied = True
+            self.parents.append(pending)
+            return _Dir(pending, st, below, created if not overwrite else include)
+        if not include:
+            return None
+        if tst is not None:
+            if stat.S_ISDIR(tst.st_mode):
+                raise FileActionError(
+                    f"cannot replace directory {in_root(self.root, target)} with a file",
+                    path=in_root(self.root, target))
+            os.unlink(target)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            link = self.inodes.get(key)
             if link is not None:
                 os.link(link, target, follow_symlinks=False)
-            else:
-                file_meta.copy_data(src, target)
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src), target)
-        else:
-            file_meta.make_node(st, target)
-        if copy_info:
-            self._copy_info(src, st, target)
+                return None
+            self.inodes[key] = target
+        copy_entry(src, target, st, meta=self._meta(src, st))
+        return None
 
-    def _copy_info(self, src: str, st: os.stat_result, target: str) -> None:
+    def leave(self, d: _Dir, target: str) -> None:
+        """A directory's contents are done: its metadata, now that nothing below changes."""
+        self.parents.pop()
+        if d.pending.created:  # created late for an included descendant: metadata after it
+            apply_meta(target, self._meta(d.pending.src, os.lstat(d.pending.src)))
+        elif d.copy_info:
+            apply_meta(target, self._meta(d.pending.src, d.st))
+
+    def _meta(self, src: str, st: os.stat_result) -> Meta:
+        """The metadata a copied entry gets: the source's, with the action's owner, mode
+        and time where it sets them."""
         uid, gid = self.owner if self.owner is not None else (st.st_uid, st.st_gid)
         m = st.st_mode
         if self.mode is not None:
             m = (m & ~0o777) | self.mode
-        times = self.times if self.times is not None else (st.st_atime_ns, st.st_mtime_ns)
-        file_meta.apply_meta(target, m, uid, gid, times, file_meta.xattrs(src))
-
-    def _copy_directory(self, src: str, comp: str, dst: str, st: os.stat_result,
-                        overwrite: bool, include: bool, below: bool) -> bool:
-        pending = _Pending(src, dst, copied=False)
-        created = False
-        if include:
-            created = self._dir_only(dst, st, overwrite)
-            pending.copied = True
-        self.parents.append(pending)
-        try:
-            for name in sorted(os.listdir(src)):
-                self.copy(os.path.join(src, name), f"{comp}/{name}" if comp else name,
-                          os.path.join(dst, name), True, below)
-        finally:
-            self.parents.pop()
-        if pending.created:  # created late for an included descendant: metadata after it
-            self._copy_info(src, os.lstat(src), dst)
-        return created
+        if self.created is not None:
+            mtime, atime = self.created, self.created
+        else:
+            mtime, atime = st.st_mtime_ns, st.st_atime_ns
+        return Meta(m, uid, gid, mtime, atime, read_xattrs(src))
 
     def _create_parents(self, overwrite: bool) -> None:
         """Create the directories delayed by include patterns once something below matches."""

@@ -7,17 +7,17 @@ changed while it was copied never stores one content under another's key."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from llb.fsutil import contains_wildcards, copy_tree
 from llb.ops import Copy, SourceOp
 from llb.snapshot import Ref
 from llb.solver.checksum import copy_matches, local_checksum, tree_checksum
 from llb.solver.errors import SolveCancelledError, InputError
 from llb.solver.ops.context import OpContext
-from llb.solver.patterns import PathFilter, has_wildcard, walk
+from llb.solver.patterns import PathFilter, walk
 from llb.solver.sources import SourceEnv
 
 
@@ -46,11 +46,11 @@ def check_copies(op: SourceOp, env: SourceEnv, vertex: str, copies: list[Copy]) 
         for c in copies:
             if copy_matches(top, c):
                 continue
-            if c.allow_wildcard and c.allow_empty_wildcard and has_wildcard(c.src):
+            if c.allow_wildcard and c.allow_empty_wildcard and contains_wildcards(c.src):
                 continue
             raise InputError(f"copy source {c.src} not found", vertex=vertex, path=c.src)
         return
-    plain = [c for c in copies if not (c.allow_wildcard and has_wildcard(c.src))]
+    plain = [c for c in copies if not (c.allow_wildcard and contains_wildcards(c.src))]
     if not plain:
         return
     selected = {rel for rel, _ in walk(top, PathFilter(op.include, op.exclude))}
@@ -84,57 +84,14 @@ def snapshot(ctx: OpContext, op: SourceOp) -> Ref | None:
 
 
 def sync(src: Path, dest: Path, flt: PathFilter, ctx: OpContext | None = None) -> None:
-    """Copy the entries of `src` the filter selects into `dest`: content, modes, owners,
-    mtimes, xattrs, symlinks, special files, and hardlinks within the selection."""
-    links: dict[tuple[int, int], str] = {}
-    dirs: list[tuple[str, os.stat_result]] = []
-    s = os.fspath(src)
-    d = os.fspath(dest)
-    for i, (rel, st) in enumerate(walk(s, flt)):
-        if ctx is not None and i % 256 == 0 and ctx.cancelled.is_set():
+    """Copy the entries of `src` the filter selects into the empty directory `dest`:
+    content, modes, owners, mtimes, xattrs, symlinks, special files, and hardlinks within
+    the selection (llb.fsutil.copy_tree); sockets are no content and stay behind. Stops
+    once the solve is cancelled."""
+    selected = {rel for rel, st in walk(src, flt) if not stat.S_ISSOCK(st.st_mode)}
+
+    def check() -> None:
+        if ctx is not None and ctx.cancelled.is_set():
             raise SolveCancelledError("cancelled", vertex=ctx.vertex)
-        sp = os.path.join(s, rel)
-        dp = os.path.join(d, rel)
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            os.mkdir(dp, 0o700)
-            dirs.append((rel, st))
-            continue
-        if stat.S_ISREG(mode) and st.st_nlink > 1:
-            first = links.get((st.st_dev, st.st_ino))
-            if first is not None:
-                os.link(os.path.join(d, first), dp)
-                continue
-            links[(st.st_dev, st.st_ino)] = rel
-        if stat.S_ISREG(mode):
-            shutil.copyfile(sp, dp, follow_symlinks=False)
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(sp), dp)
-        elif stat.S_ISFIFO(mode):
-            os.mkfifo(dp)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            os.mknod(dp, mode, st.st_rdev)
-        else:  # sockets: not content
-            continue
-        _meta(sp, dp, st)
-    for rel, st in reversed(dirs):  # children first so their writes do not touch mtimes
-        _meta(os.path.join(s, rel), os.path.join(d, rel), st)
 
-
-def _meta(sp: str, dp: str, st: os.stat_result) -> None:
-    islink = stat.S_ISLNK(st.st_mode)
-    try:
-        os.lchown(dp, st.st_uid, st.st_gid)
-    except PermissionError:
-        pass
-    try:
-        for n in os.listxattr(sp, follow_symlinks=False):
-            try:
-                os.setxattr(dp, n, os.getxattr(sp, n, follow_symlinks=False), follow_symlinks=False)
-            except OSError:
-                pass
-    except OSError:
-        pass
-    if not islink:
-        os.chmod(dp, stat.S_IMODE(st.st_mode))
-    os.utime(dp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    copy_tree(src, dest, into=True, only=selected, check=check)

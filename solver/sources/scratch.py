@@ -3,11 +3,11 @@ finds nothing (which is bad input unless an empty wildcard match is allowed)."""
 
 from __future__ import annotations
 
+from llb.fsutil import contains_wildcards
 from llb.ops import Copy, SourceOp
 from llb.snapshot import Ref
 from llb.solver.errors import InputError
 from llb.solver.ops.context import OpContext
-from llb.solver.patterns import has_wildcard
 from llb.solver.sources import SourceEnv
 
 
@@ -18,7 +18,7 @@ def check(op: SourceOp, env: SourceEnv, vertex: str) -> None:
 def check_copies(op: SourceOp, env: SourceEnv, vertex: str, copies: list[Copy]) -> None:
     """A copy from scratch is bad input unless it may match nothing."""
     for c in copies:
-        if not (c.allow_wildcard and c.allow_empty_wildcard and has_wildcard(c.src)):
+        if not (c.allow_wildcard and c.allow_empty_wildcard and contains_wildcards(c.src)):
             raise InputError(f"copy source {c.src} not found", vertex=vertex, path=c.src)
 
 

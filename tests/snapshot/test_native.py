@@ -10,7 +10,7 @@ import pytest
 import xattr
 
 from treehelp import commit_tree, read_tree
-from llb.snapshot.copy import copy_tree, link_tree
+from llb.fsutil import copy_tree
 from llb.snapshot.layers import Change
 
 
@@ -108,7 +108,7 @@ def test_copy_tree_keeps_all_metadata(tmp_path):
     assert os.lstat(dst / "hard").st_ino == os.lstat(dst / "dir/setuid").st_ino
     assert os.lstat(dst / "hard").st_ino != os.lstat(src / "hard").st_ino
     assert os.lstat(dst / "sparse").st_blocks * 512 < 1 << 20  # still sparse
-    link_tree(src, lnk)
+    copy_tree(src, lnk, link=True)
     assert _meta(lnk) == _meta(src)
     assert os.lstat(lnk / "owned").st_ino == os.lstat(src / "owned").st_ino
 
@@ -245,7 +245,7 @@ def test_copy_tree_of_a_big_tree_keeps_metadata_and_owners(tmp_path):
         elif i % 7 == 0:
             os.chown(p, 1000 + i, 2000 + i, follow_symlinks=False)
     fresh: dict[int, int] = {}
-    copy_tree(src, dst, fresh=fresh)
+    copy_tree(src, dst, ctimes=fresh)
     assert _meta(dst) == _meta(src)
     copied = {os.lstat(os.path.join(d, n)).st_ino
               for d, _, names in os.walk(dst) for n in names}

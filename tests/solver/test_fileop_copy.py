@@ -271,14 +271,14 @@ def test_copy_stops_when_cancelled_midway(store, src, monkeypatch):
 
     ev = threading.Event()
     seen = []
-    orig = file_copy.file_meta.copy_data
+    orig = file_copy.copy_entry
 
-    def spy(a, b):
+    def spy(a, b, *args, **kw):
         seen.append(b)
         ev.set()  # another vertex failed while this copy runs
-        return orig(a, b)
+        return orig(a, b, *args, **kw)
 
-    monkeypatch.setattr(file_copy.file_meta, "copy_data", spy)
+    monkeypatch.setattr(file_copy, "copy_entry", spy)
     m = store.prepare(None, trusted=True)
     with store.view(src) as sv, m.mount() as root:
         with pytest.raises(SolveCancelledError):

@@ -1,14 +1,15 @@
-"""Wildcard source paths of the file backend (`allow_wildcard` on copy and rm), with
-BuildKit's meaning: Go's `filepath.Match` (`*` and `?` never cross "/", `[^a-z]` classes,
-`\\` escapes), the path split at its first component holding a wildcard.
-
-(Copy include/exclude patterns are gitignore-style, through solver.patterns.PathFilter, the
-same filter the copy's cache checksum walks with, so a key covers exactly what is read.)"""
+"""The one wildcard matcher: Go's `filepath.Match`, as BuildKit's copy and rm use it (`*` and
+`?` never cross "/", `[a-z]` classes negated by `^` only (`[!a]` is a class of "!" and "a"),
+`\\` escapes the next character), with the split of a wildcard path at its first component
+holding a wildcard. Whatever reads the paths a wildcard names and whatever keys that read
+(a copy's cache checksum) both go through this module, so they always agree."""
 
 from __future__ import annotations
 
 import functools
 import re
+
+from llb.paths import clean
 
 
 def contains_wildcards(name: str) -> bool:
@@ -27,52 +28,31 @@ def contains_wildcards(name: str) -> bool:
 
 def split_wildcards(path: str) -> tuple[str, str]:
     """Split path at its first component holding a wildcard: (literal base, pattern rest)."""
-    parts = path.split("/")
     base: list[str] = []
     rest: list[str] = []
     found = False
-    for part in parts:
+    for part in path.split("/"):
         if not found and contains_wildcards(part):
             found = True
-        if part == "":
-            part = "/"
-        (rest if found else base).append(part)
+        (rest if found else base).append(part or "/")
     return _join(base), _join(rest)
 
 
 def _join(parts: list[str]) -> str:
     """Go's filepath.Join: join non-empty parts and clean."""
     parts = [p for p in parts if p]
-    if not parts:
-        return ""
-    return clean("/".join(parts))
+    return clean("/".join(parts)) if parts else ""
 
 
-def clean(path: str) -> str:
-    """Go's path.Clean."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    out: list[str] = []
-    for comp in path.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(comp)
-    s = "/".join(out)
-    if rooted:
-        return "/" + s
-    return s or "."
+def match(pattern: str, name: str) -> bool:
+    """Go's filepath.Match(pattern, name) (a malformed pattern matches nothing)."""
+    rx = _regex(pattern)
+    return rx is not None and rx.fullmatch(name) is not None
 
 
 @functools.lru_cache(maxsize=256)
-def _go_regex(pattern: str) -> re.Pattern[str] | None:
-    """Translate a Go filepath.Match pattern; None for a malformed one (matches nothing)."""
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    """Translate a Go filepath.Match pattern; None for a malformed one."""
     out = []
     i, n = 0, len(pattern)
     while i < n:
@@ -129,9 +109,3 @@ def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
             return None, i
         ch = pattern[i]
     return ch, i + 1
-
-
-def go_match(pattern: str, name: str) -> bool:
-    """Go's filepath.Match(pattern, name) (a malformed pattern matches nothing)."""
-    rx = _go_regex(pattern)
-    return rx is not None and rx.fullmatch(name) is not None

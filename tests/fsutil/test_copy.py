@@ -1,0 +1,210 @@
+"""llb.fsutil copies: one entry, a tree (at depth), metadata onto a path or an fd, the byte
+mover's fallbacks, and the one errno policy."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import llb.fsutil.data as data
+from llb.fsutil import (
+    Meta, PathTooLongError, apply_meta, copy_data, copy_entry, copy_tree, creds,
+    read_xattrs, remove_tree, walk,
+)
+from llb.fsutil.policy import xattr_refused
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
+
+
+def _pic(root: Path) -> dict[str, tuple]:
+    out = {}
+    for e in walk(root):
+        st = e.st
+        kind = stat.S_IFMT(st.st_mode)
+        body = None
+        if stat.S_ISREG(st.st_mode):
+            body = os.read(fd := os.open(e.name, os.O_RDONLY, dir_fd=e.dir_fd), 1 << 20)
+            os.close(fd)
+        elif stat.S_ISLNK(st.st_mode):
+            body = os.readlink(e.name, dir_fd=e.dir_fd)
+        out[e.rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_rdev,
+                      None if e.is_dir else st.st_mtime_ns, body,
+                      read_xattrs(e.name, dir_fd=e.dir_fd))
+    return out
+
+
+@root_only
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_copy_entry_of_every_type_keeps_its_metadata(tmp_path, umask):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f").write_bytes(b"data")
+    os.chmod(src / "f", 0o4755)
+    os.chown(src / "f", 1000, 1000)
+    os.setxattr(src / "f", "user.k", b"v")
+    os.symlink("f", src / "l")
+    os.lchown(src / "l", 7, 8)
+    os.mkfifo(src / "p", 0o640)
+    os.mknod(src / "c", stat.S_IFCHR | 0o620, os.makedev(1, 3))
+    for name in os.listdir(src):
+        os.utime(src / name, ns=(5, 1_700_000_000_123_456_789), follow_symlinks=False)
+    old = os.umask(umask)
+    try:
+        for name in sorted(os.listdir(src)):
+            copy_entry(str(src / name), str(dst / name), os.lstat(src / name), creds=creds())
+    finally:
+        os.umask(old)
+    assert _pic(dst) == _pic(src)
+
+
+def test_copy_entry_relative_to_dir_fds_and_with_a_meta_override(tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    sfd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        meta = Meta(stat.S_IFREG | 0o600, os.geteuid(), os.getegid(), 10**9, 2 * 10**9,
+                    {"user.a": b"1"})
+        copy_entry("f", "g", os.lstat(tmp_path / "f"), src_dir_fd=sfd, dst_dir_fd=sfd,
+                   meta=meta)
+    finally:
+        os.close(sfd)
+    st = os.lstat(tmp_path / "g")
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_atime_ns) == (0o600, 10**9, 2 * 10**9)
+    assert (tmp_path / "g").read_bytes() == b"x" * 100
+    assert read_xattrs(str(tmp_path / "g")) == {"user.a": b"1"}
+
+
+def test_apply_meta_by_dir_fd_reaches_entries_below_path_max(tmp_path):
+    """xattrs and times of a name deeper than PATH_MAX, through its directory's fd."""
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(2500):  # 5000 bytes of path
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    try:
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+        os.symlink("f", "l", dir_fd=fd)
+        apply_meta("f", Meta(stat.S_IFREG | 0o640, os.geteuid(), os.getegid(), 7, 7,
+                             {"user.deep": b"yes"}), dir_fd=fd)
+        # user.* xattrs are refused on a symlink: skipped by the policy, times still set
+        apply_meta("l", Meta(stat.S_IFLNK | 0o777, os.geteuid(), os.getegid(), 9, 9,
+                             {"user.x": b"no"}), dir_fd=fd)
+        assert read_xattrs("f", dir_fd=fd) == {"user.deep": b"yes"}
+        st = os.stat("f", dir_fd=fd)
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o640, 7)
+        assert os.stat("l", dir_fd=fd, follow_symlinks=False).st_mtime_ns == 9
+    finally:
+        os.close(fd)
+    remove_tree(tmp_path / "d")
+
+
+@pytest.mark.parametrize("refuse", ["none", "copy_file_range", "sendfile"])
+@pytest.mark.parametrize("size", [10, 200_000])
+def test_copy_data_falls_back_through_every_way(tmp_path, monkeypatch, refuse, size):
+    body = os.urandom(size)
+    (tmp_path / "in").write_bytes(body)
+
+    def refused(*a, **k):
+        raise OSError(errno.EXDEV if refuse == "copy_file_range" else errno.EINVAL, "no")
+
+    if refuse != "none":
+        monkeypatch.setattr(data.os, "copy_file_range", refused)
+    if refuse == "sendfile":
+        monkeypatch.setattr(data.os, "sendfile", refused)
+    monkeypatch.setattr(data, "SMALL_FILE", 0)  # every size through the ways
+    fin = os.open(tmp_path / "in", os.O_RDONLY)
+    fout = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        copy_data(fin, fout, size)
+    finally:
+        os.close(fin)
+        os.close(fout)
+    assert (tmp_path / "out").read_bytes() == body
+
+
+def test_copy_data_keeps_holes(tmp_path):
+    with open(tmp_path / "in", "wb") as f:
+        f.write(b"head")
+        f.seek(16 << 20)
+        f.write(b"tail")
+        f.seek(32 << 20)
+        f.truncate()
+    st = os.lstat(tmp_path / "in")
+    fin = os.open(tmp_path / "in", os.O_RDONLY)
+    fout = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        copy_data(fin, fout, st.st_size, st.st_blocks)
+    finally:
+        os.close(fin)
+        os.close(fout)
+    out = os.lstat(tmp_path / "out")
+    assert out.st_size == 32 << 20 and out.st_blocks * 512 < 1 << 20
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "in").read_bytes()
+
+
+def test_the_policy_names_what_may_be_skipped():
+    assert xattr_refused(OSError(errno.EOPNOTSUPP, "x"))
+    assert xattr_refused(OSError(errno.EPERM, "x"))
+    assert not xattr_refused(OSError(errno.EIO, "x"))
+    assert not xattr_refused(OSError(errno.ENOSPC, "x"))
+
+
+def test_copy_tree_into_an_existing_directory_replaces_what_is_in_the_way(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_text("new")
+    (src / "x").mkdir()
+    (dst / "d").mkdir(parents=True)
+    (dst / "d" / "keep").write_text("keep")
+    (dst / "d" / "f").mkdir()  # a directory where a file goes
+    (dst / "x").write_text("file where a directory goes")
+    copy_tree(src, dst, into=True)
+    assert (dst / "d" / "f").read_text() == "new"
+    assert (dst / "d" / "keep").read_text() == "keep"
+    assert (dst / "x").is_dir()
+
+
+def test_copy_tree_only_copies_the_selection_and_links_on_request(tmp_path):
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "in").write_text("in")
+    (src / "a" / "out").write_text("out")
+    (src / "top").write_text("top")
+    copy_tree(src, tmp_path / "sel", only={"a", "a/b", "a/b/in"})
+    assert sorted(e.rel for e in walk(tmp_path / "sel")) == ["a", "a/b", "a/b/in"]
+    copy_tree(src, tmp_path / "lnk", link=True)
+    assert os.lstat(tmp_path / "lnk" / "top").st_ino == os.lstat(src / "top").st_ino
+
+
+def test_copy_tree_of_a_deep_chain_and_a_clear_error_beyond_path_max(tmp_path):
+    src = tmp_path / "s"
+    src.mkdir()
+    fd = os.open(src, os.O_RDONLY)
+    for _ in range(1500):  # 3000 bytes below the root: copied
+        os.mkdir("a", dir_fd=fd)
+        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+    copy_tree(src, tmp_path / "d")
+    assert sum(1 for _ in walk(tmp_path / "d")) == 1500
+    fd = os.open(tmp_path / "d", os.O_RDONLY)
+    for _ in range(1500):
+        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    for _ in range(1000):  # now 5000 bytes: beyond what a path can name
+        os.mkdir("a", dir_fd=fd)
+        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+    with pytest.raises(PathTooLongError, match="PATH_MAX"):
+        copy_tree(tmp_path / "d", tmp_path / "e")
+    for p in ("s", "d", "e"):
+        remove_tree(tmp_path / p)
