@@ -17,6 +17,7 @@ from imageexport import need, skopeo_inspect, solve_export, tree, umoci_unpack
 from llb.content.errors import AuthError, NotFoundError, RegistryTimeoutError, ServerError
 from llb.content.store import ContentStore
 from llb.solver.exporters import image as image_exporter
+from llb.solver.progress import Recorder
 from registryhelp import PASSWORD, USER, docker_config
 
 
@@ -47,10 +48,14 @@ def _pull_tree(ref: str, tmp: Path, *creds: str) -> dict[str, str]:
 def test_push_to_an_open_registry_and_read_it_back(registry, tmp_path: Path) -> None:
     need("skopeo", "umoci")
     ref = f"{registry.host}/llb/push-open:v1"
+    rec = Recorder()
     solve_export(tmp_path / "root", _app(_base()).cmd(["/app/run"]),
-                 f"type=image,name={ref},push=true")
+                 f"type=image,name={ref},push=true", recorder=rec)
     info = skopeo_inspect(f"docker://{ref}")
     assert len(info["Layers"]) == 2
+    pushed = {e["id"] for e in rec.events if e["event"] == "progress"
+              and e["action"] == "push" and e["current"] == e["total"]}
+    assert set(info["Layers"]) <= pushed  # every layer's bytes reported, to the end
     config = skopeo_inspect(f"docker://{ref}", config=True)
     assert config["config"]["Cmd"] == ["/app/run"]
     assert [h["created_by"] for h in config["history"]] == ["base", "app"]
