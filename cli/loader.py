@@ -8,6 +8,7 @@ apart by content, and BuildKit's format (llb.pb, protobuf) is imported only for 
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,18 +92,27 @@ def load_build_file(path: Path, target: str | None = None) -> Definition:
         if not callable(fn):
             raise BuildFileError(f"{shown}: {name} is a {type(fn).__name__}, not a function",
                                  path=shown)
+        # the cyclic GC is paused while the build runs: a build makes many small objects and
+        # keeps them (its graph), which the collector would traverse again and again (a
+        # 100,000-action build spent 40% of its time there)
+        paused = gc.isenabled()
+        gc.disable()
         try:
-            state = fn()
-        except (Exception, SystemExit) as e:
-            raise BuildFileError(f"{_where(shown, e)}: {name}() failed: {_describe(e)}",
-                                 path=shown) from None
-        if not isinstance(state, State):
-            raise BuildFileError(f"{shown}: {name}() returned {type(state).__name__}, "
-                                 f"not an llb.State", path=shown)
-        try:
-            return state.to_definition()
-        except LLBError as e:
-            raise BuildFileError(f"{shown}: {name}(): {e}", path=shown) from None
+            try:
+                state = fn()
+            except (Exception, SystemExit) as e:
+                raise BuildFileError(f"{_where(shown, e)}: {name}() failed: {_describe(e)}",
+                                     path=shown) from None
+            if not isinstance(state, State):
+                raise BuildFileError(f"{shown}: {name}() returned {type(state).__name__}, "
+                                     f"not an llb.State", path=shown)
+            try:
+                return state.to_definition()
+            except LLBError as e:
+                raise BuildFileError(f"{shown}: {name}(): {e}", path=shown) from None
+        finally:
+            if paused:
+                gc.enable()
     finally:
         try:
             sys.path.remove(directory)

@@ -10,51 +10,97 @@ from __future__ import annotations
 
 import calendar
 import datetime as _dt
-from dataclasses import dataclass, field
 from typing import Any
 
+from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.node import Output
-
+from llb.paths import is_clean_abs
+from llb.validate import MAX_INT64, MAX_STRING
 
 Owner = str | int | tuple[int | str, int | str] | None
 Created = int | _dt.datetime | None
 
+_new = object.__new__
 
-@dataclass(frozen=True)
-class PendingAction:
-    """One action as written by the user, before paths are resolved."""
 
-    action: str
-    options: tuple[tuple[str, Any], ...]
-    source: Output | None = field(default=None)
+_Mkfile = _ops.Mkfile
+
+
+def _ready(cls: type, wire: dict[str, Any]) -> _ops.FileAction:
+    """The action `cls` whose fields are `wire` (built without its __init__, as the codec's
+    decoder does: the fields are already checked)."""
+    op = _new(cls)
+    op.__dict__.update(wire)
+    return op
 
 
 class FileActions:
-    """An immutable chain of file actions; apply with `State.file(actions)`."""
+    """An immutable chain of file actions; apply with `State.file(actions)`.
 
-    __slots__ = ("_items",)
+    A chain is its last action plus the chain before it (a linked list), so adding an action
+    copies nothing. The last action is `action` (its name), `options` (the keyword arguments
+    of its op, paths as written) and `source` (a copy's source state). `op` and `wire` are
+    the finished action and its wire form when they cannot depend on the state it is applied
+    to and are known to be valid (an absolute clean path, values of exactly the op's field
+    types, nothing validation would refuse): `State.file` then takes them as they are, and
+    options is None. Otherwise both are None and `State.file` builds the action from
+    options and checks it."""
 
-    def __init__(self, items: tuple[PendingAction, ...] = ()):
-        self._items = items
+    __slots__ = ("_prev", "_len", "action", "options", "source", "op", "wire")
+
+    def __init__(self) -> None:
+        self._prev: FileActions | None = None
+        self._len = 0
+        self.action = ""
+        self.options: dict[str, Any] | None = None
+        self.source: Output | None = None
+        self.op: _ops.FileAction | None = None
+        self.wire: dict[str, Any] | None = None
 
     @property
-    def items(self) -> tuple[PendingAction, ...]:
-        return self._items
+    def items(self) -> tuple[FileActions, ...]:
+        """The actions in order: each the chain ending in it (its action, options, ...)."""
+        out = []
+        chain: FileActions | None = self
+        while chain is not None and chain._len:
+            out.append(chain)
+            chain = chain._prev
+        out.reverse()
+        return tuple(out)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._len
 
     def __repr__(self) -> str:
-        return "FileActions(" + ", ".join(f"{a.action} {dict(a.options).get('path', '')}".strip()
-                                          for a in self._items) + ")"
+        return "FileActions(" + ", ".join(
+            f"{a.action} {(a.options or a.wire or {}).get('path', '')}".strip()
+            for a in self.items) + ")"
+
+    def _push(self, action: str, options: dict[str, Any] | None, source: Output | None,
+              op: _ops.FileAction | None, wire: dict[str, Any] | None) -> FileActions:
+        chain = _new(FileActions)
+        chain._prev = self
+        chain._len = self._len + 1
+        chain.action = action
+        chain.options = options
+        chain.source = source
+        chain.op = op
+        chain.wire = wire
+        return chain
 
     def _add(self, action: str, source: Output | None = None, **options: Any) -> FileActions:
-        return FileActions(self._items + (PendingAction(action, tuple(options.items()), source),))
+        return self._push(action, options, source, None, None)
 
     def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False,
               owner: Owner = None, created: Created = None) -> FileActions:
         """Create a directory (with parents: missing parents too, with the same mode)."""
+        if owner is None and created is None and type(path) is str and type(mode) is int \
+                and 0 <= mode <= 0o7777 and isinstance(parents, bool) \
+                and 0 < len(path) <= MAX_STRING and is_clean_abs(path):
+            wire = {"action": "mkdir", "created": -1, "mode": mode, "owner": "",
+                    "parents": parents, "path": path}
+            return self._push("mkdir", None, None, _ready(_ops.Mkdir, wire), wire)
         return self._add("mkdir", path=_str(path, "mkdir path"), mode=_mode(mode, "mkdir"),
                          parents=_bool(parents, "parents"), owner=owner_str(owner),
                          created=created_ns(created))
@@ -62,20 +108,45 @@ class FileActions:
     def mkfile(self, path: str, data: bytes | str = b"", mode: int = 0o644, *,
                owner: Owner = None, created: Created = None) -> FileActions:
         """Create or replace a regular file with `data` (str is written as UTF-8)."""
-        if isinstance(data, str):
-            data = data.encode()
-        elif isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        elif not isinstance(data, bytes):
-            raise DefinitionError(f"mkfile {path}: data must be bytes or str, not "
-                                  f"{type(data).__name__}")
-        return self._add("mkfile", path=_str(path, "mkfile path"), data=data,
-                         mode=_mode(mode, "mkfile"), owner=owner_str(owner),
+        if type(data) is not bytes:
+            if isinstance(data, str):
+                data = data.encode()
+            elif isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            elif not isinstance(data, bytes):
+                raise DefinitionError(f"mkfile {path}: data must be bytes or str, not "
+                                      f"{type(data).__name__}")
+        if owner is None and created is None and type(path) is str and type(data) is bytes \
+                and type(mode) is int and 0 <= mode <= 0o7777 and 1 < len(path) <= MAX_STRING \
+                and (path[0] == "/" and path[-1] != "/" and "//" not in path and "/." not in path
+                     and "\x00" not in path or is_clean_abs(path)):
+            # the common case, finished here (see FileActions); _push inlined, for speed
+            wire = {"action": "mkfile", "created": -1, "data": data, "mode": mode, "owner": "",
+                    "path": path}
+            op = _new(_Mkfile)
+            op.__dict__.update(wire)
+            chain = _new(FileActions)
+            chain._prev = self
+            chain._len = self._len + 1
+            chain.action = "mkfile"
+            chain.options = chain.source = None
+            chain.op = op
+            chain.wire = wire
+            return chain
+        path = _str(path, "mkfile path")
+        mode = _mode(mode, "mkfile")
+        return self._add("mkfile", path=path, data=data, mode=mode, owner=owner_str(owner),
                          created=created_ns(created))
 
     def rm(self, path: str, *, allow_not_found: bool = False,
            allow_wildcard: bool = False) -> FileActions:
         """Remove a path recursively (a missing path is fine)."""
+        if type(path) is str and isinstance(allow_not_found, bool) \
+                and isinstance(allow_wildcard, bool) and 0 < len(path) <= MAX_STRING \
+                and is_clean_abs(path):
+            wire = {"action": "rm", "allow_not_found": allow_not_found,
+                    "allow_wildcard": allow_wildcard, "path": path}
+            return self._push("rm", None, None, _ready(_ops.Rm, wire), wire)
         return self._add("rm", path=_str(path, "rm path"),
                          allow_not_found=_bool(allow_not_found, "allow_not_found"),
                          allow_wildcard=_bool(allow_wildcard, "allow_wildcard"))

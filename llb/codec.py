@@ -21,12 +21,33 @@ from llb.errors import DefinitionError
 
 try:  # CPython's own SHA-256 (_sha2 from 3.12, _sha256 before): hashing the short strings of
     # digests and cache keys without hashlib, whose import loads OpenSSL (~3 ms per command)
-    from _sha2 import sha256  # type: ignore[import-not-found]
+    from _sha2 import sha256 as _own_sha256  # type: ignore[import-not-found]
 except ImportError:
     try:
-        from _sha256 import sha256  # type: ignore[import-not-found]
+        from _sha256 import sha256 as _own_sha256  # type: ignore[import-not-found]
     except ImportError:
-        from hashlib import sha256
+        from hashlib import sha256 as _own_sha256
+
+# CPython's own SHA-256 costs ~10 ms a MiB, OpenSSL's (SHA extensions) ~15x less but ~3 ms to
+# load: a process switches to OpenSSL once it has hashed this much (a 10,000-action build)
+_OWN_SHA256_BUDGET = 128 << 10
+_own_hashed = 0
+_openssl_sha256: Any = None
+
+
+def sha256(data: bytes = b"") -> Any:
+    """A SHA-256 hash object fed `data` (hashlib's interface): CPython's own implementation
+    while this process has hashed little, OpenSSL's once it has hashed more."""
+    global _own_hashed, _openssl_sha256
+    if _openssl_sha256 is not None:
+        return _openssl_sha256(data)
+    _own_hashed += len(data)
+    if _own_hashed <= _OWN_SHA256_BUDGET:
+        return _own_sha256(data)
+    from hashlib import sha256 as openssl_sha256
+
+    _openssl_sha256 = openssl_sha256
+    return openssl_sha256(data)
 
 _packb = msgpack.packb
 

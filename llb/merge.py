@@ -25,7 +25,8 @@ def merge(states: Iterable[State], *, name: str = "", description: str = "") -> 
     if len(kept) == 1:
         return kept[0]
     op = _ops.MergeOp(inputs=tuple(s.output for s in kept))
-    node = new_node(op, tuple(s.node for s in kept), name=name, description=description)
+    node = new_node(op, tuple(s.node for s in kept), name=name, description=description,
+                    typed=True)
     return State(node, 0, kept[0].settings)
 
 
@@ -35,5 +36,6 @@ def diff(lower: State, upper: State, *, name: str = "", description: str = "") -
     if not isinstance(lower, State) or not isinstance(upper, State):
         raise DefinitionError("diff takes two llb.State values (lower, upper)")
     op = _ops.DiffOp(inputs=(lower.output, upper.output))
-    node = new_node(op, (lower.node, upper.node), name=name, description=description)
+    node = new_node(op, (lower.node, upper.node), name=name, description=description,
+                    typed=True)
     return State(node, 0, upper.settings)

@@ -5,6 +5,7 @@ and metadata; an Output is one output of a node plus the settings later runs inh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llb import codec, validate
 from llb import ops as _ops
@@ -19,11 +20,17 @@ class Node:
 
     __slots__ = ("op", "digest", "data", "inputs", "meta")
 
-    def __init__(self, op: _ops.Op, inputs: tuple[Node, ...], meta: _ops.OpMetadata = NO_META):
-        try:
-            wire = codec.check_types(op, _ops.Op)
-        except FieldError as e:
-            raise DefinitionError(f"{op.kind}: {e}") from None
+    def __init__(self, op: _ops.Op, inputs: tuple[Node, ...], meta: _ops.OpMetadata = NO_META,
+                 *, typed: bool = False):
+        """`typed`: the caller built `op` from values of exactly its field types (DSL code
+        that checked them), so only the values are validated; otherwise the types are too."""
+        if typed:
+            wire = codec.to_wire(op)
+        else:
+            try:
+                wire = codec.check_types(op, _ops.Op)
+            except FieldError as e:
+                raise DefinitionError(f"{op.kind}: {e}") from None
         validate.check_op(op)
         validate.check_metadata(meta)
         self.op = op
@@ -31,6 +38,19 @@ class Node:
         self.digest = codec.digest_of(self.data)
         self.inputs = inputs
         self.meta = meta
+
+    @classmethod
+    def checked(cls, op: _ops.Op, wire: dict[str, Any], inputs: tuple[Node, ...],
+                meta: _ops.OpMetadata = NO_META) -> Node:
+        """A node for an op that is valid by construction, `wire` being exactly its wire form
+        (what codec.to_wire gives): the DSL's fast path, which skips the type and value
+        checks of Node() because what it was built from was checked already."""
+        validate.check_metadata(meta)
+        node = object.__new__(cls)
+        node.op, node.inputs, node.meta = op, inputs, meta
+        node.data = codec.pack(wire)
+        node.digest = codec.digest_of(node.data)
+        return node
 
     def with_meta(self, meta: _ops.OpMetadata) -> Node:
         """The same op (digest unchanged) with other metadata."""
@@ -41,13 +61,20 @@ class Node:
 
 
 def new_node(op: _ops.Op, inputs: tuple[Node, ...], *, name: str = "", description: str = "",
-             ignore_cache: bool = False) -> Node:
-    """A graph node for `op` (validated), with its progress name/description metadata."""
+             ignore_cache: bool = False, typed: bool = False) -> Node:
+    """A graph node for `op` (validated; `typed` as for Node), with its progress
+    name/description metadata."""
+    return Node(op, inputs, node_meta(name, description, ignore_cache), typed=typed)
+
+
+def node_meta(name: str = "", description: str = "", ignore_cache: bool = False) -> _ops.OpMetadata:
+    """The metadata of a node named `name` (progress) with `description` (both strings)."""
     if not isinstance(name, str) or not isinstance(description, str):
         raise DefinitionError("name and description must be strings")
-    meta = _ops.OpMetadata(description=description, progress_name=name,
+    if not name and not description and not ignore_cache:
+        return NO_META
+    return _ops.OpMetadata(description=description, progress_name=name,
                            ignore_cache=bool(ignore_cache))
-    return Node(op, inputs, meta)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def scratch() -> State:
     """The empty state."""
     global _SCRATCH
     if _SCRATCH is None:
-        _SCRATCH = Node(_ops.SourceOp(_ops.SCRATCH), ())
+        _SCRATCH = Node(_ops.SourceOp(_ops.SCRATCH), (), typed=True)
     return State(_SCRATCH)
 
 

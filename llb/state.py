@@ -16,8 +16,11 @@ from llb.errors import DefinitionError
 from llb.exec import build_exec
 from llb.imagemeta import ImageMeta, normalize_port
 from llb.mounts import MountSpec
-from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node
+from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node, node_meta
 from llb.paths import resolve
+
+_new = object.__new__
+
 
 class State(Output):
     """One output of an op, plus env/cwd/user/hostname/network for later runs."""
@@ -225,11 +228,27 @@ class State(Output):
         """Apply a chain of file actions to this state, as one FileOp."""
         if not isinstance(actions, FileActions) or not len(actions):
             raise DefinitionError("file() takes a chain of file actions, e.g. llb.mkdir(...)")
+        items = actions.items
+        base = self.output
+        if len(items) <= validate.MAX_ITEMS and all(item.op is not None for item in items):
+            # every action is finished and valid whatever this state is (see FileActions):
+            # the op and its wire form are assembled from them, valid by construction
+            op = _new(_ops.FileOp)
+            op.__dict__.update({"actions": tuple([item.op for item in items]),
+                                "inputs": (base,), "kind": "file"})
+            wire = {"actions": [item.wire for item in items],
+                    "inputs": [{"digest": base.digest, "index": base.index}], "kind": "file"}
+            node = Node.checked(op, wire, (self._node,),
+                                node_meta(name, description, ignore_cache))
+            return State(node, 0, self._settings)
         nodes: list[Node] = [self._node]
-        inputs: list[_ops.Input] = [self.output]
+        inputs: list[_ops.Input] = [base]
         cwd = self._settings.cwd
         out: list[_ops.FileAction] = []
-        for item in actions.items:
+        for item in items:
+            if item.op is not None:  # finished already (see FileActions)
+                out.append(item.op)
+                continue
             opts = dict(item.options)
             try:
                 if item.action == "mkdir":
