@@ -439,8 +439,10 @@ def _system_mounts() -> list[dict]:
 
 
 class _Lines:
-    """Splits a process's output into lines per stream: each complete line goes to `log`
-    (with its newline) and into the tail; a line longer than _MAX_LINE is cut."""
+    """Splits a process's output into lines per stream: the complete lines of each read go
+    to `log` together (one progress event per read, not per line: a process printing
+    short lines would otherwise cost an event of ~200 bytes for each) and the last ones
+    into the tail; a line longer than _MAX_LINE is cut."""
 
     def __init__(self, log: LogFn | None):
         self.log = log
@@ -449,9 +451,10 @@ class _Lines:
 
     def feed(self, stream: str, data: bytes) -> None:
         buf = self._partial.pop(stream, b"") + data
-        *complete, rest = buf.split(b"\n")
-        for line in complete:
-            self._emit(stream, line + b"\n")
+        cut = buf.rfind(b"\n") + 1
+        if cut:
+            self._emit(stream, buf[:cut])
+        rest = buf[cut:]
         while len(rest) > _MAX_LINE:
             self._emit(stream, rest[:_MAX_LINE])
             rest = rest[_MAX_LINE:]
@@ -463,10 +466,13 @@ class _Lines:
         if rest:
             self._emit(stream, rest)
 
-    def _emit(self, stream: str, line: bytes) -> None:
+    def _emit(self, stream: str, lines: bytes) -> None:
+        """Log whole lines (or a cut piece of a long one) and keep the last in the tail."""
         if self.log is not None:
-            self.log(stream, line)
-        self.tail.append(line.decode(errors="replace").rstrip("\n"))
+            self.log(stream, lines)
+        last = lines[:-1] if lines.endswith(b"\n") else lines
+        for line in last.rsplit(b"\n", LOG_TAIL_LINES)[-LOG_TAIL_LINES:]:
+            self.tail.append(line.decode(errors="replace"))
 
 
 def _runc_error(path: Path) -> str:

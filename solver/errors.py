@@ -57,3 +57,20 @@ class OutputSpecError(LLBError):
 
 class ExportError(LLBError):
     """The result could not be written where the output spec says (exit 2)."""
+
+
+class RootError(LLBError):
+    """The llb root cannot be used: a file in its path, a read-only or special filesystem,
+    no permission (bad input: exit 2, one line naming the root)."""
+
+    @classmethod
+    def of(cls, root: object, e: BaseException) -> "RootError":
+        """The error for root, from the OSError (or sqlite error) that opening it raised."""
+        if isinstance(e, OSError):
+            why = e.strerror or str(e)
+            where = e.filename if isinstance(e.filename, str) else None
+            if where and where != str(root):
+                why = f"{why}: {where}"
+        else:
+            why = str(e)
+        return cls(f"cannot use {root} as llb's root ({why})", path=str(root))

@@ -15,13 +15,17 @@ relying on them (Store.pin), and the store never removes a held snapshot. Prunes
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Collection, NamedTuple
 
 from llb.snapshot import Store
 from llb.solver.cachedb import CacheDB, Record, lease_holder
 from llb.solver.cachemounts import CacheMounts
+from llb.solver.errors import RootError
 from llb.solver.locks import PruneLock, clean_key_locks
 from llb.solver.orphans import reap
 
@@ -99,11 +103,16 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
     if not root.exists():
         return PruneResult(0, 0)
     lock = PruneLock(root)
-    lock.acquire(exclusive=True)  # another prune (never a solve) may hold it
     try:
-        reap(root)  # dead processes' containers, before their mounts and caches go
-        store = Store(root, snapshotter)
-        db = CacheDB(root)
+        with _opening(root):
+            lock.acquire(exclusive=True)  # another prune (never a solve) may hold it
+            reap(root)  # dead processes' containers, before their mounts and caches go
+            store = Store(root, snapshotter)
+            try:
+                db = CacheDB(root)
+            except BaseException:
+                store.close()
+                raise
         try:
             records = db.fill_sizes(store, db.records())  # least recently used first
             held = store.in_use()
@@ -131,11 +140,16 @@ def usage(root: Path) -> Usage | None:
     the root holds no cache."""
     if not root.exists():
         return None
-    reap(root)  # dead processes' containers, before the store removes their mounts
-    if not CacheDB.exists(root):
-        return None
-    db = CacheDB(root)
-    store = Store(root)
+    with _opening(root):
+        reap(root)  # dead processes' containers, before the store removes their mounts
+        if not CacheDB.exists(root):
+            return None
+        db = CacheDB(root)
+        try:
+            store = Store(root)
+        except BaseException:
+            db.close()
+            raise
     try:
         records = db.fill_sizes(store, db.records())
         blobs = blob_usage(root, store)
@@ -176,6 +190,15 @@ def _prune_blobs(root: Path, store: Store) -> int:
 
     with ContentStore(root) as content:
         return content.prune(keep=kept_blobs(store))
+
+
+@contextmanager
+def _opening(root: Path) -> Iterator[None]:
+    """Opening the root: an OSError or sqlite error there is a RootError (one line)."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        raise RootError.of(root, e) from None
 
 
 def _release_orphan_leases(db: CacheDB, store: Store) -> None:

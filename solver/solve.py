@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import NamedTuple
 
@@ -10,6 +11,7 @@ from llb.errors import DefinitionError
 from llb.ops import SourceOp
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
+from llb.solver.errors import RootError
 from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.scheduler import Scheduler
@@ -36,12 +38,20 @@ class Solver:
     def __init__(self, root: Path, snapshotter: str = "auto", workers: int = 4,
                  progress: ProgressSink | None = None, *, store: Store | None = None):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        reap(self.root)  # dead processes' containers, before the store reuses their mounts
         self.workers = max(1, workers)
         self.progress = Progress(progress)
-        self.store = Store(self.root, snapshotter) if store is None else store
-        self.db = CacheDB(self.root)
+        opened: Store | None = None
+        try:  # a root that cannot be used is one line (RootError), not a traceback
+            self.root.mkdir(parents=True, exist_ok=True)
+            reap(self.root)  # dead processes' containers, before the store reuses their mounts
+            if store is None:
+                store = opened = Store(self.root, snapshotter)
+            self.db = CacheDB(self.root)
+        except (OSError, sqlite3.Error) as e:
+            if opened is not None:
+                opened.close()
+            raise RootError.of(self.root, e) from None
+        self.store = store
 
     def close(self) -> None:
         """Release the DB and the store (and with it what this solve held)."""

@@ -212,7 +212,7 @@ def build():
     assert b"foo" not in tree["/listing"][2]
 
 
-def test_output_streams_into_progress_line_by_line(solve):
+def test_output_streams_into_progress_in_whole_lines(solve):
     code, err, _ = solve('''
 def build():
     return busybox().run(["sh", "-c", "echo one; echo two >&2; printf 'three\\nfour'"]).root()
@@ -222,10 +222,14 @@ def build():
     name = 'exec sh -c "echo one; echo two >&2; printf \'three\\nfour\'"'
     logs = [(e["stream"], e["data"]) for e in events if e["event"] == "log"]
     assert all(e["name"] == name for e in events if e["event"] == "log")
-    assert [d for s, d in logs if s == "stdout"] == ["one\n", "three\n", "four"]
+    # an event holds the whole lines of one read (BuildKit: one per write), the last
+    # unfinished line once the process is done
+    stdout = [d for s, d in logs if s == "stdout"]
+    assert "".join(stdout) == "one\nthree\nfour" and stdout[-1].endswith("four")
+    assert all(d.endswith("\n") for d in stdout[:-1])
     assert [d for s, d in logs if s == "stderr"] == ["two\n"]
-    assert [e["event"] for e in events if e["name"] == name] == ["start", "log", "log", "log",
-                                                                   "log", "done"]
+    kinds = [e["event"] for e in events if e["name"] == name]
+    assert kinds[0] == "start" and kinds[-1] == "done" and set(kinds[1:-1]) == {"log"}
 
 
 def test_failing_command_exits_1_with_buildkits_wording(solve):
@@ -271,3 +275,34 @@ def build():
 ''', "--no-cache")
     assert code == 0, err
     assert tree == {"/result": ("f", 0o644, b"ok\n")}
+
+
+def test_step_output_is_clipped_at_2_mib_per_stream(solve):
+    """BuildKit clips a step's log at 2 MiB per stream and says so; the output of an exec
+    printing 6 MiB used to reach stderr whole (60 MB of output gave 73 MB of progress). The
+    tail of a failure is still the real end of the output."""
+    code, err, _ = solve('''
+def build():
+    return busybox().run(["sh", "-c", "yes 0123456789abcdef | head -c 6291456; "
+                          "yes err | head -c 3145728 >&2; echo; echo the-end; exit 3"]).root()
+''', "--progress", "json", "--no-cache")
+    assert code == 1
+    events = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
+    logs = [e for e in events if e["event"] == "log"]
+    for stream in ("stdout", "stderr"):
+        data = "".join(e["data"] for e in logs if e["stream"] == stream)
+        assert data.count("[output clipped, log limit 2MiB reached]") == 1
+        assert len(data) <= (2 << 20) + 64
+        assert "the-end" not in data
+    assert len(err) < 8 << 20, len(err)
+    failed = [e for e in events if e["event"] == "error" and e["error"] != "cancelled"]
+    assert len(failed) == 1 and "exit code: 3" in failed[0]["error"]
+    plain_code, plain_err, _ = solve('''
+def build():
+    return busybox().run(["sh", "-c", "yes 0123456789abcdef | head -c 6291456; "
+                          "echo; echo the-end; exit 3"]).root()
+''', "--no-cache")
+    assert plain_code == 1
+    assert "[output clipped, log limit 2MiB reached]" in plain_err
+    assert len(plain_err) < 6 << 20, len(plain_err)
+    assert "  the-end" in plain_err.splitlines()  # the log tail under the error line

@@ -24,9 +24,14 @@ def ex(tmp_path: Path) -> Executor:
 
 
 def _run(ex: Executor, rootfs: Path, script: str, **kw):
+    """Run script; what it logged as (stream, line) pairs (one log call carries the whole
+    lines of one read)."""
     lines: list[tuple[str, bytes]] = []
-    result = ex.run(rootfs, ProcessSpec(args=["sh", "-c", script], **kw),
-                    log=lambda s, d: lines.append((s, d)))
+
+    def log(s: str, d: bytes) -> None:
+        lines.extend((s, ln) for ln in d.splitlines(True))
+
+    result = ex.run(rootfs, ProcessSpec(args=["sh", "-c", script], **kw), log=log)
     return result, lines
 
 

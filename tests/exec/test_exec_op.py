@@ -35,9 +35,12 @@ def base(store):
 
 
 def _ctx(store, **kw) -> OpContext:
+    """A context whose `logs` lists what was logged line by line (one event may carry the
+    lines of one read)."""
     logs: list[tuple[str, str, bytes]] = []
     ctx = OpContext(store=store, root=store.root, vertex="sha256:" + "0" * 64, name="exec",
-                    _log=lambda v, s, d: logs.append((v, s, d)), **kw)
+                    _log=lambda v, s, d: logs.extend((v, s, ln) for ln in d.splitlines(True)),
+                    **kw)
     ctx.logs = logs  # type: ignore[attr-defined]
     return ctx
 
