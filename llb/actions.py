@@ -47,11 +47,12 @@ class FileActions:
     options is None. Otherwise both are None and `State.file` builds the action from
     options and checks it."""
 
-    __slots__ = ("_prev", "_len", "action", "options", "source", "op", "wire")
+    __slots__ = ("_prev", "_len", "finished", "action", "options", "source", "op", "wire")
 
     def __init__(self) -> None:
         self._prev: FileActions | None = None
         self._len = 0
+        self.finished = 0  # how many actions of the chain are finished (op and wire set)
         self.action = ""
         self.options: dict[str, Any] | None = None
         self.source: Output | None = None
@@ -61,6 +62,8 @@ class FileActions:
     @property
     def items(self) -> tuple[FileActions, ...]:
         """The actions in order: each the chain ending in it (its action, options, ...)."""
+        if self._len == 1:
+            return (self,)
         out = []
         chain: FileActions | None = self
         while chain is not None and chain._len:
@@ -82,6 +85,7 @@ class FileActions:
         chain = _new(FileActions)
         chain._prev = self
         chain._len = self._len + 1
+        chain.finished = self.finished + (op is not None)
         chain.action = action
         chain.options = options
         chain.source = source
@@ -128,6 +132,7 @@ class FileActions:
             chain = _new(FileActions)
             chain._prev = self
             chain._len = self._len + 1
+            chain.finished = self.finished + 1
             chain.action = "mkfile"
             chain.options = chain.source = None
             chain.op = op

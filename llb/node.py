@@ -45,7 +45,8 @@ class Node:
         """A node for an op that is valid by construction, `wire` being exactly its wire form
         (what codec.to_wire gives): the DSL's fast path, which skips the type and value
         checks of Node() because what it was built from was checked already."""
-        validate.check_metadata(meta)
+        if meta is not NO_META:
+            validate.check_metadata(meta)
         node = object.__new__(cls)
         node.op, node.inputs, node.meta = op, inputs, meta
         node.data = codec.pack(wire)

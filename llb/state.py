@@ -230,7 +230,7 @@ class State(Output):
             raise DefinitionError("file() takes a chain of file actions, e.g. llb.mkdir(...)")
         items = actions.items
         base = self.output
-        if len(items) <= validate.MAX_ITEMS and all(item.op is not None for item in items):
+        if actions.finished == len(items) <= validate.MAX_ITEMS:
             # every action is finished and valid whatever this state is (see FileActions):
             # the op and its wire form are assembled from them, valid by construction
             op = _new(_ops.FileOp)
@@ -301,7 +301,7 @@ class State(Output):
             if digest not in ops:
                 ops[digest] = node.op
                 op_bytes[digest] = node.data
-            if node.meta != NO_META:
+            if node.meta is not NO_META and node.meta != NO_META:
                 metadata[digest] = _merge_meta(metadata.get(digest), node.meta)
         image = self.image_meta()
         return Definition(ops, metadata, output, image=None if image.is_empty() else image,
