@@ -202,12 +202,11 @@ def _mkdir(root: str, a: Mkdir) -> None:
         set_times(p, times)
 
 
-def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
-                   ) -> tuple[str, os.stat_result | None] | None:
-    """The resolved path of a.path and its lstat, by way of its parent directory resolved
-    once for a run of mkfiles (they only create or replace regular files, so a resolved
-    directory stays valid until another kind of action runs); None when the full walk is
-    needed (a final symlink, a parent that is not a directory: the slow path says why)."""
+def _mkfile_parent(root: str, a: Mkfile, parents: dict[str, str] | None) -> str | None:
+    """The path a.path names, by way of its parent directory resolved once for a run of
+    mkfiles (they only create or replace regular files, so a resolved directory stays valid
+    until another kind of action runs); None when the full walk is needed (a parent that is
+    not a directory: the slow path says why)."""
     if parents is None:
         return None
     d, _, base = clean("/" + a.path).rpartition("/")
@@ -222,7 +221,16 @@ def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
         if not os.path.isdir(parent):
             return None
         parents[d] = parent
-    p = os.path.join(parent, base)
+    return os.path.join(parent, base)
+
+
+def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
+                   ) -> tuple[str, os.stat_result | None] | None:
+    """The path of a.path (see _mkfile_parent) and its lstat; None when the full walk is
+    needed (also a final symlink)."""
+    p = _mkfile_parent(root, a, parents)
+    if p is None:
+        return None
     try:
         st = os.lstat(p)
     except FileNotFoundError:
@@ -232,10 +240,24 @@ def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
     return p, st
 
 
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None:
     """Create the file, or replace an existing one's content keeping its mode and owner
     (a symlink is followed inside the tree, as BuildKit's os.WriteFile does)."""
     owner = _owner(root, a.owner) if a.owner else None
+    new = _mkfile_parent(root, a, parents)
+    if new is not None:
+        # the common case, a new name: created at once (O_EXCL); a name that is there
+        # already (a file, a directory, a symlink) takes the way below, which looks at it
+        try:
+            fd = os.open(new, _O_NEW, a.mode & 0o777)
+        except FileExistsError:
+            pass
+        else:
+            _write_new(fd, new, new, a, a.mode & 0o777, owner or (0, 0), {})
+            return
     fast = _mkfile_target(root, a, parents)
     if fast is not None:
         p, st = fast
@@ -264,19 +286,26 @@ def _mkfile(root: str, a: Mkfile, parents: dict[str, str] | None = None) -> None
         tmp = p
     else:  # never write an existing inode: a temp file renamed over it
         tmp = os.path.join(parent, f".{os.path.basename(p)}.llb-{os.urandom(4).hex()}")
+    fd = os.open(tmp, _O_NEW, mode & 0o777)
+    _write_new(fd, tmp, p, a, mode, (uid, gid), keep)
+
+
+def _write_new(fd: int, tmp: str, p: str, a: Mkfile, mode: int, owner: tuple[int, int],
+               keep: dict[str, bytes]) -> None:
+    """Fill the file just created as tmp (open as fd, which this closes) with a.data, give
+    it owner, mode, the xattrs `keep` and a's time, and rename it to p when that is another
+    name; on any failure tmp is removed."""
     # created with its final mode: owner and mode are changed only when the new inode does not
     # already have them (each change is one more journalled inode update per file)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 mode & 0o777)
     try:
         try:
             view = memoryview(a.data)
             while view:
                 view = view[os.write(fd, view):]
             have = os.fstat(fd)
-            chowned = (have.st_uid, have.st_gid) != (uid, gid)
+            chowned = (have.st_uid, have.st_gid) != owner
             if chowned:
-                os.fchown(fd, uid, gid)
+                os.fchown(fd, *owner)
             if stat.S_IMODE(have.st_mode) != mode or (chowned and mode & 0o6000):
                 os.fchmod(fd, mode)
         finally:
