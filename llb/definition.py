@@ -201,8 +201,11 @@ def _from_bytes(data: Any) -> Definition:
         raise DefinitionError(codec.fields_problem(
             "definition", _TOP_KEYS_IMAGE if "image" in top else _TOP_KEYS, top))
     version = top["version"]
-    if type(version) is not int or version != VERSION:
-        raise DefinitionError(f"unsupported definition version {str(version)[:20]} (want {VERSION})")
+    if type(version) is not int:
+        raise DefinitionError(f"definition version must be the integer {VERSION}, got a "
+                              f"{codec.typename(version)} ({repr(version)[:20]})")
+    if version != VERSION:
+        raise DefinitionError(f"unsupported definition version {version} (want {VERSION})")
     raw_ops = top["ops"]
     if type(raw_ops) is not list:
         raise DefinitionError("definition ops must be an array")

@@ -28,6 +28,9 @@ MAX_OUTPUTS = 1 << 16
 MAX_ITEMS = 1 << 16  # args, env entries, mounts, actions, patterns
 MAX_STRING = 1 << 16  # any single string (paths, args, patterns)
 MAX_INT64 = (1 << 63) - 1
+MAX_ID = (1 << 32) - 2  # uids and gids: 32 bits, and (uid_t)-1 means "unchanged" to Linux
+NAME_MAX = 255  # bytes of one path component (Linux)
+PATH_MAX = 4095  # bytes of a path a process may be given (Linux's 4096, NUL included)
 SHARING = (_ops.SHARING_SHARED, _ops.SHARING_PRIVATE, _ops.SHARING_LOCKED)
 NETWORKS = (_ops.NETWORK_NONE, _ops.NETWORK_HOST)
 MOUNT_TYPES = (_ops.MOUNT_BIND, _ops.MOUNT_CACHE, _ops.MOUNT_TMPFS)
@@ -46,7 +49,8 @@ def check_digest(digest: str, what: str = "digest") -> None:
 def check_input(inp: _ops.Input, what: str = "input") -> None:
     check_digest(inp.digest, what)
     if not 0 <= inp.index < MAX_OUTPUTS:
-        _fail(f"{what} output index {inp.index} out of range")
+        label = what if what.endswith("output") else f"{what} output"
+        _fail(f"{label} index {inp.index} out of range")
 
 
 def _check_inputs(inputs: tuple[_ops.Input, ...], kind: str) -> None:
@@ -84,6 +88,21 @@ def check_mode(mode: int, what: str, *, allow_unset: bool = False) -> None:
 def check_owner(owner: str, what: str) -> None:
     if owner and not re.match(_OWNER_PATTERN, owner):
         _fail(f"{what} {owner[:80]!r} must be 'user[:group]' (names or numbers)")
+    for part in owner.split(":"):
+        if part.isascii() and part.isdigit() and int(part) > MAX_ID:
+            _fail(f"{what} {owner[:80]!r}: id {part[:40]} out of range (0 to {MAX_ID})")
+
+
+def check_process_path(path: str, what: str) -> None:
+    """A path a container process is given (its cwd, a mount point) must fit Linux's
+    limits, or runc fails with its own error."""
+    data = path.encode("utf-8", "surrogateescape")
+    if len(data) > PATH_MAX:
+        _fail(f"{what} is {len(data)} bytes long (Linux takes at most {PATH_MAX})")
+    for part in data.split(b"/"):
+        if len(part) > NAME_MAX:
+            _fail(f"{what} has a component of {len(part)} bytes (Linux takes at most "
+                  f"{NAME_MAX}): {part[:40].decode('utf-8', 'replace')}...")
 
 
 def check_created(created: int, what: str) -> None:
@@ -156,6 +175,7 @@ def check_exec(op: _ops.ExecOp) -> None:
         if not sep or not re.match(_ENV_KEY_PATTERN, key):
             _fail(f"exec env entry {e[:80]!r} must be KEY=value")
     check_path(op.cwd, "exec cwd")
+    check_process_path(op.cwd, "exec cwd")
     check_owner(op.user, "exec user")
     if op.network not in NETWORKS:
         _fail(f"exec network {op.network[:40]!r} must be one of {', '.join(NETWORKS)}")
@@ -173,6 +193,7 @@ def check_exec(op: _ops.ExecOp) -> None:
     for i, m in enumerate(op.mounts):
         where = f"mount {m.dest[:200]!r}"
         check_path(m.dest, f"mount {i} dest")
+        check_process_path(m.dest, f"mount {i} dest")
         if i and m.dest == "/":
             _fail("only mounts[0] may be mounted at /")
         if m.dest in seen:

@@ -7,12 +7,14 @@ exactly what is read."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from llb.fsutil import match, split_wildcards, walk as walk_tree
 from llb.paths import clean
+from llb.solver.errors import InputError
 
 if TYPE_CHECKING:
     import pathspec
@@ -25,9 +27,10 @@ class PathFilter:
     pruned with its whole subtree (as in gitignore, a child cannot be re-included)."""
 
     def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()):
+        """InputError (exit 2) names a pattern that is not a valid gitignore-style one."""
         include, exclude = list(include), list(exclude)
-        self._inc = _compile(include) if include else None
-        self._exc = _compile(exclude) if exclude else None
+        self._inc = _compile(include, "include") if include else None
+        self._exc = _compile(exclude, "exclude") if exclude else None
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         return self._exc is not None and self._exc.match_file(rel + "/" if is_dir else rel)
@@ -36,10 +39,20 @@ class PathFilter:
         return self._inc is None or self._inc.match_file(rel + "/" if is_dir else rel)
 
 
-def _compile(patterns: list[str]) -> pathspec.GitIgnoreSpec:
+def _compile(patterns: list[str], what: str) -> pathspec.GitIgnoreSpec:
     import pathspec
 
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, re.error):  # (pathspec's pattern errors are ValueErrors)
+        pass
+    for p in patterns:  # name the first bad one
+        try:
+            pathspec.GitIgnoreSpec.from_lines([p])
+        except (ValueError, re.error) as e:
+            why = e.msg if isinstance(e, re.error) else "not a gitignore pattern"
+            raise InputError(f"{what} pattern {p!r} is invalid: {why}", path=p) from None
+    raise InputError(f"{what} patterns {patterns!r} are invalid")
 
 
 def walk(base: Path | str, flt: PathFilter | None = None) -> list[tuple[str, os.stat_result]]:

@@ -8,10 +8,11 @@ from typing import NamedTuple
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
-from llb.ops import SourceOp
+from llb.ops import Copy, FileOp, SourceOp
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
-from llb.solver.errors import RootError
+from llb.solver.errors import InputError, RootError
+from llb.solver.patterns import PathFilter
 from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.scheduler import Scheduler
@@ -110,10 +111,19 @@ def _snapshot_names(vertices: list[Vertex]) -> dict[str, str]:
 
 def _check_inputs(vertices: list[Vertex], env: SourceEnv) -> None:
     """Bad input found before anything runs: each source's own checks (a missing --local
-    mapping), then copies of paths a source does not have."""
+    mapping, a bad include pattern), copies' include/exclude patterns, then copies of paths
+    a source does not have."""
     for v in vertices:
         if isinstance(v.op, SourceOp):
             source_for(v.op, v.digest).check(v.op, env, v.digest)
+        elif isinstance(v.op, FileOp):
+            for a in v.op.actions:
+                if isinstance(a, Copy) and (a.include or a.exclude):
+                    try:
+                        PathFilter(a.include, a.exclude)
+                    except InputError as e:
+                        e.vertex = v.digest
+                        raise
     for v in vertices:
         for pos, copies in v.partial.items():
             u, _ = v.inputs[pos]

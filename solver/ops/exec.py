@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llb.fsutil import remove_tree
+from llb.validate import MAX_ID
 from llb.ops import (MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE,
                      SHARING_LOCKED, SHARING_PRIVATE, ExecOp, Mount)
 from llb.snapshot.paths import resolve_in_root
@@ -122,7 +123,11 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
 
     uid, gid, groups = resolve_user(rootfs, op.user, vertex=ctx.vertex)
     if not any(_under(op.cwd, m.dest) for m in mounts):
-        _make_cwd(rootfs, op.cwd, uid, gid)
+        try:
+            _make_cwd(rootfs, op.cwd, uid, gid)
+        except OSError as e:  # e.g. a cwd that is too long once under the rootfs's path
+            raise InputError(f"cannot create the working directory {op.cwd[:200]}: "
+                             f"{e.strerror or e}", vertex=ctx.vertex, path=op.cwd) from None
     spec = ProcessSpec(args=list(op.args), env=list(op.env), cwd=op.cwd or "/", uid=uid,
                        gid=gid, additional_gids=groups, hostname=op.hostname,
                        network=op.network, readonly_rootfs=root_mount.readonly, mounts=mounts)
@@ -230,8 +235,8 @@ def resolve_user(rootfs: Path, user: str, *, vertex: str | None = None
     passwd = _read_db(rootfs, "/etc/passwd")
     groups = _read_db(rootfs, "/etc/group")
     entry = None
-    if uspec.isdigit():
-        uid = int(uspec)
+    if uspec.isascii() and uspec.isdigit():
+        uid = _int(uspec, user, vertex)
         entry = next((e for e in passwd if len(e) > 3 and e[2] == uspec), None)
     else:
         entry = next((e for e in passwd if len(e) > 3 and e[0] == uspec), None)
@@ -242,8 +247,8 @@ def resolve_user(rootfs: Path, user: str, *, vertex: str | None = None
     gid = _int(entry[3], user, vertex) if entry is not None else 0
     extra: list[int] = []
     if gspec:
-        if gspec.isdigit():
-            gid = int(gspec)
+        if gspec.isascii() and gspec.isdigit():
+            gid = _int(gspec, user, vertex)
         else:
             g = next((e for e in groups if len(e) > 2 and e[0] == gspec), None)
             if g is None:
@@ -268,10 +273,15 @@ def _read_db(rootfs: Path, path: str) -> list[list[str]]:
 
 
 def _int(value: str, user: str, vertex: str | None) -> int:
+    """An id of user's (from the spec or the rootfs's passwd/group), in range."""
     try:
-        return int(value)
+        n = int(value) if value.isascii() else -1
     except ValueError:
-        raise InputError(f"invalid id {value!r} for user {user!r}", vertex=vertex) from None
+        n = -1
+    if not 0 <= n <= MAX_ID:
+        raise InputError(f"invalid id {value[:40]!r} for user {user!r} (0 to {MAX_ID})",
+                         vertex=vertex)
+    return n
 
 
 # ---------------------------------------------------------------------------------- paths

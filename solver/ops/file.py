@@ -17,6 +17,7 @@ from llb.errors import LLBError
 from llb.fsutil import contains_wildcards, read_xattrs, remove_tree, set_times, write_xattrs
 from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
 from llb.paths import clean
+from llb.validate import MAX_ID
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import SolveCancelledError, SolveError
@@ -131,24 +132,31 @@ def _owner(root: str, owner: str) -> Owner:
     user, _, group = owner.partition(":")
     uid = gid = 0
     if user:
-        if user.isdigit():
+        if _is_id(user):
             uid = gid = int(user)
         else:
             entry = _lookup(root, "/etc/passwd", user)
-            if entry is None or len(entry) < 4 or not (entry[2].isdigit() and entry[3].isdigit()):
+            if entry is None or len(entry) < 4 or not (_is_id(entry[2]) and _is_id(entry[3])):
                 raise OwnerError(f"unknown user {user!r} (not in the state's /etc/passwd)",
                                  path="/etc/passwd")
             uid, gid = int(entry[2]), int(entry[3])
     if group:
-        if group.isdigit():
+        if _is_id(group):
             gid = int(group)
         else:
             entry = _lookup(root, "/etc/group", group)
-            if entry is None or len(entry) < 3 or not entry[2].isdigit():
+            if entry is None or len(entry) < 3 or not _is_id(entry[2]):
                 raise OwnerError(f"unknown group {group!r} (not in the state's /etc/group)",
                                  path="/etc/group")
             gid = int(entry[2])
+    if uid > MAX_ID or gid > MAX_ID:
+        raise OwnerError(f"owner {owner!r}: ids {uid}:{gid} out of range (0 to {MAX_ID})")
     return uid, gid
+
+
+def _is_id(text: str) -> bool:
+    """A number in ASCII digits (a name like "²" is no id)."""
+    return text.isascii() and text.isdigit()
 
 
 def _lookup(root: str, db: str, key: str) -> list[str] | None:

@@ -31,7 +31,13 @@ def _directory(op: SourceOp, local_dirs: Mapping[str, Path], vertex: str | None)
 
 
 def check(op: SourceOp, env: SourceEnv, vertex: str) -> None:
-    """The source needs a `--local NAME=DIR` mapping to a directory."""
+    """The source needs a `--local NAME=DIR` mapping to a directory, and valid include and
+    exclude patterns."""
+    try:
+        PathFilter(op.include, op.exclude)
+    except InputError as e:
+        e.vertex = vertex
+        raise
     path = _directory(op, env.local_dirs, vertex)
     if not path.is_dir():
         raise InputError(f"--local {op.locator}={path}: not a directory", vertex=vertex,

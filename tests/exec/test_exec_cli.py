@@ -306,3 +306,26 @@ def build():
     assert "[output clipped, log limit 2MiB reached]" in plain_err
     assert len(plain_err) < 6 << 20, len(plain_err)
     assert "  the-end" in plain_err.splitlines()  # the log tail under the error line
+
+
+@pytest.mark.parametrize("what,src,message", [
+    ("uid", 'busybox().user("4294967296").run(["true"]).root()', "out of range"),
+    ("gid", 'busybox().user("0:4294967296").run(["true"]).root()', "out of range"),
+    ("owner", 'busybox().file(llb.mkfile("/a", "x", owner="4294967296:0"))', "out of range"),
+    ("cwd component", 'busybox().cwd("/" + "c" * 300).run(["true"]).root()',
+     "component of 300 bytes"),
+    ("cwd length", 'busybox().cwd("/" + "/".join(["d" * 200] * 25)).run(["true"]).root()',
+     "bytes long (Linux takes at most 4095)"),
+    ("cwd under the rootfs", 'busybox().cwd("/" + "/".join(["e" * 203] * 20) + "/abcdefghijklm")'
+     '.run(["true"]).root()', "cannot create the working directory"),
+    ("passwd id", 'busybox().file(llb.mkfile("/etc/passwd", "big:x:4294967296:0::/:/bin/sh\\n"))'
+     '.user("big").run(["true"]).root()', "invalid id '4294967296'"),
+], ids=lambda v: v if " " not in v or len(v) < 30 else None)
+def test_ids_and_cwds_linux_cannot_take_are_one_line_exit_2(solve, what, src, message):
+    """uid 4294967296 or an over-long cwd gave runc's raw JSON error (exit 1); they are bad
+    input, told before runc runs (most when the definition is checked)."""
+    code, err, _ = solve(f"def build():\n    return {src}\n")
+    assert code == 2, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err
+    assert "json:" not in err and "Traceback" not in err and "runc" not in err

@@ -46,7 +46,8 @@ def test_trailing_bytes():
     (pack({"metadata": {}, "ops": [], "output": {}, "version": 1, "zz": 1}), "unknown field"),
     (pack({"version": 1, "ops": [], "output": {}, "metadata": {}}), "sorted"),
     (definition(SCRATCH, version=2), "unsupported definition version"),
-    (definition(SCRATCH, version="1"), "unsupported definition version"),
+    (definition(SCRATCH, version="1"), "definition version must be the integer 1, got a "
+                                       "string ('1')"),
     (pack({"metadata": {}, "ops": {}, "output": {}, "version": 1}), "ops must be an array"),
     (pack({"metadata": {}, "ops": [], "output": {}, "version": 1}), "no ops"),
     (pack({"metadata": {}, "ops": [[S]], "output": {}, "version": 1}), "[digest, bytes] pair"),
