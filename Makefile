@@ -52,7 +52,9 @@ example: deps
 		echo "out/example/app/MANIFEST (written by an exec on the merged root):"; \
 		cat out/example/app/MANIFEST; fi
 
+# mypy first: the package code (every room, through llb/'s symlinks) type-checks clean
 test: deps
+	$(PY) -m mypy -p llb
 	$(PY) -m pytest -n 2 -q tests
 
 bench: EXTRA_PKGS = $(BENCH_PKGS)

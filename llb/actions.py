@@ -30,7 +30,7 @@ _Mkfile = _ops.Mkfile
 def _ready(cls: type, wire: dict[str, Any]) -> _ops.FileAction:
     """The action `cls` whose fields are `wire` (built without its __init__, as the codec's
     decoder does: the fields are already checked)."""
-    op = _new(cls)
+    op: _ops.FileAction = _new(cls)
     op.__dict__.update(wire)
     return op
 

@@ -249,7 +249,7 @@ class State(Output):
             if item.op is not None:  # finished already (see FileActions)
                 out.append(item.op)
                 continue
-            opts = dict(item.options)
+            opts = dict(item.options or {})
             try:
                 if item.action == "mkdir":
                     out.append(_ops.Mkdir(**{**opts, "path": resolve(cwd, opts["path"])}))

@@ -112,7 +112,7 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
         with os.scandir(udir) as it:
             entries = list(it)
         names = {e.name for e in entries}
-        if opaque and has_lower:
+        if opaque and has_lower and lower is not None:
             # everything lower had here and upper does not is deleted (overlay hid it)
             for name in lower.listdir(rel):
                 if name not in names:
@@ -120,7 +120,7 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
         for e in entries:
             r = _join(rel, e.name)
             st = e.stat(follow_symlinks=False)
-            found = lower.lookup(r) if has_lower else None
+            found = lower.lookup(r) if has_lower and lower is not None else None
             if is_whiteout(st):
                 if found is not None:
                     out.append(Change(r, "delete"))

@@ -10,6 +10,7 @@ each layer's change list: O(changes) syscalls, no data copied, no input ever wri
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -43,7 +44,8 @@ def apply_layers(dest: Path, layers: Iterable[Layer]) -> None:
     merger = _Merger(os.fspath(dest))
     deleted = _last_deletions(layers)
     for i, layer in enumerate(layers):
-        merger.apply(layer, (lambda rel, i=i: _deleted_after(rel, i, deleted)) if deleted else None)
+        merger.apply(layer, functools.partial(_deleted_after, index=i, deleted=deleted)
+                     if deleted else None)
     merger.finish()
 
 

@@ -12,14 +12,15 @@ from llb.snapshot.errors import PathEscapeError, SnapshotError
 _MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 
 
-def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path:
+def resolve_in_root(root: str | os.PathLike[str], path: str, *,
+                    follow_final: bool = True) -> Path:
     """Resolve `path` as if `root` were "/": `..` stops at root, absolute symlink targets
     are taken relative to root. Missing trailing components are joined as they are.
 
     With follow_final=False a final symlink is returned itself (for rm, lchown, ...)."""
     if "\x00" in path:
         raise PathEscapeError(f"path contains a NUL byte: {path!r}", path=path)
-    root = Path(os.path.abspath(root))
+    top = Path(os.path.abspath(root))
     pending = [p for p in path.split("/") if p not in ("", ".")]
     pending.reverse()  # a stack: next component at the end
     parts: list[str] = []  # resolved components below root, all existing non-symlinks
@@ -30,7 +31,7 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
             if parts:  # at root, ".." stays at root
                 parts.pop()
             continue
-        cur = os.path.join(root, *parts, comp)
+        cur = os.path.join(top, *parts, comp)
         try:
             st = os.lstat(cur)
         except FileNotFoundError:  # later components are looked up again: ".." may return
@@ -49,8 +50,8 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
             pending.extend(reversed(more))
             continue
         parts.append(comp)
-    result = Path(root, *parts)
-    if os.path.commonpath([root, result]) != str(root):  # defensive: cannot happen
+    result = Path(top, *parts)
+    if os.path.commonpath([top, result]) != str(top):  # defensive: cannot happen
         raise PathEscapeError(f"path escapes its root: {path}", path=path)
     return result
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from llb.fsutil import read_xattrs
 from llb.snapshot.layers import Change, path_key
@@ -38,7 +38,7 @@ def _record(path: str, st: os.stat_result) -> DirRecord:
     return DirRecord((st.st_ino, -1 if racy else st.st_ctime_ns), meta, names)
 
 
-def _subdirs(rel: str, path: str, names: dict[str, int]):
+def _subdirs(rel: str, path: str, names: dict[str, int]) -> Iterator[tuple[str, str]]:
     for name, ino in names.items():
         if ino == DIR:
             yield (f"{rel}/{name}" if rel else name, os.path.join(path, name))

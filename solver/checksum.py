@@ -13,14 +13,22 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
 from llb.fsutil import contains_wildcards, read_xattrs
+from llb.ops import Copy
 from llb.snapshot.paths import resolve_in_root
+from llb.solver.cachedb import CacheDB
 from llb.solver.errors import InputError
 from llb.solver.patterns import PathFilter, resolve_wildcards, walk
 
 _CHUNK = 1 << 20
+
+
+class _Hasher(Protocol):
+    """What a checksum feeds entries into (a hashlib hash)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 def file_digest(path: str) -> bytes:
@@ -40,7 +48,7 @@ class FileHashMemo:
     identity (device, inode, size, mtime, ctime). Files changed within the last two seconds
     are not remembered (their mtime may not tell a later same-size edit apart)."""
 
-    def __init__(self, db, base: Path | str):
+    def __init__(self, db: CacheDB, base: Path | str):
         self.db = db
         self.base = os.path.abspath(os.fspath(base))
         self.known = db.file_hashes(self.base)
@@ -62,7 +70,7 @@ class FileHashMemo:
         self.new = []
 
 
-def _entry(h, base: str, rel: str, st: os.stat_result, memo: FileHashMemo | None = None) -> None:
+def _entry(h: _Hasher, base: str, rel: str, st: os.stat_result, memo: FileHashMemo | None = None) -> None:
     """Feed one entry's metadata and content into `h`."""
     mode = st.st_mode
     full = os.path.join(base, rel) if rel else base
@@ -94,7 +102,7 @@ def tree_checksum(base: Path | str, flt: PathFilter | None = None,
 
 
 def local_checksum(path: Path, include: Iterable[str] = (), exclude: Iterable[str] = (),
-                   db=None) -> str:
+                   db: CacheDB | None = None) -> str:
     """The content key of a local source: its directory's selected files (file digests
     memoised in the cache DB `db` when given)."""
     path = Path(os.path.abspath(path))
@@ -105,7 +113,7 @@ def local_checksum(path: Path, include: Iterable[str] = (), exclude: Iterable[st
     return out
 
 
-def copy_spec(copy) -> str:
+def copy_spec(copy: Copy) -> str:
     """The Copy options that decide what it reads (the memo key beside the snapshot id)."""
     return "\0".join([
         copy.src, str(int(copy.follow_symlinks)), str(int(copy.allow_wildcard)),
@@ -114,7 +122,7 @@ def copy_spec(copy) -> str:
     ])
 
 
-def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
+def copy_checksum(top: Path | None, copy: Copy, *, vertex: str | None = None) -> str:
     """Checksum of what `copy` reads from the tree at `top` (None: the empty tree).
 
     Raises InputError when the source path does not exist (and no empty wildcard is allowed)."""
@@ -139,7 +147,7 @@ def copy_checksum(top: Path | None, copy, *, vertex: str | None = None) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def copy_matches(top: Path, copy) -> list[tuple[str, str]]:
+def copy_matches(top: Path, copy: Copy) -> list[tuple[str, str]]:
     """The paths `copy.src` names inside `top`, as (path relative to top, real path): for a
     wildcard, exactly what the copy itself reads (solver.patterns.resolve_wildcards)."""
     src = copy.src

@@ -63,7 +63,8 @@ class _Info(tarfile.TarInfo):
     themselves write them."""
 
     @classmethod
-    def _create_pax_generic_header(cls, pax_headers, type, encoding):
+    def _create_pax_generic_header(cls, pax_headers: dict[str, str], kind: bytes,
+                                   encoding: str) -> bytes:
         records = b""
         for keyword, value in pax_headers.items():
             kw = keyword.encode("utf-8")
@@ -73,10 +74,11 @@ class _Info(tarfile.TarInfo):
             if len(str(size)) != len(str(body)):
                 size = body + len(str(size))
             records += str(size).encode("ascii") + b" " + kw + b"=" + val + b"\n"
-        info = {"name": "././@PaxHeader", "type": type, "size": len(records),
+        info = {"name": "././@PaxHeader", "type": kind, "size": len(records),
                 "magic": tarfile.POSIX_MAGIC}
-        return (cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace")
-                + cls._create_payload(records))
+        # TarInfo's own header helpers (the hook this override lives in; not in typeshed)
+        return (cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace")  # type: ignore[attr-defined]
+                + cls._create_payload(records))  # type: ignore[attr-defined]
 
 
 def _write(tf: tarfile.TarFile, root: str) -> None:

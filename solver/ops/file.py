@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from pathlib import Path
 
 from llb.errors import LLBError
 from llb.fsutil import contains_wildcards, read_xattrs, remove_tree, set_times, write_xattrs
-from llb.ops import Copy, FileOp, Mkdir, Mkfile, Rm
+from llb.ops import Copy, FileAction, FileOp, Mkdir, Mkfile, Rm
 from llb.paths import clean
+from llb.snapshot import Ref
 from llb.validate import MAX_ID
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
@@ -56,8 +58,8 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
             mutable.discard()
 
 
-def _run_action(ctx: OpContext, stack: contextlib.ExitStack, root: str,
-                views: dict[int, str], inputs: list, action,
+def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: str,
+                views: dict[int, str], inputs: list[Ref | None], action: FileAction,
                 parents: dict[str, str] | None = None) -> None:
     what = action_name(action)
     src_root = None
@@ -87,7 +89,7 @@ def _run_action(ctx: OpContext, stack: contextlib.ExitStack, root: str,
                               vertex=ctx.vertex, path=path, name=ctx.name) from None
 
 
-def _user_path(filename, root: str, src_root: str | None) -> str | None:
+def _user_path(filename: object, root: str, src_root: str | None) -> str | None:
     if not isinstance(filename, str):
         return None
     for r in (root, src_root):
@@ -96,20 +98,21 @@ def _user_path(filename, root: str, src_root: str | None) -> str | None:
     return filename
 
 
-def _source(ctx: OpContext, stack: contextlib.ExitStack, views: dict[int, str],
-            inputs: list, index: int) -> str:
+def _source(ctx: OpContext, stack: contextlib.ExitStack[bool | None], views: dict[int, str],
+            inputs: list[Ref | None], index: int) -> str:
     """The read-only tree of copy source `index`, mounted once per op."""
     if index not in views:
         if not 0 <= index < len(inputs):
             raise FileActionError(f"copy source input {index} does not exist")
         ref = inputs[index]
+        path: str | Path
         if ref is None:  # scratch: an empty tree
             import tempfile  # rare: not worth a start-up import
 
             path = stack.enter_context(tempfile.TemporaryDirectory(prefix="llb-scratch-"))
         else:
             path = stack.enter_context(ctx.store.view(ref))
-        views[index] = os.path.abspath(str(path))
+        views[index] = os.path.abspath(path)
     return views[index]
 
 
