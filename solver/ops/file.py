@@ -18,8 +18,8 @@ from llb.errors import LLBError
 from llb.fsutil import contains_wildcards, read_xattrs, remove_tree, set_times, write_xattrs
 from llb.ops import Copy, FileAction, FileOp, Mkdir, Mkfile, Rm
 from llb.paths import clean
-from llb.snapshot import Ref
 from llb.validate import MAX_ID
+from llb.snapshot import Ref
 from llb.snapshot.errors import PathEscapeError, SnapshotError
 from llb.snapshot.paths import resolve_in_root
 from llb.solver.errors import SolveCancelledError, SolveError
