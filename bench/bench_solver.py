@@ -304,8 +304,9 @@ def main(argv: list[str]) -> int:
         _warm_up(run)
         mktree = floor.compile_mktree(run)
         print(f"file-system baseline: creating 1,000 small files takes {_create_cost(run):.3f} s "
-              f"here; {rounds} rounds per row, medians; ratios are llb / the other (0.20x = 5x "
-              f"faster)", flush=True)
+              f"here; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {rounds} "
+              f"rounds per row, medians; ratios are llb / the other (0.20x = 5x faster)",
+              flush=True)
         print(HEAD, flush=True)
         defs = work / "definitions"
         defs.mkdir(parents=True, exist_ok=True)
@@ -330,6 +331,7 @@ def main(argv: list[str]) -> int:
                 if VERBOSE:
                     _print_rounds(row)
         _summary(rows)
+        print(f"(load average at the end: {os.getloadavg()[0]:.1f})")
     finally:
         _Trash.empty()
         shutil.rmtree(run, ignore_errors=True)
