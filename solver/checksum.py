@@ -43,34 +43,70 @@ def file_digest(path: str) -> bytes:
     return h.digest()
 
 
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 class FileHashMemo:
     """Content digests of local files remembered across solves, keyed by path and a stat
     identity (device, inode, size, mtime, ctime). Files changed within the last two seconds
-    are not remembered (their mtime may not tell a later same-size edit apart)."""
+    are not remembered (their mtime may not tell a later same-size edit apart). Every digest
+    given out is also kept in `seen` (path -> (identity, digest)) for CopiedFiles."""
 
-    def __init__(self, db: CacheDB, base: Path | str):
+    def __init__(self, db: CacheDB | None, base: Path | str):
         self.db = db
         self.base = os.path.abspath(os.fspath(base))
-        self.known = db.file_hashes(self.base)
+        self.known = db.file_hashes(self.base) if db is not None else {}
         self.new: list[tuple[str, str, bytes]] = []
+        self.seen: dict[str, tuple[str, bytes]] = {}
         self.horizon = time.time() - 2
 
     def digest(self, full: str, st: os.stat_result) -> bytes:
-        ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        ident = _identity(st)
         hit = self.known.get(full)
         if hit is not None and hit[0] == ident:
-            return hit[1]
-        d = file_digest(full)
-        if st.st_mtime < self.horizon and st.st_ctime < self.horizon:
-            self.new.append((full, ident, d))
+            d = hit[1]
+        else:
+            d = file_digest(full)
+            if st.st_mtime < self.horizon and st.st_ctime < self.horizon:
+                self.new.append((full, ident, d))
+        self.seen[full] = (ident, d)
         return d
 
     def save(self) -> None:
-        self.db.put_file_hashes(self.new)
+        if self.db is not None:
+            self.db.put_file_hashes(self.new)
         self.new = []
 
 
-def _entry(h: _Hasher, base: str, rel: str, st: os.stat_result, memo: FileHashMemo | None = None) -> None:
+class CopiedFiles:
+    """Content digests of the files of a copy of a tree a FileHashMemo read (a local
+    source's snapshot): a file whose source still has the identity it had when the memo
+    read it, last changed before the memo's horizon, still holds what the memo hashed
+    (any write since would have moved its ctime to after the horizon), so the copy holds it
+    too; any other file is hashed from the copy itself."""
+
+    def __init__(self, memo: FileHashMemo, copy_root: Path | str):
+        self.memo = memo
+        self.prefix = os.fspath(copy_root).rstrip("/") + "/"
+
+    def digest(self, full: str, st: os.stat_result) -> bytes:
+        src = os.path.join(self.memo.base, full[len(self.prefix):])
+        seen = self.memo.seen.get(src)
+        if seen is not None:
+            try:
+                now = os.lstat(src)
+            except OSError:
+                now = None
+            horizon = self.memo.horizon
+            if now is not None and _identity(now) == seen[0] and now.st_mtime < horizon \
+                    and now.st_ctime < horizon:
+                return seen[1]
+        return file_digest(full)
+
+
+def _entry(h: _Hasher, base: str, rel: str, st: os.stat_result,
+           memo: FileHashMemo | CopiedFiles | None = None) -> None:
     """Feed one entry's metadata and content into `h`."""
     mode = st.st_mode
     full = os.path.join(base, rel) if rel else base
@@ -88,7 +124,7 @@ def _entry(h: _Hasher, base: str, rel: str, st: os.stat_result, memo: FileHashMe
 
 
 def tree_checksum(base: Path | str, flt: PathFilter | None = None,
-                  memo: FileHashMemo | None = None) -> str:
+                  memo: FileHashMemo | CopiedFiles | None = None) -> str:
     """Checksum of every entry under `base` the filter selects (the directory itself
     excluded). Sockets are left out: they are no content, and a sync does not copy them, so
     a host directory and the snapshot synced from it have the same checksum."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
 from llb.fsutil import contains_wildcards, copy_tree
 from llb.ops import Copy, SourceOp
 from llb.snapshot import Ref
-from llb.solver.checksum import copy_matches, local_checksum, tree_checksum
+from llb.solver.checksum import CopiedFiles, FileHashMemo, copy_matches, tree_checksum
 from llb.solver.errors import SolveCancelledError, InputError
 from llb.solver.ops.context import OpContext
 from llb.solver.patterns import PathFilter, walk
@@ -66,21 +68,39 @@ def check_copies(op: SourceOp, env: SourceEnv, vertex: str, copies: list[Copy]) 
             raise InputError(f"copy source {c.src} not found", vertex=vertex, path=c.src)
 
 
+# (vertex, directory) -> the memo of its last content key, whose file digests the snapshot's
+# checksum reuses for files unchanged since (a few kept: a key that hit needs no snapshot)
+_KEYED: OrderedDict[tuple[str, str], FileHashMemo] = OrderedDict()
+_KEYED_KEPT = 16
+_keyed_lock = threading.Lock()
+
+
 def content_key(op: SourceOp, env: SourceEnv, vertex: str) -> str | None:
     """A checksum of the selected files (memoised in the cache DB by file identity)."""
-    return local_checksum(_directory(op, env.local_dirs, vertex), op.include, op.exclude,
-                          db=env.db)
+    path = os.path.abspath(_directory(op, env.local_dirs, vertex))
+    memo = FileHashMemo(env.db, path)
+    key = tree_checksum(path, PathFilter(op.include, op.exclude), memo)
+    memo.save()
+    with _keyed_lock:
+        _KEYED[(vertex, path)] = memo
+        _KEYED.move_to_end((vertex, path))
+        while len(_KEYED) > _KEYED_KEPT:
+            _KEYED.popitem(last=False)
+    return key
 
 
 def snapshot(ctx: OpContext, op: SourceOp) -> Ref | None:
     """Sync the selected files into a new snapshot; `ctx.content_key` is set to the
     checksum of what it holds (the files may have changed since content_key() read them)."""
     src = _directory(op, ctx.local_dirs, ctx.vertex)
+    with _keyed_lock:
+        memo = _KEYED.pop((ctx.vertex, os.path.abspath(src)), None)
     m = ctx.store.prepare(None, trusted=True)
     try:
         with m.mount() as dest:
             sync(src, Path(dest), PathFilter(op.include, op.exclude), ctx)
-            ctx.content_key = tree_checksum(dest)
+            # file digests the key took are reused for files unchanged since (CopiedFiles)
+            ctx.content_key = tree_checksum(dest, None, CopiedFiles(memo, dest) if memo else None)
         if ctx.cancelled.is_set():
             raise SolveCancelledError("cancelled", vertex=ctx.vertex)
         return m.commit()

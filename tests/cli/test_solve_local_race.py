@@ -120,3 +120,54 @@ def test_unchanged_local_source_is_cached_with_a_socket_in_it(llb_root: LLB, tmp
         assert _status(r2, "merge") == "cached"
     finally:
         sock.close()
+
+
+HOOK_SAME_SIZE = '''
+import os
+import llb.solver.sources.local as local
+
+_key = local.content_key
+_path = os.environ["LLB_TEST_RACE_FILE"]
+_data = os.environ["LLB_TEST_RACE_DATA"].encode()
+_mark = os.environ["LLB_TEST_RACE_MARK"]
+
+def content_key(op, env, vertex):
+    key = _key(op, env, vertex)
+    st = os.stat(_path)
+    with open(_path, "wb") as f:
+        f.write(_data)
+    os.utime(_path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime
+    open(_mark, "w").close()
+    return key
+
+local.content_key = content_key
+'''
+
+
+def test_old_file_rewritten_with_same_size_and_mtime_is_seen(llb_root: LLB, tmp_path: Path):
+    """The snapshot's checksum reuses the key's digests of files unchanged since (older
+    than two seconds, same identity): a file rewritten after the key, even keeping its size
+    and mtime, has a new ctime, so what was copied is hashed and keyed."""
+    import time
+
+    build = write(tmp_path / "build.py", BUILD)
+    ctx = tmp_path / "ctx"
+    write(ctx / "a.txt", "one")
+    write(ctx / "b.txt", "b")
+    time.sleep(2.2)  # older than the memo's horizon: their digests may be reused
+    mark = tmp_path / "hook-ran"
+    env = {"LLB_TEST_RACE_FILE": str(ctx / "a.txt"), "LLB_TEST_RACE_DATA": "six",
+           "LLB_TEST_RACE_MARK": str(mark), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    out1 = tmp_path / "out1"
+    argv = [sys.executable, "-c", HOOK_SAME_SIZE + "\nfrom llb.cli.main import run\nrun()\n",
+            *llb_root.solve_args(build, "--local", f"ctx={ctx}",
+                                 "--output", f"type=local,dest={out1}")[1:]]
+    p = subprocess.run(argv, capture_output=True, timeout=120, env=env)
+    assert p.returncode == 0 and mark.exists(), p.stderr
+    assert (out1 / "a.txt").read_text() == "six"
+    assert b"changed while it was read" in p.stderr
+    (ctx / "a.txt").write_text("one")
+    r = llb_root.solve(build, "--local", f"ctx={ctx}", "--output",
+                       f"type=local,dest={tmp_path / 'out2'}")
+    assert r.code == 0 and _status(r, "local://ctx") == "done", r.stderr
+    assert (tmp_path / "out2" / "a.txt").read_text() == "one"

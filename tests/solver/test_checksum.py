@@ -130,3 +130,33 @@ def test_local_file_digests_are_remembered_until_the_file_changes(tmp_path: Path
     c2 = local_checksum(t, db=db)
     assert c2 != c and hashed == ["b"]
     db.close()
+
+
+def test_copied_files_reuse_digests_of_files_unchanged_since_the_key(tmp_path: Path, monkeypatch):
+    """CopiedFiles: a copy's checksum takes the key's digest of a source file that kept its
+    identity and was last changed before the memo's horizon; a file rewritten since (even
+    with its size and mtime kept) has a new ctime and is hashed from the copy."""
+    import shutil
+    import time
+
+    from llb.solver import checksum as cs
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "a").write_bytes(b"aaa")
+    (src / "d" / "b").write_bytes(b"bbb")
+    time.sleep(2.2)
+    memo = cs.FileHashMemo(None, src)
+    key = cs.tree_checksum(src, None, memo)
+    dest = tmp_path / "dest"
+    shutil.copytree(src, dest, symlinks=True)
+    hashed: list[str] = []
+    real = cs.file_digest
+    monkeypatch.setattr(cs, "file_digest", lambda p: hashed.append(p) or real(p))
+    assert cs.tree_checksum(dest, None, cs.CopiedFiles(memo, dest)) == key
+    assert hashed == []
+    st = os.stat(src / "a")
+    (src / "a").write_bytes(b"AAA")
+    os.utime(src / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cs.tree_checksum(dest, None, cs.CopiedFiles(memo, dest)) == key  # dest holds aaa
+    assert hashed == [str(dest / "a")]
