@@ -17,10 +17,14 @@ from llb.errors import BuildFileError, DefinitionError, LLBError
 
 if TYPE_CHECKING:  # the DSL is imported only when a build file runs, not for a definition
     from llb.definition import Definition
+    from llb.resolver import Resolver
 
 
-def load_definition(build: str, target: str | None = None) -> Definition:
-    """The Definition BUILD stands for; BuildFileError / DefinitionError say what is wrong."""
+def load_definition(build: str, target: str | None = None, *,
+                    resolver: Resolver | None = None) -> Definition:
+    """The Definition BUILD stands for; BuildFileError / DefinitionError say what is wrong.
+    resolver: resolves llb.image()/llb.oci_layout() while a build file runs (llb.resolver);
+    a serialised definition is taken as it is."""
     if build == "-":
         if target:
             raise BuildFileError("--target applies to build files, not a definition on stdin")
@@ -32,7 +36,7 @@ def load_definition(build: str, target: str | None = None) -> Definition:
     if not path.is_file():
         raise BuildFileError(f"{build}: no such build file or definition", path=build)
     if path.suffix == ".py":
-        return load_build_file(path, target)
+        return load_build_file(path, target, resolver=resolver)
     if target:
         raise BuildFileError(f"{build}: --target applies to build files, not a definition",
                              path=build)
@@ -62,10 +66,13 @@ def _parse(data: bytes, where: str) -> Definition:
         raise type(e)(f"{where}: {e}", vertex=e.vertex, path=where) from None
 
 
-def load_build_file(path: Path, target: str | None = None) -> Definition:
-    """Run a build file's `build()` (or `target`) and return the definition of its State."""
+def load_build_file(path: Path, target: str | None = None, *,
+                    resolver: Resolver | None = None) -> Definition:
+    """Run a build file's `build()` (or `target`) and return the definition of its State,
+    with `resolver` in effect for the images it names."""
     import importlib.util
 
+    from llb.resolver import using
     from llb.state import State
 
     name = target or "build"
@@ -79,12 +86,13 @@ def load_build_file(path: Path, target: str | None = None) -> Definition:
             raise BuildFileError(f"{shown}: cannot load as a Python module", path=shown)
         module = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(module)
+            with using(resolver):
+                spec.loader.exec_module(module)
         except SyntaxError as e:
             raise BuildFileError(f"{shown}:{e.lineno}: syntax error: {e.msg}", path=shown) from None
         except (Exception, SystemExit) as e:
-            raise BuildFileError(f"{_where(shown, e)}: loading failed: {_describe(e)}",
-                                 path=shown) from None
+            raise _failed(f"{_where(shown, e)}: loading failed: {_describe(e)}", shown,
+                          e) from None
         fn = getattr(module, name, None)
         if fn is None:
             raise BuildFileError(f"{shown}: defines no function {name}() returning an llb.State",
@@ -99,10 +107,11 @@ def load_build_file(path: Path, target: str | None = None) -> Definition:
         gc.disable()
         try:
             try:
-                state = fn()
+                with using(resolver):
+                    state = fn()
             except (Exception, SystemExit) as e:
-                raise BuildFileError(f"{_where(shown, e)}: {name}() failed: {_describe(e)}",
-                                     path=shown) from None
+                raise _failed(f"{_where(shown, e)}: {name}() failed: {_describe(e)}", shown,
+                              e) from None
             if not isinstance(state, State):
                 raise BuildFileError(f"{shown}: {name}() returned {type(state).__name__}, "
                                      f"not an llb.State", path=shown)
@@ -129,6 +138,15 @@ def _forget_modules_from(directory: str, names: set[str]) -> None:
         origin = getattr(module, "__file__", None) or ""
         if origin and str(Path(origin).resolve()).startswith(directory + "/"):
             del sys.modules[name]
+
+
+def _failed(message: str, shown: str, e: BaseException) -> BuildFileError:
+    """A BuildFileError for a build file that raised e; an llb error keeps its exit code
+    (a registry that cannot be reached while resolving an image is not bad input)."""
+    err = BuildFileError(message, path=shown)
+    if isinstance(e, LLBError):
+        err.exit_code = e.exit_code
+    return err
 
 
 def _describe(e: BaseException) -> str:

@@ -12,6 +12,8 @@ from llb.cli.loader import load_definition
 from llb.cli.progress import Deferred, TtyRenderer, make_renderer
 from llb.errors import LLBError
 from llb.solver.exporters import ExportContext, export, parse_output
+from llb.solver.imageresolver import PullerResolver
+from llb.solver.puller import Puller
 from llb.solver.solve import Solver
 
 
@@ -28,13 +30,13 @@ def resolve_root(root: str | None) -> Path:
     return Path.home() / ".local" / "share" / "llb"
 
 
-def parse_locals(values: tuple[str, ...]) -> dict[str, Path]:
-    """`--local NAME=PATH` pairs."""
+def parse_locals(values: tuple[str, ...], hint: str = "--local") -> dict[str, Path]:
+    """`--local NAME=PATH` (or `--oci-layout NAME=PATH`) pairs."""
     out: dict[str, Path] = {}
     for v in values:
         name, eq, path = v.partition("=")
         if not eq or not name or not path:
-            raise click.BadParameter(f"expected NAME=PATH, got {v!r}", param_hint="--local")
+            raise click.BadParameter(f"expected NAME=PATH, got {v!r}", param_hint=hint)
         out[name] = Path(path)
     return out
 
@@ -54,6 +56,11 @@ def fail(e: LLBError) -> None:
               help="type=local,dest=DIR | type=tar,dest=FILE|-")
 @click.option("--local", "locals_", multiple=True, metavar="NAME=PATH",
               help="Directory for llb.local(NAME); repeatable.")
+@click.option("--oci-layout", "layouts", multiple=True, metavar="NAME=PATH",
+              help="OCI image layout (directory or tar) for llb.oci_layout(NAME); repeatable.")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
+              help="Pull from this registry over plain HTTP (localhost and 127.0.0.1 always "
+                   "are); repeatable.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "json"]), default="auto",
               show_default=True, help="Progress output on stderr.")
 @click.option("--no-cache", is_flag=True, help="Run every vertex, ignoring cache hits.")
@@ -71,18 +78,22 @@ def fail(e: LLBError) -> None:
 @click.option("--buildctl", "buildctl", metavar="PATH",
               help="buildctl for --backend buildkit (default: the one on PATH).")
 def solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],
-          progress: str, no_cache: bool, explain: bool, root: str | None, snapshotter: str,
-          workers: int, backend: str, addr: str | None, buildctl: str | None) -> None:
+          layouts: tuple[str, ...], insecure: tuple[str, ...], progress: str, no_cache: bool,
+          explain: bool, root: str | None, snapshotter: str, workers: int, backend: str,
+          addr: str | None, buildctl: str | None) -> None:
     """Solve BUILD (a build file, a serialised definition, or - for stdin) and export it."""
     try:
         if backend == "buildkit":
+            if layouts or insecure:
+                raise click.UsageError("--oci-layout and --insecure-registry apply to "
+                                       "--backend local")
             _solve_on_buildkit(build, target, output, locals_, progress, no_cache, explain,
                                addr, buildctl)
             return
         if addr or buildctl:
             raise click.UsageError("--addr and --buildctl apply to --backend buildkit")
-        _solve(build, target, output, locals_, progress, no_cache, explain, root, snapshotter,
-               workers)
+        _solve(build, target, output, locals_, layouts, insecure, progress, no_cache, explain,
+               root, snapshotter, workers)
     except LLBError as e:
         fail(e)
 
@@ -108,20 +119,30 @@ def _solve_on_buildkit(build: str, target: str | None, output: str | None,
 
 
 def _solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],
-           progress: str, no_cache: bool, explain: bool, root: str | None, snapshotter: str,
-           workers: int) -> None:
+           layouts: tuple[str, ...], insecure: tuple[str, ...], progress: str, no_cache: bool,
+           explain: bool, root: str | None, snapshotter: str, workers: int) -> None:
     spec = parse_output(output) if output else None
     locals_map = parse_locals(locals_)
-    definition = load_definition(build, target)
-    renderer = make_renderer(progress)
+    layout_map = parse_locals(layouts, "--oci-layout")
     root_path = resolve_root(root)
-    # the view stays open through the export, which reports as one more line
-    solver = Solver(root_path, snapshotter=snapshotter, workers=workers,
-                    progress=Deferred(renderer))
+    # images named by a build file are resolved as it runs (pinned, their config taken);
+    # the root is touched only if it names one
+    puller = Puller(root_path, insecure=insecure)
+    try:
+        definition = load_definition(build, target,
+                                     resolver=PullerResolver(puller, layout_map))
+        renderer = make_renderer(progress)
+        # the view stays open through the export, which reports as one more line
+        solver = Solver(root_path, snapshotter=snapshotter, workers=workers,
+                        progress=Deferred(renderer), puller=puller)
+    except BaseException:
+        puller.close()
+        raise
     explanations: list[tuple[int, str, str]] = []
     try:
         try:
-            result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain)
+            result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain,
+                                  oci_layouts=layout_map)
             explanations = result.explanations
             if spec is not None:
                 ctx = ExportContext(root=root_path, image=definition.image, names=result.names,

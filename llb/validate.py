@@ -141,7 +141,8 @@ def check_source(op: _ops.SourceOp) -> None:
             path, sep, tag = rest.rpartition(":")
             if not sep or not re.match(r"^[\w][\w.-]{0,127}$", tag):
                 _fail(f"oci-layout source {rest[:200]!r} needs ':<tag>' or '@<digest>'")
-        check_path(path, "oci-layout path")
+        if not re.match(LOCAL_NAME_PATTERN, path):  # else a name: --oci-layout NAME=PATH
+            check_path(path, "oci-layout path")
     elif is_local:
         if not re.match(LOCAL_NAME_PATTERN, rest):
             _fail(f"local name {rest[:80]!r} must match {LOCAL_NAME_PATTERN}")

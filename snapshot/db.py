@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from llb.snapshot.blobs import BlobRecord
 from llb.snapshot.layers import Change, path_key
 
 _SCHEMA = """
@@ -37,6 +38,17 @@ CREATE TABLE IF NOT EXISTS holds (       -- what a live process uses: comma-sepa
     session TEXT NOT NULL, ids TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS holds_session ON holds (session);
+CREATE TABLE IF NOT EXISTS blobs (       -- a layer's blobs: "" the one it was pulled as,
+    layer TEXT NOT NULL, variant TEXT NOT NULL,   -- else one packed per compression/epoch
+    digest TEXT NOT NULL, size INTEGER NOT NULL, media_type TEXT NOT NULL,
+    diff_id TEXT NOT NULL, PRIMARY KEY (layer, variant)
+);
+CREATE INDEX IF NOT EXISTS blobs_digest ON blobs (digest);
+CREATE TABLE IF NOT EXISTS pulled (      -- layers from images: where to read their blob,
+    id TEXT PRIMARY KEY, origin TEXT NOT NULL,    -- digests GC keeps for them (manifest,
+    keep TEXT NOT NULL, lazy INTEGER NOT NULL     -- config), and whether still unpacked
+);
+CREATE INDEX IF NOT EXISTS pulled_lazy ON pulled (lazy);
 """
 GENERATION = "generation"  # meta key: bumped by every removal of snapshots
 
@@ -157,7 +169,57 @@ class MetaDB:
             "SELECT id FROM snapshots WHERE parent=? UNION SELECT id FROM inputs WHERE input=?",
             (sid, sid))]
 
+    def blob(self, layer: str, variant: str) -> BlobRecord | None:
+        rows = self.query("SELECT digest, size, media_type, diff_id FROM blobs WHERE layer=? "
+                          "AND variant=?", (layer, variant))
+        return BlobRecord(*rows[0]) if rows else None
+
+    def pulled(self, sid: str) -> tuple[str, list[str], bool] | None:
+        """(origin, keep digests, lazy) of a layer that came from an image."""
+        rows = self.query("SELECT origin, keep, lazy FROM pulled WHERE id=?", (sid,))
+        if not rows:
+            return None
+        origin, keep, lazy = rows[0]
+        return origin, keep.split(), bool(lazy)
+
+    def lazy_among(self, ids: Sequence[str]) -> set[str]:
+        """The ids among these that are lazy (pulled, not unpacked yet)."""
+        out: set[str] = set()
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(r[0] for r in self.query(
+                "SELECT id FROM pulled WHERE lazy=1 AND id IN (%s)" % ",".join("?" * len(chunk)),
+                tuple(chunk)))
+        return out
+
+    def pulled_layer(self, parent: str | None, digest: str) -> str | None:
+        """A pulled layer on `parent` whose blob is `digest`, if there is one."""
+        rows = self.query(
+            "SELECT s.id FROM snapshots s JOIN blobs b ON b.layer = s.id AND b.variant = '' "
+            "JOIN pulled p ON p.id = s.id WHERE b.digest=? AND s.parent IS ? LIMIT 1",
+            (digest, parent))
+        return rows[0][0] if rows else None
+
+    def kept_digests(self) -> set[str]:
+        """Every blob digest the snapshots reference: their blobs and their `keep` lists."""
+        out = {r[0] for r in self.query("SELECT DISTINCT digest FROM blobs")}
+        for (keep,) in self.query("SELECT keep FROM pulled"):
+            out.update(keep.split())
+        return out
+
     # ---- writes (call inside transaction())
+
+    @staticmethod
+    def add_changes(c: sqlite3.Connection, sid: str, changes: list[Change]) -> None:
+        ordered = sorted(changes, key=lambda ch: path_key(ch.path))
+        c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
+                      [(sid, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+
+    @staticmethod
+    def set_blob(c: sqlite3.Connection, layer: str, variant: str, rec: BlobRecord) -> None:
+        c.execute("INSERT OR REPLACE INTO blobs (layer, variant, digest, size, media_type, "
+                  "diff_id) VALUES (?,?,?,?,?,?)", (layer, variant, *rec))
 
     @staticmethod
     def insert(c: sqlite3.Connection, sid: str, kind: str, parent: str | None, created: float,
@@ -167,9 +229,7 @@ class MetaDB:
         c.executemany("INSERT INTO inputs (id, pos, input) VALUES (?,?,?)",
                       [(sid, i, x) for i, x in enumerate(inputs)])
         if changes is not None:
-            ordered = sorted(changes, key=lambda ch: path_key(ch.path))
-            c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
-                          [(sid, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+            MetaDB.add_changes(c, sid, changes)
 
     @staticmethod
     def hold(c: sqlite3.Connection, session: str, ids: Sequence[str]) -> None:
@@ -185,5 +245,5 @@ class MetaDB:
     @staticmethod
     def delete(c: sqlite3.Connection, sid: str) -> None:
         for table, col in (("snapshots", "id"), ("inputs", "id"), ("changes", "layer"),
-                           ("leases", "id")):
+                           ("leases", "id"), ("blobs", "layer"), ("pulled", "id")):
             c.execute(f"DELETE FROM {table} WHERE {col}=?", (sid,))

@@ -16,3 +16,9 @@ class NotFoundError(SnapshotError):
 
 class PathEscapeError(SnapshotError):
     """A path would resolve outside the root it must stay in."""
+
+
+class LayerError(SnapshotError):
+    """A layer blob cannot be applied: hostile or broken tar content (an entry leaving the
+    root, a duplicate, a truncated or corrupt stream, a diff_id that does not match). Bad
+    input: the image is at fault, not the build."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from llb.snapshot.chains import Chains
 from llb.snapshot.db import MetaDB, Row
@@ -28,6 +29,10 @@ class Index:
         self.session_dir = session_dir
         self.closed = False
         self.chains = Chains(self.row, db.inputs)
+        # layers known to have content (built, or pulled and unpacked): never lazy again
+        self.solid: set[str] = set()
+        # the store's: unpack the lazy layers among these ids (and what they need below)
+        self.ensure: Callable[[list[str]], None] | None = None
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
         """Where a committed snapshot's directory is."""
@@ -48,8 +53,19 @@ class Index:
         return row
 
     def changes(self, layer_id: str) -> list[Change]:
-        """The recorded diff of a layer, sorted by path."""
+        """The recorded diff of a layer, sorted by path (a lazy layer is unpacked first)."""
+        if layer_id not in self.solid and self.ensure is not None:
+            self.ensure([layer_id])
         return self.db.changes(layer_id)
+
+    def lazy(self, ids: list[str]) -> list[str]:
+        """The lazy layers among ids, in their order (the others are remembered as solid)."""
+        unknown = [i for i in dict.fromkeys(ids) if i not in self.solid]
+        if not unknown:
+            return []
+        lazy = self.db.lazy_among(unknown)
+        self.solid.update(i for i in unknown if i not in lazy)
+        return [i for i in dict.fromkeys(ids) if i in lazy]
 
     def chain(self, snapshot_id: str) -> list[str]:
         """Layer ids of a snapshot's chain, oldest first, repetitions included (ChainError

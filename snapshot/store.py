@@ -3,6 +3,7 @@ per-process temporaries. Public API (docs/internals.md): Store, Ref, Mutable."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
 import threading
@@ -11,15 +12,16 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from llb.fsutil import disk_usage, remove_tree
+from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
-from llb.snapshot.errors import SnapshotError
+from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import RootLock, Session, try_claim_dead
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
@@ -104,6 +106,10 @@ class Mutable:
             self.parent = None  # a finished mutable no longer holds its parent alive
         return ref
 
+    def done(self) -> None:
+        """(The store's) the driver committed it: no discard will touch it any more."""
+        self._done = True
+
     def discard(self) -> None:
         """Throw the snapshot away (idempotent)."""
         if self._done:
@@ -132,7 +138,10 @@ class Store:
         self.root = Path(os.path.abspath(root))
         self.snapshots_dir = self.root / "snapshots"
         self.tmp_dir = self.root / "tmp"
-        for d in (self.root, self.snapshots_dir, self.tmp_dir):
+        self.unpack_dir = self.root / "unpack"  # <id>.lock: one unpacker per lazy layer
+        # reads pulled blobs when a lazy layer is unpacked (the solver sets it)
+        self.opener: BlobOpener | None = None
+        for d in (self.root, self.snapshots_dir, self.tmp_dir, self.unpack_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = RootLock(self.root / "lock")
         self.db = MetaDB(self.root / "metadata.db")
@@ -147,6 +156,7 @@ class Store:
         with self._lock.held():  # a session is born under the root lock, where cleanup runs
             self.session = Session(self.tmp_dir, new_id())
         self.index = Index(self.root, self.db, self.session.dir)
+        self.index.ensure = self._ensure_content
         try:
             with self._lock.held():
                 self.kind = self._pick_kind(snapshotter)
@@ -177,6 +187,8 @@ class Store:
         m = Mutable(self, mid, self.session.dir / mid, parent, trusted)
         m.underlay = underlay
         try:
+            if parent is not None:
+                self._ensure_content(self.index.tree_chain(parent.id))
             self._driver.init_mutable(m)
         except BaseException:
             remove_tree(m.dir)
@@ -195,7 +207,12 @@ class Store:
         ids = [r.id for r in inputs]
         for i in ids:
             self._row(i)
-        return self._materialised("merge", ids, build=[(i, 0) for i in ids])
+        build = [(i, 0) for i in ids]
+        # a merge of pulled layers not unpacked yet stays lazy: its tree is built on first
+        # use (exporting it as an image reads no layer)
+        if self.index.lazy(self.index.chains.tree_layers(build)):
+            return self._materialised("merge", ids)
+        return self._materialised("merge", ids, build=build)
 
     def diff(self, lower: Ref | None, upper: Ref | None) -> Ref | None:
         """What upper changed relative to lower: merge([lower, diff]) has upper's tree.
@@ -225,10 +242,70 @@ class Store:
         self._row(ref.id)
         self._busy_add(ref.id)
         try:
+            self._ensure_content(self.index.tree_chain(ref.id))
             with self._driver.view(ref.id) as path:
                 yield path
         finally:
             self._unbusy(ref.id)
+
+    # ---- layers from images (lazy until their content is needed)
+
+    def add_image_layers(self, parent: Ref | None, blobs: Sequence[BlobRecord], origin: str,
+                         keep: Sequence[str] = ()) -> Ref | None:
+        """One lazy layer per blob, each on the one before (bottom first), on parent; the
+        top one's ref (parent when blobs is empty). A layer with the same parent and blob is
+        reused (containerd's chain ids): images sharing base layers share their snapshots.
+        origin is handed back to the opener to read a blob; keep: digests GC keeps while
+        these layers exist (the image's manifest and config). The layers are held by this
+        session until it closes, like anything it publishes."""
+        below = parent.id if parent is not None else None
+        kept = " ".join(keep)
+        used: list[str] = []
+        with self._lock.held():
+            if below is not None:
+                self._row(below)
+            with self.db.transaction() as c:
+                for rec in blobs:
+                    found = self.db.pulled_layer(below, rec.digest)
+                    if found is None:
+                        found = new_id()
+                        MetaDB.insert(c, found, "layer", below, time.time())
+                        MetaDB.set_blob(c, found, ORIGINAL, BlobRecord(*rec))
+                        c.execute("INSERT INTO pulled (id, origin, keep, lazy) "
+                                  "VALUES (?,?,?,1)", (found, origin, kept))
+                    below = found
+                    used.append(found)
+                with self._state:
+                    new = [i for i in used if i not in self._held]
+                MetaDB.hold(c, self.session.id, new)
+            with self._state:
+                self._held.update(new)
+        return self.get(below) if below is not None else None
+
+    def is_lazy(self, layer_id: str) -> bool:
+        """True while a pulled layer's content is not unpacked."""
+        return bool(self.index.lazy([layer_id]))
+
+    def layer_blob(self, layer_id: str, variant: str = ORIGINAL) -> BlobRecord | None:
+        """The blob a layer was pulled as (variant ""), or one packed from it earlier."""
+        return self.db.blob(layer_id, variant)
+
+    def set_layer_blob(self, layer_id: str, variant: str, rec: BlobRecord) -> None:
+        """Remember a blob packed from a layer (variant: blobs.variant(compression, epoch))."""
+        with self._lock.held():
+            self._row(layer_id)
+            with self.db.transaction() as c:
+                MetaDB.set_blob(c, layer_id, variant, rec)
+
+    def origin(self, layer_id: str) -> str | None:
+        """Where a pulled layer's blob is read from (what add_image_layers was given)."""
+        pulled = self.db.pulled(layer_id)
+        return pulled[0] if pulled is not None else None
+
+    def kept_digests(self) -> set[str]:
+        """Every blob digest the snapshots still reference (their layer blobs, and the
+        manifests and configs of the images they came from): what GC keeps."""
+        return self.db.kept_digests()
 
     def get(self, snapshot_id: str) -> Ref:
         """A ref on a committed snapshot; NotFoundError when unknown or removed. (A prune in
@@ -475,6 +552,77 @@ class Store:
             remove_tree(tmp)
             raise
 
+    def _ensure_content(self, ids: list[str]) -> None:
+        """Unpack the lazy layers among ids (layers, bottom first), each after what it
+        needs below it (its own chain: a prefix diff's chain lacks the layers under it)."""
+        for lid in self.index.lazy(ids):
+            for below in self.index.lazy(self.index.tree_chain(lid)):
+                self._unpack(below)
+
+    def _unpack(self, sid: str) -> None:
+        """Give lazy layer sid its content: its blob applied (through a trusted mutable of
+        the driver, so its diff is recorded as any layer's) on its parent's tree, in this
+        session's directory, then renamed into place and recorded in one transaction. One
+        process unpacks a layer at a time (a flock); the others wait and find it done."""
+        from llb.snapshot.layertar import unpack_layer  # tarfile and the compression libs
+
+        row = self._row(sid)
+        if row.parent is not None:  # first what it needs below (no lock held meanwhile)
+            self._ensure_content(self.index.tree_chain(row.parent))
+        fd = os.open(self.unpack_dir / f"{sid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            pulled = self.db.pulled(sid)
+            if pulled is None:
+                raise NotFoundError(f"snapshot {sid} not found (unknown or removed)", path=sid)
+            origin, _, lazy = pulled
+            rec = self.db.blob(sid, ORIGINAL)
+            if lazy and (self.opener is None or rec is None):
+                raise SnapshotError(f"layer {sid} of {origin} is not unpacked and this store "
+                                    "has no way to read its blob", path=sid)
+            if lazy and rec is not None and self.opener is not None:
+                parent = self.get(row.parent) if row.parent is not None else None
+                self._busy_add(row.parent)
+                m = Mutable(self, sid, self.session.dir / sid, parent, True)
+                try:
+                    self._driver.init_mutable(m)
+                    with m.mount() as dest, self.opener.open(origin, rec) as raw:
+                        unpack_layer(raw, Path(dest), media_type=rec.media_type,
+                                     diff_id=rec.diff_id,
+                                     what=f"layer {rec.digest} of {origin}")
+                    changes = self._driver.commit_mutable(m)
+                except BaseException:
+                    m.discard()  # (releases the parent too)
+                    raise
+                m.done()
+                try:
+                    self._publish_unpacked(sid, m.dir, changes)
+                finally:
+                    self._unbusy(row.parent)
+                    m.parent = None
+            self.index.solid.add(sid)
+        finally:
+            os.close(fd)
+
+    def _publish_unpacked(self, sid: str, tmp: Path, changes: list[Change]) -> None:
+        """Move an unpacked layer's directory into place and record its diff; a directory
+        left there by an unpack killed before recording it is replaced."""
+        with self._lock.held():
+            final = self.snapshots_dir / sid
+            if final.exists():
+                trash = self.new_temp("trash")
+                os.rename(final, trash)
+                remove_tree(trash)
+            os.rename(tmp, final)
+            try:
+                with self.db.transaction() as c:
+                    MetaDB.add_changes(c, sid, changes)
+                    c.execute("UPDATE pulled SET lazy=0 WHERE id=?", (sid,))
+            except BaseException:
+                os.rename(final, tmp)
+                raise
+
     def _delete(self, ids: list[str]) -> int:
         """Drop rows (one transaction), then move the directories out and remove them."""
         if not ids:
@@ -485,6 +633,7 @@ class Store:
             for i in ids:
                 MetaDB.delete(c, i)
         for i in ids:
+            (self.unpack_dir / f"{i}.lock").unlink(missing_ok=True)
             trash = self.new_temp("trash")
             try:
                 os.rename(self.snapshots_dir / i, trash)

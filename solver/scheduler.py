@@ -362,8 +362,9 @@ class Scheduler:
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.root, vertex=v.digest, name=v.name,
-                            local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled, _log=self._log,
-                            _transfer=self._transfer)
+                            local_dirs=dict(self.env.local_dirs), cancelled=self.cancelled,
+                            oci_layouts=self.env.oci_layouts, puller=self.env.puller,
+                            _log=self._log, _transfer=self._transfer)
             try:
                 refs = list(handlers.run(ctx, v.op, inputs))
             except LLBError as e:

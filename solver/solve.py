@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
@@ -15,6 +15,7 @@ from llb.solver.errors import InputError, RootError
 from llb.solver.patterns import PathFilter
 from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
+from llb.solver.puller import Puller
 from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
@@ -37,7 +38,8 @@ class Solver:
     concurrent `llb prune` skips it (and never waits for the solve)."""
 
     def __init__(self, root: Path, snapshotter: str = "auto", workers: int = 4,
-                 progress: ProgressSink | None = None, *, store: Store | None = None):
+                 progress: ProgressSink | None = None, *, store: Store | None = None,
+                 insecure: Sequence[str] = (), puller: Puller | None = None):
         self.root = Path(root)
         self.workers = max(1, workers)
         self.progress = Progress(progress)
@@ -53,9 +55,15 @@ class Solver:
                 opened.close()
             raise RootError.of(self.root, e) from None
         self.store = store
+        # images: resolved and read through it; the store unpacks lazy layers through it
+        self.puller = puller if puller is not None else Puller(
+            self.root, insecure=insecure, progress=self.progress)
+        self.puller.progress = self.progress
+        self.store.opener = self.puller
 
     def close(self) -> None:
         """Release the DB and the store (and with it what this solve held)."""
+        self.puller.close()
         self.db.close()
         self.store.close()
 
@@ -66,21 +74,27 @@ class Solver:
         self.close()
 
     def solve(self, definition: Definition, local_dirs: dict[str, Path] | None = None,
-              no_cache: bool = False, explain: bool = False) -> SolveResult:
+              no_cache: bool = False, explain: bool = False,
+              oci_layouts: dict[str, Path] | None = None) -> SolveResult:
         """Resolve the definition's output: each vertex is cached, done or an error.
 
         Raises SolveError (exit 1) when a vertex fails, InputError/UnsupportedError/
         DefinitionError (exit 2) for bad input, before anything runs where it can tell."""
-        env = SourceEnv({k: Path(v) for k, v in (local_dirs or {}).items()}, self.db, self.root)
+        env = SourceEnv({k: Path(v) for k, v in (local_dirs or {}).items()}, self.db, self.root,
+                        {k: Path(v) for k, v in (oci_layouts or {}).items()}, self.puller)
         vertices, out, out_index = build_graph(definition)
         _check_inputs(vertices, env)
         sched = Scheduler(store=self.store, db=self.db, progress=self.progress, root=self.root,
                           workers=self.workers, vertices=vertices, output=out, env=env,
                           no_cache=no_cache, explain=explain, op_bytes=definition.op_bytes)
+        names = {v.digest: (v.name, v.index) for v in vertices}
+        self.puller.cancelled = sched.cancelled
+        self.puller.describe = lambda digest: names.get(digest, (digest, 0))
         self.progress.begin(len(vertices))
         try:
             sched.run()
         finally:
+            self.puller.cancelled = None
             self.progress.end()
         if sched.error is not None:
             raise sched.error

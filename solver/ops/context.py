@@ -6,9 +6,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from llb.snapshot import Store
+
+if TYPE_CHECKING:
+    from llb.solver.puller import Puller
 
 
 LOG_MAX_SIZE = 2 << 20  # bytes of each stream of a step shown in progress, as BuildKit
@@ -47,6 +50,8 @@ class OpContext:
     name: str
     local_dirs: dict[str, Path] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    oci_layouts: Mapping[str, Path] = field(default_factory=dict)
+    puller: Puller | None = None
     # set by a source keyed by its content (llb.local): the checksum of what its snapshot
     # holds, which its cache record is keyed by (the content may have changed since the
     # key it was looked up under was taken)

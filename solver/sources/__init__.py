@@ -12,28 +12,34 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, cast
 
-from llb.ops import SCHEME_LOCAL, SCRATCH, Copy, SourceOp
+from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
 from llb.solver.errors import UnsupportedError
 
 if TYPE_CHECKING:
     from llb.snapshot import Ref
     from llb.solver.cachedb import CacheDB
     from llb.solver.ops.context import OpContext
+    from llb.solver.puller import Puller
 
 # scheme -> the module implementing it
 _SOURCES: dict[str, str] = {
     SCRATCH: "llb.solver.sources.scratch",
     SCHEME_LOCAL: "llb.solver.sources.local",
+    SCHEME_IMAGE: "llb.solver.sources.image",
+    SCHEME_OCI_LAYOUT: "llb.solver.sources.ocilayout",
 }
 
 
 class SourceEnv(NamedTuple):
     """What a solve gives its sources besides the op: the `--local` directories, the cache
-    DB (memoised checksums) and the llb root."""
+    DB (memoised checksums), the llb root, the `--oci-layout` names, and the solver's
+    image puller (registries and layouts, opened on first use)."""
 
     local_dirs: Mapping[str, Path]
     db: CacheDB | None
     root: Path
+    oci_layouts: Mapping[str, Path] = {}
+    puller: Puller | None = None
 
 
 class Source(Protocol):

@@ -240,7 +240,7 @@ def test_too_many_ops(monkeypatch):
     ({**SCRATCH, "identifier": "docker-image://busybox"}, "not normalised"),
     ({**SCRATCH, "identifier": "docker-image://Bad"}, "invalid image reference"),
     ({**SCRATCH, "identifier": "oci-layout:///l"}, "needs ':<tag>' or '@<digest>'"),
-    ({**SCRATCH, "identifier": "oci-layout://rel:t"}, "oci-layout path"),
+    ({**SCRATCH, "identifier": "oci-layout://rel/x:t"}, "oci-layout path"),  # a bare name is an --oci-layout name
     ({**SCRATCH, "identifier": "oci-layout:///l@sha256:zz"}, "oci-layout digest"),
     ({**SCRATCH, "identifier": "local://a/b"}, "local name"),
     ({**SCRATCH, "include": ["x"]}, "only apply to local sources"),

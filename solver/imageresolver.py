@@ -1,0 +1,59 @@
+"""The image resolver the CLI hands the DSL while a build file is evaluated (llb.resolver):
+registry references and OCI layout entries resolved through the solver's puller, so the
+root's content store answers first (a pinned image whose manifest and config are stored
+needs no network) and the registry is asked only for the rest (what a tag names now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from llb.resolver import ResolvedImage
+from llb.solver.errors import InputError
+from llb.solver.puller import Puller
+
+if TYPE_CHECKING:
+    from llb.content.platforms import Platform
+    from llb.content.resolve import Resolved
+
+
+class PullerResolver:
+    """llb.resolver.Resolver over a Puller; `oci_layouts` maps `--oci-layout` names."""
+
+    def __init__(self, puller: Puller, oci_layouts: Mapping[str, Path] | None = None):
+        self.puller = puller
+        self.oci_layouts = dict(oci_layouts or {})
+
+    def resolve_image(self, ref: str, platform: str | None) -> ResolvedImage:
+        return _meta(self.puller.resolve_registry(ref, _platform(platform)))
+
+    def resolve_layout(self, path: str, tag: str | None, digest: str | None,
+                       platform: str | None) -> ResolvedImage:
+        if not path.startswith("/"):
+            mapped = self.oci_layouts.get(path)
+            if mapped is None:
+                raise InputError(f"no --oci-layout mapping for layout {path!r} (pass "
+                                 f"--oci-layout {path}=PATH)")
+            path = str(Path(mapped).absolute())
+        if digest is None and tag is None:
+            tag = "latest"
+        return _meta(self.puller.resolve_layout(path, tag, digest, _platform(platform)))
+
+
+def _platform(spec: str | None) -> Platform | None:
+    if spec is None:
+        return None
+    from llb.content.platforms import Platform
+
+    try:
+        return Platform.parse(spec)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _meta(resolved: Resolved) -> ResolvedImage:
+    c = resolved.config
+    return ResolvedImage(resolved.root.digest, tuple(c.env), c.working_dir, c.user,
+                         tuple(c.entrypoint) if c.entrypoint is not None else None,
+                         tuple(c.cmd) if c.cmd is not None else None,
+                         tuple(sorted(c.labels.items())), tuple(c.exposed_ports))

@@ -1,0 +1,210 @@
+"""Images for the solver: resolving a registry reference or an OCI layout entry to one
+platform's image (manifest and config in the content store), and reading its layer blobs
+when the snapshot store unpacks a lazy layer (the store's BlobOpener). One per Solver; the
+content store, the registry client and the layouts are opened on first use, so a solve
+without images loads none of them.
+
+A pulled layer's origin (kept by the snapshot store, handed back here) is
+"VERTEX docker-image://REGISTRY/REPOSITORY@ROOT" or "VERTEX oci-layout://PATH@ROOT": the
+image source vertex that byte progress is reported for ("-" when unknown), and where its
+blob is read from."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
+
+from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
+from llb.snapshot import Ref, Store
+from llb.snapshot.blobs import BlobRecord
+from llb.snapshot.compression import Reader
+from llb.solver.errors import InputError
+from llb.solver.progress import Progress
+
+if TYPE_CHECKING:
+    from llb.content.layout import OCILayout
+    from llb.content.platforms import Platform
+    from llb.content.registry import RegistryClient
+    from llb.content.resolve import Resolved
+    from llb.content.store import ContentStore
+
+BlobProgress = Callable[[str, int, int], None]
+_PROGRESS_EVERY = 0.1  # seconds between two progress events of one blob
+
+
+class Origin(NamedTuple):
+    """Where a pulled layer's blob is read from (see the module docstring)."""
+
+    scheme: str     # "docker-image" or "oci-layout"
+    location: str   # REGISTRY/REPOSITORY, or the layout's path
+    root: str       # the digest the image was pinned to
+    vertex: str     # the image source's digest ("" when unknown)
+
+    def __str__(self) -> str:
+        return f"{self.vertex or '-'} {self.scheme}://{self.location}@{self.root}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Origin":
+        vertex, _, head = text.partition(" ")
+        vertex = "" if vertex == "-" else vertex
+        scheme, sep, rest = head.partition("://")
+        location, _, root = rest.rpartition("@")
+        if not sep or scheme not in (SCHEME_IMAGE, SCHEME_OCI_LAYOUT) or not location:
+            raise InputError(f"a pulled layer's origin {text[:120]!r} is not one llb wrote")
+        return cls(scheme, location, root, vertex)
+
+
+class Puller:
+    """Resolves images and reads their blobs for one solver (see the module docstring)."""
+
+    def __init__(self, root: Path, *, insecure: Sequence[str] = (),
+                 progress: Progress | None = None):
+        self.root = Path(root)
+        self.insecure = tuple(insecure)
+        self.progress = progress
+        self.cancelled: threading.Event | None = None  # the running solve's
+        self.describe: Callable[[str], tuple[str, int]] | None = None  # vertex -> name, index
+        self._content: ContentStore | None = None
+        self._client: RegistryClient | None = None
+        self._layouts: dict[str, OCILayout] = {}
+        self._lock = threading.Lock()
+        self._layout_lock = threading.Lock()  # a layout tar is read by one thread at a time
+
+    # ------------------------------------------------------------------ opened on first use
+
+    @property
+    def content(self) -> ContentStore:
+        """The root's content store."""
+        with self._lock:
+            if self._content is None:
+                from llb.content.store import ContentStore
+
+                self._content = ContentStore(self.root)
+            return self._content
+
+    def client(self) -> RegistryClient:
+        """The registry client (plain HTTP for loopback and the `insecure` registries)."""
+        content = self.content
+        with self._lock:
+            if self._client is None:
+                from llb.content.registry import RegistryClient
+
+                self._client = RegistryClient(content, insecure=self.insecure)
+            return self._client
+
+    def layout(self, path: str) -> OCILayout:
+        """The OCI layout (directory or tar) at path, read once per solver."""
+        with self._lock:
+            found = self._layouts.get(path)
+            if found is None:
+                from llb.content.layout import OCILayout
+
+                found = self._layouts[path] = OCILayout(path)
+            return found
+
+    def close(self) -> None:
+        """Close what was opened (connections, layout tars, the content store's session)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            for layout in self._layouts.values():
+                layout.close()
+            if self._content is not None:
+                self._content.close()
+            self._client, self._content, self._layouts = None, None, {}
+
+    # ------------------------------------------------------------------ resolving
+
+    def resolve_registry(self, ref: str, platform: Platform | None) -> Resolved:
+        """The image `ref` names for `platform` (default: the host's), its manifest and
+        config stored (a pinned ref whose blobs are stored needs no network)."""
+        return self.client().resolve(ref, platform)
+
+    def resolve_layout(self, path: str, tag: str | None, digest: str | None,
+                       platform: Platform | None) -> Resolved:
+        """The image of an OCI layout by tag or digest, its manifest, config (and index)
+        copied into the content store (so a resolver finds them there next time)."""
+        layout = self.layout(path)
+        with self._layout_lock:
+            resolved = layout.resolve(tag=tag, digest=digest, platform=platform)
+            descs = [resolved.root, resolved.descriptor, resolved.manifest.config]
+            layout.copy_to(self.content, {d.digest: d for d in descs}.values())
+        return resolved
+
+    def add_layers(self, store: Store, resolved: Resolved, origin: Origin) -> Ref | None:
+        """The image's layers as lazy snapshots (nothing downloaded); None for an image
+        without layers. A layer of a media type llb cannot unpack is refused here."""
+        from llb.content import mediatypes as mt
+        from llb.content.errors import UnsupportedMediaTypeError
+
+        blobs = []
+        for desc, diff_id in zip(resolved.layers, resolved.config.diff_ids):
+            if not mt.is_layer(desc.media_type):
+                why = mt.refused_reason(desc.media_type) or "not a layer type llb can unpack"
+                raise UnsupportedMediaTypeError(f"{resolved.name}: layer {desc.digest} has "
+                                                f"media type {desc.media_type[:100]!r}: {why}")
+            blobs.append(BlobRecord(desc.digest, desc.size, desc.media_type, diff_id))
+        keep = [resolved.root.digest, resolved.descriptor.digest, resolved.manifest.config.digest]
+        return store.add_image_layers(None, blobs, str(origin), keep=list(dict.fromkeys(keep)))
+
+    # ------------------------------------------------------------------ the BlobOpener
+
+    @contextmanager
+    def open(self, origin: str, blob: BlobRecord) -> Iterator[Reader]:
+        """The blob's bytes from the content store, fetched first if missing; verified
+        against its digest and size as they are read."""
+        self.fetch(origin, [blob])
+        with self.content.open(blob.digest, blob.size) as r:
+            yield r
+
+    def fetch(self, origin: str, blobs: Sequence[BlobRecord],
+              progress: BlobProgress | None = None) -> None:
+        """Put the blobs into the content store: downloaded (resumable, verified, several
+        at once) or copied from the layout; byte progress reported for the origin's
+        vertex, and to `progress` when given."""
+        from llb.content.descriptor import Descriptor
+
+        content = self.content
+        todo = [b for b in blobs if not content.exists(b.digest)]
+        for b in blobs:
+            if b not in todo:
+                content.lease(b.digest, content.session_holder)
+        if not todo:
+            return
+        where = Origin.parse(origin)
+        descs = [Descriptor(b.media_type, b.digest, b.size) for b in todo]
+        report = self._reporter(where.vertex, progress)
+        if where.scheme == SCHEME_IMAGE:
+            from llb.content.reference import Reference
+
+            ref = Reference.parse(f"{where.location}@{where.root}")
+            self.client().fetch_blobs(ref, descs, progress=report, cancelled=self.cancelled)
+        else:
+            layout = self.layout(where.location)
+            with self._layout_lock:
+                layout.copy_to(content, descs, progress=report)
+
+    def _reporter(self, vertex: str, extra: BlobProgress | None) -> BlobProgress:
+        """A byte-progress callback emitting `progress` events for vertex (at most one per
+        blob every _PROGRESS_EVERY seconds, and the last) and calling `extra`."""
+        last: dict[str, float] = {}
+        sink = self.progress
+        name, index = ("", 0)
+        if self.describe is not None and vertex:
+            name, index = self.describe(vertex)
+
+        def report(digest: str, current: int, total: int) -> None:
+            if extra is not None:
+                extra(digest, current, total)
+            if sink is None or not vertex:
+                return
+            now = time.monotonic()
+            if current < total and now - last.get(digest, 0.0) < _PROGRESS_EVERY:
+                return
+            last[digest] = now
+            sink.emit("progress", vertex, name, index, id=digest, current=current, total=total)
+
+        return report
