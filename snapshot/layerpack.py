@@ -161,7 +161,7 @@ def pack_layer(layer: Layer, sink: Sink, *, epoch: int | None = None,
             dirs.add(d)
             emit(header(os.fsencode(d) + b"/", _DIR, mode=st.st_mode, uid=st.st_uid,
                         gid=st.st_gid, mtime=clamp(st.st_mtime_ns // 1_000_000_000),
-                        xattrs=read_xattrs(path)))
+                        xattrs=read_xattrs(os.fspath(path))))
 
     for change in layer.changes():
         rel = change.path
@@ -180,11 +180,11 @@ def pack_layer(layer: Layer, sink: Sink, *, epoch: int | None = None,
             if rel not in dirs:
                 dirs.add(rel)
                 emit(header(name + b"/", _DIR, mode=mode, uid=st.st_uid, gid=st.st_gid,
-                            mtime=mtime, xattrs=read_xattrs(path)))
+                            mtime=mtime, xattrs=read_xattrs(os.fspath(path))))
             continue
         if stat.S_ISSOCK(mode):
             continue  # a socket is no content (containerd and BuildKit leave them out)
-        xattrs = read_xattrs(path)
+        xattrs = read_xattrs(os.fspath(path))
         if stat.S_ISLNK(mode):
             emit(header(name, _SYM, mode=mode, uid=st.st_uid, gid=st.st_gid, mtime=mtime,
                         linkname=os.fsencode(os.readlink(path)), xattrs=xattrs))

@@ -122,7 +122,6 @@ def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
             removed = db.remove(store, [r.key for r in victims])
             _release_orphan_leases(db, store)
             freed = store.prune()
-            freed += _prune_blobs(root, store)
             if all_:
                 freed += CacheMounts(root).prune()
             db.forget_checksums(set(store.snapshot_ids()))
@@ -200,21 +199,6 @@ def _opening(root: Path) -> Iterator[None]:
         yield
     except (OSError, sqlite3.Error) as e:
         raise RootError.of(root, e) from None
-
-
-def _prune_blobs(root: Path, store: Store) -> int:
-    """Remove the content store's blobs no remaining snapshot references (layer blobs,
-    pulled or packed, and the manifests and configs of the images layers came from) and no
-    live process leases; bytes freed."""
-    if not (root / "content").is_dir():
-        return 0
-    from llb.content.store import ContentStore  # (hashing: only for roots that hold blobs)
-
-    content = ContentStore(root)
-    try:
-        return content.prune(keep=store.kept_digests())
-    finally:
-        content.close()
 
 
 def _release_orphan_leases(db: CacheDB, store: Store) -> None:

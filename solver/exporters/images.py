@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from llb.content import mediatypes as mt
 from llb.content.descriptor import Descriptor
@@ -28,27 +28,12 @@ from llb.imagemeta import ImageMeta
 from llb.snapshot import Ref, Store
 from llb.solver.errors import ExportError, OutputSpecError, UnsupportedError
 from llb.solver.exporters import ExportContext, OutputSpec
+from llb.solver.layerblobs import LayerBlob
 
 DEFAULT_COMPRESSION = "gzip"
 LEVELS = {"gzip": (0, 9), "zstd": (1, 22)}
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
 COMMON_OPTIONS = ("name", "compression", "compression-level", "oci-mediatypes")
-
-
-class LayerBlob(Protocol):
-    """One layer of a ref's chain as a blob (what `layer_blobs` returns per layer; see
-    llb.solver.layerblobs)."""
-
-    @property
-    def layer_id(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def diff_id(self) -> str: ...  # sha256 of the uncompressed layer tar
-    @property
-    def source(self) -> str | None: ...  # "REGISTRY/REPOSITORY" a pulled blob came from
-
-    def descriptor(self) -> Descriptor: ...
 
 
 LayerBlobs = Callable[..., Sequence[LayerBlob]]
