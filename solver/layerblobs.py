@@ -7,6 +7,8 @@ a second export costs no compression. Contract: docs/internals.md."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
 from typing import Callable, NamedTuple, Sequence
 
@@ -95,9 +97,16 @@ def fetch_blobs(store: Store, content: ContentStore, blobs: Sequence[LayerBlob],
 
 def _pack(layer: Layer, content: ContentStore, compression: str, level: int | None,
           epoch: int | None, progress: Progress | None) -> BlobRecord:
-    """Pack, hash and compress one layer into the content store in one stream."""
+    """Pack, hash and compress one layer into the content store in one stream. Progress
+    counts the bytes of file content packed, against their total, to the end."""
     diff = hashlib.sha256()
     key = f"layer:{layer.id}"
+    report: Callable[[int], None] | None = None
+    total = 0
+    if progress is not None:
+        total = _content_bytes(layer)
+        progress(key, 0, total)
+        report = lambda n: progress(key, min(n, total), total)  # noqa: E731
     with content.writer() as w:
         comp = compressor(compression, level, w.write)
 
@@ -105,12 +114,24 @@ def _pack(layer: Layer, content: ContentStore, compression: str, level: int | No
             diff.update(data)
             comp.write(data)
 
-        pack_layer(layer, sink, epoch=epoch,
-                   progress=(lambda n: progress(key, n, -1)) if progress is not None else None)
+        pack_layer(layer, sink, epoch=epoch, progress=report)
         comp.close()
         info = w.commit()
+    if progress is not None:
+        progress(key, total, total)
     return BlobRecord(info.digest, info.size, mt.layer_media_type(compression),
                       "sha256:" + diff.hexdigest())
+
+
+def _content_bytes(layer: Layer) -> int:
+    """The bytes of the regular files a layer adds or modifies (what packing it reads)."""
+    total = 0
+    for change in layer.changes():
+        if change.kind != "delete":
+            st = os.lstat(layer.path(change.path))
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 def _repository(origin: str | None) -> str | None:
