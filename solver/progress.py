@@ -41,6 +41,7 @@ class Progress:
         self.total = 0
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], float] = {}
+        self._finished: set[tuple[str, str]] = set()
 
     def begin(self, total: int) -> None:
         self.total = total
@@ -63,20 +64,24 @@ class Progress:
     def transfer(self, vertex: str, name: str, index: int, blob: str, current: int,
                  total: int, action: str) -> None:
         """A "progress" event for `blob` of `vertex`, unless one for it went out less than
-        PROGRESS_INTERVAL ago (the first and the last, current == total, always go; a total
-        below 0 means unknown)."""
+        PROGRESS_INTERVAL ago (the first and the last, current == total, always go, the last
+        once; a total below 0 means unknown)."""
         if self.sink is None:
             return
         now = time.monotonic()
         key = (vertex, blob)
         final = 0 <= total <= current
         with self._lock:
-            last = self._last.get(key)
-            if not final and last is not None and now - last < PROGRESS_INTERVAL:
-                return
             if final:
+                if key in self._finished:  # told already
+                    return
+                self._finished.add(key)
                 self._last.pop(key, None)
             else:
+                self._finished.discard(key)  # (a transfer started over)
+                last = self._last.get(key)
+                if last is not None and now - last < PROGRESS_INTERVAL:
+                    return
                 self._last[key] = now
         self.emit("progress", vertex, name, index, id=blob, action=action, current=current,
                   total=total)

@@ -132,3 +132,16 @@ def test_tty_view_of_an_export() -> None:
     r.event(_ev("done", duration=0.1))
     text = r._fmt(line, 120)
     assert text.startswith(" => pushing image x") and "[3/2]" not in text
+
+
+def test_a_finished_blob_is_told_once() -> None:
+    from llb.solver.progress import Progress, Recorder
+
+    rec = Recorder()
+    p = Progress(rec)
+    for current in (0, 5, 10, 10, 10):
+        p.transfer("v", "name", 1, "sha256:" + "1" * 64, current, 10, "pull")
+    assert [e["current"] for e in rec.events] == [0, 10]
+    p.transfer("v", "name", 1, "sha256:" + "1" * 64, 0, 10, "pull")  # started over
+    p.transfer("v", "name", 1, "sha256:" + "1" * 64, 10, 10, "pull")
+    assert [e["current"] for e in rec.events] == [0, 10, 0, 10]
