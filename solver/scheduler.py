@@ -14,6 +14,7 @@ record)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import queue
 import shlex
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from llb.errors import DefinitionError, LLBError
+from llb.fsutil import PathTooLongError
 from llb.ops import Copy, ExecOp, SourceOp
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
@@ -376,7 +378,7 @@ class Scheduler:
                     raise
                 raise self._solve_error(v, ctx, str(e)) from e
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
-                raise self._solve_error(v, ctx, f"{type(e).__name__}: {e}") from e
+                raise self._solve_error(v, ctx, _describe(e)) from e
             ids = tuple(r.id if r is not None else None for r in refs)
             key, ingredients = v.key, v.ingredients
             if ctx.content_key is not None and ingredients is not None \
@@ -442,7 +444,7 @@ class Scheduler:
 
     def _fail(self, v: Vertex, e: BaseException) -> None:
         if not isinstance(e, LLBError):
-            e = SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {type(e).__name__}: {e}",
+            e = SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {_describe(e)}",
                            vertex=v.digest, name=v.name)
         if self.error is None:
             self.error = e
@@ -477,3 +479,11 @@ class _LazyPool:
     def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=wait)
+
+
+def _describe(e: BaseException) -> str:
+    """One line for an op's unexpected failure; a path longer than the system takes is
+    said so, shortened (its full text can be thousands of characters)."""
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG and isinstance(e.filename, str):
+        return str(PathTooLongError(e.filename))
+    return f"{type(e).__name__}: {e}"

@@ -81,9 +81,9 @@ def test_copy_entry_relative_to_dir_fds_and_with_a_meta_override(tmp_path):
 def test_apply_meta_by_dir_fd_reaches_entries_below_path_max(tmp_path):
     """xattrs and times of a name deeper than PATH_MAX, through its directory's fd."""
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(2500):  # 5000 bytes of path
-        os.mkdir("d", dir_fd=fd)
-        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    for _ in range(25):  # 5000 bytes of path
+        os.mkdir("d" * 200, dir_fd=fd)
+        sub = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         os.close(fd)
         fd = sub
     try:
@@ -100,7 +100,6 @@ def test_apply_meta_by_dir_fd_reaches_entries_below_path_max(tmp_path):
         assert os.stat("l", dir_fd=fd, follow_symlinks=False).st_mtime_ns == 9
     finally:
         os.close(fd)
-    remove_tree(tmp_path / "d")
 
 
 @pytest.mark.parametrize("refuse", ["none", "copy_file_range", "sendfile"])
@@ -181,30 +180,25 @@ def test_copy_tree_only_copies_the_selection_and_links_on_request(tmp_path):
     assert os.lstat(tmp_path / "lnk" / "top").st_ino == os.lstat(src / "top").st_ino
 
 
+def _chain(top: Path, depth: int, name: str) -> None:
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=fd)
+        sub = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+
+
 def test_copy_tree_of_a_deep_chain_and_a_clear_error_beyond_path_max(tmp_path):
     src = tmp_path / "s"
     src.mkdir()
-    fd = os.open(src, os.O_RDONLY)
-    for _ in range(1500):  # 3000 bytes below the root: copied
-        os.mkdir("a", dir_fd=fd)
-        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    os.close(fd)
+    _chain(src, 1100, "a")  # deeper than the recursion limit, 2200 bytes: copied
     copy_tree(src, tmp_path / "d")
-    assert sum(1 for _ in walk(tmp_path / "d")) == 1500
-    fd = os.open(tmp_path / "d", os.O_RDONLY)
-    for _ in range(1500):
-        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    for _ in range(1000):  # now 5000 bytes: beyond what a path can name
-        os.mkdir("a", dir_fd=fd)
-        sub = os.open("a", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    os.close(fd)
+    assert sum(1 for _ in walk(tmp_path / "d")) == 1101
+    far = tmp_path / "far"
+    far.mkdir()
+    _chain(far, 25, "n" * 200)  # 5000 bytes of path: beyond what a path can name
     with pytest.raises(PathTooLongError, match="PATH_MAX"):
-        copy_tree(tmp_path / "d", tmp_path / "e")
-    for p in ("s", "d", "e"):
-        remove_tree(tmp_path / p)
+        copy_tree(far, tmp_path / "e")
