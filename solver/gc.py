@@ -164,8 +164,7 @@ def usage(root: Path) -> Usage | None:
 def kept_blobs(store: Store) -> set[str]:
     """Digests the remaining snapshots still need: their layer blobs (pulled or packed) and
     what their images' manifests and configs are (the snapshot store records them)."""
-    kept = getattr(store, "kept_digests", None)  # (the store's image layers)
-    return set(kept()) if kept is not None else set()
+    return store.kept_digests()
 
 
 def blob_usage(root: Path, store: Store) -> list[BlobUsage]:

@@ -1,7 +1,7 @@
 """What the image exporters (oci, docker, image) share: their options (name, compression,
 compression-level, oci-mediatypes), SOURCE_DATE_EPOCH, and turning a solved ref into an
-image in the content store: one blob per layer of its chain (`layer_blobs`, which reuses a
-pulled layer's blob and remembers a built one's), a config carrying the definition's image
+image in the content store: one blob per layer of its chain (llb.solver.layerblobs, which
+reuses a pulled layer's blob and remembers a built one's), a config carrying the definition's image
 config and one history entry per layer named after the vertex that made it, and a manifest.
 
 Everything an image needs is in the content store when `build_image` returns; the exporters
@@ -26,7 +26,8 @@ from llb.content.store import ContentStore
 from llb.errors import LLBError
 from llb.imagemeta import ImageMeta
 from llb.snapshot import Ref, Store
-from llb.solver.errors import ExportError, OutputSpecError, UnsupportedError
+from llb.solver import layerblobs
+from llb.solver.errors import ExportError, OutputSpecError
 from llb.solver.exporters import ExportContext, OutputSpec
 from llb.solver.layerblobs import LayerBlob
 
@@ -34,9 +35,6 @@ DEFAULT_COMPRESSION = "gzip"
 LEVELS = {"gzip": (0, 9), "zstd": (1, 22)}
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
 COMMON_OPTIONS = ("name", "compression", "compression-level", "oci-mediatypes")
-
-
-LayerBlobs = Callable[..., Sequence[LayerBlob]]
 
 
 @dataclass(frozen=True)
@@ -138,33 +136,14 @@ def rfc3339(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds)))
 
 
-def layer_blobs(store: Store, content: ContentStore, ref: Ref | None, *, compression: str,
-                level: int | None, epoch: int | None,
-                progress: Callable[[str, int, int], None] | None = None) -> Sequence[LayerBlob]:
-    """One blob per layer of ref's chain, in order: the layer packing's `layer_blobs`
-    (reusing a pulled layer's blob, compressing a built layer once and remembering it)."""
-    try:
-        from llb.solver import layerblobs  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UnsupportedError("image export: layer packing is not available in this "
-                               "build of llb") from None
-    blobs: Sequence[LayerBlob] = layerblobs.layer_blobs(
-        store, content, ref, compression=compression, level=level, epoch=epoch,
-        progress=progress)
-    return blobs
-
-
 def fetch_blobs(store: Store, content: ContentStore, blobs: Sequence[LayerBlob],
                 progress: Callable[[str, int, int], None] | None = None) -> None:
     """Make sure the bytes of every blob are in the content store: a pulled layer's blob is
     only named by `layer_blobs` until something must copy it (a layout, an archive, a push
     to a registry that lacks it)."""
     missing = [b for b in blobs if not content.exists(b.digest)]
-    if not missing:
-        return
-    from llb.solver import layerblobs  # type: ignore[attr-defined,unused-ignore]
-
-    layerblobs.fetch_blobs(store, content, missing, progress=progress)
+    if missing:
+        layerblobs.fetch_blobs(store, content, missing, progress=progress)
 
 
 def history_names(ref: Ref | None, names: Mapping[str, str]) -> list[str]:
@@ -208,8 +187,8 @@ def build_image(store: Store, content: ContentStore, ref: Ref | None,
     """Store the image of ref (its layer blobs, config and manifest) in the content store."""
     ctx = ctx or ExportContext()
     epoch = check_epoch()
-    blobs = tuple(layer_blobs(store, content, ref, compression=opts.compression,
-                              level=opts.level, epoch=epoch, progress=progress))
+    blobs = tuple(layerblobs.layer_blobs(store, content, ref, compression=opts.compression,
+                                         level=opts.level, epoch=epoch, progress=progress))
     chain = ref.layer_chain() if ref is not None else []
     if len(blobs) != len(chain):
         raise ExportError(f"image export: {len(chain)} layers but {len(blobs)} blobs")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import layerstandin
 from bkhelp import BUILDCTL
 
 LLB = str(Path(sys.executable).parent / "llb")
@@ -40,13 +39,6 @@ def build():
     return llb.merge([a, llb.diff(base, app), b])
 '''
 
-
-@pytest.fixture(autouse=True)
-def _layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import llb.solver.layerblobs  # noqa: F401 - the real layer packing, once it exists
-    except ImportError:
-        layerstandin.install(monkeypatch)
 
 
 def _layer_trees(ref: str, tmp: Path) -> list[dict[str, tuple]]:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import layerstandin
 from exechelp import BUSYBOX, needs_runc
 from imageexport import need, skopeo_inspect, tree, umoci_unpack, untar
 from llb.cli.main import main
@@ -22,13 +21,6 @@ from llb.cli.progress import PlainRenderer, TtyRenderer, transfer_text
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "image" / "build.py"
 
-
-@pytest.fixture(autouse=True)
-def _layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import llb.solver.layerblobs  # noqa: F401 - the real layer packing, once it exists
-    except ImportError:
-        layerstandin.install(monkeypatch)
 
 
 def _llb(*args: str) -> tuple[int, str]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import layerstandin
 import llb
 from imageexport import solve_export
 from llb.cli.main import main
@@ -16,13 +15,6 @@ from llb.content.store import ContentStore
 from llb.snapshot import Store
 from llb.solver.gc import prune, usage
 
-
-@pytest.fixture(autouse=True)
-def _layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import llb.solver.layerblobs  # noqa: F401 - the real layer packing, once it exists
-    except ImportError:
-        layerstandin.install(monkeypatch)
 
 
 def _state() -> llb.State:
@@ -75,8 +67,6 @@ def test_prune_all_removes_every_blob(tmp_path: Path) -> None:
 
 
 def test_layer_blobs_of_cached_snapshots_are_kept(tmp_path: Path) -> None:
-    if not hasattr(Store, "kept_digests"):
-        pytest.skip("the snapshot store does not record layer blobs yet (layer packing)")
     root = _exported(tmp_path)
     with Store(root) as store, ContentStore(root) as content:
         kept = set(store.kept_digests())

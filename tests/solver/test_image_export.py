@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import layerstandin
 import llb
 from imageexport import (layer_digests, layout_manifest, need, skopeo_inspect, solve_export,
                          tree, umoci_unpack, untar)
@@ -18,13 +17,6 @@ from llb.solver.errors import OutputSpecError
 from llb.solver.exporters import parse_output
 from llb.solver.progress import Recorder
 
-
-@pytest.fixture(autouse=True)
-def _layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import llb.solver.layerblobs  # noqa: F401 - the real layer packing, once it exists
-    except ImportError:
-        layerstandin.install(monkeypatch)
 
 
 def _base() -> llb.State:

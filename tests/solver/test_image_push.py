@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import layerstandin
 import llb
 from faultserver import ErrorServer, HangingServer, Proxy
 from imageexport import need, skopeo_inspect, solve_export, tree, umoci_unpack
@@ -20,13 +19,6 @@ from llb.solver.exporters import image as image_exporter
 from llb.solver.progress import Recorder
 from registryhelp import PASSWORD, USER, docker_config
 
-
-@pytest.fixture(autouse=True)
-def _layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import llb.solver.layerblobs  # noqa: F401 - the real layer packing, once it exists
-    except ImportError:
-        layerstandin.install(monkeypatch)
 
 
 def _base() -> llb.State:

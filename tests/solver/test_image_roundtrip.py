@@ -18,7 +18,6 @@ from llb.solver.exporters import ExportContext, export, parse_output
 from llb.solver.solve import Solver
 
 REPO = Path(__file__).resolve().parents[2]
-pytest.importorskip("llb.solver.sources.image", reason="the image source has not landed")
 
 
 def _busybox() -> llb.State:
