@@ -33,6 +33,10 @@ class BlobOpener(Protocol):
               progress: Callable[[str, int, int], None] | None = None) -> None:
         """Make sure the blobs are in the content store (no unpacking)."""
 
+    def prefetch(self, origin: str, blobs: Sequence[BlobRecord]) -> None:
+        """Start fetching the blobs in the background (the store is about to unpack them in
+        order; `open` waits for a blob being fetched). Failures surface in `open`."""
+
 
 def variant(compression: str, epoch: int | None) -> str:
     """The variant name of a packed blob: its compression, and the epoch it was clamped to."""

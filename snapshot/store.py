@@ -554,10 +554,24 @@ class Store:
 
     def _ensure_content(self, ids: list[str]) -> None:
         """Unpack the lazy layers among ids (layers, bottom first), each after what it
-        needs below it (its own chain: a prefix diff's chain lacks the layers under it)."""
+        needs below it (its own chain: a prefix diff's chain lacks the layers under it).
+        Their blobs are fetched in the background meanwhile, several at once."""
+        todo: dict[str, None] = {}
         for lid in self.index.lazy(ids):
             for below in self.index.lazy(self.index.tree_chain(lid)):
-                self._unpack(below)
+                todo[below] = None
+        if not todo:
+            return
+        if self.opener is not None and len(todo) > 1:
+            by_origin: dict[str, list[BlobRecord]] = {}
+            for sid in todo:
+                pulled, rec = self.db.pulled(sid), self.db.blob(sid, ORIGINAL)
+                if pulled is not None and rec is not None:
+                    by_origin.setdefault(pulled[0], []).append(rec)
+            for origin, recs in by_origin.items():
+                self.opener.prefetch(origin, recs)
+        for sid in todo:
+            self._unpack(sid)
 
     def _unpack(self, sid: str) -> None:
         """Give lazy layer sid its content: its blob applied (through a trusted mutable of

@@ -70,8 +70,14 @@ class Puller:
         self._content: ContentStore | None = None
         self._client: RegistryClient | None = None
         self._layouts: dict[str, OCILayout] = {}
+        # (identifier, platform) -> the digest a tag resolved to in this solve: the snapshot
+        # is made of what the key was computed from, and the registry is asked once
+        self.pinned: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._layout_lock = threading.Lock()  # a layout tar is read by one thread at a time
+        self._layout_lock = threading.Lock()
+        self._prefetching: set[str] = set()  # digests a background fetch has in hand
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()  # set by close(): background fetches stop  # a layout tar is read by one thread at a time
 
     # ------------------------------------------------------------------ opened on first use
 
@@ -105,8 +111,20 @@ class Puller:
                 found = self._layouts[path] = OCILayout(path)
             return found
 
+    def begin(self) -> None:
+        """A new solve: tags are resolved again, layouts read again (they may have moved)."""
+        with self._lock:
+            self.pinned.clear()
+            for layout in self._layouts.values():
+                layout.close()
+            self._layouts = {}
+
     def close(self) -> None:
-        """Close what was opened (connections, layout tars, the content store's session)."""
+        """Close what was opened (connections, layout tars, the content store's session),
+        once background fetches have stopped."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -165,6 +183,10 @@ class Puller:
         """Put the blobs into the content store: downloaded (resumable, verified, several
         at once) or copied from the layout; byte progress reported for the origin's
         vertex, and to `progress` when given."""
+        self._fetch(origin, blobs, progress, self.cancelled)
+
+    def _fetch(self, origin: str, blobs: Sequence[BlobRecord], progress: BlobProgress | None,
+               cancelled: threading.Event | None) -> None:
         from llb.content.descriptor import Descriptor
 
         content = self.content
@@ -181,11 +203,39 @@ class Puller:
             from llb.content.reference import Reference
 
             ref = Reference.parse(f"{where.location}@{where.root}")
-            self.client().fetch_blobs(ref, descs, progress=report, cancelled=self.cancelled)
+            self.client().fetch_blobs(ref, descs, progress=report, cancelled=cancelled)
         else:
             layout = self.layout(where.location)
             with self._layout_lock:
                 layout.copy_to(content, descs, progress=report)
+
+    def prefetch(self, origin: str, blobs: Sequence[BlobRecord]) -> None:
+        """Fetch these blobs in a background thread (several at once), while the store
+        unpacks them in order: its `open` of a blob being fetched waits for the fetch
+        (the content store lets one writer have a blob). A failure here is dropped: the
+        `open` that needs the blob fetches it again and reports its own error."""
+        content = self.content
+        with self._lock:
+            todo = [b for b in blobs if b.digest not in self._prefetching
+                    and not content.exists(b.digest)]
+            self._prefetching.update(b.digest for b in todo)
+        if len(todo) < 2:
+            with self._lock:
+                self._prefetching.difference_update(b.digest for b in todo)
+            return  # one blob: its open fetches it as soon
+
+        def run() -> None:
+            try:
+                self._fetch(origin, todo, None, self._stop)
+            except Exception:  # noqa: BLE001 - open() fetches again and says why
+                pass
+            finally:
+                with self._lock:
+                    self._prefetching.difference_update(b.digest for b in todo)
+
+        thread = threading.Thread(target=run, name="llb-prefetch", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _reporter(self, vertex: str, extra: BlobProgress | None) -> BlobProgress:
         """A byte-progress callback emitting `progress` events for vertex (at most one per

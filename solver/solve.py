@@ -88,6 +88,7 @@ class Solver:
                           workers=self.workers, vertices=vertices, output=out, env=env,
                           no_cache=no_cache, explain=explain, op_bytes=definition.op_bytes)
         names = {v.digest: (v.name, v.index) for v in vertices}
+        self.puller.begin()
         self.puller.cancelled = sched.cancelled
         self.puller.describe = lambda digest: names.get(digest, (digest, 0))
         self.progress.begin(len(vertices))

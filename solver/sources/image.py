@@ -21,11 +21,6 @@ from llb.solver.sources import SourceEnv
 if TYPE_CHECKING:
     from llb.content.platforms import Platform
 
-# (identifier, platform) -> the digest a tag resolved to in this process (so the snapshot
-# uses what the key was computed from, and the registry is asked once)
-_PINNED: dict[tuple[str, str], str] = {}
-
-
 def platform_of(op: SourceOp, vertex: str | None) -> Platform | None:
     """The op's `platform` attr, parsed (None: the host's)."""
     spec = dict(op.attrs).get("platform")
@@ -63,11 +58,11 @@ def content_key(op: SourceOp, env: SourceEnv, vertex: str) -> str | None:
     if ref.digest:
         return ref.digest
     platform = platform_of(op, vertex)
+    puller = puller_of(env.puller, vertex)
     key = (op.identifier, str(platform))
-    found = _PINNED.get(key)
+    found = puller.pinned.get(key)
     if found is None:
-        resolved = puller_of(env.puller, vertex).resolve_registry(str(ref), platform)
-        found = _PINNED[key] = resolved.root.digest
+        found = puller.pinned[key] = puller.resolve_registry(str(ref), platform).root.digest
     return found
 
 
@@ -78,7 +73,7 @@ def snapshot(ctx: OpContext, op: SourceOp) -> Ref | None:
     puller = puller_of(ctx.puller, ctx.vertex)
     ref = Reference.parse(op.locator)
     platform = platform_of(op, ctx.vertex)
-    root = ref.digest or _PINNED.get((op.identifier, str(platform)))
+    root = ref.digest or puller.pinned.get((op.identifier, str(platform)))
     pinned = ref.with_digest(root) if root else ref
     resolved = puller.resolve_registry(str(pinned), platform)
     origin = Origin(SCHEME_IMAGE, ref.name, resolved.root.digest, ctx.vertex)

@@ -68,6 +68,9 @@ class MemoryOpener:
     def fetch(self, origin: str, blobs: Sequence[BlobRecord], progress: object = None) -> None:
         pass
 
+    def prefetch(self, origin: str, blobs: Sequence[BlobRecord]) -> None:
+        pass
+
     def opened(self) -> list[str]:
         return self.log.read_text().split() if self.log.exists() else []
 
