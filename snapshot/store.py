@@ -22,6 +22,7 @@ from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import NotFoundError, SnapshotError
+from llb.snapshot.imagelayers import ImageLayers
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import RootLock, Session, try_claim_dead
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
@@ -128,7 +129,7 @@ class Mutable:
             raise SnapshotError(f"snapshot {self.id} was already committed or discarded")
 
 
-class Store:
+class Store(ImageLayers):
     """Snapshots under `root`. snapshotter: "auto" (overlayfs when a test mount works, else
     native), "overlayfs" or "native"; a root keeps the kind it was created with."""
 
@@ -248,8 +249,6 @@ class Store:
         finally:
             self._unbusy(ref.id)
 
-    # ---- layers from images (lazy until their content is needed)
-
     def add_image_layers(self, parent: Ref | None, blobs: Sequence[BlobRecord], origin: str,
                          keep: Sequence[str] = ()) -> Ref | None:
         """One lazy layer per blob, each on the one before (bottom first), on parent; the
@@ -257,55 +256,10 @@ class Store:
         reused (containerd's chain ids): images sharing base layers share their snapshots.
         origin is handed back to the opener to read a blob; keep: digests GC keeps while
         these layers exist (the image's manifest and config). The layers are held by this
-        session until it closes, like anything it publishes."""
-        below = parent.id if parent is not None else None
-        kept = " ".join(keep)
-        used: list[str] = []
-        with self._lock.held():
-            if below is not None:
-                self._row(below)
-            with self.db.transaction() as c:
-                for rec in blobs:
-                    found = self.db.pulled_layer(below, rec.digest)
-                    if found is None:
-                        found = new_id()
-                        MetaDB.insert(c, found, "layer", below, time.time())
-                        MetaDB.set_blob(c, found, ORIGINAL, BlobRecord(*rec))
-                        c.execute("INSERT INTO pulled (id, origin, keep, lazy) "
-                                  "VALUES (?,?,?,1)", (found, origin, kept))
-                    below = found
-                    used.append(found)
-                with self._state:
-                    new = [i for i in used if i not in self._held]
-                MetaDB.hold(c, self.session.id, new)
-            with self._state:
-                self._held.update(new)
-        return self.get(below) if below is not None else None
-
-    def is_lazy(self, layer_id: str) -> bool:
-        """True while a pulled layer's content is not unpacked."""
-        return bool(self.index.lazy([layer_id]))
-
-    def layer_blob(self, layer_id: str, variant: str = ORIGINAL) -> BlobRecord | None:
-        """The blob a layer was pulled as (variant ""), or one packed from it earlier."""
-        return self.db.blob(layer_id, variant)
-
-    def set_layer_blob(self, layer_id: str, variant: str, rec: BlobRecord) -> None:
-        """Remember a blob packed from a layer (variant: blobs.variant(compression, epoch))."""
-        with self._lock.held():
-            self._row(layer_id)
-            with self.db.transaction() as c:
-                MetaDB.set_blob(c, layer_id, variant, rec)
-
-    def origin(self, layer_id: str) -> str | None:
-        """Where a pulled layer's blob is read from (what add_image_layers was given)."""
-        pulled = self.db.pulled(layer_id)
-        return pulled[0] if pulled is not None else None
-
-    def kept_digests(self) -> set[str]:
-        """Every blob digest the snapshots still reference (their layer blobs, and the
-        manifests and configs of the images they came from): what GC keeps."""
-        return self.db.kept_digests()
+        session until it closes, like anything it publishes (snapshot/imagelayers.py)."""
+        top = self.add_image_rows(parent.id if parent is not None else None, blobs, origin,
+                                  keep)
+        return self.get(top) if top is not None else None
 
     def get(self, snapshot_id: str) -> Ref:
         """A ref on a committed snapshot; NotFoundError when unknown or removed. (A prune in
@@ -552,27 +506,6 @@ class Store:
             remove_tree(tmp)
             raise
 
-    def _ensure_content(self, ids: list[str]) -> None:
-        """Unpack the lazy layers among ids (layers, bottom first), each after what it
-        needs below it (its own chain: a prefix diff's chain lacks the layers under it).
-        Their blobs are fetched in the background meanwhile, several at once."""
-        todo: dict[str, None] = {}
-        for lid in self.index.lazy(ids):
-            for below in self.index.lazy(self.index.tree_chain(lid)):
-                todo[below] = None
-        if not todo:
-            return
-        if self.opener is not None and len(todo) > 1:
-            by_origin: dict[str, list[BlobRecord]] = {}
-            for sid in todo:
-                pulled, rec = self.db.pulled(sid), self.db.blob(sid, ORIGINAL)
-                if pulled is not None and rec is not None:
-                    by_origin.setdefault(pulled[0], []).append(rec)
-            for origin, recs in by_origin.items():
-                self.opener.prefetch(origin, recs)
-        for sid in todo:
-            self._unpack(sid)
-
     def _unpack(self, sid: str) -> None:
         """Give lazy layer sid its content: its blob applied (through a trusted mutable of
         the driver, so its diff is recorded as any layer's) on its parent's tree, in this
@@ -618,24 +551,6 @@ class Store:
             self.index.solid.add(sid)
         finally:
             os.close(fd)
-
-    def _publish_unpacked(self, sid: str, tmp: Path, changes: list[Change]) -> None:
-        """Move an unpacked layer's directory into place and record its diff; a directory
-        left there by an unpack killed before recording it is replaced."""
-        with self._lock.held():
-            final = self.snapshots_dir / sid
-            if final.exists():
-                trash = self.new_temp("trash")
-                os.rename(final, trash)
-                remove_tree(trash)
-            os.rename(tmp, final)
-            try:
-                with self.db.transaction() as c:
-                    MetaDB.add_changes(c, sid, changes)
-                    c.execute("UPDATE pulled SET lazy=0 WHERE id=?", (sid,))
-            except BaseException:
-                os.rename(final, tmp)
-                raise
 
     def _delete(self, ids: list[str]) -> int:
         """Drop rows (one transaction), then move the directories out and remove them."""
