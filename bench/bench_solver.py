@@ -74,14 +74,16 @@ _ENV.pop("PYTHONPYCACHEPREFIX", None)
 # ------------------------------------------------------------------ timed runs
 
 
-def _timed(argv: list[str], timeout: float | None = None) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS MiB, exit code and stderr tail of one process (its peak RSS from
-    GNU time: a child's max RSS counts from its fork, so ours would be included otherwise)."""
+def _timed(argv: list[str], timeout: float | None = None
+           ) -> tuple[float, float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS MiB, exit code and stderr tail of
+    one process (peak RSS and CPU from GNU time: a child's max RSS counts from its fork, so
+    ours would be included otherwise)."""
     fd, stats = tempfile.mkstemp(prefix="llb-bench-")
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%M", *argv],
+        p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%M %U %S", *argv],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV,
                            timeout=timeout)
         rc, err = p.returncode, p.stderr.decode(errors="replace")[-800:]
@@ -89,11 +91,12 @@ def _timed(argv: list[str], timeout: float | None = None) -> tuple[float, float,
         rc, err = -1, f"timed out after {timeout} s"
     wall = time.perf_counter() - t0
     try:
-        peak_kib = int(Path(stats).read_text().split()[-1])
-    except (ValueError, IndexError):
-        peak_kib = 0
+        kib, user, system = Path(stats).read_text().split()[-3:]
+        peak, cpu = int(kib) / 1024, float(user) + float(system)
+    except ValueError:
+        peak = cpu = 0.0
     os.unlink(stats)
-    return wall, peak_kib / 1024, rc, err
+    return wall, cpu, peak, rc, err
 
 
 class Run:
@@ -102,6 +105,8 @@ class Run:
     def __init__(self) -> None:
         self.cold: float | None = None
         self.cached: float | None = None
+        self.cold_cpu: float | None = None  # CPU seconds (user + system) of the same runs
+        self.cached_cpu: float | None = None
         self.peak = 0.0
         self.error = ""
         self.out: Path | None = None  # the cached run's export
@@ -118,12 +123,13 @@ def llb_round(work: Path, shape: Shape, snap: str, build: Path, locals_: dict[st
         for name, path in locals_.items():
             argv += ["--local", f"{name}={path}"]
         os.sync()  # earlier runs' writes reach the disk now, not during this run
-        wall, peak, rc, err = _timed(argv)
+        wall, cpu, peak, rc, err = _timed(argv)
         run.peak = max(run.peak, peak)
         if rc:
             run.error = f"exit {rc}: " + " ".join(err.strip().splitlines()[-1:])
             return run
         setattr(run, phase, wall)
+        setattr(run, f"{phase}_cpu", cpu)
         run.out = out
     return run
 
@@ -136,18 +142,19 @@ def buildkit_round(work: Path, snap: str, definition: Path, warmup: Path,
     run = Run()
     daemon = buildkit.Daemon(fresh(work / "bk"), snap)
     try:
-        _, rc, err = daemon.build(warmup, fresh(work / "bk-warm"), {})
+        _, _, rc, err = daemon.build(warmup, fresh(work / "bk-warm"), {})
         if rc:
             run.error = "warm-up failed: " + " ".join(err.strip().splitlines()[-1:])
             return run
         for phase in ("cold", "cached"):
             out = fresh(work / f"bk-out-{phase}")
             os.sync()
-            wall, rc, err = daemon.build(definition, out, locals_, timeout=BUILDKIT_TIMEOUT)
+            wall, cpu, rc, err = daemon.build(definition, out, locals_, timeout=BUILDKIT_TIMEOUT)
             if rc:
                 run.error = " ".join(err.strip().splitlines()[-1:])[-200:]
                 return run
             setattr(run, phase, wall)
+            setattr(run, f"{phase}_cpu", cpu)
             run.out = out
     finally:
         daemon.stop()
@@ -249,7 +256,9 @@ def format_row(row: Row) -> str:
     if not row.shape.buildkit:
         cells += ["", "", "", "", f"{peak:.0f}"]
         ok = lw < CACHED_10K_LIMIT
-        return _line(cells) + f"  < {CACHED_10K_LIMIT} s cached: {'met' if ok else 'MISSED'}"
+        cpu = _pair(row.llb_fig("cold_cpu"), row.llb_fig("cached_cpu"), "s")
+        return (_line(cells) + f"  < {CACHED_10K_LIMIT} s cached: {'met' if ok else 'MISSED'}"
+                f"\n{'':<36}CPU s (user+system): llb {cpu}")
     if not row.bk:
         cells += ["(not run)", ""]
     elif bc is None or bw is None:
@@ -266,6 +275,12 @@ def format_row(row: Row) -> str:
     line = _line(cells) + f"  {verdict}"
     if row.bk and (bc is None or bw is None):
         line += f"\n{'':<36}BuildKit fails: {err}"
+    lcc, lwc = row.llb_fig("cold_cpu"), row.llb_fig("cached_cpu")
+    bcc, bwc = row.bk_fig("cold_cpu"), row.bk_fig("cached_cpu")
+    line += f"\n{'':<36}CPU s (user+system): llb {_pair(lcc, lwc, 's')}"
+    if bcc is not None and bwc is not None:
+        line += (f", BuildKit (daemon + buildctl) {_pair(bcc, bwc, 's')}, "
+                 f"llb/BuildKit {_pair(_div(lcc, bcc), _div(lwc, bwc), 'x')}")
     return line
 
 
@@ -422,6 +437,18 @@ def _summary(rows: list[Row]) -> None:
                 if fc is not None and fc * TARGET > min(bc, bw):  # the floor forbids 5x
                     cell += f" (floor {_pair(lc / fc, lw / fc, 'x')})"
                 cells.append(cell + (" MISSED" if "MISSED" in v else ""))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    print("llb/BuildKit CPU seconds (user+system; BuildKit: daemon + buildctl), cold / cached")
+    print("| shape | " + " | ".join(snaps) + " |")
+    print("|---|" + "---|" * len(snaps))
+    for label, per in by_shape.items():
+        cells = []
+        for s in snaps:
+            r = per.get(s)
+            lc, lw = (r.llb_fig("cold_cpu"), r.llb_fig("cached_cpu")) if r else (None, None)
+            bc, bw = (r.bk_fig("cold_cpu"), r.bk_fig("cached_cpu")) if r else (None, None)
+            cells.append(_pair(_div(lc, bc), _div(lw, bw), "x") if bc and bw else "-")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
