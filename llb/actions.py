@@ -16,7 +16,7 @@ from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.node import Output
 from llb.paths import is_clean_abs
-from llb.validate import MAX_INT64, MAX_STRING
+from llb.validate import MAX_STRING
 
 Owner = str | int | tuple[int | str, int | str] | None
 Created = int | _dt.datetime | None
