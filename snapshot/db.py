@@ -3,6 +3,7 @@ snapshots, their dependencies, recorded diffs and leases."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -27,8 +28,9 @@ CREATE TABLE IF NOT EXISTS inputs (      -- merge: input snapshot ids, diff: lay
 );
 CREATE INDEX IF NOT EXISTS inputs_input ON inputs (input);
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
-CREATE TABLE IF NOT EXISTS changes (
-    layer TEXT NOT NULL, seq INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS changes (   -- path: a file name is bytes, not text: TEXT where
+    layer TEXT NOT NULL, seq INTEGER NOT NULL, -- it is UTF-8, else a BLOB of its raw bytes
+    path TEXT NOT NULL, kind TEXT NOT NULL,    -- (roots written before hold TEXT only)
     PRIMARY KEY (layer, seq)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -132,7 +134,7 @@ class MetaDB:
             "SELECT input FROM inputs WHERE id=? ORDER BY pos", (sid,))]
 
     def changes(self, layer: str) -> list[Change]:
-        return [Change(p, k) for p, k in self.query(
+        return [Change(p if isinstance(p, str) else os.fsdecode(p), k) for p, k in self.query(
             "SELECT path, kind FROM changes WHERE layer=? ORDER BY seq", (layer,))]
 
     def leased(self) -> set[str]:
@@ -214,7 +216,7 @@ class MetaDB:
     def add_changes(c: sqlite3.Connection, sid: str, changes: list[Change]) -> None:
         ordered = sorted(changes, key=lambda ch: path_key(ch.path))
         c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
-                      [(sid, i, ch.path, ch.kind) for i, ch in enumerate(ordered)])
+                      [(sid, i, db_path(ch.path), ch.kind) for i, ch in enumerate(ordered)])
 
     @staticmethod
     def set_blob(c: sqlite3.Connection, layer: str, variant: str, rec: BlobRecord) -> None:
@@ -247,3 +249,16 @@ class MetaDB:
         for table, col in (("snapshots", "id"), ("inputs", "id"), ("changes", "layer"),
                            ("leases", "id"), ("blobs", "layer"), ("pulled", "id")):
             c.execute(f"DELETE FROM {table} WHERE {col}=?", (sid,))
+
+
+def db_path(path: str) -> str | bytes:
+    """A path as the DB keeps it, losslessly: the text itself when it is UTF-8, else its raw
+    bytes (a name that is not UTF-8 is a str with surrogate escapes, which SQLite's UTF-8
+    text cannot hold)."""
+    if path.isascii():
+        return path
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)

@@ -251,7 +251,10 @@ class CacheDB:
                              " VALUES (?,?,?)", (snapshot, spec, checksum))
 
     def file_hashes(self, base: str) -> dict[str, tuple[str, bytes]]:
-        """Memoised content digests of local files under `base`: path -> (stat id, digest)."""
+        """Memoised content digests of local files under `base`: path -> (stat id, digest).
+        Paths that are not UTF-8 are never memoised (their digest is taken each time)."""
+        if not _utf8(base):
+            return {}
         lo = base.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # "/" + 1
         with self._lock:
@@ -260,12 +263,17 @@ class CacheDB:
         return {p: (st, d) for p, st, d in rows}
 
     def put_file_hashes(self, rows: list[tuple[str, str, bytes]]) -> None:
+        rows = [r for r in rows if _utf8(r[0])]  # (see file_hashes)
         if not rows:
             return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
-                                 " VALUES (?,?,?)", rows)
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
+                                     " VALUES (?,?,?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def forget_checksums(self, keep: set[str]) -> None:
@@ -287,3 +295,14 @@ def _from_json(text: str) -> dict:
     import json
 
     return json.loads(text)
+
+
+def _utf8(path: str) -> bool:
+    """Whether SQLite's text can hold path (a name that is not UTF-8 has surrogate escapes)."""
+    if path.isascii():
+        return True
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False

@@ -119,7 +119,7 @@ def _entry(h: _Hasher, base: str, rel: str, st: os.stat_result,
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}".encode())
     for n, v in read_xattrs(full).items():
-        h.update(b"\0x" + n.encode() + b"=" + v)
+        h.update(b"\0x" + os.fsencode(n) + b"=" + v)
     h.update(b"\n")
 
 

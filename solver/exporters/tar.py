@@ -67,7 +67,7 @@ class _Info(tarfile.TarInfo):
                                    encoding: str) -> bytes:
         records = b""
         for keyword, value in pax_headers.items():
-            kw = keyword.encode("utf-8")
+            kw = keyword.encode("utf-8", "surrogateescape")
             val = value.encode("utf-8", "surrogateescape")
             body = len(kw) + len(val) + 3  # " ", "=", "\n"
             size = body + len(str(body))
