@@ -37,6 +37,10 @@ from llb.snapshot.compression import Reader, decompressed, kind_of
 from llb.snapshot.errors import LayerError
 
 _CHUNK = 1 << 20
+# tarfile's stream buffer: every read of a 512-byte header copies what is left of it, so a
+# 1 MiB buffer cost more CPU than decompressing (measured: unpacking 200 MiB of 1 MiB files
+# took 1.56 s of CPU with 1 MiB, 0.85 s with 64 KiB, 1.0 s with 128 KiB)
+_TAR_BUFSIZE = 64 << 10
 _WH = ".wh."
 _WH_META = ".wh..wh."
 _OPAQUE = ".wh..wh..opq"
@@ -77,7 +81,7 @@ def unpack_layer(raw: Reader, dest: Path, *, media_type: str, diff_id: str | Non
     kind = kind_of(media_type)
     try:
         stream = _Hashing(decompressed(raw, kind, what))
-        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK,  # type: ignore[call-overload]
+        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUFSIZE,  # type: ignore[call-overload]
                            encoding="utf-8", errors="surrogateescape")
         _Applier(str(dest), what, cancelled).run(tar)
         stream.drain()
