@@ -5,6 +5,9 @@ magic bytes it starts with."""
 
 from __future__ import annotations
 
+import hashlib
+import queue
+import threading
 from typing import IO, Callable, Protocol, cast
 
 from llb.snapshot.errors import LayerError
@@ -88,6 +91,105 @@ def decompressed(raw: Reader, kind: str, what: str) -> Reader:
         return zstandard.ZstdDecompressor().stream_reader(
             cast(IO[bytes], stream), read_size=_CHUNK, read_across_frames=True, closefd=False)
     return stream
+
+
+class _Ahead:
+    """Reads `source` in a background thread into a bounded queue of pieces (several MiB at
+    most in flight); `read` hands them out in order and raises, in the reader's thread,
+    what the background read raised. Reading raw blobs (hashed to verify them) and
+    decompressing (isal and zstd release the GIL) then overlap with what consumes them."""
+
+    _DEPTH = 8  # pieces of up to _CHUNK bytes in flight
+
+    def __init__(self, source: Reader, name: str):
+        self._source = source
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._piece = b""
+        self._off = 0
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(_CHUNK)
+                if not data:
+                    break
+                if not self._put(data):
+                    return
+            self._put(None)
+        except BaseException as e:  # noqa: BLE001 - raised in the reader's thread
+            self._put(e)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (the rest of the current piece at most); b"" at the end."""
+        if self._off >= len(self._piece):
+            if self._done:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if item is None:
+                self._done = True
+                return b""
+            self._piece, self._off = item, 0
+        end = len(self._piece) if size < 0 else min(len(self._piece), self._off + size)
+        out = self._piece[self._off:end] if (self._off or end < len(self._piece)) else self._piece
+        self._off = end
+        return out
+
+    def close(self) -> None:
+        """Stop the thread (a reader that gave up early) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+
+class Pipe:
+    """The uncompressed bytes of a blob for an unpacker, in a pipeline of threads: one reads
+    the blob (a verifying reader hashes it, and checks its digest at its very end), one
+    decompresses it, and the reader's own thread hashes what it takes (the layer's
+    diff_id) and writes it out; bounded queues in between keep memory to a few MiB. An
+    error in a stage is raised by the next `read`."""
+
+    def __init__(self, raw: Reader, kind: str, what: str):
+        self._raw = _Ahead(raw, "llb-blob-read")
+        try:
+            self._out = _Ahead(decompressed(self._raw, kind, what), "llb-decompress")
+        except BaseException:
+            self._raw.close()
+            raise
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._out.read(size)
+        self._hash.update(data)
+        return data
+
+    def diff_id(self) -> str:
+        """The sha256 of all the uncompressed bytes, read to their end here, and the blob
+        read to its end (its digest checked)."""
+        while self.read(_CHUNK):
+            pass
+        while self._raw.read(_CHUNK):
+            pass
+        return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Stop both threads and wait for them."""
+        self._out.close()
+        self._raw.close()
 
 
 class Compressor:
