@@ -7,9 +7,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Callable, NamedTuple, Protocol, Sequence
 
-from llb.snapshot.compression import Reader
 
 ORIGINAL = ""  # the variant of the blob a layer was pulled as
+
+
+class Reader(Protocol):
+    """A readable binary stream (a blob's bytes)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class BlobRecord(NamedTuple):

@@ -10,6 +10,7 @@ import queue
 import threading
 from typing import IO, Callable, Protocol, cast
 
+from llb.snapshot.blobs import Reader
 from llb.snapshot.errors import LayerError
 
 KINDS = ("uncompressed", "gzip", "zstd")
@@ -18,12 +19,6 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 GZIP_DEFAULT_LEVEL = 1  # isal's levels are 0-3; 1 compresses like `gzip -2` at many times its speed
 ZSTD_DEFAULT_LEVEL = 3
-
-
-class Reader(Protocol):
-    """A readable binary stream."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def kind_of(media_type: str) -> str:

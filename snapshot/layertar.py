@@ -33,7 +33,8 @@ import zstandard
 from isal import isal_zlib
 
 from llb.fsutil import Meta, apply_meta, remove_tree, write_xattrs
-from llb.snapshot.compression import Pipe, Reader, kind_of
+from llb.snapshot.blobs import Reader
+from llb.snapshot.compression import Pipe, kind_of
 from llb.snapshot.errors import LayerError
 from llb.snapshot.tarread import Entry, TarReader
 

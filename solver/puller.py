@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
 from llb.snapshot import Ref, Store
 from llb.snapshot.blobs import BlobRecord
-from llb.snapshot.compression import Reader
+from llb.snapshot.blobs import Reader
 from llb.solver.errors import InputError
 from llb.solver.progress import Progress
 
