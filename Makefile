@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 # System packages the features need: runc runs Exec ops, busybox-static is the base root
 # the examples and tests build from scratch; docker-registry is the real registry the image
 # tests push to and pull from (on 127.0.0.1), skopeo and umoci independently read what llb
-# pushes and writes.
-SYS_PKGS := runc busybox-static docker-registry skopeo umoci
+# pushes and writes; e2fsprogs makes the small ext4 filesystems the full-disk tests mount.
+SYS_PKGS := runc busybox-static e2fsprogs docker-registry skopeo umoci
 # What `make bench` adds: gcc builds the C loop that measures the file-creation floor, GNU
 # time measures peak memory, valgrind (callgrind) counts a cached solve's instructions.
 BENCH_PKGS := gcc time valgrind

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import click
 
 from llb.cli.sizes import human_size, parse_size
-from llb.cli.solve import fail, resolve_root
+from llb.cli.solve import fail, no_space, resolve_root
 from llb.errors import LLBError
 from llb.solver.gc import prune as prune_cache, usage
 
@@ -31,7 +31,17 @@ def _iso(t: float) -> str:
 @click.option("--root", type=click.Path(file_okay=False), help="State directory (default: $LLB_ROOT).")
 def du(verbose: bool, root: str | None) -> None:
     """Show the cache records and the disk they use, least recently used first."""
-    cache = usage(resolve_root(root))
+    try:
+        cache = usage(resolve_root(root))
+    except LLBError as e:
+        fail(e)
+        return
+    except OSError as e:
+        err = no_space(e, resolve_root(root))
+        if err is None:
+            raise
+        fail(err)
+        return
     if cache is None:
         click.echo("Total:\t0B")
         return
@@ -87,6 +97,11 @@ def prune(all_: bool, keep_storage: str | None, root: str | None, snapshotter: s
         _prune(all_, keep, root, snapshotter)
     except LLBError as e:
         fail(e)
+    except OSError as e:
+        err = no_space(e, resolve_root(root))
+        if err is None:
+            raise
+        fail(err)
 
 
 def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from llb.errors import LLBError
+from llb.errors import LLBError, NoSpaceError, is_no_space
 
 # command name -> "module:attribute"; the module is imported on first use, so a cached
 # `llb solve` does not load the modules (and dependencies) of the other commands
@@ -52,6 +52,12 @@ class LLBGroup(click.Group):
         except LLBError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # a full disk any command met where no path names it
+            if not is_no_space(e):
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: no space left on device{where}", err=True)
+            ctx.exit(NoSpaceError.exit_code)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (llb.cli.signals)
             from llb.cli.signals import Interrupted
 

@@ -10,7 +10,7 @@ import click
 
 from llb.cli.loader import load_definition
 from llb.cli.progress import Deferred, TtyRenderer, make_renderer
-from llb.errors import LLBError
+from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.solver.exporters import ExportContext, export, parse_output
 from llb.solver.imageresolver import PullerResolver
 from llb.solver.puller import Puller
@@ -39,6 +39,20 @@ def parse_locals(values: tuple[str, ...], hint: str = "--local") -> dict[str, Pa
             raise click.BadParameter(f"expected NAME=PATH, got {v!r}", param_hint=hint)
         out[name] = Path(path)
     return out
+
+
+def no_space(e: BaseException, root: Path, dest: str | None = None) -> NoSpaceError | None:
+    """A full disk met outside the paths that name it themselves (a raw ENOSPC, SQLite's
+    "database or disk is full"): the NoSpaceError naming the destination when the failed
+    file lies there, else the root; None for any other error."""
+    if isinstance(e, NoSpaceError) or not is_no_space(e):
+        return None
+    name = getattr(e, "filename", None)
+    if dest is not None and (name is None or dest == "-" or
+                             os.path.abspath(str(name)).startswith(os.path.abspath(dest))):
+        if name is None or not os.path.abspath(str(name)).startswith(os.path.abspath(root)):
+            return NoSpaceError.on("destination", dest)
+    return NoSpaceError.on("root", os.path.abspath(root))
 
 
 def fail(e: LLBError) -> None:
@@ -96,6 +110,22 @@ def solve(build: str, target: str | None, output: str | None, locals_: tuple[str
                root, snapshotter, workers)
     except LLBError as e:
         fail(e)
+    except Exception as e:  # noqa: BLE001 - a full disk is one line; anything else is a bug
+        err = no_space(e, resolve_root(root), _dest(output))
+        if err is None:
+            raise
+        fail(err)
+
+
+def _dest(output: str | None) -> str | None:
+    """The --output spec's dest (no error for a spec that does not parse: that was said)."""
+    if not output:
+        return None
+    for part in output.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "dest":
+            return value
+    return None
 
 
 def _solve_on_buildkit(build: str, target: str | None, output: str | None,

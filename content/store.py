@@ -27,9 +27,11 @@ import os
 import stat
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
+from llb.errors import NoSpaceError, is_no_space
 from llb.content.digest import Digester, check_digest, digest_hex, verify_bytes
 from llb.content.errors import (BlobInUseError, BlobNotFoundError, ContentError,
                                 DigestMismatchError, TransferCancelledError)
@@ -91,9 +93,10 @@ class Ingest:
             raise DigestMismatchError(f"blob {self.digest}: more data than its size "
                                       f"({self.size} bytes)")
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        with _full_disk(self._store.root):
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
         self._hash.update(data)
 
     def reset(self) -> None:
@@ -119,11 +122,12 @@ class Ingest:
             self.discard()
             raise
         store = self._store
-        if store.fsync:
-            os.fsync(fd)
+        with _full_disk(store.root):
+            if store.fsync:
+                os.fsync(fd)
         os.fchmod(fd, 0o444)
         target = store.blob_path(digest)
-        with store._lock.shared():
+        with store._lock.shared(), _full_disk(store.root):
             store._add_lease(digest_hex(digest), store.session_holder)
             if self.digest is None and os.path.exists(target):
                 os.unlink(self._path)  # the same bytes are there already
@@ -174,11 +178,12 @@ class ContentStore:
         self._ingest = os.path.join(self.dir, "ingest")
         self._leases = os.path.join(self.dir, "leases")
         self._sessions = os.path.join(self.dir, "sessions")
-        for d in (self._blobs, self._ingest, self._leases, self._sessions):
-            os.makedirs(d, exist_ok=True)
-        self._lock = StoreLock(os.path.join(self.dir, "lock"))
-        with self._lock.shared():  # a session is born where no prune is reaping
-            self._session = Session(self._sessions, uuid.uuid4().hex[:24])
+        with _full_disk(self.root):
+            for d in (self._blobs, self._ingest, self._leases, self._sessions):
+                os.makedirs(d, exist_ok=True)
+            self._lock = StoreLock(os.path.join(self.dir, "lock"))
+            with self._lock.shared():  # a session is born where no prune is reaping
+                self._session = Session(self._sessions, uuid.uuid4().hex[:24])
         self.session_holder = _SESSION + self._session.id
         self._closed = False
         self._state = threading.Lock()
@@ -380,8 +385,10 @@ class ContentStore:
 
     def _add_lease(self, hexd: str, holder: str) -> None:
         d = self._holder_dir(holder)
-        os.makedirs(d, exist_ok=True)
-        os.close(os.open(os.path.join(d, hexd), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        with _full_disk(self.root):
+            os.makedirs(d, exist_ok=True)
+            os.close(os.open(os.path.join(d, hexd), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                             0o644))
 
     def _lease_if_present(self, digest: str) -> bool:
         with self._lock.shared():
@@ -420,6 +427,18 @@ class ContentStore:
         for holder, _ in self._all_leases():
             if holder.startswith(_SESSION) and holder[len(_SESSION):] not in live:
                 _remove_dir(self._holder_dir(holder))  # its lock file is long gone
+
+
+@contextmanager
+def _full_disk(root: Path) -> Iterator[None]:
+    """A write that finds the root's filesystem full is a NoSpaceError naming the root
+    (a writer's partial data goes with its abort, as for any failed write)."""
+    try:
+        yield
+    except OSError as e:
+        if is_no_space(e):
+            raise NoSpaceError.on("root", root) from e
+        raise
 
 
 def _unlink(path: str) -> None:

@@ -60,7 +60,11 @@ def _copy_file(src: str, dst: str, st: os.stat_result, src_dir_fd: int | None,
         # created with its final permission bits (minus the umask: apply_meta knows)
         fout = os.open(dst, _O_OUT, perm, dir_fd=dst_dir_fd)
         try:
-            copy_data(fin, fout, st.st_size, st.st_blocks)
+            try:
+                copy_data(fin, fout, st.st_size, st.st_blocks)
+            except BaseException:  # a full disk: no part of a file is left behind
+                os.unlink(dst, dir_fd=dst_dir_fd)
+                raise
             if meta is None:
                 meta = Meta.of(st, read_xattrs(fin))
             apply_meta(fout, meta, have=creds.created(perm) if creds is not None else None)

@@ -312,7 +312,11 @@ class _CopyJob:
         try:
             fout = os.open(name, _O_OUT, perm & 0o777, dir_fd=dfd)
             try:
-                copy_data(fin, fout, st.st_size, st.st_blocks)
+                try:
+                    copy_data(fin, fout, st.st_size, st.st_blocks)
+                except BaseException:  # a full disk: no part of a file is left behind
+                    os.unlink(name, dir_fd=dfd)
+                    raise
                 apply_meta(fout, Meta.of(st, read_xattrs(fin)),
                            have=creds.created(perm) if creds is not None else None)
                 if self.ctimes is not None:

@@ -3,6 +3,8 @@ snapshots, their dependencies, recorded diffs and leases."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import sqlite3
 import threading
@@ -11,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
 from llb.snapshot.layers import Change, path_key
+from llb.snapshot.space import MIN_FREE, free_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,27 +57,124 @@ CREATE TABLE IF NOT EXISTS pulled (      -- layers from images: where to read th
 CREATE INDEX IF NOT EXISTS pulled_lazy ON pulled (lazy);
 """
 GENERATION = "generation"  # meta key: bumped by every removal of snapshots
+_SQLITE_IOERR = 10
 
 
-def connect(path: Path, timeout: float) -> sqlite3.Connection:
+SHM_PREALLOC = 128 * 1024  # bytes of the -shm file allocated up front (a WAL of 16k pages)
+_FALLOC_FL_KEEP_SIZE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.Connection:
     """A connection in WAL mode (synchronous=NORMAL, busy timeout `timeout` seconds),
     autocommit, usable from any thread. Two processes opening a new database at once can
     both find it in rollback mode, and SQLite fails one's switch to WAL at once ("database
-    is locked") without waiting: that switch is retried for up to `timeout`."""
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                conn.close()
-                raise
-            time.sleep(0.01)
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    is locked") without waiting: that switch is retried for up to `timeout`.
+
+    On a full disk this is a NoSpaceError naming `root` (default: the database's directory),
+    never SIGBUS: nothing is opened with less than MIN_FREE free, and the blocks of the
+    WAL index SQLite maps into memory are allocated before any use (see llb.snapshot.space)."""
+    place = Path(path).parent if root is None else Path(root)
+    if free_bytes(Path(path).parent) < MIN_FREE:
+        raise NoSpaceError.on("root", place)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+    except sqlite3.Error as e:
+        raise translate(e, place) from e
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # maps the WAL index
+        _allocate_shm(Path(f"{path}-shm"))
+    except BaseException as e:
+        conn.close()
+        if isinstance(e, sqlite3.Error):
+            raise translate(e, place) from e
+        if isinstance(e, OSError) and is_no_space(e):
+            raise NoSpaceError.on("root", place) from e
+        raise
     return conn
+
+
+def _allocate_shm(shm: Path) -> None:
+    """Give the WAL index's first SHM_PREALLOC bytes real blocks (its size unchanged):
+    SQLite extends it by writing one byte per page, which leaves holes where a block is
+    smaller than a page, and a store into a hole of a full disk is SIGBUS.
+
+    Through SQLite's own descriptor of the file (found in /proc/self/fd): opening and
+    closing one of ours would drop every POSIX lock this process holds on the file,
+    SQLite's too, and another process would then take the index for unused and truncate
+    it under our mapping (SIGBUS as well)."""
+    target = os.path.realpath(shm)
+    fd = None
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == target:
+                fd = int(name)
+                break
+        except OSError:
+            continue
+    if fd is None:  # not in WAL mode after all
+        return
+    if _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, SHM_PREALLOC) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF):
+            return
+        raise OSError(err, os.strerror(err), str(shm))
+
+
+def translate(e: sqlite3.Error, root: Path) -> BaseException:
+    """The error to raise for a failed database call: NoSpaceError naming `root` when the
+    disk is full (SQLite says so, or says "disk I/O error" with almost nothing free), else
+    `e` itself."""
+    if is_no_space(e):
+        return NoSpaceError.on("root", root)
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+        try:
+            if free_bytes(root) < MIN_FREE:
+                return NoSpaceError.on("root", root)
+        except OSError:
+            pass
+    return e
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, root: Path) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on `conn` (the caller serialises its threads), rolled back
+    on any exception; database errors come out through translate(). A transaction an
+    interrupted caller left open (a signal between BEGIN and the body) is rolled back
+    first; a failed COMMIT that SQLite already rolled back is not rolled back twice."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+    except sqlite3.Error as e:
+        err = translate(e, root)
+        if err is e:
+            raise
+        raise err from e
 
 
 class Row:
@@ -90,27 +191,32 @@ class MetaDB:
 
     def __init__(self, path: Path):
         self._lock = threading.RLock()
+        self.root = Path(path).parent
         self._conn = connect(path, 60)
-        with self.transaction() as c:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
+        try:
+            with self.transaction() as c:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+        except BaseException:
+            self._conn.close()
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (write_transaction)."""
+        with self._lock, write_transaction(self._conn, self.root) as c:
+            yield c
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                err = translate(e, self.root)
+                if err is e:
+                    raise
+                raise err from e
 
     def close(self) -> None:
         with self._lock:

@@ -46,8 +46,13 @@ class Session:
         self.dir = tmp / sid
         self.lock_path = tmp / f"{sid}.lock"
         self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self.dir.mkdir(mode=0o700)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.dir.mkdir(mode=0o700)
+        except BaseException:  # e.g. a full disk: no half session left behind
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self._fd)
+            raise
 
     def close(self) -> None:
         os.close(self._fd)

@@ -12,11 +12,12 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NoReturn, Sequence
 
 from llb.fsutil import disk_usage, remove_tree
 from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
+from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
@@ -28,6 +29,7 @@ from llb.snapshot.lock import RootLock, Session, try_claim_dead
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
+DELETE_BATCH = 32  # snapshots removed per transaction (see Store._delete)
 # a root's snapshotter kind -> the module and class of its driver (only that one is imported)
 _DRIVERS = {"overlayfs": ("llb.snapshot.overlay", "OverlayDriver"),
             "native": ("llb.snapshot.native", "NativeDriver")}
@@ -142,10 +144,17 @@ class Store(ImageLayers):
         self.unpack_dir = self.root / "unpack"  # <id>.lock: one unpacker per lazy layer
         # reads pulled blobs when a lazy layer is unpacked (the solver sets it)
         self.opener: BlobOpener | None = None
-        for d in (self.root, self.snapshots_dir, self.tmp_dir, self.unpack_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        self._lock = RootLock(self.root / "lock")
-        self.db = MetaDB(self.root / "metadata.db")
+        try:
+            for d in (self.root, self.snapshots_dir, self.tmp_dir, self.unpack_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            self._lock = RootLock(self.root / "lock")
+        except OSError as e:
+            _reraise(e, self.root)
+        try:
+            self.db = MetaDB(self.root / "metadata.db")
+        except BaseException:
+            self._lock.close()
+            raise
         self._state = threading.RLock()
         self._busy: Counter[str] = Counter()  # snapshots this process uses (views, parents)
         self._live: "weakref.WeakSet[Ref]" = weakref.WeakSet()
@@ -154,20 +163,29 @@ class Store(ImageLayers):
         # keeps them: everything it published, pinned, viewed or prepared on, until close
         self._held: set[str] = set()
         self._closed = False
-        with self._lock.held():  # a session is born under the root lock, where cleanup runs
-            self.session = Session(self.tmp_dir, new_id())
+        try:
+            with self._lock.held():  # a session is born under the root lock, where cleanup runs
+                self.session = Session(self.tmp_dir, new_id())
+        except BaseException as e:
+            self.db.close()
+            self._lock.close()
+            if isinstance(e, OSError):
+                _reraise(e, self.root)
+            raise
         self.index = Index(self.root, self.db, self.session.dir)
         self.index.ensure = self._ensure_content
         try:
             with self._lock.held():
                 self.kind = self._pick_kind(snapshotter)
                 self._cleanup()
-        except BaseException:
+        except BaseException as e:
             remove_tree(self.session.dir)
             self.session.lock_path.unlink(missing_ok=True)
             self.session.close()
             self.db.close()
             self._lock.close()
+            if isinstance(e, OSError):
+                _reraise(e, self.root)
             raise
         module, cls = _DRIVERS[self.kind]
         self._driver: Driver = getattr(importlib.import_module(module), cls)(self.index)
@@ -441,12 +459,17 @@ class Store(ImageLayers):
                  changes: list[Change] | None) -> Ref:
         """Make a finished temporary directory a committed snapshot: rename it into place,
         then insert its row (and diff) in one transaction. Until the row exists it is not
-        visible; a crash in between leaves an orphan the next open removes."""
+        visible; a crash in between leaves an orphan the next open removes, a failed insert
+        (a full disk) takes the directory back to `tmp`, which the caller removes."""
         with self._lock.held():
             for dep in ([parent] if parent else []) + inputs:
                 self._row(dep)
             os.rename(tmp, self.snapshots_dir / sid)
-            self._publish_row(sid, kind, parent, inputs, changes)
+            try:
+                self._publish_row(sid, kind, parent, inputs, changes)
+            except BaseException:
+                os.rename(self.snapshots_dir / sid, tmp)
+                raise
         return self.get(sid)
 
     def _publish_row(self, sid: str, kind: str, parent: str | None, inputs: list[str],
@@ -553,25 +576,39 @@ class Store(ImageLayers):
             os.close(fd)
 
     def _delete(self, ids: list[str]) -> int:
-        """Drop rows (one transaction), then move the directories out and remove them."""
-        if not ids:
-            return 0
-        freed = disk_usage([self.snapshots_dir / i for i in ids], exclusive=True)
-        with self.db.transaction() as c:
-            MetaDB.bump_generation(c)
-            for i in ids:
-                MetaDB.delete(c, i)
-        for i in ids:
-            (self.unpack_dir / f"{i}.lock").unlink(missing_ok=True)
-            trash = self.new_temp("trash")
-            try:
-                os.rename(self.snapshots_dir / i, trash)
-            except FileNotFoundError:
-                continue
-            remove_tree(trash)
-        self.index.forget()
-        self._driver.forget()
+        """Drop rows, then remove the directories, DELETE_BATCH snapshots at a time: on a
+        full disk, each batch's transaction needs little room and its removal frees room
+        for the next. (A kill between the two leaves directories without rows, which the
+        next open removes.)"""
+        freed = 0
+        for start in range(0, len(ids), DELETE_BATCH):
+            batch = ids[start:start + DELETE_BATCH]
+            freed += disk_usage([self.snapshots_dir / i for i in batch], exclusive=True)
+            with self.db.transaction() as c:
+                MetaDB.bump_generation(c)
+                for i in batch:
+                    MetaDB.delete(c, i)
+            for i in batch:
+                (self.unpack_dir / f"{i}.lock").unlink(missing_ok=True)
+                self._remove_dir(self.snapshots_dir / i)
+        if ids:
+            self.index.forget()
+            self._driver.forget()
         return freed
+
+    def _remove_dir(self, path: Path) -> None:
+        """Move a snapshot directory out of sight, then remove it (in place when even the
+        move finds no room: a directory entry elsewhere may need a block)."""
+        trash = self.new_temp("trash")
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            trash = path
+        remove_tree(trash)
 
     def _pick_kind(self, wanted: str) -> str:
         have = self.db.get_meta("snapshotter")
@@ -607,6 +644,11 @@ class Store(ImageLayers):
         for d in self.tmp_dir.iterdir():  # a session dir whose lock file is gone
             if d.is_dir() and not (self.tmp_dir / f"{d.name}.lock").exists():
                 self._reap_session(d, d.name)
+        gone = [(s,) for (s,) in self.db.query("SELECT DISTINCT session FROM holds")
+                if not (self.tmp_dir / f"{s}.lock").exists()]
+        if gone:  # holds of sessions that ended on a full disk
+            with self.db.transaction() as c:
+                c.executemany("DELETE FROM holds WHERE session=?", gone)
         known = set(self.snapshot_ids())
         for d in self.snapshots_dir.iterdir():
             if d.name not in known:
@@ -615,15 +657,27 @@ class Store(ImageLayers):
                 remove_tree(d)
 
     def _reap_session(self, path: Path, session: str) -> None:
-        """Unmount and remove a session's temporaries; drop its holds (and the session
-        leases older versions took)."""
+        """Unmount and remove a session's temporaries (which frees room on a full disk
+        first); drop its holds (and the session leases older versions took). Holds a full
+        disk kept from going are dropped by the next open (_cleanup: no lock file, no
+        session)."""
         for m in mounts_under(path):
             try:
                 unmount(m, lazy=True)
             except SnapshotError:
                 pass
         remove_tree(path)
-        with self.db.transaction() as c:
-            c.execute("DELETE FROM holds WHERE session=?", (session,))
-            c.execute("DELETE FROM leases WHERE holder=?", (f"session:{session}",))
+        try:
+            with self.db.transaction() as c:
+                c.execute("DELETE FROM holds WHERE session=?", (session,))
+                c.execute("DELETE FROM leases WHERE holder=?", (f"session:{session}",))
+        except NoSpaceError:
+            pass
+
+
+def _reraise(e: OSError, root: Path) -> NoReturn:
+    """Raise a full disk as NoSpaceError naming the root, any other OSError as it is."""
+    if is_no_space(e):
+        raise NoSpaceError.on("root", root) from e
+    raise e
 

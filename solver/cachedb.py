@@ -6,15 +6,17 @@ created, last used, size, description. history: the latest key ingredients per v
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
-from llb.errors import LLBError
+from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.snapshot import Store
-from llb.snapshot.db import connect
+from llb.snapshot.db import connect, translate, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -68,20 +70,49 @@ class CacheDB:
     """Cache records in `<root>/solver/cache.db`; safe to share between threads."""
 
     def __init__(self, root: Path):
-        d = Path(root) / "solver"
-        d.mkdir(parents=True, exist_ok=True)
+        self.root = Path(os.path.abspath(root))
+        d = self.root / "solver"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if is_no_space(e):
+                raise NoSpaceError.on("root", self.root) from e
+            raise
         self.path = d / "cache.db"
         self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self._db = connect(self.path, 30)
-        for attempt in range(50):
+        self._db = connect(self.path, 30, root=self.root)
+        try:
+            for attempt in range(50):
+                try:
+                    with self._write() as c:
+                        for stmt in _SCHEMA.split(";"):
+                            if stmt.strip():
+                                c.execute(stmt)
+                    break
+                except sqlite3.OperationalError:  # another process creating it right now
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.05)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (a full disk is a NoSpaceError naming the root)."""
+        with self._lock, write_transaction(self._db, self.root) as c:
+            yield c
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
             try:
-                self._db.executescript(_SCHEMA)
-                break
-            except sqlite3.OperationalError:  # another process creating it right now
-                if attempt == 49:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                err = translate(e, self.root)
+                if err is e:
                     raise
-                time.sleep(0.05)
+                raise err from e
 
     @staticmethod
     def exists(root: Path) -> bool:
@@ -100,15 +131,14 @@ class CacheDB:
         keys = list(keys)
         out: dict[str, tuple[str | None, ...]] = {}
         stale = time.time() - TOUCH_EVERY
-        with self._lock:
-            for i in range(0, len(keys), _BATCH):
-                chunk = keys[i:i + _BATCH]
-                q = ("SELECT key, outputs, last_used FROM records WHERE key IN (%s)"
-                     % ",".join("?" * len(chunk)))
-                for k, outs, used in self._db.execute(q, chunk):
-                    out[k] = _decode_outputs(outs)
-                    if used < stale:
-                        self._stale.add(k)
+        for i in range(0, len(keys), _BATCH):
+            chunk = keys[i:i + _BATCH]
+            q = ("SELECT key, outputs, last_used FROM records WHERE key IN (%s)"
+                 % ",".join("?" * len(chunk)))
+            for k, outs, used in self._read(q, chunk):
+                out[k] = _decode_outputs(outs)
+                if used < stale:
+                    self._stale.add(k)
         return out
 
     def lookup(self, key: str) -> tuple[str | None, ...] | None:
@@ -123,23 +153,17 @@ class CacheDB:
             if sid is not None:
                 store.lease(sid, holder)
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._db.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
-                self._db.execute(
-                    "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
-                    " last_used, size) VALUES (?,?,?,?,?,?,?)",
-                    (key, vertex, _encode_outputs(outputs), description, now, now, size))
-                if ingredients is not None:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
-                        " VALUES (?,?,?,?,?)",
-                        (vertex, ingredients["op"], key, _to_json(ingredients), now))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as c:
+            old = c.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
+            c.execute(
+                "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
+                " last_used, size) VALUES (?,?,?,?,?,?,?)",
+                (key, vertex, _encode_outputs(outputs), description, now, now, size))
+            if ingredients is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
+                    " VALUES (?,?,?,?,?)",
+                    (vertex, ingredients["op"], key, _to_json(ingredients), now))
         if old:
             for sid in set(_decode_outputs(old[0])) - set(outputs):
                 if sid is not None:
@@ -147,8 +171,12 @@ class CacheDB:
 
     def touch_stale(self, keys: Iterable[str]) -> None:
         """Mark the given records used now, skipping those a lookup saw used recently (LRU
-        order only needs minutes; rewriting 10,000 rows on every cached solve costs)."""
-        self.touch_many([k for k in keys if k in self._stale])
+        order only needs minutes; rewriting 10,000 rows on every cached solve costs). On a
+        full disk they wait for a later solve: a solve's outcome never hangs on its LRU."""
+        try:
+            self.touch_many([k for k in keys if k in self._stale])
+        except NoSpaceError:
+            pass
 
     def touch_many(self, keys: Iterable[str]) -> None:
         """Mark records as used now (one transaction)."""
@@ -156,20 +184,17 @@ class CacheDB:
         keys = list(keys)
         if not keys:
             return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._write() as c:
             for i in range(0, len(keys), _BATCH):
                 chunk = keys[i:i + _BATCH]
-                self._db.execute("UPDATE records SET last_used=? WHERE key IN (%s)"
-                                 % ",".join("?" * len(chunk)), [now, *chunk])
-            self._db.execute("COMMIT")
+                c.execute("UPDATE records SET last_used=? WHERE key IN (%s)"
+                          % ",".join("?" * len(chunk)), [now, *chunk])
 
     def records(self) -> list[Record]:
         """Every record, least recently used first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
-                " ORDER BY last_used, created").fetchall()
+        rows = self._read(
+            "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
+            " ORDER BY last_used, created")
         return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def fill_sizes(self, store: Store, records: list[Record]) -> list[Record]:
@@ -188,21 +213,19 @@ class CacheDB:
                 updates.append((size, r.key))
             out.append(r)
         if updates:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("UPDATE records SET size=? WHERE key=?", updates)
-                self._db.execute("COMMIT")
+            with self._write() as c:
+                c.executemany("UPDATE records SET size=? WHERE key=?", updates)
         return out
 
     def remove(self, store: Store, keys: Iterable[str]) -> int:
         """Delete records and release their leases; returns how many were removed."""
         n = 0
         for key in keys:
-            with self._lock:  # one statement: a solve may replace the record meanwhile
-                row = self._db.execute("DELETE FROM records WHERE key=? RETURNING outputs",
-                                       (key,)).fetchone()
-                if row is None:
-                    continue
+            with self._write() as c:  # one statement: a solve may replace it meanwhile
+                row = c.execute("DELETE FROM records WHERE key=? RETURNING outputs",
+                                (key,)).fetchone()
+            if row is None:
+                continue
             n += 1
             for sid in set(_decode_outputs(row[0])):
                 if sid is not None:
@@ -217,38 +240,35 @@ class CacheDB:
     def history_many(self, vertices: Iterable[str]) -> dict[str, dict]:
         vertices = list(vertices)
         out = {}
-        with self._lock:
-            for i in range(0, len(vertices), _BATCH):
-                chunk = vertices[i:i + _BATCH]
-                q = "SELECT vertex, ingredients FROM history WHERE vertex IN (%s)" % ",".join("?" * len(chunk))
-                for v, ing in self._db.execute(q, chunk):
-                    out[v] = _from_json(ing)
+        for i in range(0, len(vertices), _BATCH):
+            chunk = vertices[i:i + _BATCH]
+            q = "SELECT vertex, ingredients FROM history WHERE vertex IN (%s)" % ",".join("?" * len(chunk))
+            for v, ing in self._read(q, chunk):
+                out[v] = _from_json(ing)
         return out
 
     def history_by_blanked(self, blanked: str) -> dict | None:
-        with self._lock:
-            row = self._db.execute("SELECT ingredients FROM history WHERE blanked=?"
-                                   " ORDER BY time DESC LIMIT 1", (blanked,)).fetchone()
-        return _from_json(row[0]) if row else None
+        rows = self._read("SELECT ingredients FROM history WHERE blanked=?"
+                          " ORDER BY time DESC LIMIT 1", (blanked,))
+        return _from_json(rows[0][0]) if rows else None
 
     def put_history(self, vertex: str, key: str, ingredients: dict) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
-                             " VALUES (?,?,?,?,?)",
-                             (vertex, ingredients["op"], key, _to_json(ingredients), time.time()))
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
+                      " VALUES (?,?,?,?,?)",
+                      (vertex, ingredients["op"], key, _to_json(ingredients), time.time()))
 
     # ---------------------------------------------------------------- checksum memo
 
     def checksum(self, snapshot: str, spec: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT checksum FROM checksums WHERE snapshot=? AND spec=?",
-                                   (snapshot, spec)).fetchone()
-        return row[0] if row else None
+        rows = self._read("SELECT checksum FROM checksums WHERE snapshot=? AND spec=?",
+                          (snapshot, spec))
+        return rows[0][0] if rows else None
 
     def put_checksum(self, snapshot: str, spec: str, checksum: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO checksums(snapshot, spec, checksum)"
-                             " VALUES (?,?,?)", (snapshot, spec, checksum))
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO checksums(snapshot, spec, checksum)"
+                      " VALUES (?,?,?)", (snapshot, spec, checksum))
 
     def file_hashes(self, base: str) -> dict[str, tuple[str, bytes]]:
         """Memoised content digests of local files under `base`: path -> (stat id, digest).
@@ -257,32 +277,25 @@ class CacheDB:
             return {}
         lo = base.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # "/" + 1
-        with self._lock:
-            rows = self._db.execute("SELECT path, stat, digest FROM filehashes"
-                                    " WHERE path >= ? AND path < ?", (lo, hi)).fetchall()
+        rows = self._read("SELECT path, stat, digest FROM filehashes"
+                          " WHERE path >= ? AND path < ?", (lo, hi))
         return {p: (st, d) for p, st, d in rows}
 
     def put_file_hashes(self, rows: list[tuple[str, str, bytes]]) -> None:
         rows = [r for r in rows if _utf8(r[0])]  # (see file_hashes)
         if not rows:
             return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
-                                     " VALUES (?,?,?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._write() as c:
+            c.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
+                          " VALUES (?,?,?)", rows)
 
     def forget_checksums(self, keep: set[str]) -> None:
         """Drop memoised checksums of snapshots not in `keep`."""
-        with self._lock:
-            rows = self._db.execute("SELECT DISTINCT snapshot FROM checksums").fetchall()
-            gone = [(s,) for (s,) in rows if s not in keep]
-            if gone:
-                self._db.executemany("DELETE FROM checksums WHERE snapshot=?", gone)
+        rows = self._read("SELECT DISTINCT snapshot FROM checksums")
+        gone = [(s,) for (s,) in rows if s not in keep]
+        if gone:
+            with self._write() as c:
+                c.executemany("DELETE FROM checksums WHERE snapshot=?", gone)
 
 
 def _to_json(value: dict) -> str:

@@ -3,7 +3,7 @@ features (exit 2), and outputs that cannot be written."""
 
 from __future__ import annotations
 
-from llb.errors import LLBError
+from llb.errors import LLBError, NoSpaceError, is_no_space
 
 
 class SolveError(LLBError):
@@ -74,3 +74,11 @@ class RootError(LLBError):
         else:
             why = str(e)
         return cls(f"cannot use {root} as llb's root ({why})", path=str(root))
+
+
+def opening_error(root: object, e: BaseException) -> LLBError:
+    """The one-line error for a root that could not be opened: NoSpaceError when its disk is
+    full (exit 1, as a failed build), else RootError (exit 2)."""
+    if is_no_space(e):
+        return NoSpaceError.on("root", root)
+    return RootError.of(root, e)

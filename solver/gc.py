@@ -18,14 +18,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Collection, NamedTuple
 
+from llb.errors import NoSpaceError
 from llb.snapshot import Store
+from llb.snapshot.space import RESERVE, ensure_reserve, free_bytes, release_reserve
 from llb.solver.cachedb import CacheDB, Record, lease_holder
 from llb.solver.cachemounts import CacheMounts
-from llb.solver.errors import RootError
+from llb.solver.errors import opening_error
 from llb.solver.locks import PruneLock, clean_key_locks
 from llb.solver.orphans import reap
 
@@ -99,39 +101,50 @@ def choose(records: list[Record], *, all_: bool = False, keep_storage: int | Non
 
 def prune(root: Path, *, all_: bool = False, keep_storage: int | None = None,
           keep_duration: float = KEEP_DURATION, snapshotter: str = "auto") -> PruneResult:
-    """Remove the records the policy selects and everything only they held."""
+    """Remove the records the policy selects and everything only they held. On a disk too
+    full for the databases to change, the root's reserve is freed first (and allocated
+    again at the end when there is room): see llb.snapshot.space."""
     if not root.exists():
         return PruneResult(0, 0)
+    released = release_reserve(root) if free_bytes(root) < RESERVE else 0
     lock = PruneLock(root)
     try:
         with _opening(root):
             lock.acquire(exclusive=True)  # another prune (never a solve) may hold it
             reap(root)  # dead processes' containers, before their mounts and caches go
-            store = Store(root, snapshotter)
-            try:
-                db = CacheDB(root)
-            except BaseException:
-                store.close()
-                raise
         try:
-            records = db.fill_sizes(store, db.records())  # least recently used first
-            held = store.in_use()
-            busy = {r.key for r in records if not held.isdisjoint(r.outputs)}
-            victims, skipped = choose(records, all_=all_, keep_storage=keep_storage,
-                                      keep_duration=keep_duration, in_use=busy)
-            removed = db.remove(store, [r.key for r in victims])
-            _release_orphan_leases(db, store)
-            freed = store.prune()
-            if all_:
-                freed += CacheMounts(root).prune()
-            db.forget_checksums(set(store.snapshot_ids()))
-            clean_key_locks(root)
-            freed += _prune_blobs(root, store)
-        finally:
-            db.close()
-            store.close()
+            result = _prune(root, all_, keep_storage, keep_duration, snapshotter)
+        except NoSpaceError:
+            if released or not release_reserve(root):
+                raise
+            result = _prune(root, all_, keep_storage, keep_duration, snapshotter)
     finally:
         lock.release()
+    ensure_reserve(root)
+    return result
+
+
+def _prune(root: Path, all_: bool, keep_storage: int | None, keep_duration: float,
+           snapshotter: str) -> PruneResult:
+    with ExitStack() as stack:
+        with _opening(root):
+            store = Store(root, snapshotter)
+            stack.callback(store.close)
+            db = CacheDB(root)
+            stack.callback(db.close)
+        records = db.fill_sizes(store, db.records())  # least recently used first
+        held = store.in_use()
+        busy = {r.key for r in records if not held.isdisjoint(r.outputs)}
+        victims, skipped = choose(records, all_=all_, keep_storage=keep_storage,
+                                  keep_duration=keep_duration, in_use=busy)
+        removed = db.remove(store, [r.key for r in victims])
+        _release_orphan_leases(db, store)
+        freed = store.prune()
+        if all_:
+            freed += CacheMounts(root).prune()
+        db.forget_checksums(set(store.snapshot_ids()))
+        clean_key_locks(root)
+        freed += _prune_blobs(root, store)
     return PruneResult(removed, freed, len(skipped))
 
 
@@ -193,11 +206,12 @@ def _prune_blobs(root: Path, store: Store) -> int:
 
 @contextmanager
 def _opening(root: Path) -> Iterator[None]:
-    """Opening the root: an OSError or sqlite error there is a RootError (one line)."""
+    """Opening the root: an OSError or sqlite error there is one line, a RootError (or a
+    NoSpaceError: a full disk)."""
     try:
         yield
     except (OSError, sqlite3.Error) as e:
-        raise RootError.of(root, e) from None
+        raise opening_error(root, e) from None
 
 
 def _release_orphan_leases(db: CacheDB, store: Store) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from llb.errors import DefinitionError, LLBError
+from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
 from llb.ops import Copy, ExecOp, SourceOp
 from llb.snapshot import Ref, Store
@@ -374,10 +374,13 @@ class Scheduler:
                     e.vertex = v.digest
                 if isinstance(e, SolveError):
                     self._name_vertex(v, e)
-                if e.exit_code == 2 or isinstance(e, (SolveError, SolveCancelledError)):
+                if e.exit_code == 2 or isinstance(e, (SolveError, SolveCancelledError,
+                                                      NoSpaceError)):
                     raise
                 raise self._solve_error(v, ctx, str(e)) from e
             except Exception as e:  # noqa: BLE001 - an op failing is a build failure
+                if is_no_space(e):  # the root's disk is full: _fail names the vertex
+                    raise NoSpaceError.on("root", self.root, vertex=v.digest) from e
                 raise self._solve_error(v, ctx, _describe(e)) from e
             ids = tuple(r.id if r is not None else None for r in refs)
             key, ingredients = v.key, v.ingredients
@@ -443,6 +446,13 @@ class Scheduler:
             self._terminal(v, "done", duration=round(duration, 6))
 
     def _fail(self, v: Vertex, e: BaseException) -> None:
+        if is_no_space(e) and not isinstance(e, NoSpaceError):
+            e = NoSpaceError.on("root", self.root, vertex=v.digest)
+        if isinstance(e, NoSpaceError) and e.vertex in (None, v.digest) \
+                and not e.message.endswith(v.name):
+            # one line: which filesystem is full, then what was being done
+            e.message = f"{e.message}: [{v.index}/{len(self.vertices)}] {v.name}"
+            e.vertex = v.digest
         if not isinstance(e, LLBError):
             e = SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {_describe(e)}",
                            vertex=v.digest, name=v.name)

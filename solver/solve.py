@@ -10,8 +10,9 @@ from llb.definition import Definition
 from llb.errors import DefinitionError
 from llb.ops import Copy, FileOp, SourceOp
 from llb.snapshot import Ref, Store
+from llb.snapshot.space import ensure_reserve
 from llb.solver.cachedb import CacheDB
-from llb.solver.errors import InputError, RootError
+from llb.solver.errors import InputError, opening_error
 from llb.solver.patterns import PathFilter
 from llb.solver.orphans import reap
 from llb.solver.progress import Progress, ProgressSink
@@ -47,13 +48,16 @@ class Solver:
         try:  # a root that cannot be used is one line (RootError), not a traceback
             self.root.mkdir(parents=True, exist_ok=True)
             reap(self.root)  # dead processes' containers, before the store reuses their mounts
+            ensure_reserve(self.root)  # room for a prune on a full disk (llb.snapshot.space)
             if store is None:
                 store = opened = Store(self.root, snapshotter)
             self.db = CacheDB(self.root)
-        except (OSError, sqlite3.Error) as e:
+        except BaseException as e:
             if opened is not None:
                 opened.close()
-            raise RootError.of(self.root, e) from None
+            if isinstance(e, (OSError, sqlite3.Error)):
+                raise opening_error(self.root, e) from None
+            raise
         self.store = store
         # images: resolved and read through it; the store unpacks lazy layers through it
         self.puller = puller if puller is not None else Puller(

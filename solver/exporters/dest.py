@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from llb.errors import NoSpaceError, is_no_space
 from llb.solver.errors import ExportError, OutputSpecError
 
 
@@ -43,6 +44,8 @@ def check_dir_dest(dest: str) -> None:
             created.append(d)
         _probe_file(p / f".llb-probe-{os.getpid()}")
     except OSError as e:
+        if is_no_space(e):
+            raise NoSpaceError.on("destination", dest) from None
         raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
                               path=dest) from None
     finally:
@@ -79,6 +82,8 @@ def check_file_dest(dest: str) -> None:
         elif not os.access(p, os.W_OK):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as e:
+        if is_no_space(e):
+            raise NoSpaceError.on("destination", dest) from None
         raise OutputSpecError(f"--output dest={dest}: cannot write there ({e.strerror})",
                               path=dest) from None
 
@@ -87,13 +92,16 @@ def write_file_dest(dest: Path, write: Callable[[BinaryIO], object]) -> None:
     """Run write(f) for the file destination dest: straight into it when it is not a
     regular file (a FIFO, a device, /dev/stdout), else on a temporary beside the regular
     file it is or leads to, renamed over that file (a failure leaves it as it was).
-    ExportError when it cannot be written (a FIFO's reader gone, a full disk)."""
+    ExportError when it cannot be written (a FIFO's reader gone), NoSpaceError when its
+    filesystem is full."""
     try:
         _write_file_dest(dest, write)
     except BrokenPipeError:
         raise ExportError(f"{dest}: the reader closed it before the output was written",
                           path=str(dest)) from None
     except OSError as e:
+        if is_no_space(e):
+            raise NoSpaceError.on("destination", dest) from None
         raise ExportError(f"cannot write {dest}: {e.strerror or e}", path=str(dest)) from None
 
 

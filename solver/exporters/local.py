@@ -13,6 +13,7 @@ from pathlib import Path
 
 from llb.fsutil import copy_tree
 from llb.snapshot import Ref, Store
+from llb.errors import NoSpaceError, is_no_space
 from llb.solver.errors import ExportError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_dir_dest
@@ -42,6 +43,8 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
         raise ExportError(f"local output {dest} exists and is not a directory",
                           path=str(dest)) from None
     except OSError as e:
+        if is_no_space(e):
+            raise NoSpaceError.on("destination", dest) from None
         raise ExportError(f"cannot create local output {dest}: {e.strerror}",
                           path=str(dest)) from None
     if ref is None:
@@ -53,6 +56,8 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
         try:
             copy_tree(src, root, into=True, workers=workers)
         except OSError as e:
+            if is_no_space(e):  # what was copied stays, complete: never a part of a file
+                raise NoSpaceError.on("destination", dest) from None
             where = e.filename if isinstance(e.filename, str) else str(dest)
             raise ExportError(f"cannot write local output: {e.strerror}: {where}",
                               path=where) from None

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from llb.fsutil import read_xattrs, walk
 from llb.snapshot import Ref, Store
+from llb.errors import is_no_space
 from llb.solver.errors import ExportError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_file_dest, write_file_dest
@@ -54,6 +55,8 @@ def export_tar(store: Store, ref: Ref | None, fileobj: BinaryIO) -> None:
     except (BrokenPipeError, ConnectionResetError):
         raise
     except OSError as e:
+        if is_no_space(e):  # the destination's filesystem: write_file_dest names it
+            raise
         raise ExportError(f"cannot write tar output: {e.strerror or e}") from None
 
 

@@ -127,8 +127,9 @@ def test_prunes_in_a_loop_beside_solves_in_a_loop(root):
             out = root.parent / f"out-{n}-{i}"
             p = _solve(root, snapshotter, v, out)
             err = p.stderr.read().decode()
-            if p.wait(timeout=120) != 0:
-                failures.append(f"solve {v}: {err}")
+            code = p.wait(timeout=120)
+            if code != 0:
+                failures.append(f"solve {v} (exit {code}): {err}")
             elif (out / "out").read_text() != _expected(v):
                 failures.append(f"solve {v}: wrong result {(out / 'out').read_text()!r}")
             with lock:

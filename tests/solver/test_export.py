@@ -292,5 +292,13 @@ def test_tar_unwritable_output(store, rich):
         def write(self, b):
             raise OSError(28, "No space left on device")
 
-    with pytest.raises(ExportError, match="No space left"):
+    # a full disk passes through export_tar (write_file_dest names the destination)
+    with pytest.raises(OSError, match="No space left"):
         export_tar(store, rich, Broken())
+
+    class Failing(Broken):
+        def write(self, b):
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(ExportError, match="Input/output error"):
+        export_tar(store, rich, Failing())
