@@ -169,3 +169,12 @@ def test_gc_keeps_the_blobs_of_remaining_snapshots(tmp_path: Path) -> None:
         assert not any(content.exists(x.digest) for x in blobs)
     finally:
         content.close()
+
+
+def test_the_solver_speaks_plain_http_only_to_loopback_and_insecure_registries(
+        tmp_path: Path) -> None:
+    with Solver(tmp_path / "root", insecure=["registry.internal:5000"]) as solver:
+        transport = solver.puller.client().transport
+        assert transport.plain_http("registry.internal:5000")
+        assert transport.plain_http("127.0.0.1:5000") and transport.plain_http("localhost:80")
+        assert not transport.plain_http("registry.example.com")
