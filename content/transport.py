@@ -122,20 +122,25 @@ class Transport:
     def _fetch_token(self, req: TokenRequest) -> bytes:
         what = f"token for {' '.join(req.scopes) or 'registry access'} from {req.realm}"
         cred = req.credential
-        try:
-            if cred is not None and cred.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": cred.identity_token,
-                        "service": req.service, "scope": " ".join(req.scopes),
-                        "client_id": "llb"}
-                response = self._client.post(req.realm, data=form)
-            else:
-                params: dict[str, str | list[str]] = {"scope": list(req.scopes)}
-                if req.service:
-                    params["service"] = req.service
-                auth = (cred.username, cred.password) if cred and cred.username else None
-                response = self._client.get(req.realm, params=params, auth=auth)
-        except httpx.HTTPError as e:
-            raise self.error(e, req.realm, what) from None
+        for attempt in (1, 2):  # asking for a token changes nothing: a dropped one is asked again
+            try:
+                if cred is not None and cred.identity_token:
+                    form = {"grant_type": "refresh_token", "refresh_token": cred.identity_token,
+                            "service": req.service, "scope": " ".join(req.scopes),
+                            "client_id": "llb"}
+                    response = self._client.post(req.realm, data=form)
+                else:
+                    params: dict[str, str | list[str]] = {"scope": list(req.scopes)}
+                    if req.service:
+                        params["service"] = req.service
+                    auth = (cred.username, cred.password) if cred and cred.username else None
+                    response = self._client.get(req.realm, params=params, auth=auth)
+                break
+            except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+                if attempt == 2:  # the connection broke before an answer, twice
+                    raise self.error(e, req.realm, what) from None
+            except httpx.HTTPError as e:
+                raise self.error(e, req.realm, what) from None
         if response.status_code in (401, 403):
             raise AuthError(f"{what}: the token service refused the credentials"
                             f"{_error_text(response)}")

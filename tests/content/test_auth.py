@@ -142,3 +142,59 @@ def test_plain_http_only_for_loopback_and_insecure_registries() -> None:
         assert t.url("docker.io", "/v2/") == "https://registry-1.docker.io/v2/"
     finally:
         t.close()
+
+
+def test_a_token_request_whose_connection_drops_is_asked_again() -> None:
+    """A token service that closes the connection before answering (as an overloaded one
+    does) is asked once more; twice is one ConnectionLostError."""
+    import json
+    import socket
+    import threading
+
+    from llb.content.auth import TokenRequest
+    from llb.content.credentials import DockerCredentials
+    from llb.content.errors import ConnectionLostError
+    from llb.content.transport import Transport
+
+    def serve(drops: int) -> tuple[socket.socket, list[int]]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        seen = [0]
+
+        def loop() -> None:
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                conn.recv(65536)
+                seen[0] += 1
+                if seen[0] <= drops:
+                    conn.close()  # no answer at all
+                    continue
+                body = json.dumps({"token": "t0k3n", "expires_in": 60}).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                conn.close()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return sock, seen
+
+    transport = Transport(DockerCredentials({}), timeout=5)
+    try:
+        sock, seen = serve(drops=1)
+        realm = f"http://127.0.0.1:{sock.getsockname()[1]}/token"
+        req = TokenRequest(realm, "svc", ("repository:x:pull",), None)
+        assert json.loads(transport._fetch_token(req))["token"] == "t0k3n"  # noqa: SLF001
+        assert seen[0] == 2
+        sock.close()
+        sock, seen = serve(drops=2)
+        realm = f"http://127.0.0.1:{sock.getsockname()[1]}/token"
+        with pytest.raises(ConnectionLostError, match="token for repository:x:pull"):
+            transport._fetch_token(TokenRequest(realm, "svc", ("repository:x:pull",), None))  # noqa: SLF001
+        assert seen[0] == 2
+        sock.close()
+    finally:
+        transport.close()
