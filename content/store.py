@@ -35,8 +35,8 @@ from llb.errors import NoSpaceError, is_no_space
 from llb.content.digest import Digester, check_digest, digest_hex, verify_bytes
 from llb.content.errors import (BlobInUseError, BlobNotFoundError, ContentError,
                                 DigestMismatchError, TransferCancelledError)
-from llb.content.locks import Session, StoreLock, lock_file
 from llb.content.reader import BlobReader
+from llb.fsutil.locks import Claim, SharedLock, lock_file, try_lock
 
 _CHUNK = 1 << 20
 _HOLDER_MAX = 120
@@ -181,10 +181,14 @@ class ContentStore:
         with _full_disk(self.root):
             for d in (self._blobs, self._ingest, self._leases, self._sessions):
                 os.makedirs(d, exist_ok=True)
-            self._lock = StoreLock(os.path.join(self.dir, "lock"))
+            # shared while publishing or leasing blobs, exclusive while removing them
+            self._lock = SharedLock(os.path.join(self.dir, "lock"))
+            session_id = uuid.uuid4().hex[:24]
             with self._lock.shared():  # a session is born where no prune is reaping
-                self._session = Session(self._sessions, uuid.uuid4().hex[:24])
-        self.session_holder = _SESSION + self._session.id
+                # held for the store's lifetime: leases of a session whose lock nobody
+                # holds belong to a dead process and may be reaped
+                self._session = Claim(os.path.join(self._sessions, f"{session_id}.lock"))
+        self.session_holder = _SESSION + session_id
         self._closed = False
         self._state = threading.Lock()
 
@@ -353,7 +357,7 @@ class ContentStore:
                     freed += _remove_file(os.path.join(self._blobs, name))
             for name in os.listdir(self._ingest):
                 path = os.path.join(self._ingest, name)
-                fd = lock_file(path, wait=False, create=False)
+                fd = try_lock(path)
                 if fd is not None:  # nobody writes it: a stopped download
                     freed += _remove_file(path)
                     os.close(fd)
@@ -417,7 +421,7 @@ class ContentStore:
                 continue
             sid = name[: -len(".lock")]
             path = os.path.join(self._sessions, name)
-            fd = lock_file(path, wait=False, create=False)
+            fd = try_lock(path)
             if fd is None:
                 live.add(sid)
                 continue

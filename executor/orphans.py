@@ -14,11 +14,11 @@ container to reap (a run directory holds nothing but live containers' entries)."
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from llb.fsutil import remove_tree
+from llb.fsutil.locks import lock_file, try_lock, unlock_file
 
 __all__ = ["BUNDLES", "OWNERS", "RUNC_STATE", "RUN_LINK", "OwnerLock", "reap_orphans",
            "run_dirs"]
@@ -55,41 +55,21 @@ class OwnerLock:
         """Create and lock the owner file. A reaper that found it free (it unlinks it once
         done) may have replaced it meanwhile: lock until the file at the path is ours."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return
-            os.close(fd)
+        self._fd = lock_file(self.path, mode=0o600)
 
     def release(self) -> None:
         """Remove the owner file, then unlock: call once the container's bundle is gone."""
         if self._fd is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            os.close(self._fd)
+            unlock_file(self.path, self._fd)
             self._fd = None
 
 
 def _claim(path: str) -> int | None:
     """Lock a free owner file (fd to close once reaped), or None while its owner lives.
     A missing file counts as free: the owner died before or while creating it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
+    fd = try_lock(path)
+    if fd is None and not os.path.lexists(path):
         return -1
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
     return fd
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 from llb.fsutil import remove_tree
+from llb.fsutil.locks import Mutex
 from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.layers import Change
-from llb.snapshot.lock import RootLock, Session
+from llb.snapshot.lock import Session
 
 
 class ImageLayers:
@@ -29,7 +30,7 @@ class ImageLayers:
     opener: BlobOpener | None
     session: Session
     snapshots_dir: Path
-    _lock: RootLock
+    _lock: Mutex
     _state: threading.RLock
     _held: set[str]
 

@@ -20,7 +20,6 @@ the tree."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile

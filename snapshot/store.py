@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NoReturn, Sequence
 
 from llb.fsutil import disk_usage, remove_tree
+from llb.fsutil.locks import Mutex, try_lock, unlock_file
 from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
 from llb.errors import NoSpaceError, is_no_space
@@ -25,7 +26,7 @@ from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.imagelayers import ImageLayers
 from llb.snapshot.layers import Change, Layer
-from llb.snapshot.lock import RootLock, Session, try_claim_dead
+from llb.snapshot.lock import Session
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
@@ -147,7 +148,7 @@ class Store(ImageLayers):
         try:
             for d in (self.root, self.snapshots_dir, self.tmp_dir, self.unpack_dir):
                 d.mkdir(parents=True, exist_ok=True)
-            self._lock = RootLock(self.root / "lock")
+            self._lock = Mutex(self.root / "lock")  # every change of snapshots and DB
         except OSError as e:
             _reraise(e, self.root)
         try:
@@ -180,7 +181,6 @@ class Store(ImageLayers):
                 self._cleanup()
         except BaseException as e:
             remove_tree(self.session.dir)
-            self.session.lock_path.unlink(missing_ok=True)
             self.session.close()
             self.db.close()
             self._lock.close()
@@ -401,7 +401,6 @@ class Store(ImageLayers):
         self.index.closed = True
         with self._lock.held():
             self._reap_session(self.session.dir, self.session.id)
-        self.session.lock_path.unlink(missing_ok=True)
         self.session.close()
         self.db.close()
         self._lock.close()
@@ -633,14 +632,15 @@ class Store(ImageLayers):
             sid = lock.name[: -len(".lock")]
             if sid == self.session.id:
                 continue
-            fd = try_claim_dead(lock)
+            fd = try_lock(lock)  # its session's process is dead
             if fd is None:
                 continue
             try:
                 self._reap_session(self.tmp_dir / sid, sid)
-                lock.unlink(missing_ok=True)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
+            unlock_file(lock, fd)
         for d in self.tmp_dir.iterdir():  # a session dir whose lock file is gone
             if d.is_dir() and not (self.tmp_dir / f"{d.name}.lock").exists():
                 self._reap_session(d, d.name)

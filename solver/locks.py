@@ -6,8 +6,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from pathlib import Path
+
+from llb.fsutil.locks import lock_file, try_lock, unlock_file
 
 
 class KeyLock:
@@ -26,40 +27,14 @@ class KeyLock:
         if self._dir not in KeyLock._made:
             os.makedirs(self._dir, exist_ok=True)
             KeyLock._made.add(self._dir)
-        path = os.fspath(self.path)
-        delay = 0.002
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if cancelled is not None and cancelled.is_set():
-                        os.close(fd)
-                        return False
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
-            # the holder before us unlinked the file on release: lock the live one
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return True
-            os.close(fd)
+        self._fd = lock_file(self.path, cancelled=cancelled)
+        return self._fd is not None
 
     def release(self) -> None:
         """Unlink the lock file, then unlock: waiters notice the file is gone and retry on a
         fresh one, so lock files never pile up."""
         if self._fd is not None:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            unlock_file(self.path, self._fd)
             self._fd = None
 
 
@@ -70,20 +45,10 @@ def clean_key_locks(root: Path) -> int:
     if not base.is_dir():
         return 0
     for p in base.iterdir():
-        try:
-            fd = os.open(p, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            p.unlink()
+        fd = try_lock(p)
+        if fd is not None:
+            unlock_file(p, fd)
             n += 1
-        finally:
-            os.close(fd)
     return n
 
 
