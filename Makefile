@@ -15,7 +15,7 @@ EXAMPLE ?= examples/merge/build.py
 # the merge example's `run` target runs the app on the merged root (a real exec)
 EXAMPLE_TARGET ?= run
 
-.PHONY: all deps sysdeps venv example test bench clean proto
+.PHONY: all deps sysdeps venv example test bench clean proto torture
 
 all: test
 
@@ -56,6 +56,13 @@ example: deps
 test: deps
 	$(PY) -m mypy -p llb
 	$(PY) -m pytest -n 2 -q tests
+
+# The fault-injection suite alone, many rounds (`make test` runs it too, one round each):
+# builds and prunes stopped by SIGKILL/SIGTERM/SIGHUP/SIGINT at random points, a disk that
+# fills up (loop-mounted ext4), deep, wide and non-UTF-8 trees; LLB_TORTURE_SEED replays a run.
+TORTURE_ROUNDS ?= 10
+torture: deps
+	LLB_TORTURE_ROUNDS=$(TORTURE_ROUNDS) $(PY) -m pytest -n 2 -q tests/torture
 
 bench: EXTRA_PKGS = $(BENCH_PKGS)
 bench: deps

@@ -75,6 +75,15 @@ def du(verbose: bool, root: str | None) -> None:
         else:
             short = blob.digest.split(":", 1)[-1][:25]
             click.echo(f"{short:<26}{human_size(blob.size):>10}  {use:<18}blob {blob.digest}")
+    other = cache.other
+    if other.snapshots:
+        what = (f"{other.snapshots} snapshot{'s' if other.snapshots != 1 else ''} no record names"
+                + (f" ({other.unreferenced} unreferenced, {human_size(other.unreferenced_size)}:"
+                   " the next prune removes them)" if other.unreferenced else ""))
+        if verbose:
+            click.echo(f"Other snapshots:\t{what}\nSize:\t\t{human_size(other.size)}\n")
+        else:
+            click.echo(f"{'(other snapshots)':<26}{human_size(other.size):>10}  {'':<18}{what}")
     n = len(records) + len(mounts)
     blobs = f" and {len(cache.blobs)} blob{'s' if len(cache.blobs) != 1 else ''}" \
         if cache.blobs else ""

@@ -360,13 +360,21 @@ class Store(ImageLayers):
         and no other live process holds, keeping all that a kept snapshot depends on.
         Returns bytes freed."""
         with self._lock.held():
-            rows = {r.id: r for r in self.db.all_rows()}
-            with self._state:
-                roots = self.db.leased() | self.db.held(exclude=self.session.id) | \
-                    {r.id for r in list(self._live)} | self._pinned | \
-                    {k for k, v in self._busy.items() if v}
-            keep = self._closure(roots, rows)
-            return self._delete([s for s in rows if s not in keep])
+            return self._delete(sorted(self._unkept()))
+
+    def unreferenced(self) -> set[str]:
+        """What prune() would remove now: the snapshots nothing keeps (no lease, no hold of a
+        live process, nothing kept depends on them)."""
+        with self._lock.held():
+            return self._unkept()
+
+    def _unkept(self) -> set[str]:
+        rows = {r.id: r for r in self.db.all_rows()}
+        with self._state:
+            roots = self.db.leased() | self.db.held(exclude=self.session.id) | \
+                {r.id for r in list(self._live)} | self._pinned | \
+                {k for k, v in self._busy.items() if v}
+        return set(rows) - self._closure(roots, rows)
 
     def _closure(self, roots: set[str], rows: dict[str, Row]) -> set[str]:
         """The roots that exist and every snapshot they depend on (parents, inputs)."""
@@ -388,6 +396,18 @@ class Store(ImageLayers):
         shares by hardlink with other snapshots counts in each of them)."""
         self._row(snapshot_id)
         return disk_usage([self.snapshots_dir / snapshot_id])
+
+    def usage_stamp(self, snapshot_id: str) -> str:
+        """A value that changes whenever usage() may have: a snapshot is immutable, but its
+        directory's top level is not (a native child takes a private tree, a tree is built
+        again, overlay keeps a chain tip), and every such change moves a directory there
+        (its mtime, and its link count where timestamps are whole seconds)."""
+        self._row(snapshot_id)
+        try:
+            st = os.lstat(self.snapshots_dir / snapshot_id)
+        except FileNotFoundError:
+            return "gone"
+        return f"{st.st_mtime_ns}.{st.st_nlink}"
 
     def snapshot_ids(self) -> list[str]:
         """Every committed snapshot id."""

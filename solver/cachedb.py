@@ -89,6 +89,10 @@ class CacheDB:
                         for stmt in _SCHEMA.split(";"):
                             if stmt.strip():
                                 c.execute(stmt)
+                        columns = {r[1] for r in c.execute("PRAGMA table_info(records)")}
+                        if "measured" not in columns:  # a root made before sizes had stamps
+                            c.execute("ALTER TABLE records ADD COLUMN measured TEXT NOT NULL"
+                                      " DEFAULT ''")
                     break
                 except sqlite3.OperationalError:  # another process creating it right now
                     if attempt == 49:
@@ -198,23 +202,27 @@ class CacheDB:
         return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
     def fill_sizes(self, store: Store, records: list[Record]) -> list[Record]:
-        """Records with their sizes measured (store.usage) where not known yet, stored back."""
+        """Records with their sizes measured (store.usage) where not known yet, or where a
+        snapshot's usage stamp changed since (a native tree taken by a child, a tree built
+        again), stored back with the stamps they were measured at."""
+        stamps = dict(self._read("SELECT key, measured FROM records"))
         out, updates = [], []
         for r in records:
-            if r.size < 0:
+            outputs = sorted({sid for sid in r.outputs if sid is not None})
+            stamp = ",".join(_stamp(store, sid) for sid in outputs)
+            if r.size < 0 or stamps.get(r.key) != stamp:
                 size = 0
-                for sid in set(r.outputs):
-                    if sid is not None:
-                        try:
-                            size += store.usage(sid)
-                        except LLBError:  # snapshot gone: nothing on disk
-                            pass
+                for sid in outputs:
+                    try:
+                        size += store.usage(sid)
+                    except LLBError:  # snapshot gone: nothing on disk
+                        pass
                 r = Record(r.key, r.vertex, r.outputs, r.description, r.created, r.last_used, size)
-                updates.append((size, r.key))
+                updates.append((size, stamp, r.key))
             out.append(r)
         if updates:
             with self._write() as c:
-                c.executemany("UPDATE records SET size=? WHERE key=?", updates)
+                c.executemany("UPDATE records SET size=?, measured=? WHERE key=?", updates)
         return out
 
     def remove(self, store: Store, keys: Iterable[str]) -> int:
@@ -296,6 +304,13 @@ class CacheDB:
         if gone:
             with self._write() as c:
                 c.executemany("DELETE FROM checksums WHERE snapshot=?", gone)
+
+
+def _stamp(store: Store, sid: str) -> str:
+    try:
+        return store.usage_stamp(sid)
+    except LLBError:
+        return "gone"
 
 
 def _to_json(value: dict) -> str:

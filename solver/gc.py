@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Collection, NamedTuple
 
-from llb.errors import NoSpaceError
+from llb.errors import LLBError, NoSpaceError
 from llb.snapshot import Store
 from llb.snapshot.space import RESERVE, ensure_reserve, free_bytes, release_reserve
 from llb.solver.cachedb import CacheDB, Record, lease_holder
@@ -52,18 +52,31 @@ class BlobUsage(NamedTuple):
     in_use: bool
 
 
+class OtherSnapshots(NamedTuple):
+    """Snapshots no record names as a result: parents a record's snapshot still needs (its
+    record was pruned), and unreferenced ones, which nothing keeps (a solve killed between
+    committing and recording left them): the next prune removes those."""
+
+    snapshots: int = 0
+    size: int = 0  # bytes of all of them
+    unreferenced: int = 0  # how many nothing keeps
+    unreferenced_size: int = 0
+
+
 class Usage(NamedTuple):
-    """The cache's records (least recently used first, sizes filled in), cache mounts and
-    the content store's blobs."""
+    """The cache's records (least recently used first, sizes filled in), cache mounts, the
+    content store's blobs, and the snapshots no record names: together, every byte of the
+    root's snapshots, cache mounts and blobs (what `llb du` totals)."""
 
     records: list[Record]
     cache_mounts: list[tuple[str, int]]  # (id, bytes)
     blobs: list[BlobUsage] = []
+    other: OtherSnapshots = OtherSnapshots()
 
     @property
     def total(self) -> int:
         return (sum(r.size for r in self.records) + sum(size for _, size in self.cache_mounts)
-                + sum(b.size for b in self.blobs))
+                + sum(b.size for b in self.blobs) + self.other.size)
 
 
 def select(records: list[Record], *, all_: bool = False, keep_storage: int | None = None,
@@ -166,12 +179,31 @@ def usage(root: Path) -> Usage | None:
     try:
         records = db.fill_sizes(store, db.records())
         blobs = blob_usage(root, store)
+        other = _other_snapshots(store, records)
     finally:
         db.close()
         store.close()
     mounts = CacheMounts(root)
     return Usage(records, [(cache_id, mounts.usage(cache_id)) for cache_id in mounts.ids()],
-                 blobs)
+                 blobs, other)
+
+
+def _other_snapshots(store: Store, records: list[Record]) -> OtherSnapshots:
+    named = {o for r in records for o in r.outputs if o is not None}
+    others = [sid for sid in store.snapshot_ids() if sid not in named]
+    if not others:
+        return OtherSnapshots()
+    loose = store.unreferenced()
+    sizes = {sid: _usage(store, sid) for sid in others}
+    return OtherSnapshots(len(others), sum(sizes.values()), len(loose & sizes.keys()),
+                          sum(sizes[s] for s in loose if s in sizes))
+
+
+def _usage(store: Store, sid: str) -> int:
+    try:
+        return store.usage(sid)
+    except LLBError:  # removed meanwhile: nothing on disk
+        return 0
 
 
 def kept_blobs(store: Store) -> set[str]:

@@ -103,7 +103,7 @@ def test_a_full_root_fails_every_command_in_one_line_and_prune_frees_it(disk):
     assert problems(root) == []
 
 
-@pytest.mark.parametrize("free_kib", [4, 32, 200, 600, 1200])
+@pytest.mark.parametrize("free_kib", [32, 600, 1200])
 def test_a_few_kib_free_is_one_line_never_a_crash(disk, free_kib):
     """Solves whose exec writes about as much as is free: they fail wherever the disk fills
     (opening a database, the run itself, committing, recording) or succeed; a failure is
@@ -125,7 +125,7 @@ def test_a_few_kib_free_is_one_line_never_a_crash(disk, free_kib):
     assert (out / "tag").read_text() == "next\n" and len((out / "data").read_bytes()) == 50000
 
 
-@pytest.mark.parametrize("free_kib", [0, 20, 1000])
+@pytest.mark.parametrize("free_kib", [0, 1000])
 def test_a_full_destination_is_one_line_and_no_half_file(disk, tmp_path, free_kib):
     fs, root, snapshotter = disk
     dest_fs = LoopFS(tmp_path / "destfs", 16)

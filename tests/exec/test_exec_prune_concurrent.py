@@ -114,7 +114,7 @@ def test_prunes_in_a_loop_beside_solves_in_a_loop(root):
     root, snapshotter = root
     first = _solve(root, snapshotter, 0, root.parent / "warm")
     assert first.wait(timeout=120) == 0, first.stderr.read().decode()
-    stop = time.monotonic() + 25
+    stop = time.monotonic() + 12
     failures: list[str] = []
     counts = {"solves": 0, "prunes": 0, "skipped": 0}
     lock = threading.Lock()
@@ -156,7 +156,7 @@ def test_prunes_in_a_loop_beside_solves_in_a_loop(root):
     for t in threads:
         t.join(300)
     assert failures == []
-    assert counts["solves"] >= 6 and counts["prunes"] >= 3, counts
+    assert counts["solves"] >= 3 and counts["prunes"] >= 2, counts
     assert counts["skipped"] >= 1, counts  # some prune met a running solve
     # afterwards: a clean root that prunes to nothing
     assert containers(root) == [] and mounts_under(root) == [] and session_temps(root) == []

@@ -39,6 +39,9 @@ class FakeStore:
     def usage(self, sid):
         return 100
 
+    def usage_stamp(self, sid):
+        return "1"
+
     def get(self, sid):
         return FakeRef(sid)
 
