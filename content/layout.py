@@ -19,6 +19,7 @@ from typing import IO, Any, Callable, Iterable, Sequence
 from llb.content import mediatypes as mt
 from llb.content.descriptor import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor
 from llb.content.digest import check_digest, digest_hex
+from llb.errors import is_no_space
 from llb.content.errors import (ContentError, DigestMismatchError, InvalidDigestError,
                                 LayoutError)
 from llb.content.jsondoc import canonical_json, load_json
@@ -308,7 +309,7 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, OSError) and not isinstance(e, ContentError):
+        if isinstance(e, OSError) and not isinstance(e, ContentError) and not is_no_space(e):
             raise LayoutError(f"{path}: cannot write: {e.strerror or e}",
                               path=str(path)) from None
         raise

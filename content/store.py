@@ -161,9 +161,9 @@ class Ingest:
         return self._fd
 
     def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None  # never closed twice, whatever interrupts this
+        if fd is not None:
+            os.close(fd)
 
 
 class ContentStore:

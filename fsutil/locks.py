@@ -153,10 +153,10 @@ class Claim:
 
     def close(self, *, unlink: bool = True) -> None:
         """Give up the claim (idempotent); unlink=False keeps the file for a reaper."""
-        if self._fd is None:
+        fd, self._fd = self._fd, None  # never closed twice, whatever interrupts this
+        if fd is None:
             return
         if unlink:
-            unlock_file(self.path, self._fd)
+            unlock_file(self.path, fd)
         else:
-            os.close(self._fd)
-        self._fd = None
+            os.close(fd)

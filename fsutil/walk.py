@@ -125,8 +125,9 @@ def walk(root: str | os.PathLike[str], *, leave: bool = False,
                 yield Entry(prefix, e.rel, e.name, e.st, True, up, leaving=True)
     finally:
         for level in stack:
-            if level.fd is not None:
-                os.close(level.fd)
+            fd, level.fd = level.fd, None
+            if fd is not None:
+                os.close(fd)
 
 
 def _descend(stack: list[_Level], entry: Entry, prefix: str, want_stat: bool) -> bool:
@@ -141,8 +142,10 @@ def _descend(stack: list[_Level], entry: Entry, prefix: str, want_stat: bool) ->
         e.filename = prefix + entry.rel
         raise
     if len(stack) >= KEEP_FDS and len(stack) > 1 and level.fd is not None:
-        os.close(level.fd)
-        level.fd = None
+        # marked closed first: a signal's exception between the two must not make the
+        # walk's cleanup close it again (an EBADF, or another thread's new descriptor)
+        fd, level.fd = level.fd, None
+        os.close(fd)
     stack.append(sub)
     return True
 

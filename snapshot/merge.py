@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from llb.fsutil import copy_entry, copy_xattrs, creds, remove_tree
 from llb.fsutil.policy import LINK_FALLBACK
+from llb.errors import is_no_space
 from llb.snapshot.errors import SnapshotError
 
 if TYPE_CHECKING:
@@ -136,6 +137,8 @@ class _Merger:
         except MergeError:
             raise
         except OSError as e:
+            if is_no_space(e):  # a full disk is no merge problem: the solver names the root
+                raise
             where = e.filename or rel
             raise MergeError(
                 f"merge: applying layer {getattr(layer, 'id', '?')} at {rel!r}: "

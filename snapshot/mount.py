@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llb.fsutil import remove_tree
+from llb.errors import is_no_space
 from llb.snapshot.errors import SnapshotError
 
 # the C library this process already runs on (no ctypes.util.find_library: it imports
@@ -103,6 +104,8 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
             return
         except OSError as e:
             if _new_api:
+                if is_no_space(e):  # a full disk: the caller names the root
+                    raise
                 raise SnapshotError(f"overlay mount failed: {e.strerror}", path=str(target))
             api_error = e
     _mount8(target, base, lowers, upper, work)

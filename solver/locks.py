@@ -66,9 +66,9 @@ class PruneLock:
         fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None  # never closed twice, whatever interrupts this
+        if fd is not None:
+            os.close(fd)
 
     def __enter__(self) -> "PruneLock":
         return self

@@ -20,6 +20,7 @@ from typing import Any
 
 from llb.fsutil import remove_tree
 from llb.validate import MAX_ID
+from llb.errors import is_no_space
 from llb.ops import (MOUNT_BIND, MOUNT_CACHE, MOUNT_TMPFS, NETWORK_HOST, NETWORK_NONE,
                      SHARING_LOCKED, SHARING_PRIVATE, ExecOp, Mount)
 from llb.snapshot.paths import resolve_in_root
@@ -126,6 +127,8 @@ def _setup(ctx: OpContext, op: ExecOp, inputs: list[Any], executor: Executor,
         try:
             _make_cwd(rootfs, op.cwd, uid, gid)
         except OSError as e:  # e.g. a cwd that is too long once under the rootfs's path
+            if is_no_space(e):
+                raise
             raise InputError(f"cannot create the working directory {op.cwd[:200]}: "
                              f"{e.strerror or e}", vertex=ctx.vertex, path=op.cwd) from None
     spec = ProcessSpec(args=list(op.args), env=list(op.env), cwd=op.cwd or "/", uid=uid,

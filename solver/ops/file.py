@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from llb.errors import LLBError
+from llb.errors import LLBError, is_no_space
 from llb.fsutil import contains_wildcards, read_xattrs, remove_tree, set_times, write_xattrs
 from llb.ops import Copy, FileAction, FileOp, Mkdir, Mkfile, Rm
 from llb.paths import clean
@@ -83,6 +83,8 @@ def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: 
         e.message = f"{what}: {e.message}"
         raise
     except OSError as e:
+        if is_no_space(e):  # a full disk is no file-action problem: the solver names it
+            raise
         path = _user_path(e.filename, root, src_root)
         detail = e.strerror or str(e)
         raise FileActionError(f"{what}: {detail}" + (f": {path}" if path else ""),
