@@ -14,7 +14,7 @@ import os
 import tarfile
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 from llb.content import mediatypes as mt
 from llb.content.descriptor import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor
@@ -240,19 +240,22 @@ def write_layout(store: ContentStore, dest: Path | str, images: Sequence[Descrip
 
 
 def write_layout_tar(store: ContentStore, dest: Path | str | IO[bytes],
-                     images: Sequence[Descriptor], *, mtime: int = 0) -> None:
+                     images: Sequence[Descriptor], *, mtime: int = 0,
+                     extra: Mapping[str, bytes] | None = None) -> None:
     """A tar of an OCI layout of these images: entries sorted, owners 0, every timestamp
     `mtime` (pass SOURCE_DATE_EPOCH), so one set of images always makes the same bytes.
-    A path is written through a temporary file renamed into place; a file object (e.g.
-    stdout) is written as it is."""
+    `extra` adds documents at the top (a Docker archive's manifest.json). A path is written
+    through a temporary file renamed into place; a file object (e.g. stdout) is written as
+    it is."""
+    documents = dict(extra or {})
     if not isinstance(dest, (str, Path)):
-        _tar_to(dest, store, images, mtime)
+        _tar_to(dest, store, images, mtime, documents)
         return
     path = Path(dest)
     if path.is_dir():
         raise LayoutError(f"{path}: is a directory (give a file name for the tar)",
                           path=str(path))
-    _write_atomic(path, lambda f: _tar_to(f, store, images, mtime))
+    _write_atomic(path, lambda f: _tar_to(f, store, images, mtime, documents))
 
 
 def _needed(store: ContentStore, images: Sequence[Descriptor]) -> list[Descriptor]:
@@ -265,10 +268,10 @@ def _needed(store: ContentStore, images: Sequence[Descriptor]) -> list[Descripto
 
 
 def _tar_to(f: IO[bytes], store: ContentStore, images: Sequence[Descriptor],
-            mtime: int) -> None:
+            mtime: int, documents: dict[str, bytes]) -> None:
     blobs = _needed(store, images)
-    layout = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
-    index = Index(tuple(images)).to_bytes()
+    documents[INDEX_FILE] = Index(tuple(images)).to_bytes()
+    documents[LAYOUT_FILE] = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
 
     def info(name: str, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
         t = tarfile.TarInfo(name)
@@ -284,8 +287,9 @@ def _tar_to(f: IO[bytes], store: ContentStore, images: Sequence[Descriptor],
             with store.open(desc.digest, desc.size) as r:
                 tar.addfile(info(_blob_name(desc.digest), desc.size), r)
                 r.read()  # reaching the end verifies the blob
-        tar.addfile(info(INDEX_FILE, len(index)), io.BytesIO(index))
-        tar.addfile(info(LAYOUT_FILE, len(layout)), io.BytesIO(layout))
+        for path in sorted(documents):
+            data = documents[path]
+            tar.addfile(info(path, len(data)), io.BytesIO(data))
 
 
 def _blob_name(digest: str) -> str:

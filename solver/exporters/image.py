@@ -14,7 +14,7 @@ from llb.content.store import ContentStore
 from llb.snapshot import Ref, Store
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.images import (COMMON_OPTIONS, BuiltImage, bool_option, build_image,
-                                         fetch_blobs, open_content, parse_options,
+                                         exporting, fetch_blobs, parse_options,
                                          source_reference)
 from llb.solver.progress import Step
 
@@ -39,21 +39,12 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
     push = bool_option(spec, "push", False)
     insecure = bool_option(spec, "registry.insecure", False)
     name = opts.name if opts.name.tag else opts.name.with_tag("latest")
-    step = Step(ctx.progress if ctx else None,
-                f"{'pushing' if push else 'exporting'} image {name}")
-    step.start()
-    content = open_content(ctx)
-    try:
+    title = f"{'pushing' if push else 'exporting'} image {name}"
+    with exporting(ctx, title) as (step, content):
         image = build_image(store, content, ref, ctx, opts, progress=step.blob("compress"))
         step.log(f"manifest {image.descriptor.digest}")
         if push:
             _push(store, content, image, name, insecure, step)
-    except BaseException as e:
-        step.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise
-    finally:
-        content.close()
-    step.done()
 
 
 def _push(store: Store, content: ContentStore, image: BuiltImage, name: Reference,

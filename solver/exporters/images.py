@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from llb.solver import layerblobs
 from llb.solver.errors import ExportError, OutputSpecError
 from llb.solver.exporters import ExportContext, OutputSpec
 from llb.solver.layerblobs import LayerBlob
+from llb.solver.progress import Step
 
 DEFAULT_COMPRESSION = "gzip"
 LEVELS = {"gzip": (0, 9), "zstd": (1, 22)}
@@ -224,6 +226,23 @@ def open_content(ctx: ExportContext | None) -> ContentStore:
         raise ExportError("image export: no llb root given (the content store lives there)")
     return ContentStore(Path(root))
 
+
+
+@contextmanager
+def exporting(ctx: ExportContext | None, title: str) -> Iterator[tuple[Step, ContentStore]]:
+    """An export's progress step and the content store, for the block: the step ends done,
+    or in error with the first line of what went wrong; the store is closed either way."""
+    step = Step(ctx.progress if ctx else None, title)
+    step.start()
+    content = open_content(ctx)
+    try:
+        yield step, content
+    except BaseException as e:
+        step.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise
+    finally:
+        content.close()
+    step.done()
 
 def source_reference(source: str | None) -> Reference | None:
     """The repository a pulled blob came from ("REGISTRY/REPOSITORY"), as a Reference."""

@@ -15,9 +15,8 @@ from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
 from llb.solver.exporters.dest import check_dir_dest, check_file_dest, write_file_dest
-from llb.solver.exporters.images import (COMMON_OPTIONS, fetch_blobs, build_image, check_epoch, open_content,
+from llb.solver.exporters.images import (COMMON_OPTIONS, build_image, check_epoch, exporting, fetch_blobs,
                                          parse_options, ref_name)
-from llb.solver.progress import Step
 
 __all__ = ["check", "export"]
 
@@ -50,10 +49,7 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
            ctx: ExportContext | None = None) -> None:
     """Build the image in the content store, then write the layout."""
     opts = parse_options(spec)
-    step = Step(ctx.progress if ctx else None, f"exporting to OCI image {spec.dest}")
-    step.start()
-    content = open_content(ctx)
-    try:
+    with exporting(ctx, f"exporting to OCI image {spec.dest}") as (step, content):
         image = build_image(store, content, ref, ctx, opts, progress=step.blob("compress"))
         fetch_blobs(store, content, image.layers, progress=step.blob("pull"))
         step.log(f"manifest {image.descriptor.digest}")
@@ -69,9 +65,3 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
             else:
                 write_file_dest(Path(spec.dest),
                                 lambda f: write_layout_tar(content, f, entry, mtime=mtime))
-    except BaseException as e:
-        step.error(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise
-    finally:
-        content.close()
-    step.done()
