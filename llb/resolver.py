@@ -12,19 +12,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator, NamedTuple, Protocol
 
+from llb.imagemeta import EMPTY, ImageMeta
+
 
 class ResolvedImage(NamedTuple):
     """What a resolver found: the digest the image is pinned to (the index or manifest the
-    reference names), and its config's run settings."""
+    reference names), and what its config says about running it."""
 
     digest: str
-    env: tuple[str, ...] = ()
-    working_dir: str = ""
-    user: str = ""
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-    expose: tuple[str, ...] = ()
+    config: ImageMeta = EMPTY
 
 
 class Resolver(Protocol):

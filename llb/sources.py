@@ -65,16 +65,17 @@ def _pinned(ref: str, digest: str) -> str:
 
 def _settings(found: ResolvedImage) -> Settings:
     """The run settings an image's config gives a state."""
+    config = found.config
     env: list[tuple[str, str]] = []
-    for item in found.env:
+    for item in config.env:
         key, eq, value = item.partition("=")
         if key and eq:
             env = [kv for kv in env if kv[0] != key] + [(key, value)]
-    cwd = found.working_dir if found.working_dir.startswith("/") else "/"
-    return Settings(env=tuple(env), cwd=clean(cwd), user=found.user,
-                    entrypoint=found.entrypoint, cmd=found.cmd,
-                    labels=tuple(sorted(dict(found.labels).items())),
-                    expose=tuple(sorted(set(found.expose))))
+    cwd = config.working_dir if config.working_dir.startswith("/") else "/"
+    return Settings(env=tuple(env), cwd=clean(cwd), user=config.user,
+                    entrypoint=config.entrypoint, cmd=config.cmd,
+                    labels=tuple(sorted(dict(config.labels).items())),
+                    expose=tuple(sorted(set(config.expose))))
 
 
 def oci_layout(path: str | os.PathLike[str], *, tag: str | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from llb.imagemeta import ImageMeta
 from llb.resolver import ResolvedImage
 from llb.solver.errors import InputError
 from llb.solver.puller import Puller
@@ -53,7 +54,8 @@ def _platform(spec: str | None) -> Platform | None:
 
 def _meta(resolved: Resolved) -> ResolvedImage:
     c = resolved.config
-    return ResolvedImage(resolved.root.digest, tuple(c.env), c.working_dir, c.user,
-                         tuple(c.entrypoint) if c.entrypoint is not None else None,
-                         tuple(c.cmd) if c.cmd is not None else None,
-                         tuple(sorted(c.labels.items())), tuple(c.exposed_ports))
+    return ResolvedImage(resolved.root.digest, ImageMeta(
+        env=tuple(c.env), working_dir=c.working_dir, user=c.user,
+        entrypoint=tuple(c.entrypoint) if c.entrypoint is not None else None,
+        cmd=tuple(c.cmd) if c.cmd is not None else None,
+        labels=tuple(sorted(c.labels.items())), expose=tuple(c.exposed_ports)))
