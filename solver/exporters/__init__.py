@@ -1,32 +1,32 @@
 """Exporters by output type (BuildKit's exporter map): `--output type=T,k=v,...` picks the
 module registered for T, which checks the spec before anything is solved and writes the
-solved result out of the store. Adding an output type is one entry in `_EXPORTERS` and one
+solved result out of the store. Adding an output type is one entry in `EXPORTERS` and one
 module; the modules are imported on first use (exporting a directory loads no tarfile, a
 local export no image code)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
+from llb.solver.registry import Registry
 
 if TYPE_CHECKING:
     from llb.imagemeta import ImageMeta
     from llb.solver.progress import Progress
 
 # output type -> the module implementing it
-_EXPORTERS: dict[str, str] = {
+EXPORTERS: Registry[Exporter] = Registry({
     "local": "llb.solver.exporters.local",
     "tar": "llb.solver.exporters.tar",
     "oci": "llb.solver.exporters.oci",
     "docker": "llb.solver.exporters.docker",
     "image": "llb.solver.exporters.image",
     "registry": "llb.solver.exporters.image",  # BuildKit's alias: type=image,push=true
-}
+})
 
 
 class OutputSpec(NamedTuple):
@@ -68,7 +68,7 @@ class Exporter(Protocol):
 
 def output_types() -> list[str]:
     """Every known output type."""
-    return sorted(_EXPORTERS)
+    return EXPORTERS.names()
 
 
 def parse_output(text: str) -> OutputSpec:
@@ -85,7 +85,7 @@ def parse_output(text: str) -> OutputSpec:
     known = " or ".join(output_types())
     if typ is None:
         raise OutputSpecError(f"--output {text}: missing type= ({known})")
-    if typ not in _EXPORTERS:
+    if typ not in EXPORTERS:
         raise OutputSpecError(f"--output {text}: unknown output type {typ!r} (expected {known})")
     spec = OutputSpec(typ, attrs, text)
     exporter_for(typ).check(spec)
@@ -94,7 +94,11 @@ def parse_output(text: str) -> OutputSpec:
 
 def exporter_for(output_type: str) -> Exporter:
     """The module exporting `output_type` (one of output_types())."""
-    return cast(Exporter, importlib.import_module(_EXPORTERS[output_type]))
+    exporter = EXPORTERS.get(output_type)
+    if exporter is None:
+        raise OutputSpecError(f"unknown output type {output_type!r} (expected "
+                              f"{' or '.join(output_types())})")
+    return exporter
 
 
 def export(spec: OutputSpec, store: Store, ref: Ref | None,

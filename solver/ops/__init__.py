@@ -5,22 +5,22 @@ Modules are imported on first use so a fully cached solve never imports them."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from llb.snapshot import Ref
 from llb.solver.errors import UnsupportedError
 from llb.solver.names import vertex_name
 from llb.solver.ops.context import OpContext
+from llb.solver.registry import Registry
 
 # op kind -> the module running it (imported on first use: a named start-up boundary)
-_MODULES = {
+HANDLERS: Registry[Handler] = Registry({
     "source": "llb.solver.ops.source",
     "exec": "llb.solver.ops.exec",
     "file": "llb.solver.ops.file",
     "merge": "llb.solver.ops.merge",
     "diff": "llb.solver.ops.diff",
-}
+})
 
 
 class Handler(Protocol):
@@ -30,20 +30,14 @@ class Handler(Protocol):
         """Run `op` on its input refs; results are indexed by output index."""
 
 
-_loaded: dict[str, Handler] = {}
-
-__all__ = ["Handler", "OpContext", "handler", "run", "name"]
+__all__ = ["HANDLERS", "Handler", "OpContext", "handler", "run", "name"]
 
 
 def handler(kind: str) -> Handler:
     """The module running ops of `kind`; UnsupportedError for a kind llb does not know."""
-    mod = _loaded.get(kind)
-    if mod is not None:
-        return mod
-    modname = _MODULES.get(kind)
-    if modname is None:
+    mod = HANDLERS.get(kind)
+    if mod is None:
         raise UnsupportedError(f"unknown op kind {kind!r}")
-    mod = _loaded[kind] = cast(Handler, importlib.import_module(modname))
     return mod
 
 

@@ -1,19 +1,19 @@
 """Sources by scheme, as BuildKit's source manager: every scheme a SourceOp identifier can
 carry ("local", later "docker-image" and "oci-layout"; scratch has none) has one module that
 checks the source's input before anything runs, computes its content key, and makes its
-snapshot. Adding a source is one entry in `_SOURCES` and one module.
+snapshot. Adding a source is one entry in `SOURCES` and one module.
 
 The modules are imported on first use (a named start-up boundary: a cached solve of a graph
 with no local source imports none of them)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol
 
 from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
 from llb.solver.errors import UnsupportedError
+from llb.solver.registry import Registry
 
 if TYPE_CHECKING:
     from llb.snapshot import Ref
@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from llb.solver.puller import Puller
 
 # scheme -> the module implementing it
-_SOURCES: dict[str, str] = {
+SOURCES: Registry[Source] = Registry({
     SCRATCH: "llb.solver.sources.scratch",
     SCHEME_LOCAL: "llb.solver.sources.local",
     SCHEME_IMAGE: "llb.solver.sources.image",
     SCHEME_OCI_LAYOUT: "llb.solver.sources.ocilayout",
-}
+})
 
 
 class SourceEnv(NamedTuple):
@@ -62,19 +62,11 @@ class Source(Protocol):
         the snapshot holds; the solver records the result under that key."""
 
 
-_loaded: dict[str, Source] = {}
-
-
 def source_for(op: SourceOp, vertex: str | None = None) -> Source:
     """The module implementing `op`'s scheme; UnsupportedError for a scheme llb cannot solve."""
-    scheme = op.scheme
-    src = _loaded.get(scheme)
-    if src is not None:
-        return src
-    module = _SOURCES.get(scheme)
-    if module is None:
+    src = SOURCES.get(op.scheme)
+    if src is None:
         raise UnsupportedError(f"source {op.identifier}: not supported yet", vertex=vertex)
-    src = _loaded[scheme] = cast(Source, importlib.import_module(module))
     return src
 
 
@@ -89,4 +81,4 @@ def keyed_after_run(op: Any) -> bool:
     return is_local(op)
 
 
-__all__ = ["Source", "SourceEnv", "is_local", "keyed_after_run", "source_for"]
+__all__ = ["SOURCES", "Source", "SourceEnv", "is_local", "keyed_after_run", "source_for"]

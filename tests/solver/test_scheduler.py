@@ -99,17 +99,22 @@ class Handlers:
 
 
 @pytest.fixture
-def handlers(monkeypatch):
+def handlers():
+    fakes = {"merge": types.SimpleNamespace(
+        name=lambda op: f"merge ({len(op.inputs)} inputs)",
+        run=lambda ctx, op, inputs: [FakeRef("m" + uuid.uuid4().hex)])}
+
     def install(**kw) -> Handlers:
         h = Handlers(**kw)
         for kind in ("file", "source"):
-            monkeypatch.setitem(ops._loaded, kind, h.module(kind))
-        monkeypatch.setitem(ops._loaded, "merge", types.SimpleNamespace(
-            name=lambda op: f"merge ({len(op.inputs)} inputs)",
-            run=lambda ctx, op, inputs: [FakeRef("m" + uuid.uuid4().hex)]))
+            fakes[kind] = h.module(kind)
+        for kind, fake in fakes.items():
+            ops.HANDLERS.override(kind, fake)
         return h
 
-    return install
+    yield install
+    for kind in fakes:
+        ops.HANDLERS.forget(kind)
 
 
 def _solve(root: Path, state, **kw) -> tuple[Recorder, object]:
