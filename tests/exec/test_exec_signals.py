@@ -60,14 +60,20 @@ def _argv(root: Path, snapshotter: str, out: Path | None = None) -> list[str]:
     return argv + (["--output", f"type=local,dest={out}"] if out else [])
 
 
-def _start_sleeping(root: Path, snapshotter: str, token: str) -> tuple[subprocess.Popen, Path]:
+def _start_sleeping(root: Path, snapshotter: str, token: str,
+                    ignore_hup: bool = False) -> tuple[subprocess.Popen, Path]:
     """An `llb solve` whose exec has started and sleeps `token` seconds."""
     log = root.parent / f"stderr-{token}"
     env = dict(os.environ, TAG=token, PAUSE=token)
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     with open(log, "wb") as err:
         # a new session, as a shell's job would be: the signal goes to llb alone
         proc = subprocess.Popen(_argv(root, snapshotter), stdout=subprocess.DEVNULL,
-                                stderr=err, env=env, start_new_session=True)
+                                stderr=err, env=env, start_new_session=True,
+                                preexec_fn=nohup if ignore_hup else None)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if f"ready-{token}" in log.read_text(errors="replace") and processes_with(f"sleep {token}"):
@@ -133,3 +139,15 @@ def test_sigkill_leaves_a_container_the_next_command_reaps(root, next_command):
     assert p.returncode == 0, p.stderr.decode()
     _assert_nothing_left(root, token)
     _next_solve_is_correct(root, snapshotter, token)
+
+
+def test_a_sighup_nohup_ignores_stays_ignored(root):
+    root, snapshotter = root
+    token = str(3000 + uuid.uuid4().int % 5000)
+    proc, log = _start_sleeping(root, snapshotter, token, ignore_hup=True)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert proc.poll() is None and processes_with(f"sleep {token}")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    _assert_nothing_left(root, token)
