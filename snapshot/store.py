@@ -12,9 +12,9 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, NoReturn, Sequence
+from typing import Iterator, NoReturn, Sequence
 
-from llb.fsutil import disk_usage, remove_tree
+from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex, try_lock, unlock_file
 from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
@@ -25,12 +25,12 @@ from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.imagelayers import ImageLayers
+from llb.snapshot.keeping import Keeping
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import Session
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
-DELETE_BATCH = 32  # snapshots removed per transaction (see Store._delete)
 # a root's snapshotter kind -> the module and class of its driver (only that one is imported)
 _DRIVERS = {"overlayfs": ("llb.snapshot.overlay", "OverlayDriver"),
             "native": ("llb.snapshot.native", "NativeDriver")}
@@ -132,7 +132,7 @@ class Mutable:
             raise SnapshotError(f"snapshot {self.id} was already committed or discarded")
 
 
-class Store(ImageLayers):
+class Store(ImageLayers, Keeping):
     """Snapshots under `root`. snapshotter: "auto" (overlayfs when a test mount works, else
     native), "overlayfs" or "native"; a root keeps the kind it was created with."""
 
@@ -287,127 +287,8 @@ class Store(ImageLayers):
         self._live.add(ref)
         return ref
 
-    def generation(self) -> int:
-        """A counter every removal of snapshots bumps: read it before learning snapshot ids
-        elsewhere (a cache lookup), pass it to pin() to know whether they may have gone."""
-        return self.db.generation()
-
-    def pin(self, ids: Iterable[str], since: int | None = None) -> set[str]:
-        """Keep these snapshots, and all they depend on, from every prune (this process's and
-        others') until close. Returns the ids that do not exist (any more): when no snapshot
-        was removed since generation `since`, the ids are taken as existing unchecked."""
-        want = {i for i in ids if i is not None}
-        if not want:
-            return set()
-        with self._lock.held():
-            missing: set[str] = set()
-            if since is None or self.db.generation() != since:
-                missing = want - self.db.existing(want)
-            with self._state:
-                new = list(want - missing - self._held)
-            if new:
-                with self.db.transaction() as c:
-                    MetaDB.hold(c, self.session.id, new)
-            with self._state:
-                self._held.update(new)
-                self._pinned.update(want - missing)
-        return missing
-
-    def in_use(self) -> set[str]:
-        """Snapshots other live processes hold (published, pinned, viewed, prepared on) and
-        everything those depend on: what a prune in this process cannot free now."""
-        with self._lock.held():
-            return self._closure(self.db.held(exclude=self.session.id),
-                                 {r.id: r for r in self.db.all_rows()})
-
     def exists(self, snapshot_id: str) -> bool:
         return self.db.row(snapshot_id) is not None
-
-    def lease(self, snapshot_id: str, holder: str) -> None:
-        """Keep snapshot_id (and all it depends on) from prune until released by holder."""
-        with self._lock.held():
-            self._row(snapshot_id)
-            with self.db.transaction() as c:
-                c.execute("INSERT OR IGNORE INTO leases (id, holder) VALUES (?, ?)",
-                          (snapshot_id, holder))
-
-    def release(self, snapshot_id: str, holder: str) -> None:
-        """Drop holder's lease (no error when it holds none)."""
-        with self._lock.held(), self.db.transaction() as c:
-            c.execute("DELETE FROM leases WHERE id=? AND holder=?", (snapshot_id, holder))
-
-    def leases(self, snapshot_id: str) -> list[str]:
-        """Holders of leases on snapshot_id."""
-        return self.db.holders(snapshot_id)
-
-    def remove(self, snapshot_id: str) -> int:
-        """Remove one snapshot nothing leases, holds or depends on; returns bytes freed."""
-        with self._lock.held():
-            self._row(snapshot_id)
-            if self.db.holders(snapshot_id) or self._busy[snapshot_id] or \
-                    snapshot_id in self._pinned or \
-                    snapshot_id in self.db.held(exclude=self.session.id):
-                raise SnapshotError(f"snapshot {snapshot_id} is leased or in use",
-                                    path=snapshot_id)
-            deps = self.db.dependents(snapshot_id)
-            if deps:
-                raise SnapshotError(f"snapshot {snapshot_id} has dependents ({deps[0]}, ...)",
-                                    path=snapshot_id)
-            return self._delete([snapshot_id])
-
-    def prune(self) -> int:
-        """Remove every snapshot no lease, live Ref, pin or in-use mount (of this process)
-        and no other live process holds, keeping all that a kept snapshot depends on.
-        Returns bytes freed."""
-        with self._lock.held():
-            return self._delete(sorted(self._unkept()))
-
-    def unreferenced(self) -> set[str]:
-        """What prune() would remove now: the snapshots nothing keeps (no lease, no hold of a
-        live process, nothing kept depends on them)."""
-        with self._lock.held():
-            return self._unkept()
-
-    def _unkept(self) -> set[str]:
-        rows = {r.id: r for r in self.db.all_rows()}
-        with self._state:
-            roots = self.db.leased() | self.db.held(exclude=self.session.id) | \
-                {r.id for r in list(self._live)} | self._pinned | \
-                {k for k, v in self._busy.items() if v}
-        return set(rows) - self._closure(roots, rows)
-
-    def _closure(self, roots: set[str], rows: dict[str, Row]) -> set[str]:
-        """The roots that exist and every snapshot they depend on (parents, inputs)."""
-        keep: set[str] = set()
-        stack = [r for r in roots if r in rows]
-        while stack:
-            sid = stack.pop()
-            if sid in keep:
-                continue
-            keep.add(sid)
-            row = rows[sid]
-            if row.parent:
-                stack.append(row.parent)
-            stack.extend(self.db.inputs(sid))
-        return keep
-
-    def usage(self, snapshot_id: str) -> int:
-        """Bytes on disk under the snapshot's directory, each inode counted once (data it
-        shares by hardlink with other snapshots counts in each of them)."""
-        self._row(snapshot_id)
-        return disk_usage([self.snapshots_dir / snapshot_id])
-
-    def usage_stamp(self, snapshot_id: str) -> str:
-        """A value that changes whenever usage() may have: a snapshot is immutable, but its
-        directory's top level is not (a native child takes a private tree, a tree is built
-        again, overlay keeps a chain tip), and every such change moves a directory there
-        (its mtime, and its link count where timestamps are whole seconds)."""
-        self._row(snapshot_id)
-        try:
-            st = os.lstat(self.snapshots_dir / snapshot_id)
-        except FileNotFoundError:
-            return "gone"
-        return f"{st.st_mtime_ns}.{st.st_nlink}"
 
     def snapshot_ids(self) -> list[str]:
         """Every committed snapshot id."""
@@ -593,41 +474,6 @@ class Store(ImageLayers):
             self.index.solid.add(sid)
         finally:
             os.close(fd)
-
-    def _delete(self, ids: list[str]) -> int:
-        """Drop rows, then remove the directories, DELETE_BATCH snapshots at a time: on a
-        full disk, each batch's transaction needs little room and its removal frees room
-        for the next. (A kill between the two leaves directories without rows, which the
-        next open removes.)"""
-        freed = 0
-        for start in range(0, len(ids), DELETE_BATCH):
-            batch = ids[start:start + DELETE_BATCH]
-            freed += disk_usage([self.snapshots_dir / i for i in batch], exclusive=True)
-            with self.db.transaction() as c:
-                MetaDB.bump_generation(c)
-                for i in batch:
-                    MetaDB.delete(c, i)
-            for i in batch:
-                (self.unpack_dir / f"{i}.lock").unlink(missing_ok=True)
-                self._remove_dir(self.snapshots_dir / i)
-        if ids:
-            self.index.forget()
-            self._driver.forget()
-        return freed
-
-    def _remove_dir(self, path: Path) -> None:
-        """Move a snapshot directory out of sight, then remove it (in place when even the
-        move finds no room: a directory entry elsewhere may need a block)."""
-        trash = self.new_temp("trash")
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if not is_no_space(e):
-                raise
-            trash = path
-        remove_tree(trash)
 
     def _pick_kind(self, wanted: str) -> str:
         have = self.db.get_meta("snapshotter")
