@@ -32,13 +32,8 @@ class Entry:
 
     def __init__(self, prefix: str, rel: str, name: str, st: os.stat_result | None,
                  is_dir: bool, dir_fd: int, leaving: bool = False):
-        self.prefix = prefix
-        self.rel = rel
-        self.name = name
-        self.st = st
-        self.is_dir = is_dir
-        self.dir_fd = dir_fd
-        self.leaving = leaving
+        self.prefix, self.rel, self.name, self.st = prefix, rel, name, st
+        self.is_dir, self.dir_fd, self.leaving = is_dir, dir_fd, leaving
         self.pruned = False
 
     @property

@@ -1,5 +1,7 @@
 """Plugins every test area can use (modules of tests/helpers): the real registries of
 registryhelp.py, the `store` fixture of storehelp.py (one per snapshotter) and the `llb_root`
-fixture of solvehelp.py (an llb root for the CLI, one per snapshotter)."""
+fixture of solvehelp.py (an llb root for the CLI, one per snapshotter) and the
+`no_deep_leftovers` fixture of deephelp.py (for tests that make trees too deep for pytest's
+own clean-up)."""
 
-pytest_plugins = ["registryhelp", "storehelp", "solvehelp"]
+pytest_plugins = ["registryhelp", "storehelp", "solvehelp", "deephelp"]

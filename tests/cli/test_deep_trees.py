@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from deephelp import make_chain
 from exechelp import runc_problem
-from llb.fsutil import remove_tree, walk
+from llb.fsutil import walk
 from solvehelp import LLB, busybox_root, write
 
-pytestmark = pytest.mark.skipif(runc_problem() is not None, reason=runc_problem() or "")
+pytestmark = [pytest.mark.skipif(runc_problem() is not None, reason=runc_problem() or ""),
+              pytest.mark.usefixtures("no_deep_leftovers")]
 
 DEPTH = 1100
 
@@ -65,23 +67,6 @@ def small():
 ''' % {"depth": DEPTH}
 
 
-def _deep_dir(top: Path, depth: int, leaf: str = "leaf", name: str = "b") -> None:
-    """top/b/b/... (depth levels) with a file at the bottom, made through dir fds."""
-    top.mkdir()
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir(name, dir_fd=fd)
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        out = os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-        os.write(out, b"deep leaf")
-        os.close(out)
-    finally:
-        os.close(fd)
-
-
 def _bottom(root: Path, name: str) -> tuple[int, bytes]:
     """Depth (directories above it below root) and content of the one file called name."""
     for e in walk(root):
@@ -94,15 +79,6 @@ def _bottom(root: Path, name: str) -> tuple[int, bytes]:
     raise AssertionError(f"no {name} below {root}")
 
 
-@pytest.fixture(autouse=True)
-def _no_deep_leftovers(tmp_path: Path):
-    """Empty tmp_path after the test, whatever happened: pytest's own clean-up of old
-    temporary directories (shutil.rmtree, recursive) cannot remove a tree this deep."""
-    yield
-    for name in os.listdir(tmp_path):
-        remove_tree(tmp_path / name)
-
-
 def _ok(r) -> None:
     assert r.code == 0, r.stderr
     assert "Traceback" not in r.stderr and "RecursionError" not in r.stderr
@@ -111,7 +87,8 @@ def _ok(r) -> None:
 def test_a_tree_1100_levels_deep_works_everywhere(llb_root: LLB, tmp_path: Path):
     build = write(tmp_path / "build.py", BUILD)
     rootfs = busybox_root(tmp_path / "rootfs")
-    _deep_dir(tmp_path / "ctx", DEPTH)
+    (tmp_path / "ctx").mkdir()
+    make_chain(tmp_path / "ctx", DEPTH, "b", "leaf", b"deep leaf")
     locals_ = ["--local", f"rootfs={rootfs}", "--local", f"ctx={tmp_path / 'ctx'}"]
 
     def solve(target: str, *out: str):
@@ -152,7 +129,8 @@ def test_a_tree_deeper_than_path_max_fails_clearly_and_the_root_stays_usable(
         llb_root: LLB, tmp_path: Path):
     build = write(tmp_path / "build.py", BUILD)
     rootfs = busybox_root(tmp_path / "rootfs")
-    _deep_dir(tmp_path / "ctx", 25, name="n" * 200)  # 5000 bytes of path
+    (tmp_path / "ctx").mkdir()
+    make_chain(tmp_path / "ctx", 25, "n" * 200)  # 5000 bytes of path
     locals_ = ["--local", f"rootfs={rootfs}", "--local", f"ctx={tmp_path / 'ctx'}"]
     for target in ("too_deep", "local"):
         r = llb_root.solve(build, "--target", target, *locals_, progress="plain")

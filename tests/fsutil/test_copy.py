@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 import llb.fsutil.data as data
+from deephelp import make_chain
 from llb.fsutil import (
     Meta, PathTooLongError, apply_meta, copy_data, copy_entry, copy_tree, creds,
     read_xattrs, remove_tree, walk,
 )
 from llb.fsutil.policy import xattr_refused
 
+pytestmark = pytest.mark.usefixtures("no_deep_leftovers")
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
 
 
@@ -180,25 +182,14 @@ def test_copy_tree_only_copies_the_selection_and_links_on_request(tmp_path):
     assert os.lstat(tmp_path / "lnk" / "top").st_ino == os.lstat(src / "top").st_ino
 
 
-def _chain(top: Path, depth: int, name: str) -> None:
-    fd = os.open(top, os.O_RDONLY)
-    for _ in range(depth):
-        os.mkdir(name, dir_fd=fd)
-        sub = os.open(name, os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    os.close(fd)
-
-
 def test_copy_tree_of_a_deep_chain_and_a_clear_error_beyond_path_max(tmp_path):
     src = tmp_path / "s"
     src.mkdir()
-    _chain(src, 1100, "a")  # deeper than the recursion limit, 2200 bytes: copied
+    make_chain(src, 1100)  # deeper than the recursion limit, 2200 bytes: copied
     copy_tree(src, tmp_path / "d")
     assert sum(1 for _ in walk(tmp_path / "d")) == 1101
     far = tmp_path / "far"
     far.mkdir()
-    _chain(far, 25, "n" * 200)  # 5000 bytes of path: beyond what a path can name
+    make_chain(far, 25, "n" * 200)  # 5000 bytes of path: beyond what a path can name
     with pytest.raises(PathTooLongError, match="PATH_MAX"):
         copy_tree(far, tmp_path / "e")

@@ -8,23 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from deephelp import make_chain
 from llb.fsutil import PathTooLongError, disk_usage, remove_tree, walk
 from llb.fsutil.walk import KEEP_FDS
 
-
-def _deep(root: Path, depth: int, name: str = "a") -> None:
-    """root/a/a/.../a (depth levels) with a file `f` at the bottom, made through dir fds
-    (so no path is ever longer than one name)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir(name, dir_fd=fd)
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
+pytestmark = pytest.mark.usefixtures("no_deep_leftovers")
 
 
 def test_order_is_bytewise_with_directories_before_and_after_their_contents(tmp_path):
@@ -63,7 +51,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_walked_measured_and_removed(t
     depth = 1100  # os.walk and shutil.rmtree (Python 3.11) recurse once per level
     top = tmp_path / "t"
     top.mkdir()
-    _deep(top, depth)
+    make_chain(top, depth)
     fds_before = len(os.listdir("/proc/self/fd"))
     most = 0
     n = 0
@@ -81,7 +69,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_walked_measured_and_removed(t
 def test_paths_longer_than_path_max_are_walked_and_removed_by_dir_fds(tmp_path):
     top = tmp_path / "t"
     top.mkdir()
-    _deep(top, 40, name="n" * 200)  # 40 levels of 200-byte names: 8040 bytes of path
+    make_chain(top, 40, name="n" * 200)  # 40 levels of 200-byte names: 8040 bytes of path
     for e in walk(top):
         if e.name == "f":
             with pytest.raises(PathTooLongError, match="PATH_MAX"):
