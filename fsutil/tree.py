@@ -131,7 +131,8 @@ def copy_tree(src: StrPath, dst: StrPath, *, into: bool = False, link: bool = Fa
     only: the relative paths to copy (a directory's contents are visited only when it is
     in); None: all. ctimes: receives inode -> ctime_ns of every non-directory written
     (a later differ tells an untouched copy by its ctime). workers: threads (WORKERS).
-    check: called before each directory (a caller's cancellation raises from it)."""
+    check: called before each directory and every 256 entries (a caller's cancellation
+    raises from it)."""
     s, d = os.fspath(src), os.fspath(dst)
     job = _CopyJob(s, d, link, only, ctimes, WORKERS if workers is None else workers, check)
     if into:
@@ -234,7 +235,9 @@ class _CopyJob:
                 if fresh:  # made by us, but a set-group-ID parent would give it its group
                     dst_st = os.fstat(dfd)
                     fresh = dst_st.st_gid == self.creds.gid and not dst_st.st_mode & stat.S_ISGID
-                for name, st, _ in listing(sfd):
+                for i, (name, st, _) in enumerate(listing(sfd)):
+                    if self.check is not None and i & 255 == 255:
+                        self.check()  # a big directory: once in a while
                     r = f"{rel}/{name}" if rel else name
                     if self.only is not None and r not in self.only:
                         continue
