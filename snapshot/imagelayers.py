@@ -96,6 +96,14 @@ class ImageLayers:
         manifests and configs of the images they came from): what GC keeps."""
         return self.db.kept_digests()
 
+    def _ensure_tree(self, sid: str) -> None:
+        """Unpack the lazy layers sid's tree needs (nothing to look up once its whole chain
+        is known to have content)."""
+        needs = self.index.tree_needs(sid)
+        if needs:
+            self._ensure_content(needs)
+        self.index.tree_solid(sid)
+
     def _ensure_content(self, ids: list[str]) -> None:
         """Unpack the lazy layers among ids (layers, bottom first), each after what it
         needs below it (its own chain: a prefix diff's chain lacks the layers under it).

@@ -207,7 +207,7 @@ class Store(ImageLayers, Keeping):
         m.underlay = underlay
         try:
             if parent is not None:
-                self._ensure_content(self.index.tree_chain(parent.id))
+                self._ensure_tree(parent.id)
             self._driver.init_mutable(m)
         except BaseException:
             remove_tree(m.dir)
@@ -261,7 +261,7 @@ class Store(ImageLayers, Keeping):
         self._row(ref.id)
         self._busy_add(ref.id)
         try:
-            self._ensure_content(self.index.tree_chain(ref.id))
+            self._ensure_tree(ref.id)
             with self._driver.view(ref.id) as path:
                 yield path
         finally:
@@ -370,6 +370,8 @@ class Store(ImageLayers, Keeping):
             except BaseException:
                 os.rename(self.snapshots_dir / sid, tmp)
                 raise
+            if kind == "layer":
+                self.index.solid.add(sid)  # built here: never lazy
         return self.get(sid)
 
     def _publish_row(self, sid: str, kind: str, parent: str | None, inputs: list[str],
@@ -438,7 +440,7 @@ class Store(ImageLayers, Keeping):
 
         row = self._row(sid)
         if row.parent is not None:  # first what it needs below (no lock held meanwhile)
-            self._ensure_content(self.index.tree_chain(row.parent))
+            self._ensure_tree(row.parent)
         fd = os.open(self.unpack_dir / f"{sid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
