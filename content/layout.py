@@ -29,6 +29,7 @@ from llb.content.progress import OptionalProgress, report
 from llb.content.reader import BlobReader
 from llb.content.resolve import Resolved, resolve_image, walk_image
 from llb.content.store import ContentStore
+from llb.resource import Closeable
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -45,7 +46,7 @@ def tagged(desc: Descriptor, tag: str, image_name: str | None = None) -> Descrip
     return desc.with_annotations(annotations)
 
 
-class OCILayout:
+class OCILayout(Closeable):
     """An OCI image layout to read, from a directory or a (possibly compressed) tar."""
 
     def __init__(self, path: Path | str):
@@ -81,12 +82,6 @@ class OCILayout:
         if self._tar is not None:
             self._tar.close()
             self._tar = None
-
-    def __enter__(self) -> "OCILayout":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def names(self) -> list[str]:
         """The ref names (tags) in index.json."""

@@ -29,12 +29,8 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest object."""
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type,
-                               "config": self.config.to_json(),
-                               "layers": [d.to_json() for d in self.layers]}
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _document(self.media_type, self.annotations, config=self.config.to_json(),
+                         layers=[d.to_json() for d in self.layers])
 
     def to_bytes(self) -> bytes:
         """Canonical bytes (what is stored, pushed and digested)."""
@@ -56,11 +52,8 @@ class Index:
 
     def to_json(self) -> dict[str, Any]:
         """The index object."""
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type,
-                               "manifests": [d.to_json() for d in self.manifests]}
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _document(self.media_type, self.annotations,
+                         manifests=[d.to_json() for d in self.manifests])
 
     def to_bytes(self) -> bytes:
         """Canonical bytes."""
@@ -85,6 +78,14 @@ class Index:
 
 
 Parsed = Union[Manifest, Index]
+
+
+def _document(media_type: str, annotations: Mapping[str, str], **fields: Any) -> dict[str, Any]:
+    """A schema 2 manifest or index object: its fields, with annotations only when any."""
+    out: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type, **fields}
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
 
 
 def parse_manifest(data: bytes, what: str, *, media_type: str = "",

@@ -30,6 +30,7 @@ from llb.content.reference import Reference
 from llb.content.resolve import Resolved, resolve_image, walk_image
 from llb.content.store import ContentStore, Ingest
 from llb.content.transport import DEFAULT_TIMEOUT, Transport
+from llb.resource import Closeable
 
 _CHUNK = 1 << 20
 DEFAULT_WORKERS = 4
@@ -40,7 +41,7 @@ MountSources = Union[Sequence[Reference], Mapping[str, Sequence[Reference]]]
 Runner = Callable[[Descriptor, threading.Event], None]
 
 
-class RegistryClient:
+class RegistryClient(Closeable):
     """Pulls from and pushes to registries through a content store. `insecure` names the
     registries spoken to over plain HTTP (loopback always is); `timeout` bounds every
     connect and every wait for data, so a hanging registry is a RegistryTimeoutError."""
@@ -59,12 +60,6 @@ class RegistryClient:
     def close(self) -> None:
         """Close pooled connections."""
         self.transport.close()
-
-    def __enter__(self) -> "RegistryClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- pulling ---------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from llb.content.errors import (BlobInUseError, BlobNotFoundError, ContentError,
                                 DigestMismatchError, TransferCancelledError)
 from llb.content.reader import BlobReader
 from llb.fsutil.locks import Claim, SharedLock, lock_file, try_lock
+from llb.resource import Closeable
 
 _CHUNK = 1 << 20
 _HOLDER_MAX = 120
@@ -166,7 +167,7 @@ class Ingest:
             os.close(fd)
 
 
-class ContentStore:
+class ContentStore(Closeable):
     """Blobs under `<root>/content/`. One instance per process and root is enough; it is safe
     to share between threads and to run beside other processes on the same root."""
 
@@ -372,12 +373,6 @@ class ContentStore:
         self.release_all(self.session_holder)
         self._session.close()
         self._lock.close()
-
-    def __enter__(self) -> "ContentStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- internals -------------------------------------------------------------------------
 

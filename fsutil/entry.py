@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Callable
 
 from llb.fsutil.data import copy_data
 from llb.fsutil.meta import Creds, Meta, apply_meta
@@ -16,6 +17,14 @@ from llb.fsutil.xattrs import read_xattrs
 
 _O_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def lstat_or_none(path: str, *, dir_fd: int | None = None) -> os.stat_result | None:
+    """path's lstat, or None where nothing is."""
+    try:
+        return os.lstat(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
 
 
 def make_node(dst: str, mode: int, rdev: int = 0, *, dir_fd: int | None = None) -> None:
@@ -36,7 +45,8 @@ def copy_entry(src: str, dst: str, st: os.stat_result, *, src_dir_fd: int | None
     a chown and a chmod where they would change nothing; None: always set."""
     mode = st.st_mode
     if stat.S_ISREG(mode):
-        _copy_file(src, dst, st, src_dir_fd, dst_dir_fd, meta, creds)
+        copy_file(src, dst, st, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, meta=meta,
+                  creds=creds)
         return
     if stat.S_ISLNK(mode):
         os.symlink(os.readlink(src, dir_fd=src_dir_fd), dst, dir_fd=dst_dir_fd)
@@ -52,8 +62,11 @@ def copy_entry(src: str, dst: str, st: os.stat_result, *, src_dir_fd: int | None
     apply_meta(dst, meta, dir_fd=dst_dir_fd, have=have)
 
 
-def _copy_file(src: str, dst: str, st: os.stat_result, src_dir_fd: int | None,
-               dst_dir_fd: int | None, meta: Meta | None, creds: Creds | None) -> None:
+def copy_file(src: str, dst: str, st: os.stat_result, *, src_dir_fd: int | None = None,
+              dst_dir_fd: int | None = None, meta: Meta | None = None,
+              creds: Creds | None = None, after: Callable[[int], None] | None = None) -> None:
+    """Copy the regular file src (lstat st) to dst (absent), holes and metadata included;
+    `after` gets dst's descriptor once written (a caller recording its ctime)."""
     perm = stat.S_IMODE(meta.mode if meta is not None else st.st_mode) & 0o777
     fin = os.open(src, _O_IN, dir_fd=src_dir_fd)
     try:
@@ -68,6 +81,8 @@ def _copy_file(src: str, dst: str, st: os.stat_result, src_dir_fd: int | None,
             if meta is None:
                 meta = Meta.of(st, read_xattrs(fin))
             apply_meta(fout, meta, have=creds.created(perm) if creds is not None else None)
+            if after is not None:
+                after(fout)
         finally:
             os.close(fout)
     finally:

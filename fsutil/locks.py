@@ -69,6 +69,29 @@ def unlock_file(path: str | os.PathLike[str], fd: int) -> None:
     os.close(fd)
 
 
+class _Holds:
+    """Counted holds of one descriptor's flock, safe between threads: the first hold takes
+    it, the last releases it."""
+
+    def __init__(self, fd: int, how: int):
+        self.fd, self.how, self.count = fd, how, 0
+        self._count_lock = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._count_lock:
+            if self.count == 0:
+                fcntl.flock(self.fd, self.how)
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self.count -= 1
+                if self.count == 0:
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
 class Mutex:
     """An exclusive lock on a file, re-entrant within the process (a thread lock inside,
     flock across processes)."""
@@ -76,21 +99,13 @@ class Mutex:
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o600):
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
         self._thread = threading.RLock()
-        self._depth = 0
+        self._holds = _Holds(self._fd, fcntl.LOCK_EX)
 
     @contextmanager
     def held(self) -> Iterator[None]:
         """Hold the lock for the block (nested holds in one thread are free)."""
-        with self._thread:
-            if self._depth == 0:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._thread, self._holds.held():
+            yield
 
     def close(self) -> None:
         """Release the descriptor (no holder may be active)."""
@@ -105,24 +120,14 @@ class SharedLock:
     def __init__(self, path: str | os.PathLike[str]):
         self._path = path
         self._shared_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self._count = 0
-        self._mutex = threading.Lock()
+        self._holds = _Holds(self._shared_fd, fcntl.LOCK_SH)
         self._exclusive = threading.Lock()  # one exclusive holder per process at a time
 
     @contextmanager
     def shared(self) -> Iterator[None]:
         """Hold the lock shared for the block."""
-        with self._mutex:
-            if self._count == 0:
-                fcntl.flock(self._shared_fd, fcntl.LOCK_SH)
-            self._count += 1
-        try:
+        with self._holds.held():
             yield
-        finally:
-            with self._mutex:
-                self._count -= 1
-                if self._count == 0:
-                    fcntl.flock(self._shared_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -15,8 +15,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from llb.fsutil.data import copy_data
-from llb.fsutil.entry import copy_entry
+from llb.fsutil.entry import copy_entry, copy_file, lstat_or_none
 from llb.fsutil.errors import PathTooLongError
 from llb.fsutil.meta import Creds, Meta, apply_meta, creds as current_creds
 from llb.fsutil.policy import LINK_FALLBACK
@@ -33,8 +32,6 @@ BIG_FILE = 1 << 20  # regular files this big are copied on threads of their own
 
 _O_TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a tree's root may be a symlink
 _O_DIR = _O_TOP | os.O_NOFOLLOW
-_O_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 # ------------------------------------------------------------------------------ remove
@@ -44,9 +41,8 @@ def remove_tree(path: StrPath) -> None:
     """rm -rf: path and everything below it, at any depth; a missing path is fine, a
     symlink is removed itself. Entries vanishing meanwhile are fine too."""
     p = os.fspath(path)
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
+    st = lstat_or_none(p)
+    if st is None:
         return
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(p)
@@ -310,24 +306,11 @@ class _CopyJob:
                 creds: Creds | None) -> None:
         """Copy one regular file through its two descriptors, created with its final mode
         (minus the umask), owner set only where it is not already ours."""
-        perm = stat.S_IMODE(st.st_mode)
-        fin = os.open(name, _O_IN, dir_fd=sfd)
-        try:
-            fout = os.open(name, _O_OUT, perm & 0o777, dir_fd=dfd)
-            try:
-                try:
-                    copy_data(fin, fout, st.st_size, st.st_blocks)
-                except BaseException:  # a full disk: no part of a file is left behind
-                    os.unlink(name, dir_fd=dfd)
-                    raise
-                apply_meta(fout, Meta.of(st, read_xattrs(fin)),
-                           have=creds.created(perm) if creds is not None else None)
-                if self.ctimes is not None:
-                    self._record(os.fstat(fout))
-            finally:
-                os.close(fout)
-        finally:
-            os.close(fin)
+        copy_file(name, name, st, src_dir_fd=sfd, dst_dir_fd=dfd, creds=creds,
+                  after=None if self.ctimes is None else self._record_fd)
+
+    def _record_fd(self, fd: int) -> None:
+        self._record(os.fstat(fd))
 
     def _record(self, st: os.stat_result) -> None:
         with self.lock:

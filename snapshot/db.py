@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
@@ -186,21 +186,22 @@ class Row:
         self.id, self.kind, self.parent = sid, kind, parent
 
 
-class MetaDB:
-    """Thread-safe access to the metadata DB; writes go through `transaction()`."""
+def create_tables(c: sqlite3.Connection, schema: str) -> None:
+    """Run the `;`-separated CREATE ... IF NOT EXISTS statements of `schema`."""
+    for stmt in schema.split(";"):
+        if stmt.strip():
+            c.execute(stmt)
 
-    def __init__(self, path: Path):
+
+class Database:
+    """One SQLite connection (see connect) shared by a process's threads: reads through
+    query(), writes through transaction(); errors come out translated (a full disk names
+    `root`)."""
+
+    def __init__(self, path: Path, timeout: float, root: Path | None = None):
         self._lock = threading.RLock()
-        self.root = Path(path).parent
-        self._conn = connect(path, 60)
-        try:
-            with self.transaction() as c:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-        except BaseException:
-            self._conn.close()
-            raise
+        self.root = Path(path).parent if root is None else Path(root)
+        self._conn = connect(path, timeout, root=root)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -208,7 +209,8 @@ class MetaDB:
         with self._lock, write_transaction(self._conn, self.root) as c:
             yield c
 
-    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one read."""
         with self._lock:
             try:
                 return self._conn.execute(sql, args).fetchall()
@@ -221,6 +223,19 @@ class MetaDB:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class MetaDB(Database):
+    """Thread-safe access to the metadata DB; writes go through `transaction()`."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, 60)
+        try:
+            with self.transaction() as c:
+                create_tables(c, _SCHEMA)
+        except BaseException:
+            self.close()
+            raise
 
     # ---- reads
 
@@ -255,14 +270,7 @@ class MetaDB:
 
     def existing(self, ids: Iterable[str]) -> set[str]:
         """Which of these snapshot ids have a row."""
-        ids = list(ids)
-        out: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            out.update(r[0] for r in self.query(
-                "SELECT id FROM snapshots WHERE id IN (%s)" % ",".join("?" * len(chunk)),
-                tuple(chunk)))
-        return out
+        return self._ids_among("SELECT id FROM snapshots WHERE id IN", ids)
 
     def generation(self) -> int:
         """How many times snapshots were removed (so a reader can tell nothing went since)."""
@@ -292,13 +300,17 @@ class MetaDB:
 
     def lazy_among(self, ids: Sequence[str]) -> set[str]:
         """The ids among these that are lazy (pulled, not unpacked yet)."""
+        return self._ids_among("SELECT id FROM pulled WHERE lazy=1 AND id IN", ids)
+
+    def _ids_among(self, select: str, ids: Iterable[str]) -> set[str]:
+        """The ids `select ... IN (ids)` returns, asked 500 at a time (SQLite's limit on
+        host parameters)."""
         out: set[str] = set()
         ids = list(ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             out.update(r[0] for r in self.query(
-                "SELECT id FROM pulled WHERE lazy=1 AND id IN (%s)" % ",".join("?" * len(chunk)),
-                tuple(chunk)))
+                "%s (%s)" % (select, ",".join("?" * len(chunk))), tuple(chunk)))
         return out
 
     def pulled_layer(self, parent: str | None, digest: str) -> str | None:

@@ -31,7 +31,7 @@ from typing import cast
 import zstandard
 from isal import isal_zlib
 
-from llb.fsutil import Meta, apply_meta, remove_tree, write_xattrs
+from llb.fsutil import Meta, apply_meta, lstat_or_none, remove_tree, write_xattrs
 from llb.snapshot.blobs import Reader
 from llb.snapshot.compression import Pipe, kind_of
 from llb.snapshot.errors import LayerError
@@ -235,9 +235,8 @@ class _Applier:
         """Make room at rel for a new entry: whatever is there goes (a directory with all
         below it; a symlink is removed, never followed)."""
         p = self._abs(rel)
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
+        st = lstat_or_none(p)
+        if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
             remove_tree(Path(p))
@@ -347,11 +346,8 @@ class _Applier:
         the deepest first; those removed or replaced since are skipped."""
         for rel in sorted(self.dir_meta, key=lambda r: -r.count("/")):
             p = self._abs(rel)
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISDIR(st.st_mode):
+            st = lstat_or_none(p)
+            if st is None or not stat.S_ISDIR(st.st_mode):
                 continue
             mode, atime, mtime = self.dir_meta[rel]
             os.chmod(p, mode)

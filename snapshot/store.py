@@ -29,6 +29,7 @@ from llb.snapshot.keeping import Keeping
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import Session
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
+from llb.resource import Closeable
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
 # a root's snapshotter kind -> the module and class of its driver (only that one is imported)
@@ -132,7 +133,7 @@ class Mutable:
             raise SnapshotError(f"snapshot {self.id} was already committed or discarded")
 
 
-class Store(ImageLayers, Keeping):
+class Store(ImageLayers, Keeping, Closeable):
     """Snapshots under `root`. snapshotter: "auto" (overlayfs when a test mount works, else
     native), "overlayfs" or "native"; a root keeps the kind it was created with."""
 
@@ -305,12 +306,6 @@ class Store(ImageLayers, Keeping):
         self.session.close()
         self.db.close()
         self._lock.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- internals shared with the drivers
 

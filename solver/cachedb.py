@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple
 
 from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.snapshot import Store
-from llb.snapshot.db import connect, translate, write_transaction
+from llb.snapshot.db import Database, create_tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -79,16 +77,13 @@ class CacheDB:
                 raise NoSpaceError.on("root", self.root) from e
             raise
         self.path = d / "cache.db"
-        self._lock = threading.Lock()
         self._stale: set[str] = set()
-        self._db = connect(self.path, 30, root=self.root)
+        self._db = Database(self.path, 30, root=self.root)
         try:
             for attempt in range(50):
                 try:
-                    with self._write() as c:
-                        for stmt in _SCHEMA.split(";"):
-                            if stmt.strip():
-                                c.execute(stmt)
+                    with self._db.transaction() as c:
+                        create_tables(c, _SCHEMA)
                         columns = {r[1] for r in c.execute("PRAGMA table_info(records)")}
                         if "measured" not in columns:  # a root made before sizes had stamps
                             c.execute("ALTER TABLE records ADD COLUMN measured TEXT NOT NULL"
@@ -102,30 +97,13 @@ class CacheDB:
             self._db.close()
             raise
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (a full disk is a NoSpaceError naming the root)."""
-        with self._lock, write_transaction(self._db, self.root) as c:
-            yield c
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as e:
-                err = translate(e, self.root)
-                if err is e:
-                    raise
-                raise err from e
-
     @staticmethod
     def exists(root: Path) -> bool:
         """Whether `root` holds a cache DB (without creating one)."""
         return (Path(root) / "solver" / "cache.db").exists()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     # ---------------------------------------------------------------- records
 
@@ -139,7 +117,7 @@ class CacheDB:
             chunk = keys[i:i + _BATCH]
             q = ("SELECT key, outputs, last_used FROM records WHERE key IN (%s)"
                  % ",".join("?" * len(chunk)))
-            for k, outs, used in self._read(q, chunk):
+            for k, outs, used in self._db.query(q, chunk):
                 out[k] = _decode_outputs(outs)
                 if used < stale:
                     self._stale.add(k)
@@ -157,7 +135,7 @@ class CacheDB:
             if sid is not None:
                 store.lease(sid, holder)
         now = time.time()
-        with self._write() as c:
+        with self._db.transaction() as c:
             old = c.execute("SELECT outputs FROM records WHERE key=?", (key,)).fetchone()
             c.execute(
                 "INSERT OR REPLACE INTO records(key, vertex, outputs, description, created,"
@@ -188,7 +166,7 @@ class CacheDB:
         keys = list(keys)
         if not keys:
             return
-        with self._write() as c:
+        with self._db.transaction() as c:
             for i in range(0, len(keys), _BATCH):
                 chunk = keys[i:i + _BATCH]
                 c.execute("UPDATE records SET last_used=? WHERE key IN (%s)"
@@ -196,7 +174,7 @@ class CacheDB:
 
     def records(self) -> list[Record]:
         """Every record, least recently used first."""
-        rows = self._read(
+        rows = self._db.query(
             "SELECT key, vertex, outputs, description, created, last_used, size FROM records"
             " ORDER BY last_used, created")
         return [Record(r[0], r[1], _decode_outputs(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
@@ -205,7 +183,7 @@ class CacheDB:
         """Records with their sizes measured (store.usage) where not known yet, or where a
         snapshot's usage stamp changed since (a native tree taken by a child, a tree built
         again), stored back with the stamps they were measured at."""
-        stamps = dict(self._read("SELECT key, measured FROM records"))
+        stamps = dict(self._db.query("SELECT key, measured FROM records"))
         out, updates = [], []
         for r in records:
             outputs = sorted({sid for sid in r.outputs if sid is not None})
@@ -221,7 +199,7 @@ class CacheDB:
                 updates.append((size, stamp, r.key))
             out.append(r)
         if updates:
-            with self._write() as c:
+            with self._db.transaction() as c:
                 c.executemany("UPDATE records SET size=?, measured=? WHERE key=?", updates)
         return out
 
@@ -229,7 +207,7 @@ class CacheDB:
         """Delete records and release their leases; returns how many were removed."""
         n = 0
         for key in keys:
-            with self._write() as c:  # one statement: a solve may replace it meanwhile
+            with self._db.transaction() as c:  # one statement: a solve may replace it meanwhile
                 row = c.execute("DELETE FROM records WHERE key=? RETURNING outputs",
                                 (key,)).fetchone()
             if row is None:
@@ -251,17 +229,17 @@ class CacheDB:
         for i in range(0, len(vertices), _BATCH):
             chunk = vertices[i:i + _BATCH]
             q = "SELECT vertex, ingredients FROM history WHERE vertex IN (%s)" % ",".join("?" * len(chunk))
-            for v, ing in self._read(q, chunk):
+            for v, ing in self._db.query(q, chunk):
                 out[v] = _from_json(ing)
         return out
 
     def history_by_blanked(self, blanked: str) -> dict | None:
-        rows = self._read("SELECT ingredients FROM history WHERE blanked=?"
+        rows = self._db.query("SELECT ingredients FROM history WHERE blanked=?"
                           " ORDER BY time DESC LIMIT 1", (blanked,))
         return _from_json(rows[0][0]) if rows else None
 
     def put_history(self, vertex: str, key: str, ingredients: dict) -> None:
-        with self._write() as c:
+        with self._db.transaction() as c:
             c.execute("INSERT OR REPLACE INTO history(vertex, blanked, key, ingredients, time)"
                       " VALUES (?,?,?,?,?)",
                       (vertex, ingredients["op"], key, _to_json(ingredients), time.time()))
@@ -269,12 +247,12 @@ class CacheDB:
     # ---------------------------------------------------------------- checksum memo
 
     def checksum(self, snapshot: str, spec: str) -> str | None:
-        rows = self._read("SELECT checksum FROM checksums WHERE snapshot=? AND spec=?",
+        rows = self._db.query("SELECT checksum FROM checksums WHERE snapshot=? AND spec=?",
                           (snapshot, spec))
         return rows[0][0] if rows else None
 
     def put_checksum(self, snapshot: str, spec: str, checksum: str) -> None:
-        with self._write() as c:
+        with self._db.transaction() as c:
             c.execute("INSERT OR REPLACE INTO checksums(snapshot, spec, checksum)"
                       " VALUES (?,?,?)", (snapshot, spec, checksum))
 
@@ -285,7 +263,7 @@ class CacheDB:
             return {}
         lo = base.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # "/" + 1
-        rows = self._read("SELECT path, stat, digest FROM filehashes"
+        rows = self._db.query("SELECT path, stat, digest FROM filehashes"
                           " WHERE path >= ? AND path < ?", (lo, hi))
         return {p: (st, d) for p, st, d in rows}
 
@@ -293,16 +271,16 @@ class CacheDB:
         rows = [r for r in rows if _utf8(r[0])]  # (see file_hashes)
         if not rows:
             return
-        with self._write() as c:
+        with self._db.transaction() as c:
             c.executemany("INSERT OR REPLACE INTO filehashes(path, stat, digest)"
                           " VALUES (?,?,?)", rows)
 
     def forget_checksums(self, keep: set[str]) -> None:
         """Drop memoised checksums of snapshots not in `keep`."""
-        rows = self._read("SELECT DISTINCT snapshot FROM checksums")
+        rows = self._db.query("SELECT DISTINCT snapshot FROM checksums")
         gone = [(s,) for (s,) in rows if s not in keep]
         if gone:
-            with self._write() as c:
+            with self._db.transaction() as c:
                 c.executemany("DELETE FROM checksums WHERE snapshot=?", gone)
 
 

@@ -20,6 +20,7 @@ from llb.solver.puller import Puller
 from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
+from llb.resource import Closeable
 
 
 class SolveResult(NamedTuple):
@@ -33,7 +34,7 @@ class SolveResult(NamedTuple):
     names: dict[str, str] = {}  # snapshot id -> name of the (first) vertex that produced it
 
 
-class Solver:
+class Solver(Closeable):
     """Solves definitions under `root`. Everything a solve uses (cache hits, what it
     commits, what it mounts) is held in the store by its session until close(), so a
     concurrent `llb prune` skips it (and never waits for the solve)."""
@@ -70,12 +71,6 @@ class Solver:
         self.puller.close()
         self.db.close()
         self.store.close()
-
-    def __enter__(self) -> "Solver":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def solve(self, definition: Definition, local_dirs: dict[str, Path] | None = None,
               no_cache: bool = False, explain: bool = False,

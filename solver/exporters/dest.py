@@ -19,8 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from llb.errors import NoSpaceError, is_no_space
+from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.solver.errors import ExportError, OutputSpecError
+
+
+def write_error(e: OSError, dest: str | Path, what: str, path: str | None = None) -> LLBError:
+    """The error of a destination that failed to take a write: NoSpaceError when its
+    filesystem is full, else an ExportError "{what}: {reason}" naming path (default dest)."""
+    if is_no_space(e):
+        return NoSpaceError.on("destination", dest)
+    return ExportError(f"{what}: {e.strerror or e}", path=path or str(dest))
 
 
 def check_dir_dest(dest: str) -> None:
@@ -100,9 +108,7 @@ def write_file_dest(dest: Path, write: Callable[[BinaryIO], object]) -> None:
         raise ExportError(f"{dest}: the reader closed it before the output was written",
                           path=str(dest)) from None
     except OSError as e:
-        if is_no_space(e):
-            raise NoSpaceError.on("destination", dest) from None
-        raise ExportError(f"cannot write {dest}: {e.strerror or e}", path=str(dest)) from None
+        raise write_error(e, dest, f"cannot write {dest}") from None
 
 
 def _write_file_dest(dest: Path, write: Callable[[BinaryIO], object]) -> None:

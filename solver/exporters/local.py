@@ -13,10 +13,9 @@ from pathlib import Path
 
 from llb.fsutil import copy_tree
 from llb.snapshot import Ref, Store
-from llb.errors import NoSpaceError, is_no_space
 from llb.solver.errors import ExportError
 from llb.solver.exporters import ExportContext, OutputSpec, check_options
-from llb.solver.exporters.dest import check_dir_dest
+from llb.solver.exporters.dest import check_dir_dest, write_error
 
 __all__ = ["ExportError", "check", "export", "export_local"]
 
@@ -43,10 +42,7 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
         raise ExportError(f"local output {dest} exists and is not a directory",
                           path=str(dest)) from None
     except OSError as e:
-        if is_no_space(e):
-            raise NoSpaceError.on("destination", dest) from None
-        raise ExportError(f"cannot create local output {dest}: {e.strerror}",
-                          path=str(dest)) from None
+        raise write_error(e, dest, f"cannot create local output {dest}") from None
     if ref is None:
         return
     # a symlink to a directory is written into, as buildctl does (below it nothing is
@@ -55,9 +51,6 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
     with store.view(ref) as src:
         try:
             copy_tree(src, root, into=True, workers=workers)
-        except OSError as e:
-            if is_no_space(e):  # what was copied stays, complete: never a part of a file
-                raise NoSpaceError.on("destination", dest) from None
+        except OSError as e:  # on a full disk what was copied stays: never a part of a file
             where = e.filename if isinstance(e.filename, str) else str(dest)
-            raise ExportError(f"cannot write local output: {e.strerror}: {where}",
-                              path=where) from None
+            raise write_error(e, dest, f"cannot write local output {where}", where) from None
