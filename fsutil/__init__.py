@@ -5,7 +5,8 @@ library and llb.errors/llb.paths; knows nothing of snapshots or ops.
 - walk(root): every entry below root, iterative at any depth, names sorted bytewise, a
   directory before its contents (and after them with leave=True), with dir fds for *at calls.
 - copy_tree / remove_tree / disk_usage: whole trees, at any depth.
-- copy_entry / link_or_copy / try_link / make_node / lstat_or_none: one entry (holes, hardlinks, special files).
+- copy_entry / copy_file / link_or_copy / try_link / make_node / lstat_or_none: one entry
+  (holes, hardlinks, special files).
 - Meta / apply_meta / copy_meta / set_times: an entry's owner, mode, xattrs and times.
 - read_xattrs / write_xattrs / copy_xattrs: extended attributes.
 - copy_data: a regular file's bytes between two descriptors.
