@@ -15,7 +15,8 @@ library and llb.errors/llb.paths; knows nothing of snapshots or ops.
 """
 
 from llb.fsutil.data import copy_data
-from llb.fsutil.entry import copy_entry, link_or_copy, lstat_or_none, make_node, try_link
+from llb.fsutil.entry import (copy_entry, copy_file, link_or_copy, lstat_or_none, make_node,
+                              try_link)
 from llb.fsutil.errors import PATH_MAX, FsError, PathTooLongError
 from llb.fsutil.match import contains_wildcards, match, split_wildcards
 from llb.fsutil.meta import Creds, Meta, apply_meta, copy_meta, creds, set_times, umask
@@ -25,7 +26,8 @@ from llb.fsutil.xattrs import copy_xattrs, read_xattrs, write_xattrs
 
 __all__ = [
     "PATH_MAX", "Creds", "Entry", "FsError", "Meta", "PathTooLongError", "apply_meta",
-    "contains_wildcards", "copy_data", "copy_entry", "copy_meta", "copy_tree", "copy_xattrs",
-    "creds", "disk_usage", "link_or_copy", "lstat_or_none", "make_node", "match",
-    "read_xattrs", "remove_tree", "set_times", "split_wildcards", "try_link", "umask", "walk", "write_xattrs",
+    "contains_wildcards", "copy_data", "copy_entry", "copy_file", "copy_meta", "copy_tree",
+    "copy_xattrs", "creds", "disk_usage", "link_or_copy", "lstat_or_none", "make_node",
+    "match", "read_xattrs", "remove_tree", "set_times", "split_wildcards", "try_link",
+    "umask", "walk", "write_xattrs",
 ]
