@@ -27,8 +27,12 @@ if TYPE_CHECKING:  # (concurrent.futures loads logging: imported where a pool st
 
 StrPath = str | os.PathLike[str]
 
-WORKERS = min(8, max(2, os.cpu_count() or 1))  # measured: 2 threads copy ~1.9x faster here
+# Threads of a copy: creating a file mostly waits (on the disk, on the filesystem's locks),
+# not on a CPU, so more threads than CPUs overlap those waits. Measured on 2 CPUs, 10,000
+# small files: 2 threads 2.4 s, 4 threads 2.4 s, 8 threads 1.5 s wall, the same CPU time.
+WORKERS = 8
 BIG_FILE = 1 << 20  # regular files this big are copied on threads of their own
+SPLIT = 256  # entries of one directory per task: a big directory is copied on several threads
 
 _O_TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a tree's root may be a symlink
 _O_DIR = _O_TOP | os.O_NOFOLLOW
@@ -141,6 +145,10 @@ def copy_tree(src: StrPath, dst: StrPath, *, into: bool = False, link: bool = Fa
         job.run(True)
 
 
+# a directory to copy: (src, dst, rel, fresh, None), or a part of one: its entries to copy
+_Task = tuple[str, str, str, bool, "list[tuple[str, os.stat_result | None, bool]] | None"]
+
+
 class _CopyJob:
     """One copy_tree: directories are tasks (each copies its own entries and returns its
     subdirectories); state shared by the threads is behind `lock`."""
@@ -161,7 +169,7 @@ class _CopyJob:
     def run(self, fresh: bool) -> None:
         # one directory at a time on this thread until two wait: a chain of single
         # subdirectories (a deep tree) never starts the pool
-        todo = [(self.src, self.dst, "", fresh)]
+        todo: list[_Task] = [(self.src, self.dst, "", fresh, None)]
         try:
             while todo and (self.workers == 1 or len(todo) == 1):
                 todo.extend(self.copy_dir(*todo.pop()))
@@ -180,14 +188,14 @@ class _CopyJob:
         for s, d, st in sorted(self.dirs, key=lambda t: -t[1].count("/")):
             apply_meta(d, Meta.of(st, read_xattrs(s)))
 
-    def _run_pool(self, todo: list[tuple[str, str, str, bool]]) -> None:
+    def _run_pool(self, todo: list[_Task]) -> None:
         from concurrent.futures import ThreadPoolExecutor  # (it loads logging: not at start-up)
 
         done = threading.Condition()
         pending = 0
         error: BaseException | None = None
 
-        def task(item: tuple[str, str, str, bool]) -> None:
+        def task(item: _Task) -> None:
             nonlocal pending, error
             try:
                 if error is None:
@@ -201,7 +209,7 @@ class _CopyJob:
                     pending -= 1
                     done.notify_all()
 
-        def submit(item: tuple[str, str, str, bool]) -> None:
+        def submit(item: _Task) -> None:
             nonlocal pending
             with done:
                 pending += 1
@@ -216,22 +224,31 @@ class _CopyJob:
         if error is not None:
             raise error
 
-    def copy_dir(self, src: str, dst: str, rel: str, fresh: bool
-                 ) -> list[tuple[str, str, str, bool]]:
-        """Copy the entries of src into dst (fresh: made by us, so empty); return the
-        subdirectories still to copy."""
+    def copy_dir(self, src: str, dst: str, rel: str, fresh: bool,
+                 items: list[tuple[str, os.stat_result | None, bool]] | None = None
+                 ) -> list[_Task]:
+        """Copy the entries of src into dst (fresh: made by us, so empty), or only `items`
+        of them (a part of a big directory); return the subdirectories, and the other
+        parts of a big directory, still to copy."""
         if self.check is not None:
             self.check()
-        subdirs: list[tuple[str, str, str, bool]] = []
+        subdirs: list[_Task] = []
         how = _O_DIR if rel else _O_TOP
         sfd = _open_dir(src, how)
         try:
             dfd = _open_dir(dst, how)
             try:
-                if fresh:  # made by us, but a set-group-ID parent would give it its group
-                    dst_st = os.fstat(dfd)
-                    fresh = dst_st.st_gid == self.creds.gid and not dst_st.st_mode & stat.S_ISGID
-                for i, (name, st, _) in enumerate(listing(sfd)):
+                if items is None:
+                    if fresh:  # made by us, but a set-group-ID parent would give it its group
+                        dst_st = os.fstat(dfd)
+                        fresh = dst_st.st_gid == self.creds.gid and \
+                            not dst_st.st_mode & stat.S_ISGID
+                    items = listing(sfd)
+                    if len(items) > SPLIT and self.workers > 1:
+                        subdirs.extend((src, dst, rel, fresh, items[i:i + SPLIT])
+                                       for i in range(SPLIT, len(items), SPLIT))
+                        items = items[:SPLIT]
+                for i, (name, st, _) in enumerate(items):
                     if self.check is not None and i & 255 == 255:
                         self.check()  # a big directory: once in a while
                     r = f"{rel}/{name}" if rel else name
@@ -251,7 +268,7 @@ class _CopyJob:
         return subdirs
 
     def entry(self, sfd: int, dfd: int, src_dir: str, dst_dir: str, name: str, rel: str,
-              st: os.stat_result, fresh: bool) -> tuple[str, str, str, bool] | None:
+              st: os.stat_result, fresh: bool) -> _Task | None:
         mode = st.st_mode
         src, dst = f"{src_dir}/{name}", f"{dst_dir}/{name}"
         is_dir = stat.S_ISDIR(mode)
@@ -273,7 +290,7 @@ class _CopyJob:
                 os.mkdir(name, 0o700, dir_fd=dfd)
             with self.lock:
                 self.dirs.append((src, dst, st))
-            return src, dst, rel, not existing_dir
+            return src, dst, rel, not existing_dir, None
         if self.link:
             try:
                 os.link(name, name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)

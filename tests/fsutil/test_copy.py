@@ -193,3 +193,29 @@ def test_copy_tree_of_a_deep_chain_and_a_clear_error_beyond_path_max(tmp_path):
     make_chain(far, 25, "n" * 200)  # 5000 bytes of path: beyond what a path can name
     with pytest.raises(PathTooLongError, match="PATH_MAX"):
         copy_tree(far, tmp_path / "e")
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_copy_tree_of_a_big_directory_in_parts_keeps_everything(tmp_path, monkeypatch, workers):
+    """A directory of more than SPLIT entries is copied in parts on several threads: every
+    entry, hardlinks among its files (across parts) and its directories' metadata kept."""
+    import llb.fsutil.tree as tree
+
+    monkeypatch.setattr(tree, "SPLIT", 16)
+    src = tmp_path / "src"
+    (src / "big" / "sub").mkdir(parents=True)
+    for i in range(100):
+        (src / "big" / f"f{i:03}").write_bytes(b"%d" % i)
+        os.chmod(src / "big" / f"f{i:03}", 0o600 + i % 8)
+    for i in range(0, 100, 10):
+        os.link(src / "big" / "f000", src / "big" / f"h{i:03}")
+    (src / "big" / "sub" / "x").write_text("x")
+    os.chmod(src / "big", 0o750)
+    os.utime(src / "big", ns=(1, 2_000_000_000))
+    copy_tree(src, tmp_path / "dst", workers=workers)
+    assert _pic(tmp_path / "dst") == _pic(src)
+    assert os.lstat(tmp_path / "dst" / "big").st_mtime_ns == 2_000_000_000
+    first = os.lstat(tmp_path / "dst" / "big" / "f000")
+    assert first.st_nlink == 11
+    assert all(os.lstat(tmp_path / "dst" / "big" / f"h{i:03}").st_ino == first.st_ino
+               for i in range(0, 100, 10))
