@@ -20,7 +20,12 @@ blobs all exist under 0.2 s; peak memory under 200 MiB.
 Placement (bench/placement.py): every run gets a fresh directory under one spread parent and
 nothing is deleted until the benchmark ends; the page cache is synced before each timed run.
 
-`python bench/bench_image.py [--files N] [--rounds N]`; BENCH_DIR (default /tmp/llb-bench)."""
+The pull is also compared in CPU seconds (user + system: llb's process; buildkitd's, from
+its /proc stat, plus buildctl's), which load from other jobs on the machine moves less
+than wall time. "rounds" gives the spread: the lowest and highest per-round ratio.
+
+`python bench/bench_image.py [--files N] [--rounds N] [--only export|pull]`; BENCH_DIR
+(default /tmp/llb-bench)."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,6 +74,22 @@ def build():
 '''
 
 
+# The `llb` processes run as an installed llb does: with bytecode (pip compiles it at
+# install; a shell with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module on
+# each run, some 0.3 s of a pull). llb's own bytecode is written beside its sources.
+_ENV = dict(os.environ)
+_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+_ENV.pop("PYTHONPYCACHEPREFIX", None)
+_ROOMS = ("llb", "snapshot", "solver", "cli", "content", "fsutil", "executor", "remote")
+
+
+def compile_llb() -> None:
+    """Write llb's bytecode once, before anything is timed."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    *(str(REPO / room) for room in _ROOMS if (REPO / room).is_dir())],
+                   stdout=subprocess.DEVNULL, env=_ENV)
+
+
 def make_tree(root: Path, files: int) -> None:
     """`files` files of 1 MiB in 10 directories, half random and half text, so that gzip
     and zstd have something to do (about 2:1)."""
@@ -90,7 +112,7 @@ def timed(argv: list[str] | str, *, stdin: bytes | None = None, shell: bool = Fa
     os.sync()
     t0 = time.perf_counter()
     p = subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       shell=shell, timeout=timeout)
+                       shell=shell, timeout=timeout, env=_ENV)
     wall = time.perf_counter() - t0
     return wall, p.returncode, p.stderr.decode(errors="replace"), 0
 
@@ -98,17 +120,31 @@ def timed(argv: list[str] | str, *, stdin: bytes | None = None, shell: bool = Fa
 def llb_rss(argv: list[str]) -> tuple[float, int, str, int]:
     """Like timed(), but the peak RSS of this one process (through a fresh interpreter
     that waits for it alone)."""
+    wall, rc, err, rss, _ = llb_usage(argv)
+    return wall, rc, err, rss
+
+
+def llb_usage(argv: list[str]) -> tuple[float, int, str, int, float]:
+    """(wall seconds, exit code, stderr, peak RSS KiB, CPU seconds user + system) of one
+    process, through a fresh interpreter that waits for it alone."""
     os.sync()
     code = ("import os, resource, subprocess, sys, time, json\n"
             "t0 = time.perf_counter()\n"
             "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
             "wall = time.perf_counter() - t0\n"
-            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "sys.stdout.write(json.dumps([wall, p.returncode, rss]))\n"
+            "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "sys.stdout.write(json.dumps([wall, p.returncode, r.ru_maxrss, "
+            "r.ru_utime + r.ru_stime]))\n"
             "sys.stderr.buffer.write(p.stderr)\n")
-    p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True)
-    wall, rc, rss = json.loads(p.stdout)
-    return wall, rc, p.stderr.decode(errors="replace"), rss
+    p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, env=_ENV)
+    wall, rc, rss, cpu = json.loads(p.stdout)
+    return wall, rc, p.stderr.decode(errors="replace"), rss, cpu
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def export_duration(stderr: str) -> float | None:
@@ -136,6 +172,12 @@ class Figures:
     def median(self, key: str) -> float | None:
         v = self.values.get(key)
         return statistics.median(v) if v else None
+
+    def ratio_range(self, ours: str, theirs: str) -> str:
+        """min-max of the per-round ratios theirs/ours (rounds paired in order)."""
+        pairs = [b / a for a, b in zip(self.values.get(ours, []), self.values.get(theirs, []))
+                 if a]
+        return f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
 
 
 def llb_export_round(work: Path, tree: Path, build: Path, figs: Figures) -> None:
@@ -210,10 +252,11 @@ def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
 
         def llb_pull() -> None:
             r = fresh_dir(work, "pull-llb-")
-            wall, rc, err, rss = llb_rss([LLB, "solve", str(pull), "--root", str(r),
-                                          "--progress", "plain"])
+            wall, rc, err, rss, cpu = llb_usage([LLB, "solve", str(pull), "--root", str(r),
+                                                 "--progress", "plain"])
             check(rc, err, "llb pull")
             figs.add("llb pull", wall)
+            figs.add("llb pull cpu", cpu)
             figs.add("llb rss", rss)
 
         def tools_pull() -> None:
@@ -229,10 +272,12 @@ def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
         def bk_pull() -> None:
             daemon = buildkit.Daemon(fresh_dir(work, "bk-pull-"), "overlayfs")
             try:
+                cpu0 = daemon.cpu() + children_cpu()
                 wall, rc, err, _ = timed([str(buildkit.BIN / "buildctl"), "--addr", daemon.addr,
                                           "build"], stdin=bk_def.read_bytes())
                 check(rc, err, "buildctl pull")
                 figs.add("bk pull", wall)
+                figs.add("bk pull cpu", daemon.cpu() + children_cpu() - cpu0)
             finally:
                 daemon.stop()
 
@@ -257,6 +302,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--only", choices=["export", "pull"],
+                    help="run only the export rounds or only the pull rounds")
     args = ap.parse_args(argv)
     why = buildkit.available()
     try:
@@ -270,6 +317,7 @@ def main(argv: list[str]) -> int:
         if shutil.which(tool) is None:
             print(f"bench_image: skipped ({tool} not installed)")
             return 0
+    compile_llb()
     base = spread(Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench")))
     work = fresh_dir(base, "image-")
     tree = work / "tree"
@@ -290,10 +338,12 @@ def main(argv: list[str]) -> int:
         lambda: floor_round(work, tree, figs),
     ]
     try:
-        for i in range(args.rounds):
-            for run in parties[i % 3:] + parties[: i % 3]:
-                run()
-        pull_rounds(work, args.files, tree, build, args.rounds, figs)
+        if args.only != "pull":
+            for i in range(args.rounds):
+                for run in parties[i % 3:] + parties[: i % 3]:
+                    run()
+        if args.only != "export":
+            pull_rounds(work, args.files, tree, build, args.rounds, figs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(figs, size_mb)
@@ -303,18 +353,24 @@ def main(argv: list[str]) -> int:
 def report(figs: Figures, size_mb: float) -> None:
     m = figs.median
     rows = [("export cold", "llb cold", "bk cold"), ("export warm", "llb warm", "bk warm"),
-            ("pull + unpack", "llb pull", "bk pull")]
-    print(f"{'':16}{'llb':>10}{'MB/s':>8}{'BuildKit':>11}{'MB/s':>8}{'ratio':>8}")
+            ("pull + unpack", "llb pull", "bk pull"), ("pull CPU", "llb pull cpu", "bk pull cpu")]
+    print(f"{'':16}{'llb':>10}{'MB/s':>8}{'BuildKit':>11}{'MB/s':>8}{'ratio':>8}"
+          f"{'rounds':>12}")
     for label, ours, theirs in rows:
         a, b = m(ours), m(theirs)
+        if a is None and b is None:
+            continue
         ratio = f"{b / a:.2f}x" if a and b else "-"
         print(f"{label:16}{fmt(a):>10}{size_mb / a if a else 0:>8.0f}{fmt(b):>11}"
-              f"{size_mb / b if b else 0:>8.0f}{ratio:>8}")
+              f"{size_mb / b if b else 0:>8.0f}{ratio:>8}{figs.ratio_range(ours, theirs):>12}")
     for key in ("tar|gzip -1", "tar|zstd -3", "skopeo+umoci pull", "llb push"):
         v = m(key)
+        if v is None:
+            continue
         print(f"{key:16}{fmt(v):>10}{size_mb / v if v else 0:>8.0f}")
     cold_step, warm_step = m("llb cold export step"), m("llb warm export step")
-    print(f"llb export step alone: cold {fmt(cold_step)}, warm {fmt(warm_step)}")
+    if cold_step is not None:
+        print(f"llb export step alone: cold {fmt(cold_step)}, warm {fmt(warm_step)}")
     rss = max(figs.values.get("llb rss", [0])) / 1024
     verdicts = []
     for label, ours, theirs in (("cold export", "llb cold", "bk cold"),
