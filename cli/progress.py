@@ -15,6 +15,7 @@ from llb.cli.sizes import human_size
 from llb.solver.progress import ProgressSink
 
 PLAIN_PROGRESS_INTERVAL = 1.0  # plain view: at most one line per blob and second
+LIVE_INTERVAL = 0.1  # plain and json views: byte progress written at most this often
 
 
 def transfer_text(ev: dict) -> str:
@@ -69,7 +70,8 @@ def _isatty(stream: IO[str]) -> bool:
 
 class _LineRenderer:
     """Writes whole lines, batching runs of cached events (a cached 10,000-vertex solve
-    must not cost 10,000 writes) and flushing on every other event."""
+    must not cost 10,000 writes) and flushing on every other event; byte progress is
+    flushed at most every LIVE_INTERVAL seconds, so a long pull shows as it goes."""
 
     _batch = 512
 
@@ -77,12 +79,15 @@ class _LineRenderer:
         self.stream = stream
         self.total = 0
         self._buf: list[str] = []
+        self._flushed_at = 0.0
 
     def begin(self, total: int) -> None:
         self.total = total
 
     def _emit(self, ev: dict) -> None:
-        if ev["event"] not in ("cached", "progress") or len(self._buf) >= self._batch:
+        kind = ev["event"]
+        if kind not in ("cached", "progress") or len(self._buf) >= self._batch or (
+                kind == "progress" and time.monotonic() - self._flushed_at >= LIVE_INTERVAL):
             self._flush()
 
     def _flush(self) -> None:
@@ -90,6 +95,7 @@ class _LineRenderer:
             self.stream.write("\n".join(self._buf) + "\n")
             self._buf.clear()
             self.stream.flush()
+            self._flushed_at = time.monotonic()
 
     def end(self) -> None:
         self._flush()

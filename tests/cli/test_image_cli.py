@@ -137,3 +137,25 @@ def test_a_finished_blob_is_told_once() -> None:
     p.transfer("v", "name", 1, "sha256:" + "1" * 64, 0, 10, "pull")  # started over
     p.transfer("v", "name", 1, "sha256:" + "1" * 64, 10, 10, "pull")
     assert [e["current"] for e in rec.events] == [0, 10, 0, 10]
+
+
+@pytest.mark.parametrize("kind", ["json", "plain"])
+def test_byte_progress_is_written_as_it_comes(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long pull shows on stderr while it runs: progress lines are not held back until the
+    next vertex event (at most LIVE_INTERVAL between writes)."""
+    import llb.cli.progress as progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    r = progress.JsonRenderer(out) if kind == "json" else progress.PlainRenderer(out)
+    r.begin(2)
+    r.event(_ev("start"))
+    written = out.getvalue()
+    blob = "sha256:" + "ef" * 32
+    r.event(_ev("progress", id=blob, action="pull", current=1, total=10))
+    now[0] += progress.LIVE_INTERVAL + progress.PLAIN_PROGRESS_INTERVAL
+    r.event(_ev("progress", id=blob, action="pull", current=5, total=10))
+    text = out.getvalue()[len(written):]
+    assert ("pull sha256:efefefefefef 5B / 10B" in text) if kind == "plain" else \
+        ('"current":5' in text)
