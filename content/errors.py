@@ -26,6 +26,13 @@ class DigestMismatchError(ContentError):
     """Bytes do not match the digest or size that names them (corrupt, truncated, tampered)."""
 
 
+class BlobChangedError(DigestMismatchError):
+    """Bytes of a blob read while it downloaded are not the blob's after all (its download
+    started again with other bytes): the reader must read the blob again from the start."""
+
+    exit_code = 1
+
+
 class BlobInUseError(ContentError):
     """A blob cannot be removed: a live holder leases it."""
 

@@ -28,7 +28,7 @@ from llb.content.platforms import Platform, host_platform
 from llb.content.progress import OptionalProgress, report
 from llb.content.reference import Reference
 from llb.content.resolve import Resolved, resolve_image, walk_image
-from llb.content.store import ContentStore, Ingest
+from llb.content.store import ContentStore, Ingest, IngestTap
 from llb.content.transport import DEFAULT_TIMEOUT, Transport
 from llb.resource import Closeable
 
@@ -79,16 +79,21 @@ class RegistryClient(Closeable):
 
     def fetch_blob(self, ref: str | Reference, desc: Descriptor, *,
                    progress: OptionalProgress = None,
-                   cancelled: threading.Event | None = None) -> None:
+                   cancelled: threading.Event | None = None,
+                   follow: IngestTap | None = None) -> None:
         """Make sure the blob is in the store: download it from `ref`'s repository, resuming
         a partial download, verified against `desc`'s digest and size. A resumed download
-        that does not verify is fetched once more from the start."""
+        that does not verify is fetched once more from the start. `follow` is told of
+        every byte as it is stored (content.follow.BlobFollower: a reader unpacking the
+        blob as it arrives)."""
         ref = Reference.parse(ref) if isinstance(ref, str) else ref
         for attempt in (1, 2):
             with self.store.ingest(desc.digest, desc.size, cancelled=cancelled) as writer:
                 if writer.exists:
                     report(progress, desc.digest, desc.size, desc.size)
                     return
+                if follow is not None:
+                    writer.follow(follow)
                 resumed = writer.offset > 0
                 try:
                     self._fill(ref, desc, writer, progress, cancelled)

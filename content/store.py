@@ -29,7 +29,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Protocol
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.content.digest import Digester, check_digest, digest_hex, verify_bytes
@@ -40,6 +40,7 @@ from llb.fsutil.locks import Claim, SharedLock, lock_file, try_lock
 from llb.resource import Closeable
 
 _CHUNK = 1 << 20
+_WRITEBACK = 16 << 20  # bytes of a blob written before their writeback is started
 _HOLDER_MAX = 120
 _SESSION = "session:"
 
@@ -50,6 +51,22 @@ class BlobInfo(NamedTuple):
     digest: str
     size: int
     mtime: float
+
+
+class IngestTap(Protocol):
+    """Told of every byte an Ingest takes, in order, as it takes them (a reader following a
+    download: content.follow.BlobFollower)."""
+
+    def data(self, piece: bytes | memoryview) -> None:
+        """The next bytes, written and hashed."""
+
+    def rewind(self, digest: str, size: int) -> None:
+        """The writer starts again from byte 0; the `size` bytes it had taken so far had
+        this digest."""
+
+    def verified(self) -> None:
+        """All bytes are in and match the blob's digest and size (the blob is about to be
+        published)."""
 
 
 class Ingest:
@@ -66,8 +83,10 @@ class Ingest:
         self.digest = digest
         self.size = size
         self._hash = Digester()
+        self._tap: IngestTap | None = None
         self.exists = fd is None
         self.offset = 0
+        self._flushed = 0  # bytes whose writeback was started (see write)
         if fd is not None:
             have = os.fstat(fd).st_size
             if size is not None and have > size:
@@ -86,6 +105,19 @@ class Ingest:
         """Bytes of the blob present so far (resumed plus written)."""
         return self._hash.size
 
+    def follow(self, tap: IngestTap) -> None:
+        """Tell `tap` of every byte from now on, starting with those an earlier writer left
+        (read back from the partial file first)."""
+        fd = self._open_fd()
+        done = 0
+        while done < self._hash.size:
+            piece = os.pread(fd, min(_CHUNK, self._hash.size - done), done)
+            if not piece:
+                break
+            tap.data(piece)
+            done += len(piece)
+        self._tap = tap
+
     def write(self, data: bytes | memoryview) -> None:
         """Append the next bytes; more than the expected size is a DigestMismatchError."""
         fd = self._open_fd()
@@ -99,14 +131,24 @@ class Ingest:
                 n = os.write(fd, view)
                 view = view[n:]
         self._hash.update(data)
+        if self._store.fsync and self._hash.size - self._flushed >= _WRITEBACK:
+            # start writing these bytes to disk now (and let their pages go once written),
+            # so the fsync before the commit waits for the last few MiB only
+            os.posix_fadvise(fd, self._flushed, self._hash.size - self._flushed,
+                             os.POSIX_FADV_DONTNEED)
+            self._flushed = self._hash.size
+        if self._tap is not None:
+            self._tap.data(data)
 
     def reset(self) -> None:
         """Drop what was written so far (e.g. a server ignored a range request)."""
         fd = self._open_fd()
+        self._rewind()
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         self._hash = Digester()
         self.offset = 0
+        self._flushed = 0
 
     def commit(self) -> BlobInfo:
         """Check digest and size, then publish the blob; DigestMismatchError drops it."""
@@ -122,6 +164,9 @@ class Ingest:
         except DigestMismatchError:
             self.discard()
             raise
+        if self._tap is not None:
+            self._tap.verified()
+            self._tap = None
         store = self._store
         with _full_disk(store.root):
             if store.fsync:
@@ -147,8 +192,13 @@ class Ingest:
     def discard(self) -> None:
         """Stop writing and drop the partial data (idempotent)."""
         if self._fd is not None and self._path is not None:
+            self._rewind()
             _unlink(self._path)
         self._close()
+
+    def _rewind(self) -> None:
+        if self._tap is not None and self._hash.size:
+            self._tap.rewind(self._hash.digest(), self._hash.size)
 
     def __enter__(self) -> "Ingest":
         return self
@@ -219,8 +269,31 @@ class ContentStore(Closeable):
 
     def open(self, digest: str, size: int | None = None) -> BlobReader:
         """The blob, verified as it is read (digest at the end, size up front when given)."""
+        f, have = self._open_sized(digest, size)
         path = self.blob_path(digest)
-        what = f"blob {digest} in the content store"
+        return BlobReader(f, digest, have, f"blob {digest} in the content store",
+                          on_mismatch=lambda: _unlink(path))
+
+    def open_unverified(self, digest: str, size: int | None = None) -> io.FileIO:
+        """The blob's file opened for reading without hashing it again (its digest was
+        checked when it was stored; a wrong size is refused and removed up front). For a
+        reader that checks what it reads another way (a layer's diff_id) and calls
+        `check` when that fails."""
+        return self._open_sized(digest, size)[0]
+
+    def check(self, digest: str, size: int | None = None) -> bool:
+        """Read the stored blob through and verify it: True when it is intact, False when it
+        is absent or was corrupt (then it is removed)."""
+        try:
+            with self.open(digest, size) as r:
+                while r.read(_CHUNK):
+                    pass
+        except (BlobNotFoundError, DigestMismatchError):
+            return False
+        return True
+
+    def _open_sized(self, digest: str, size: int | None) -> tuple[io.FileIO, int]:
+        path = self.blob_path(digest)
         try:
             f = io.FileIO(path, "r")
         except FileNotFoundError:
@@ -229,9 +302,9 @@ class ContentStore(Closeable):
         if size is not None and have != size:
             f.close()
             _unlink(path)
-            raise DigestMismatchError(f"{what}: size mismatch: {have} bytes, expected {size} "
-                                      "(removed)")
-        return BlobReader(f, digest, have, what, on_mismatch=lambda: _unlink(path))
+            raise DigestMismatchError(f"blob {digest} in the content store: size mismatch: "
+                                      f"{have} bytes, expected {size} (removed)")
+        return f, have
 
     def read(self, digest: str, size: int | None = None, *, limit: int = 64 << 20) -> bytes:
         """The whole blob as bytes, verified; for manifests and configs (at most `limit`)."""

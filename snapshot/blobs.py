@@ -12,9 +12,11 @@ ORIGINAL = ""  # the variant of the blob a layer was pulled as
 
 
 class Reader(Protocol):
-    """A readable binary stream (a blob's bytes)."""
+    """A readable binary stream (a blob's bytes). A reader may hand out memoryviews; one fed
+    by a thread of its own says so with `read_ahead = False` (an unpacker then reads it
+    directly rather than through a read-ahead thread)."""
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes | memoryview: ...
 
 
 class BlobRecord(NamedTuple):
@@ -31,8 +33,12 @@ class BlobOpener(Protocol):
     """Reads pulled blobs for the store (the solver's image sources provide it)."""
 
     def open(self, origin: str, blob: BlobRecord) -> AbstractContextManager[Reader]:
-        """The blob's bytes as stored (compressed), fetched from `origin` if need be,
-        verified against its digest and size when read to the end."""
+        """The blob's bytes as stored (compressed), from the content store or as they are
+        downloaded from `origin`: a download is verified against the blob's digest and
+        size when read to the end; a stored copy may be read without hashing it again (the
+        unpacker checks the diff_id), and when the block fails with a LayerError the
+        opener checks the stored copy: a corrupt one is removed and BlobRetryError raised
+        instead (the store unpacks again)."""
 
     def fetch(self, origin: str, blobs: Sequence[BlobRecord],
               progress: Callable[[str, int, int], None] | None = None) -> None:

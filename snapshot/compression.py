@@ -6,6 +6,7 @@ magic bytes it starts with."""
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from typing import IO, Callable, Protocol, cast
@@ -52,16 +53,18 @@ class _Prefixed:
             if size < 0 or size >= len(self._head):
                 head, self._head = self._head, b""
                 if size < 0:
-                    return head + self._raw.read()
-                return head + (self._raw.read(size - len(head)) if size > len(head) else b"")
+                    return head + bytes(self._raw.read())
+                return head + (bytes(self._raw.read(size - len(head)))
+                               if size > len(head) else b"")
             head, self._head = self._head[:size], self._head[size:]
             return head
-        return self._raw.read(size)
+        return bytes(self._raw.read(size))
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        data = self._raw.read(len(buffer)) if not self._head else self.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data  # the one copy: from the piece read into the decompressor's buffer
+        return n
 
     def readable(self) -> bool:
         return True
@@ -70,7 +73,12 @@ class _Prefixed:
 def decompressed(raw: Reader, kind: str, what: str) -> Reader:
     """The uncompressed bytes of the blob `raw` compressed with `kind`; LayerError when its
     magic says otherwise. Truncated or corrupt data raises as it is read."""
-    head = raw.read(4)
+    head = b""
+    while len(head) < 4:
+        more = raw.read(4 - len(head))
+        if not more:
+            break
+        head += bytes(more)
     found = sniff(head)
     if found != kind:
         raise LayerError(f"{what}: its media type says {kind} but the data is "
@@ -98,15 +106,16 @@ class _Ahead:
 
     def __init__(self, source: Reader, name: str):
         self._source = source
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self._DEPTH)
+        self._queue: queue.Queue[bytes | memoryview | BaseException | None] = \
+            queue.Queue(self._DEPTH)
         self._stop = threading.Event()
-        self._piece = b""
+        self._piece: bytes | memoryview = b""
         self._off = 0
         self._done = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def _put(self, item: bytes | BaseException | None) -> bool:
+    def _put(self, item: bytes | memoryview | BaseException | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -127,8 +136,9 @@ class _Ahead:
         except BaseException as e:  # noqa: BLE001 - raised in the reader's thread
             self._put(e)
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes (the rest of the current piece at most); b"" at the end."""
+    def read(self, size: int = -1) -> bytes | memoryview:
+        """Up to `size` bytes (the rest of the current piece at most; a view of it, not a
+        copy); b"" at the end."""
         if self._off >= len(self._piece):
             if self._done:
                 return b""
@@ -141,7 +151,9 @@ class _Ahead:
                 return b""
             self._piece, self._off = item, 0
         end = len(self._piece) if size < 0 else min(len(self._piece), self._off + size)
-        out = self._piece[self._off:end] if (self._off or end < len(self._piece)) else self._piece
+        out: bytes | memoryview = self._piece
+        if self._off or end < len(self._piece):
+            out = memoryview(self._piece)[self._off:end]
         self._off = end
         return out
 
@@ -153,21 +165,33 @@ class _Ahead:
 
 class Pipe:
     """The uncompressed bytes of a blob for an unpacker, in a pipeline of threads: one reads
-    the blob (a verifying reader hashes it, and checks its digest at its very end), one
-    decompresses it, and the reader's own thread hashes what it takes (the layer's
-    diff_id) and writes it out; bounded queues in between keep memory to a few MiB. An
-    error in a stage is raised by the next `read`."""
+    the blob (unless its reader says it is fed by a thread of its own, `read_ahead =
+    False`: a download being stored), one decompresses it, and the reader's own thread
+    hashes what it takes (the layer's diff_id) and writes it out; bounded queues in
+    between keep memory to a few MiB. An error in a stage is raised by the next `read`.
+    With a single CPU to run on, the stages run in the reader's thread instead (threads
+    would only take turns)."""
 
     def __init__(self, raw: Reader, kind: str, what: str):
-        self._raw = _Ahead(raw, "llb-blob-read")
+        threaded = _cpus() > 1
+        self._raw: Reader | _Ahead = raw
+        self._ahead: list[_Ahead] = []
+        if threaded and getattr(raw, "read_ahead", True):
+            self._raw = self._start(raw, "llb-blob-read")
         try:
-            self._out = _Ahead(decompressed(self._raw, kind, what), "llb-decompress")
+            out = decompressed(self._raw, kind, what)
+            self._out = self._start(out, "llb-decompress") if threaded else out
         except BaseException:
-            self._raw.close()
+            self.close()
             raise
         self._hash = hashlib.sha256()
 
-    def read(self, size: int = -1) -> bytes:
+    def _start(self, source: Reader, name: str) -> _Ahead:
+        ahead = _Ahead(source, name)
+        self._ahead.append(ahead)
+        return ahead
+
+    def read(self, size: int = -1) -> bytes | memoryview:
         data = self._out.read(size)
         self._hash.update(data)
         return data
@@ -182,9 +206,17 @@ class Pipe:
         return "sha256:" + self._hash.hexdigest()
 
     def close(self) -> None:
-        """Stop both threads and wait for them."""
-        self._out.close()
-        self._raw.close()
+        """Stop the threads and wait for them."""
+        for ahead in reversed(self._ahead):
+            ahead.close()
+
+
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Compressor:

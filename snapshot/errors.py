@@ -22,3 +22,11 @@ class LayerError(SnapshotError):
     """A layer blob cannot be applied: hostile or broken tar content (an entry leaving the
     root, a duplicate, a truncated or corrupt stream, a diff_id that does not match). Bad
     input: the image is at fault, not the build."""
+
+
+class BlobRetryError(SnapshotError):
+    """Raised through a BlobOpener's reader: the bytes read were not the blob's after all
+    (a corrupt stored copy, now removed; a download that started again with other bytes).
+    The store unpacks the layer once more from the start, with a fresh read of the blob."""
+
+    exit_code = 1

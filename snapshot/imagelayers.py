@@ -6,16 +6,18 @@ store knows no registry: an origin is opaque here. See docs/internals.md."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex
 from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
 from llb.snapshot.db import MetaDB, Row
+from llb.snapshot.errors import BlobRetryError, NotFoundError, SnapshotError
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.layers import Change
 from llb.snapshot.lock import Session
@@ -30,6 +32,7 @@ class ImageLayers:
     opener: BlobOpener | None
     session: Session
     snapshots_dir: Path
+    unpack_dir: Path
     _lock: Mutex
     _state: threading.RLock
     _held: set[str]
@@ -40,7 +43,8 @@ class ImageLayers:
     def new_temp(self, prefix: str) -> Path:
         raise NotImplementedError
 
-    def _unpack(self, sid: str) -> None:
+    def _apply_layer(self, sid: str, parent_id: str | None,
+                     apply: Callable[[Path], None]) -> None:
         raise NotImplementedError
 
     def add_image_rows(self, parent: str | None, blobs: Sequence[BlobRecord], origin: str,
@@ -142,3 +146,47 @@ class ImageLayers:
             except BaseException:
                 os.rename(final, tmp)
                 raise
+
+    def _unpack(self, sid: str) -> None:
+        """Give lazy layer sid its content: its blob, read through the opener, applied on
+        its parent's tree (Store._apply_layer). One process unpacks a layer at a time (a
+        flock); the others wait and find it done. A read of the blob that turns out not to
+        be the blob's (BlobRetryError: a corrupt stored copy, a restarted download) is
+        started once more."""
+        from llb.snapshot.layertar import unpack_layer  # tarfile and the compression libs
+
+        row = self._row(sid)
+        if row.parent is not None:  # first what it needs below (no lock held meanwhile)
+            self._ensure_tree(row.parent)
+        fd = os.open(self.unpack_dir / f"{sid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            pulled = self.db.pulled(sid)
+            if pulled is None:
+                raise NotFoundError(f"snapshot {sid} not found (unknown or removed)", path=sid)
+            origin, _, lazy = pulled
+            rec = self.db.blob(sid, ORIGINAL)
+            opener = self.opener
+            if lazy and (opener is None or rec is None):
+                raise SnapshotError(f"layer {sid} of {origin} is not unpacked and this store "
+                                    "has no way to read its blob", path=sid)
+            if lazy and rec is not None and opener is not None:
+                blob = rec
+
+                def apply(dest: Path) -> None:
+                    with opener.open(origin, blob) as raw:
+                        unpack_layer(raw, dest, media_type=blob.media_type,
+                                     diff_id=blob.diff_id,
+                                     what=f"layer {blob.digest} of {origin}")
+
+                for attempt in (1, 2):
+                    try:
+                        self._apply_layer(sid, row.parent, apply)
+                        break
+                    except BlobRetryError:
+                        if attempt == 2:
+                            raise
+            self.index.solid.add(sid)
+        finally:
+            os.close(fd)

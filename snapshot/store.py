@@ -3,7 +3,6 @@ per-process temporaries. Public API (docs/internals.md): Store, Ref, Mutable."""
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import os
 import threading
@@ -12,18 +11,18 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex, try_lock, unlock_file
-from llb.snapshot.blobs import ORIGINAL, BlobOpener, BlobRecord
+from llb.snapshot.blobs import BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
-from llb.snapshot.errors import NotFoundError, SnapshotError
+from llb.snapshot.errors import SnapshotError
 from llb.snapshot.imagelayers import ImageLayers
 from llb.snapshot.keeping import Keeping
 from llb.snapshot.layers import Change, Layer
@@ -426,51 +425,28 @@ class Store(ImageLayers, Keeping, Closeable):
             remove_tree(tmp)
             raise
 
-    def _unpack(self, sid: str) -> None:
-        """Give lazy layer sid its content: its blob applied (through a trusted mutable of
-        the driver, so its diff is recorded as any layer's) on its parent's tree, in this
-        session's directory, then renamed into place and recorded in one transaction. One
-        process unpacks a layer at a time (a flock); the others wait and find it done."""
-        from llb.snapshot.layertar import unpack_layer  # tarfile and the compression libs
-
-        row = self._row(sid)
-        if row.parent is not None:  # first what it needs below (no lock held meanwhile)
-            self._ensure_tree(row.parent)
-        fd = os.open(self.unpack_dir / f"{sid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
+    def _apply_layer(self, sid: str, parent_id: str | None,
+                     apply: Callable[[Path], None]) -> None:
+        """Build layer sid by `apply(tree)` on a trusted mutable of the driver (so its diff
+        is recorded as any layer's) over its parent's tree, in this session's directory,
+        then rename it into place and record it (ImageLayers._unpack holds its lock)."""
+        parent = self.get(parent_id) if parent_id is not None else None
+        self._busy_add(parent_id)
+        m = Mutable(self, sid, self.session.dir / sid, parent, True)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            pulled = self.db.pulled(sid)
-            if pulled is None:
-                raise NotFoundError(f"snapshot {sid} not found (unknown or removed)", path=sid)
-            origin, _, lazy = pulled
-            rec = self.db.blob(sid, ORIGINAL)
-            if lazy and (self.opener is None or rec is None):
-                raise SnapshotError(f"layer {sid} of {origin} is not unpacked and this store "
-                                    "has no way to read its blob", path=sid)
-            if lazy and rec is not None and self.opener is not None:
-                parent = self.get(row.parent) if row.parent is not None else None
-                self._busy_add(row.parent)
-                m = Mutable(self, sid, self.session.dir / sid, parent, True)
-                try:
-                    self._driver.init_mutable(m)
-                    with m.mount() as dest, self.opener.open(origin, rec) as raw:
-                        unpack_layer(raw, Path(dest), media_type=rec.media_type,
-                                     diff_id=rec.diff_id,
-                                     what=f"layer {rec.digest} of {origin}")
-                    changes = self._driver.commit_mutable(m)
-                except BaseException:
-                    m.discard()  # (releases the parent too)
-                    raise
-                m.done()
-                try:
-                    self._publish_unpacked(sid, m.dir, changes)
-                finally:
-                    self._unbusy(row.parent)
-                    m.parent = None
-            self.index.solid.add(sid)
+            self._driver.init_mutable(m)
+            with m.mount() as dest:
+                apply(Path(dest))
+            changes = self._driver.commit_mutable(m)
+        except BaseException:
+            m.discard()  # (releases the parent too)
+            raise
+        m.done()
+        try:
+            self._publish_unpacked(sid, m.dir, changes)
         finally:
-            os.close(fd)
+            self._unbusy(parent_id)
+            m.parent = None
 
     def _pick_kind(self, wanted: str) -> str:
         have = self.db.get_meta("snapshotter")

@@ -21,7 +21,7 @@ _CHUNK = 1 << 20
 class Source(Protocol):
     """What entries are read from: read(n) returning up to n bytes (b"" at the end)."""
 
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes | memoryview: ...
 
 
 @dataclass
@@ -74,7 +74,7 @@ class TarReader:
         self._left = 0   # data bytes of the current entry not yet read
         self._pad = 0    # padding after them
         self._global: dict[bytes, bytes] = {}
-        self._buf = b""  # read ahead from the source, from offset _off on
+        self._buf: bytes | memoryview = b""  # read ahead from the source, from _off on
         self._off = 0
 
     # ------------------------------------------------------------------ raw reads

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
 from llb.snapshot import Ref, Store
-from llb.snapshot.blobs import BlobRecord
-from llb.snapshot.blobs import Reader
+from llb.snapshot.blobs import BlobRecord, Reader
+from llb.snapshot.errors import BlobRetryError, LayerError
 from llb.solver.errors import InputError
 from llb.solver.progress import Progress
 
 if TYPE_CHECKING:
+    from llb.content.follow import BlobFollower
     from llb.content.layout import OCILayout
     from llb.content.platforms import Platform
     from llb.content.registry import RegistryClient
@@ -55,6 +56,22 @@ class Origin(NamedTuple):
         if not sep or scheme not in (SCHEME_IMAGE, SCHEME_OCI_LAYOUT) or not location:
             raise InputError(f"a pulled layer's origin {text[:120]!r} is not one llb wrote")
         return cls(scheme, location, root, vertex)
+
+
+class _Stop(threading.Event):
+    """Reads as set once any of the solve's cancel event, the puller's closing or a
+    follower's reader leaving early says to stop a download."""
+
+    def __init__(self, cancelled: threading.Event | None, closing: threading.Event,
+                 follower: BlobFollower):
+        super().__init__()
+        self._cancelled = cancelled
+        self._closing = closing
+        self._follower = follower
+
+    def is_set(self) -> bool:
+        return (super().is_set() or self._closing.is_set() or self._follower.abandoned
+                or (self._cancelled is not None and self._cancelled.is_set()))
 
 
 class Puller:
@@ -172,11 +189,74 @@ class Puller:
 
     @contextmanager
     def open(self, origin: str, blob: BlobRecord) -> Iterator[Reader]:
-        """The blob's bytes from the content store, fetched first if missing; verified
-        against its digest and size as they are read."""
-        self.fetch(origin, [blob])
-        with self.content.open(blob.digest, blob.size) as r:
-            yield r
+        """The blob's bytes for an unpacker. A registry blob that is not stored (nor being
+        fetched in the background) is read as it downloads (content.follow: the download
+        stores it and checks its digest and size before the reader sees its end); any
+        other is fetched first, then read from the content store without hashing it again
+        (the unpacker checks the layer's diff_id). When the block fails with a LayerError
+        after reading a stored copy, that copy is checked: a corrupt one is removed and
+        BlobRetryError raised (the store unpacks again, downloading it); so is a download
+        whose bytes changed under the reader."""
+        from llb.content.errors import BlobChangedError
+
+        content = self.content
+        where = Origin.parse(origin)
+        with self._lock:
+            stream = (where.scheme == SCHEME_IMAGE and blob.digest not in self._prefetching
+                      and not content.exists(blob.digest))
+        follower = None
+        reader: Reader
+        if stream:
+            follower = reader = self._follow(where, blob)
+        else:
+            self.fetch(origin, [blob])
+            reader = content.open_unverified(blob.digest, blob.size)
+        try:
+            yield reader
+            if follower is not None and follower.ended:
+                follower.stored()  # the blob is published too (its errors are this one's)
+        except LayerError:
+            stored = follower is None or follower.from_store
+            if stored and not content.check(blob.digest, blob.size):
+                raise BlobRetryError(f"blob {blob.digest} in the content store was corrupt "
+                                     "(removed); it is read again") from None
+            raise
+        except BlobChangedError as e:
+            raise BlobRetryError(str(e)) from None
+        finally:
+            if follower is not None:
+                follower.close()
+            else:
+                reader.close()
+
+    def _follow(self, where: Origin, blob: BlobRecord) -> BlobFollower:
+        """Start downloading the blob into the content store in a thread of its own; the
+        returned follower reads its bytes as they are stored. The download stops when the
+        solve is cancelled, the puller closed, or the follower closed before the end (what
+        arrived stays for a resume)."""
+        from llb.content.descriptor import Descriptor
+        from llb.content.follow import BlobFollower
+        from llb.content.reference import Reference
+
+        follower = BlobFollower(self.content, blob.digest, blob.size)
+        ref = Reference.parse(f"{where.location}@{where.root}")
+        desc = Descriptor(blob.media_type, blob.digest, blob.size)
+        client = self.client()
+        report = self._reporter(where.vertex, None)
+        stop = _Stop(self.cancelled, self._stop, follower)
+
+        def run() -> None:
+            try:
+                client.fetch_blob(ref, desc, progress=report, cancelled=stop, follow=follower)
+                follower.finish()
+            except BaseException as e:  # noqa: BLE001 - the follower's reader raises it
+                follower.fail(e)
+
+        thread = threading.Thread(target=run, name="llb-download", daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return follower
 
     def fetch(self, origin: str, blobs: Sequence[BlobRecord],
               progress: BlobProgress | None = None) -> None:
@@ -211,18 +291,18 @@ class Puller:
 
     def prefetch(self, origin: str, blobs: Sequence[BlobRecord]) -> None:
         """Fetch these blobs in a background thread (several at once), while the store
-        unpacks them in order: its `open` of a blob being fetched waits for the fetch
-        (the content store lets one writer have a blob). A failure here is dropped: the
-        `open` that needs the blob fetches it again and reports its own error."""
+        unpacks them in order: the first missing one is left to `open`, which reads it as
+        it downloads; an `open` of a blob being fetched here waits for the fetch (the
+        content store lets one writer have a blob). A failure here is dropped: the `open`
+        that needs the blob fetches it again and reports its own error."""
         content = self.content
         with self._lock:
-            todo = [b for b in blobs if b.digest not in self._prefetching
-                    and not content.exists(b.digest)]
+            missing = list({b.digest: b for b in blobs if b.digest not in self._prefetching
+                            and not content.exists(b.digest)}.values())
+            todo = missing[1:]  # the first is opened now: it is read as it downloads
             self._prefetching.update(b.digest for b in todo)
-        if len(todo) < 2:
-            with self._lock:
-                self._prefetching.difference_update(b.digest for b in todo)
-            return  # one blob: its open fetches it as soon
+        if not todo:
+            return
 
         def run() -> None:
             try:
@@ -234,7 +314,8 @@ class Puller:
                     self._prefetching.difference_update(b.digest for b in todo)
 
         thread = threading.Thread(target=run, name="llb-prefetch", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
     def _reporter(self, vertex: str, extra: BlobProgress | None) -> BlobProgress:

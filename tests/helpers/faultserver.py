@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -85,13 +86,17 @@ class Proxy(_Server):
     """Forwards everything to `upstream` (a registry's host:port), recording (method, path,
     headers) in `requests`. `cut[digest] = n`: the next GET of that blob sends its headers
     and only n bytes, then drops the connection. `corrupt`: digests whose blob or manifest
-    bodies arrive with one byte changed."""
+    bodies arrive with one byte changed. `ignore_range`: digests whose GETs drop the Range
+    header (the whole blob comes back with 200, as from a server without range support).
+    `throttle[digest] = s`: that blob's body is sent 64 KiB at a time, `s` seconds apart."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.cut: dict[str, int] = {}
         self.corrupt: set[str] = set()
+        self.ignore_range: set[str] = set()
+        self.throttle: dict[str, float] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,12 +117,14 @@ class Proxy(_Server):
         self.requests.append((h.command, h.path, headers))
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
+        digest = h.path.rsplit("/", 1)[-1]
+        if digest in self.ignore_range:
+            headers = {k: v for k, v in headers.items() if k.lower() != "range"}
         conn = http.client.HTTPConnection(self.upstream, timeout=30)
         conn.request(h.command, h.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
-        digest = h.path.rsplit("/", 1)[-1]
         if data and digest in self.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
         cut = self.cut.pop(digest, None) if h.command == "GET" else None
@@ -135,4 +142,11 @@ class Proxy(_Server):
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
             return
-        h.wfile.write(data)
+        pause = self.throttle.get(digest) if h.command == "GET" else None
+        if pause is None:
+            h.wfile.write(data)
+            return
+        for i in range(0, len(data), 64 << 10):
+            h.wfile.write(data[i:i + (64 << 10)])
+            h.wfile.flush()
+            time.sleep(pause)
