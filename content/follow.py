@@ -9,7 +9,11 @@ starts again (a resumed download whose server ignored the range, a resumed parti
 not verify) rewinds the follower: what it takes again up to what was already handed out is
 hashed and must have the digest those bytes had, else the reader gets a
 BlobChangedError (the bytes it has are not the blob's: its caller reads the blob again from
-the start). A blob some other writer stored meanwhile is read from the store."""
+the start). A blob some other writer stored meanwhile is read from the store.
+
+A reader that fails on the bytes before their end (a corrupt layer?) cannot tell bad bytes
+from a bad blob: `drain` lets the download run to its end without it and says whether the
+bytes it had were the blob's (a resumed partial download is bytes no one checked)."""
 
 from __future__ import annotations
 
@@ -47,6 +51,10 @@ class BlobFollower:
         self._pieces: deque[bytes | memoryview] = deque()
         self._queued = 0          # bytes in _pieces
         self._delivered = 0       # bytes handed over (queued or read)
+        self._taken = 0           # bytes the writer passed since it last started
+        self._draining = False    # the reader left but waits for the download's end
+        self._verified = False    # the download checked the digest of what it took
+        self._changed = False     # the bytes taken again after a rewind were other ones
         self._ended = False       # the digest is checked: after the queue, the end
         self._error: BaseException | None = None
         self._closed = False      # the reader is gone: the writer's calls return at once
@@ -67,6 +75,7 @@ class BlobFollower:
             piece = self._catch_up(piece)
             if not piece:
                 return
+        self._taken += len(piece)
         with self._cond:
             while self._queued >= self.limit and not self._closed:
                 self._cond.wait()
@@ -84,33 +93,47 @@ class BlobFollower:
         digest, size, hasher = self._recheck
         need = size - hasher.size
         hasher.update(piece[:need])
+        self._taken += min(need, len(piece))
         if hasher.size < size:
             return b""
         self._recheck = None
         if hasher.digest() != digest:
-            self.fail(BlobChangedError(f"blob {self.digest}: its download started again and "
-                                       "sent other bytes than the first time"))
-            return b""
-        return piece[need:]
+            with self._cond:
+                self._changed = True
+                self._fail_locked(BlobChangedError(
+                    f"blob {self.digest}: its download started again and sent other bytes "
+                    "than the first time"))
+        return piece[need:]  # (data() hands nothing more over after a failure)
 
     def rewind(self, digest: str, size: int) -> None:
         """The writer starts again from byte 0 (see the module docstring)."""
         with self._cond:
-            if size != self._delivered:
+            if self._recheck is not None and size == self._taken:
+                # again before it caught up: the same first bytes are checked from byte 0
+                self._recheck = (self._recheck[0], self._recheck[1], Digester())
+                self._taken = 0
+                return
+            if size != self._taken:
+                # (never expected: the writer tells of every byte; whatever was handed out
+                # cannot be checked)
+                self._changed = True
                 self._fail_locked(BlobChangedError(
                     f"blob {self.digest}: its download started again after {size} bytes, "
-                    f"{self._delivered} of which were read"))
+                    f"{self._taken} of which were told"))
                 return
+            self._taken = 0
             self._recheck = (digest, size, Digester())
 
     def verified(self) -> None:
         """The digest and size matched: the reader gets the end after what is queued."""
         with self._cond:
-            if self._recheck is not None or self._delivered != self.size:
+            if self._recheck is not None or self._taken != self.size:
+                self._changed = True
                 self._fail_locked(BlobChangedError(
-                    f"blob {self.digest}: verified, but {self._delivered} of its "
-                    f"{self.size} bytes were handed out"))
+                    f"blob {self.digest}: verified, but {self._taken} of its "
+                    f"{self.size} bytes were told"))
                 return
+            self._verified = True
             self._ended = True
             self._cond.notify_all()
 
@@ -156,6 +179,25 @@ class BlobFollower:
             self._error = error
         self._cond.notify_all()
 
+    def drain(self) -> bool:
+        """The reader gives up before the end but lets the download run on without it and
+        waits for it: True when the download verified the blob, so the bytes handed out
+        were the blob's; False when some were not (the download started again with other
+        bytes, or another writer stored the blob). Raises what the download failed with."""
+        with self._cond:
+            self._draining = True
+            self._close_locked()
+        self._settled.wait()
+        if self._changed:
+            return False
+        if self._verified:
+            if self._late is not None:
+                raise self._late
+            return True
+        if self._error is not None:
+            raise self._error
+        return False  # another writer stored it: what was handed out was never checked
+
     @property
     def ended(self) -> bool:
         """True once the blob was verified (or found stored)."""
@@ -163,8 +205,9 @@ class BlobFollower:
 
     @property
     def abandoned(self) -> bool:
-        """True when the reader left before the end (the download may stop)."""
-        return self._closed and not self._ended
+        """True when the reader left before the end (the download may stop), unless it
+        waits for the download to end (`drain`)."""
+        return self._closed and not self._ended and not self._draining
 
     # ------------------------------------------------------------------ the reader's side
 
@@ -214,10 +257,13 @@ class BlobFollower:
     def close(self) -> None:
         """The reader is done (or gave up): the writer's calls return at once from now on."""
         with self._cond:
-            self._closed = True
-            self._pieces.clear()
-            self._queued = 0
-            self._cond.notify_all()
+            self._close_locked()
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _close_locked(self) -> None:
+        self._closed = True
+        self._pieces.clear()
+        self._queued = 0
+        self._cond.notify_all()

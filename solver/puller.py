@@ -196,7 +196,9 @@ class Puller:
         (the unpacker checks the layer's diff_id). When the block fails with a LayerError
         after reading a stored copy, that copy is checked: a corrupt one is removed and
         BlobRetryError raised (the store unpacks again, downloading it); so is a download
-        whose bytes changed under the reader."""
+        whose bytes changed under the reader. A download the block fails on before its
+        end is seen through first (BlobFollower.drain): were those bytes the blob's? (What
+        a resumed download starts with was never checked.)"""
         from llb.content.errors import BlobChangedError
 
         content = self.content
@@ -213,11 +215,16 @@ class Puller:
             reader = content.open_unverified(blob.digest, blob.size)
         try:
             yield reader
-            if follower is not None and follower.ended:
-                follower.stored()  # the blob is published too (its errors are this one's)
+            if follower is not None:  # to the verified end (an unpacker may stop short of
+                while follower.read(1 << 20):  # it), then the blob published too: their
+                    pass                        # errors are this one's
+                follower.stored()
         except LayerError:
-            stored = follower is None or follower.from_store
-            if stored and not content.check(blob.digest, blob.size):
+            if follower is not None and not follower.from_store:
+                if not (follower.ended or follower.drain()):
+                    raise BlobRetryError(f"blob {blob.digest}: the bytes the unpack failed "
+                                         "on were not the blob's; it is read again") from None
+            elif not content.check(blob.digest, blob.size):
                 raise BlobRetryError(f"blob {blob.digest} in the content store was corrupt "
                                      "(removed); it is read again") from None
             raise

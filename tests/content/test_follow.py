@@ -219,3 +219,53 @@ def test_a_reader_leaving_early_lets_the_writer_go(registry: Registry, pushed,
     assert len(partial) == 1 and 0 < os.path.getsize(puller.store.dir / "ingest" / partial[0])
     # the reader's side is closed: what the writer failed with is not raised anywhere
     follower.fail(TransferCancelledError("late"))
+
+
+def test_drain_says_whether_the_bytes_read_were_the_blobs(registry: Registry, pushed,
+                                                          puller) -> None:
+    """A reader that failed on what it read lets the download end without it: True when
+    the download verified what was handed out; the store holds the blob either way."""
+    data, desc, repo = pushed
+    proxy = Proxy(registry.host)
+    proxy.throttle[desc.digest] = 0.001
+    try:
+        follower, thread = _follow(puller, f"{proxy.host}/{repo}", desc, limit=64 << 10)
+        assert bytes(follower.read(1000)) == data[:1000]
+        assert follower.drain() is True
+        assert not follower.abandoned
+        thread.join(30)
+    finally:
+        proxy.stop()
+    assert puller.store.read(desc.digest) == data
+
+
+def test_drain_after_an_unchecked_partial_of_other_bytes_says_false(registry: Registry,
+                                                                    pushed,
+                                                                    puller) -> None:
+    """The reader had bytes of a partial download left earlier (never checked) and failed
+    on them; the resumed download does not verify and starts again with other bytes:
+    drain says False (read the stored blob again) instead of blaming the blob."""
+    data, desc, repo = pushed
+    with puller.store.ingest(desc.digest, desc.size) as w:
+        w.write(os.urandom(500_000))
+    follower, thread = _follow(puller, f"{registry.host}/{repo}", desc)
+    assert len(follower.read(1000)) == 1000
+    assert follower.drain() is False
+    thread.join(30)
+    assert puller.store.read(desc.digest) == data
+
+
+def test_drain_raises_what_the_download_failed_with(registry: Registry, pushed,
+                                                    puller) -> None:
+    data, desc, repo = pushed
+    proxy = Proxy(registry.host)
+    proxy.corrupt.add(desc.digest)
+    try:
+        follower, thread = _follow(puller, f"{proxy.host}/{repo}", desc)
+        follower.read(1000)
+        with pytest.raises(DigestMismatchError, match="digest mismatch"):
+            follower.drain()
+        thread.join(30)
+    finally:
+        proxy.stop()
+    assert puller.store.blobs() == []

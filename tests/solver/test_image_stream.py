@@ -192,3 +192,23 @@ def test_a_kill_mid_download_leaves_the_layer_lazy_and_the_download_resumable(
     assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
     assert int(ranges[-1][6:-1]) >= have
     assert _stored(llb_root.root, image.blob) and not ingest.exists()
+
+
+def test_a_corrupt_partial_download_does_not_wedge_the_pull(llb_root: LLB, tmp_path: Path,
+                                                           image: Image,
+                                                           proxy: Proxy) -> None:
+    """What an earlier download left is bytes no one checked: the unpack fails on them
+    (garbage after the gzip header: an invalid deflate block) long before the resumed
+    download would find them wrong. The download is seen through, its resume does not
+    verify, it starts again from byte 0, and the layer is unpacked from the fresh blob."""
+    ingest = llb_root.root / "content" / "ingest"
+    ingest.mkdir(parents=True)
+    partial = ingest / image.blob.split(":")[1]
+    partial.write_bytes(image.data[:10] + b"\xff" * (1 << 20))
+    out = tmp_path / "out"
+    r = llb_root.solve(_build(tmp_path, f"{proxy.host}/{image.name}"),
+                       "--output", f"type=local,dest={out}")
+    assert r.code == 0, r.stderr
+    _check_tree(out)
+    assert _blob_gets(proxy, image.blob) == [f"bytes={(1 << 20) + 10}-", None]
+    assert _stored(llb_root.root, image.blob) and not partial.exists()
