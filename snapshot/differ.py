@@ -119,8 +119,11 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
                     out.append(Change(_join(rel, name), "delete"))
         for e in entries:
             r = _join(rel, e.name)
-            st = e.stat(follow_symlinks=False)
             found = lower.lookup(r) if has_lower and lower is not None else None
+            if found is None and (e.is_file(follow_symlinks=False) or e.is_symlink()):
+                out.append(Change(r, "add"))  # (by d_type: no whiteout, no stat needed)
+                continue
+            st = e.stat(follow_symlinks=False)
             if is_whiteout(st):
                 if found is not None:
                     out.append(Change(r, "delete"))

@@ -47,7 +47,7 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
             for action in op.actions:
                 if ctx.cancelled.is_set():
                     raise SolveCancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
-                if not isinstance(action, Mkfile):
+                if not isinstance(action, (Mkfile, Rm)):
                     parents.clear()
                 _run_action(ctx, stack, root, views, inputs, action, parents)
         ref = mutable.commit()
@@ -69,7 +69,7 @@ def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: 
         elif isinstance(action, Mkfile):
             _mkfile(root, action, parents)
         elif isinstance(action, Rm):
-            _rm(root, action)
+            _rm(root, action, parents)
         elif isinstance(action, Copy):
             src_root = _source(ctx, stack, views, inputs, action.source)
             owner = _owner(root, action.owner) if action.owner else None
@@ -335,28 +335,49 @@ def _write_new(fd: int, tmp: str, p: str, a: Mkfile, mode: int, owner: tuple[int
         raise
 
 
-def _rm(root: str, a: Rm) -> None:
+def _rm(root: str, a: Rm, parents: dict[str, str] | None = None) -> None:
     """Remove recursively (a final symlink itself, never its target). A missing path is
-    fine; a wildcard matching nothing fails unless allow_not_found."""
+    fine; a wildcard matching nothing fails unless allow_not_found. parents: directories
+    resolved by earlier actions of a run (see _mkfile_parent), kept valid here."""
     if a.allow_wildcard and contains_wildcards(a.path):
+        if parents is not None:
+            parents.clear()
         matches = resolve_wildcards(root, a.path, False)
         if not matches and not a.allow_not_found:
             raise FileActionError(f"no match for {a.path}", path=a.path)
         for m in matches:
             _rm_path(root, m)
         return
-    _rm_path(root, a.path)
+    _rm_path(root, a.path, parents)
 
 
-def _rm_path(root: str, path: str) -> None:
+def _rm_path(root: str, path: str, parents: dict[str, str] | None = None) -> None:
     p = clean("/" + path)
     if p == "/":
         raise FileActionError("refusing to remove /", path=path)
     d, base = p.rsplit("/", 1)
+    parent = parents.get(d) if parents is not None else None
+    if parent is None:
+        try:
+            parent = str(resolve_in_root(root, d or "/"))
+        except PathEscapeError:
+            raise
+        except SnapshotError:
+            return  # a parent is not a directory: nothing there to remove
+        if parents is not None and os.path.isdir(parent):
+            parents[d] = parent  # (resolved: no symlink in it, so isdir follows none)
+    target = os.path.join(parent, base)
     try:
-        parent = str(resolve_in_root(root, d or "/"))
-    except PathEscapeError:
-        raise
-    except SnapshotError:
-        return  # a parent is not a directory: nothing there to remove
-    remove_tree(os.path.join(parent, base))
+        st = os.lstat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        if parents and stat.S_ISLNK(st.st_mode):
+            parents.clear()  # it may have been the way to a directory resolved before
+        return
+    remove_tree(target)
+    if parents:  # directories resolved below it are gone
+        for k in [k for k, v in parents.items() if v == target or v.startswith(target + "/")]:
+            del parents[k]

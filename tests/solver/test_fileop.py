@@ -212,6 +212,30 @@ def test_rm_file_dir_symlink_and_missing(store):
     assert listing(store, base) == ["d", "d/sub", "d/sub/f", "f", "keep", "link"]
 
 
+def test_a_run_of_rms_and_mkfiles_resolves_each_path_like_a_single_one(store):
+    """Consecutive rm and mkfile actions share their parents' resolution: removing a
+    symlink or a directory on the way to a path resolved before is seen by the next ones."""
+    def fill(p):
+        (p / "real/sub").mkdir(parents=True)
+        for n in ("a", "b", "sub/c", "sub/d"):
+            (p / "real" / n).write_bytes(n.encode())
+        os.symlink("/real", p / "dirlink")
+        (p / "other").mkdir()
+        (p / "other/a").write_bytes(b"other a")
+    base = seed(store, None, fill)
+    ref = run_file(store, base, Rm("/dirlink/a"), Rm("/dirlink/sub/c"), Rm("/dirlink"),
+                   Rm("/dirlink/b"), Mkfile("/real/n", b"n"), Rm("/real/sub"),
+                   Rm("/real/sub/d"), Mkfile("/other/x", b"x"), Rm("/other/a"))
+    assert listing(store, ref) == ["other", "other/x", "real", "real/b", "real/n"]
+    ref = run_file(store, base, Mkfile("/dirlink/sub/e", b"e"), Rm("/dirlink"),
+                   Mkfile("/dirlink", b"now a file"), Rm("/real/sub/e"))
+    assert read(store, ref, "/dirlink") == b"now a file"
+    assert not exists(store, ref, "/real/sub/e")
+    with pytest.raises(FileActionError, match="parent directory"):
+        run_file(store, base, Mkfile("/real/sub/e", b"e"), Rm("/real/sub"),
+                 Mkfile("/real/sub/f", b"f"))
+
+
 def test_rm_wildcard(store):
     def fill(p):
         for n in ("a.txt", "b.txt", "c.log"):
