@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import click
 
 from llb.cli.sizes import human_size, parse_size
-from llb.cli.solve import fail, no_space, resolve_root
+from llb.cli.solving import fail, no_space, resolve_root
 from llb.errors import LLBError
 from llb.solver.gc import prune as prune_cache, usage
 

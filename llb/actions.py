@@ -8,7 +8,6 @@ working directory (copy sources against the source state's) with `..` cleaned le
 
 from __future__ import annotations
 
-import calendar
 import datetime as _dt
 from typing import Any
 
@@ -242,6 +241,8 @@ def created_ns(created: Created) -> int:
     if created is None:
         return -1
     if isinstance(created, _dt.datetime):
+        import calendar  # rare: kept off the import of every build file
+
         if created.tzinfo is None:
             secs = calendar.timegm(created.timetuple())
         else:

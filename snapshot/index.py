@@ -4,7 +4,7 @@ recorded diff. The store writes; drivers only read through this."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -14,8 +14,9 @@ from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.layers import Change
 
 def new_id() -> str:
-    """A fresh snapshot (or temporary) id."""
-    return uuid.uuid4().hex[:24]
+    """A fresh snapshot (or temporary) id: 24 random hex digits (os.urandom: the uuid module
+    would load platform and ctypes' uuid helpers into every command)."""
+    return os.urandom(12).hex()
 
 
 class Index:

@@ -32,7 +32,6 @@ import os
 import stat
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,7 +257,7 @@ def _unshare(tree: Path, tree_map: TreeMap, changes: list[Change]) -> list[str]:
         if d not in times:
             dst = os.lstat(d)
             times[d] = (dst.st_atime_ns, dst.st_mtime_ns)
-        tmp = os.path.join(d, f".llb-unshare-{uuid.uuid4().hex}")
+        tmp = os.path.join(d, f".llb-unshare-{os.urandom(16).hex()}")
         key = (st.st_dev, st.st_ino)
         if key in copies:
             os.link(copies[key], tmp)
