@@ -24,8 +24,11 @@ The pull is also compared in CPU seconds (user + system: llb's process; buildkit
 its /proc stat, plus buildctl's), which load from other jobs on the machine moves less
 than wall time. "rounds" gives the spread: the lowest and highest per-round ratio.
 
-`python bench/bench_image.py [--files N] [--rounds N] [--only export|pull]`; BENCH_DIR
-(default /tmp/llb-bench)."""
+`python bench/bench_image.py [--files N] [--rounds N] [--only export|pull] [--lean]`;
+BENCH_DIR (default /tmp/llb-bench). `--lean` (pulls only) is for a disk short of room: the
+tree, the pushing root and the registry live in /dev/shm (none of them is timed), and each
+pull's directory is removed once measured, and `skopeo copy` + `umoci unpack` is left out
+(about 2 GB of disk at a time instead of 5 GB per round kept to the end)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -229,18 +233,25 @@ def floor_round(work: Path, tree: Path, figs: Figures) -> None:
 
 
 def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
-                figs: Figures) -> None:
+                figs: Figures, setup: Path, lean: bool = False) -> None:
+    """The pull rounds; the registry and the pushing root live in `setup`; `lean`: each
+    pull's directory (and the pushing root) is removed once measured."""
     from registryhelp import Registry
 
-    reg = Registry(fresh_dir(work, "registry-"))
+    def done(d: Path) -> None:
+        if lean:
+            shutil.rmtree(d, ignore_errors=True)
+
+    reg = Registry(fresh_dir(setup, "registry-"))
     try:
         ref = f"{reg.host}/bench/img:1"
-        root = fresh_dir(work, "push-root-")
+        root = fresh_dir(setup, "push-root-")
         wall, rc, err, _ = timed([LLB, "solve", str(build), "--local", f"tree={tree}", "--root",
                                   str(root), "--progress", "plain", "--output",
                                   f"type=image,name={ref},push=true"])
         check(rc, err, "llb push")
         figs.add("llb push", wall)
+        done(root)
         pull = work / "pull.py"
         pull.write_text(PULL.format(ref=ref))
         graph = json.dumps({"root": 1, "nodes": [
@@ -258,6 +269,7 @@ def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
             figs.add("llb pull", wall)
             figs.add("llb pull cpu", cpu)
             figs.add("llb rss", rss)
+            done(r)
 
         def tools_pull() -> None:
             d = fresh_dir(work, "pull-tools-")
@@ -268,9 +280,11 @@ def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
                                     str(d / "bundle")])
             check(rc, err, "umoci unpack")
             figs.add("skopeo+umoci pull", w1 + w2)
+            done(d)
 
         def bk_pull() -> None:
-            daemon = buildkit.Daemon(fresh_dir(work, "bk-pull-"), "overlayfs")
+            d = fresh_dir(work, "bk-pull-")
+            daemon = buildkit.Daemon(d, "overlayfs")
             try:
                 cpu0 = daemon.cpu() + children_cpu()
                 wall, rc, err, _ = timed([str(buildkit.BIN / "buildctl"), "--addr", daemon.addr,
@@ -280,13 +294,14 @@ def pull_rounds(work: Path, files: int, tree: Path, build: Path, rounds: int,
                 figs.add("bk pull cpu", daemon.cpu() + children_cpu() - cpu0)
             finally:
                 daemon.stop()
+            done(d)
 
-        runs = [llb_pull, tools_pull, bk_pull]
+        runs = [llb_pull, bk_pull] if lean else [llb_pull, tools_pull, bk_pull]
         try:
             import llb.solver.sources.image  # noqa: F401 - the image source pulls need
         except ImportError:
             print("bench_image: pulls skipped (this llb has no image source)")
-            runs = [tools_pull, bk_pull]
+            runs = [bk_pull] if lean else [tools_pull, bk_pull]
         for i in range(rounds):
             for run in runs[i % len(runs):] + runs[: i % len(runs)]:
                 run()
@@ -304,7 +319,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--only", choices=["export", "pull"],
                     help="run only the export rounds or only the pull rounds")
+    ap.add_argument("--lean", action="store_true",
+                    help="with --only pull: untimed parts in /dev/shm, runs removed once "
+                         "measured, no skopeo+umoci (a disk short of room)")
     args = ap.parse_args(argv)
+    if args.lean and args.only != "pull":
+        ap.error("--lean goes with --only pull")
     why = buildkit.available()
     try:
         import llb.solver.layerblobs  # noqa: F401 - the layer packing image exports need
@@ -320,7 +340,9 @@ def main(argv: list[str]) -> int:
     compile_llb()
     base = spread(Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench")))
     work = fresh_dir(base, "image-")
-    tree = work / "tree"
+    setup = Path(tempfile.mkdtemp(prefix="llb-bench-image-", dir="/dev/shm")) \
+        if args.lean else work
+    tree = setup / "tree"
     make_tree(tree, args.files)
     size_mb = args.files * FILE_SIZE / 1e6
     build = work / "build.py"
@@ -343,9 +365,10 @@ def main(argv: list[str]) -> int:
                 for run in parties[i % 3:] + parties[: i % 3]:
                     run()
         if args.only != "export":
-            pull_rounds(work, args.files, tree, build, args.rounds, figs)
+            pull_rounds(work, args.files, tree, build, args.rounds, figs, setup, args.lean)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(setup, ignore_errors=True)
     report(figs, size_mb)
     return 0
 
