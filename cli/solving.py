@@ -96,11 +96,8 @@ def solve_command(build: str, target: str | None, output: str | None,
     exit status (SystemExit)."""
     try:
         if backend == "buildkit":
-            if layouts or insecure:
-                raise _usage_error("--oci-layout and --insecure-registry apply to "
-                                   "--backend local")
-            _solve_on_buildkit(build, target, output, locals_, progress, no_cache, explain,
-                               addr, buildctl)
+            _solve_on_buildkit(build, target, output, locals_, layouts, insecure, progress,
+                               no_cache, explain, root, addr, buildctl)
             return
         if addr or buildctl:
             raise _usage_error("--addr and --buildctl apply to --backend buildkit")
@@ -127,23 +124,32 @@ def _dest(output: str | None) -> str | None:
 
 
 def _solve_on_buildkit(build: str, target: str | None, output: str | None,
-                       locals_: tuple[str, ...], progress: str, no_cache: bool, explain: bool,
-                       addr: str | None, buildctl: str | None) -> None:
+                       locals_: tuple[str, ...], layouts: tuple[str, ...],
+                       insecure: tuple[str, ...], progress: str, no_cache: bool, explain: bool,
+                       root: str | None, addr: str | None, buildctl: str | None) -> None:
     """--backend buildkit: the same definition, outputs and progress views, built by a
-    buildkitd (llb.remote); --root, --snapshotter and --workers are the local solver's."""
+    buildkitd (llb.remote). Images and OCI layouts a build file names are resolved here, as
+    the Go client's meta resolver does (pinned by digest, their config taken), through the
+    root's content store; --snapshotter and --workers are the local solver's."""
     if explain:
         raise _usage_error("--explain applies to --backend local")
+    from llb.remote import BuildkitBackend
+    from llb.remote.outputs import check_output
+
     spec = parse_output(output) if output else None
+    if spec is not None:
+        check_output(spec)
     locals_map = parse_locals(locals_)
-    from llb.cli.loader import load_definition
-
-    definition = load_definition(build, target)
-    from llb.cli.progress import make_renderer
-    from llb.remote import BuildkitBackend, RemoteOutput
-
+    layout_map = parse_locals(layouts, "--oci-layout")
     backend = BuildkitBackend(addr, buildctl, progress=make_renderer(progress))
-    remote_output = RemoteOutput(spec.type, spec.dest) if spec is not None else None
-    backend.solve(definition, locals_map, remote_output, no_cache=no_cache)
+    puller = Puller(resolve_root(root), insecure=insecure)
+    try:
+        resolver = PullerResolver(puller, layout_map)
+        definition = load_definition(build, target, resolver=resolver)
+        backend.solve(definition, locals_map, spec, no_cache=no_cache, oci_layouts=layout_map,
+                      resolver=resolver)
+    finally:
+        puller.close()
 
 
 def _solve(build: str, target: str | None, output: str | None, locals_: tuple[str, ...],

@@ -3,12 +3,12 @@
 daemon's progress comes back as llb's progress events, a failure as llb's SolveError.
 
     from llb.remote import BuildkitBackend
-    BuildkitBackend(addr="unix:///run/buildkit/buildkitd.sock").solve(definition, locals, outputs)
+    BuildkitBackend(addr="unix:///run/buildkit/buildkitd.sock").solve(definition, locals, output)
 """
 
 from __future__ import annotations
 
-from llb.remote.backend import BuildkitBackend, RemoteOutput
+from llb.remote.backend import BuildkitBackend
 from llb.remote.errors import BackendError
 
-__all__ = ["BackendError", "BuildkitBackend", "RemoteOutput"]
+__all__ = ["BackendError", "BuildkitBackend"]

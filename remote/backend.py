@@ -3,8 +3,9 @@
 The definition is marshalled as BuildKit's LLB (llb.pb: the same ops, hence the same cache
 keys, as BuildKit's Go client would send), with a fresh `local.unique` per solve as the Go
 client draws one, and each op named `[llb K] <llb's name>` so the progress buildctl prints
-maps back to llb's vertices (remote.plain). `--local` directories, the output and
-`--no-cache` are passed through to buildctl; the result is written by buildctl itself.
+maps back to llb's vertices (remote.plain). `--local` directories, OCI layouts
+(`--oci-layout`: BuildKit reads them from the client's session), the output (remote.outputs)
+and `--no-cache` are passed through to buildctl; the result is written by buildctl itself.
 """
 
 from __future__ import annotations
@@ -17,26 +18,21 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 from llb import ops as _ops
 from llb.definition import Definition
 from llb.remote.errors import BackendError
+from llb.resolver import Resolver
+from llb.remote.outputs import IMAGE_TYPES, buildctl_output, check_output
 from llb.remote.plain import PlainProgress, Vertex
-from llb.solver.errors import InputError, SolveError
+from llb.solver.errors import InputError, OutputSpecError, SolveError
+from llb.solver.exporters import OutputSpec
 from llb.solver.names import vertex_name
 from llb.solver.progress import Progress, ProgressSink
 
 # an empty tar archive: two zero blocks (what a tar of scratch holds)
 _EMPTY_TAR = bytes(1024)
-
-
-class RemoteOutput(NamedTuple):
-    """Where buildctl writes the result: type "local" (a directory) or "tar" (a file, or "-"
-    for stdout)."""
-
-    type: str
-    dest: str
 
 
 class BuildkitBackend:
@@ -58,14 +54,27 @@ class BuildkitBackend:
         self.progress = Progress(progress)
 
     def solve(self, definition: Definition, locals: Mapping[str, Path],
-              output: RemoteOutput | None = None, *, no_cache: bool = False) -> None:
-        """Build `definition` on the daemon and write its result to `output`. SolveError
-        (exit 1) names the failing vertex, its command and the tail of its log."""
+              output: OutputSpec | None = None, *, no_cache: bool = False,
+              oci_layouts: Mapping[str, Path] | None = None,
+              resolver: Resolver | None = None) -> None:
+        """Build `definition` on the daemon and write its result to `output` (a spec
+        parse_output checked). `oci_layouts` maps the `--oci-layout` names of layout
+        sources; `resolver` pins a layout named by tag (BuildKit reads them by digest only).
+        SolveError (exit 1) names the failing vertex, its command and the tail of
+        its log."""
         from llb.pb import encode
 
         definition.validate()
         _check_locals(definition, locals)
-        encoded = encode(definition, local_unique=secrets.token_hex(13)[:25])
+        if output is not None:
+            check_output(output)
+        encoded = encode(definition, local_unique=secrets.token_hex(13)[:25],
+                         layout_pins=_layout_pins(definition, resolver))
+        layouts = _layout_dirs(encoded.layouts, oci_layouts or {})
+        if encoded.output is None and output is not None and output.type in IMAGE_TYPES:
+            raise OutputSpecError(f"--output {output.text}: the result is empty (scratch) and "
+                                  "buildctl cannot send an empty definition to build an image "
+                                  "of; use --backend local")
         vertices, marks = _vertices(definition, encoded.vertex, encoded.ops)
         self.progress.begin(len(vertices))
         parser = PlainProgress(vertices, marks, self.progress)
@@ -76,7 +85,7 @@ class BuildkitBackend:
                 return
             names = {digest: f"[llb {k}] {marks[k][0].name}" for k, digest in
                      enumerate(encoded.ops, 1)}
-            argv = self._argv(definition, locals, output, no_cache)
+            argv = self._argv(definition, locals, layouts, output, no_cache)
             code = _run(argv, encoded.with_names(names), parser, output)
             parser.finish(code == 0)
             if code != 0:
@@ -85,13 +94,15 @@ class BuildkitBackend:
             self.progress.end()
 
     def _argv(self, definition: Definition, locals: Mapping[str, Path],
-              output: RemoteOutput | None, no_cache: bool) -> list[str]:
+              layouts: Mapping[str, Path], output: OutputSpec | None,
+              no_cache: bool) -> list[str]:
         argv = [self.buildctl, "--addr", self.addr, "build", "--progress", "plain"]
         for name in sorted(_local_names(definition)):
             argv += ["--local", f"{name}={os.fspath(locals[name])}"]
+        for store, path in sorted(layouts.items()):
+            argv += ["--oci-layout", f"{store}={os.path.abspath(path)}"]
         if output is not None:
-            dest = output.dest if output.dest == "-" else os.path.abspath(output.dest)
-            argv += ["--output", f"type={output.type},dest={dest}"]
+            argv += ["--output", buildctl_output(output, definition.image)]
         if no_cache:
             argv.append("--no-cache")
         if any(isinstance(op, _ops.ExecOp) and op.network == _ops.NETWORK_HOST
@@ -116,6 +127,40 @@ def _check_locals(definition: Definition, locals: Mapping[str, Path]) -> None:
             raise InputError(f"--local {name}={path}: not a directory", path=os.fspath(path))
 
 
+def _layout_pins(definition: Definition, resolver: Resolver | None) -> dict[str, str]:
+    """oci-layout identifier named by tag -> the digest the tag names in the layout now."""
+    pins: dict[str, str] = {}
+    if resolver is None:
+        return pins
+    for op in definition.ops.values():
+        ident = op.identifier if isinstance(op, _ops.SourceOp) else ""
+        if ident.startswith("oci-layout://") and "@" not in ident.rpartition("/")[2]:
+            where, _, tag = ident[len("oci-layout://"):].rpartition(":")
+            platform = dict(op.attrs).get("platform") if isinstance(op, _ops.SourceOp) else None
+            pins[ident] = resolver.resolve_layout(where, tag, None, platform).digest
+    return pins
+
+
+def _layout_dirs(stores: Mapping[str, str], oci_layouts: Mapping[str, Path]) -> dict[str, Path]:
+    """The directory of each layout store the definition reads (store ID -> path): a name
+    mapped with --oci-layout, or an absolute path. buildctl attaches directories only."""
+    out: dict[str, Path] = {}
+    for store, where in sorted(stores.items()):
+        if where.startswith("/"):
+            path = Path(where)
+        elif where in oci_layouts:
+            path = Path(oci_layouts[where])
+        else:
+            raise InputError(f"no --oci-layout mapping for layout {where!r} (pass "
+                             f"--oci-layout {where}=PATH)")
+        if not path.is_dir():
+            what = "not found" if not path.exists() else "a tar, not a directory"
+            raise InputError(f"OCI layout {path}: {what} (buildctl --oci-layout attaches a "
+                             "layout directory; unpack a tar with `tar -x`)", path=str(path))
+        out[store] = path
+    return out
+
+
 def _vertices(definition: Definition, bk_of: dict[str, str | None], bk_ops: list[str]
               ) -> tuple[list[Vertex], dict[int, list[Vertex]]]:
     """llb's vertices (named as the local solver names them) and, for each BuildKit op K
@@ -134,9 +179,9 @@ def _vertices(definition: Definition, bk_of: dict[str, str | None], bk_ops: list
     return vertices, marks  # inputs come first: an op precedes the merges/diffs standing for it
 
 
-def _run(argv: list[str], data: bytes, parser: PlainProgress, output: RemoteOutput | None) -> int:
+def _run(argv: list[str], data: bytes, parser: PlainProgress, output: OutputSpec | None) -> int:
     """Run buildctl with the definition on stdin, feeding its stderr to `parser`."""
-    to_stdout = output is not None and output.type == "tar" and output.dest == "-"
+    to_stdout = output is not None and output.dest == "-"
     stdout: int | IO[bytes] = sys.stdout.buffer if to_stdout else subprocess.DEVNULL
     if to_stdout:
         sys.stdout.flush()
@@ -178,7 +223,7 @@ def _failure(definition: Definition, parser: PlainProgress, code: int, addr: str
                       name=v.name, command=command, log_tail=v.log)
 
 
-def _write_empty(output: RemoteOutput | None) -> None:
+def _write_empty(output: OutputSpec | None) -> None:
     """The export of scratch, which buildctl cannot be asked for (it refuses an empty
     definition): an empty directory or an empty tar."""
     if output is None:

@@ -10,6 +10,7 @@ Go client writes: every op but local sources, merges and diffs names the host's 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,10 @@ __all__ = ["Encoded", "encode", "host_platform", "CUSTOM_NAME", "DESCRIPTION"]
 CUSTOM_NAME = "llb.customname"  # BuildKit's key for a vertex's progress name
 DESCRIPTION = "llb.description"  # llb's free-text description (BuildKit keeps any key)
 _UNIQUE = "local.unique"
+OCI_STORE = "oci.store"  # BuildKit's attribute naming the client's content store of a layout
+# the repository an oci-layout identifier names: BuildKit reads only its digest (the Go
+# client's users write a placeholder too)
+OCI_REPOSITORY = "llb/layout"
 _INCLUDE = "local.includepattern"
 _EXCLUDE = "local.excludepatterns"
 _DEFAULT_PATH_ENV = "PATH=" + _ops.DEFAULT_PATH
@@ -54,6 +59,9 @@ class Encoded:
     vertex: dict[str, str | None]
     output: BKOut
     ops: list[str] = field(default_factory=list)  # BuildKit op digests, definition order
+    # OCI layouts the daemon reads from the client's session: store ID -> the layout as the
+    # definition names it (a --oci-layout NAME, or an absolute path)
+    layouts: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> bytes:
@@ -70,19 +78,24 @@ class Encoded:
 
 
 def encode(definition: Definition, *, local_unique: str | None = None,
-           platform: tuple[str, str] | None = None) -> Encoded:
+           platform: tuple[str, str] | None = None,
+           layout_pins: Mapping[str, str] | None = None) -> Encoded:
     """`definition` as BuildKit LLB. local_unique: the `local.unique` attribute of local
     sources (the Go client draws a random one per marshal; default: one derived from the
-    definition's output, so the same program gives the same bytes)."""
+    definition's output, so the same program gives the same bytes). layout_pins: the digest
+    each oci-layout source named by tag names now (BuildKit reads layouts by digest only)."""
     definition.validate()
     if local_unique is None:
         local_unique = digest_of(definition.output.digest.encode())[7:32]
-    return _Encoder(definition, local_unique, platform or host_platform()).run()
+    return _Encoder(definition, local_unique, platform or host_platform(),
+                    dict(layout_pins or {})).run()
 
 
 class _Encoder:
-    def __init__(self, definition: Definition, local_unique: str, platform: tuple[str, str]):
+    def __init__(self, definition: Definition, local_unique: str, platform: tuple[str, str],
+                 layout_pins: dict[str, str]):
         self.d = definition
+        self.pins = layout_pins
         self.unique = local_unique
         self.platform = platform
         self.alias: dict[str, BKOut] = {}  # llb digest -> what it stands for (single output)
@@ -90,6 +103,7 @@ class _Encoder:
         self.out = pb.Definition()
         self.order: list[str] = []
         self.meta: dict[str, pb.OpMetadata] = {}
+        self.layouts: dict[str, str] = {}
 
     def run(self) -> Encoded:
         for digest, op in self.d.ops.items():
@@ -106,7 +120,7 @@ class _Encoder:
                 ref = self.alias[digest]
                 vertex[digest] = None if ref is None else ref[0]
         if output is None:  # the Go client marshals scratch as an empty Definition
-            return Encoded(pb.Definition(), vertex, None, [])
+            return Encoded(pb.Definition(), vertex, None, [], dict(self.layouts))
         for bk_digest in self.order:
             self.out.metadata[bk_digest].CopyFrom(self.meta[bk_digest])
         terminal = pb.Op(inputs=[pb.Input(digest=output[0], index=output[1])])
@@ -120,7 +134,7 @@ class _Encoder:
         if any(m.ignore_cache for m in self.meta.values()):
             end.caps["meta.ignorecache"] = True
         self.out.Source.SetInParent()
-        return Encoded(self.out, vertex, output, list(self.order))
+        return Encoded(self.out, vertex, output, list(self.order), dict(self.layouts))
 
     # ------------------------------------------------------------------ helpers
 
@@ -188,13 +202,35 @@ class _Encoder:
             if "image.resolvemode" in attrs:
                 caps.append("source.image.resolvemode")
             platform = True
+        elif ident.startswith("oci-layout://"):
+            source.identifier, store = self._layout(ident)
+            attrs[OCI_STORE] = store
+            caps = ["source.ocilayout"]
+            platform = True
         else:
             scheme = ident.partition("://")[0]
-            raise UnsupportedError(f"{scheme} sources have no BuildKit encoding yet "
-                                   f"(BuildKit reads OCI layouts from the client's session)")
+            raise UnsupportedError(f"{scheme} sources have no BuildKit encoding")
         for k, v in attrs.items():
             source.attrs[k] = v
         self._emit(digest, pb.Op(source=source), caps, platform)
+
+    def _layout(self, ident: str) -> tuple[str, str]:
+        """An oci-layout source as BuildKit v0.11.6 reads it: `oci-layout://REPO@DIGEST`
+        from the content store `oci.store` the client attaches (`buildctl --oci-layout
+        STORE=DIR`). A layout named NAME is store NAME; one named by its path, a store ID
+        derived from the path. BuildKit reads a layout by digest only: one named by tag
+        must be in the pins."""
+        locator = ident[len("oci-layout://"):]
+        if ident in self.pins:
+            locator = locator.rpartition(":")[0] + "@" + self.pins[ident]
+        pinned = re.match(r"^(.+)@(sha256:[0-9a-f]{64})$", locator)
+        if pinned is None:
+            raise UnsupportedError(f"{ident[:200]}: BuildKit v0.11.6 reads an OCI layout by "
+                                   "digest only (solve with a resolver, or give digest=)")
+        where, digest = pinned.groups()
+        store = ("layout-" + digest_of(where.encode())[7:23]) if where.startswith("/") else where
+        self.layouts[store] = where
+        return f"oci-layout://{OCI_REPOSITORY}@{digest}", store
 
     def _exec(self, digest: str, op: _ops.ExecOp) -> None:
         bk = pb.Op()

@@ -18,10 +18,12 @@ from llb.solver.exporters.dest import check_dir_dest, check_file_dest, write_fil
 from llb.solver.exporters.images import (COMMON_OPTIONS, build_image, check_epoch, exporting, fetch_blobs,
                                          parse_options, ref_name)
 
-__all__ = ["check", "export"]
+__all__ = ["check", "export", "is_dir"]
 
 
-def _is_dir(spec: OutputSpec) -> bool:
+def is_dir(spec: OutputSpec) -> bool:
+    """True when the layout is written as a directory (tar=false, dest ending in "/", or an
+    existing directory), not a tar."""
     tar = spec.attrs.get("tar", "true").lower()
     if tar not in ("true", "false", "1", "0"):
         raise OutputSpecError(f"--output {spec.text}: tar={spec.attrs['tar']!r}: expected true "
@@ -33,7 +35,7 @@ def check(spec: OutputSpec) -> None:
     """`type=oci,dest=FILE.tar|DIR|-[,name=REF][,compression=...][,tar=false]`."""
     check_options(spec, ("dest", "tar", *COMMON_OPTIONS), required=("dest",))
     parse_options(spec)
-    if _is_dir(spec):
+    if is_dir(spec):
         if spec.dest == "-":
             raise OutputSpecError(f"--output {spec.text}: tar=false needs a directory dest=")
         path = Path(spec.dest)
@@ -55,7 +57,7 @@ def export(spec: OutputSpec, store: Store, ref: Ref | None,
         step.log(f"manifest {image.descriptor.digest}")
         tag, full = ref_name(opts)
         entry = [tagged(image.descriptor, tag, full)]
-        if _is_dir(spec):
+        if is_dir(spec):
             write_layout(content, spec.dest, entry)
         else:
             mtime = check_epoch() or 0

@@ -193,9 +193,36 @@ def test_platform_is_the_hosts():
     assert (op.platform.OS, op.platform.Architecture) == host_platform()
 
 
-def test_oci_layout_sources_have_no_encoding_yet():
-    with pytest.raises(UnsupportedError, match="oci-layout sources"):
-        encode(llb.oci_layout("/tmp/layout").to_definition())
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_oci_layout_sources_are_read_from_a_client_store_by_digest():
+    named = encode(llb.oci_layout("lay", digest=DIGEST).to_definition())
+    op = _source(named)
+    assert op.source.identifier == f"oci-layout://llb/layout@{DIGEST}"
+    assert dict(op.source.attrs) == {"oci.store": "lay"}
+    assert named.layouts == {"lay": "lay"}
+    assert named.message.metadata[named.ops[0]].caps["source.ocilayout"]
+    assert (op.platform.OS, op.platform.Architecture) == host_platform()
+    by_path = encode(llb.oci_layout("/tmp/layout", digest=DIGEST).to_definition())
+    [(store, where)] = by_path.layouts.items()
+    assert where == "/tmp/layout" and store.startswith("layout-") and len(store) == 23
+    assert dict(_source(by_path).source.attrs) == {"oci.store": store}
+
+
+def test_oci_layout_by_tag_needs_a_pin():
+    state = llb.oci_layout("/tmp/layout", tag="v1")
+    with pytest.raises(UnsupportedError, match="reads an OCI layout by digest only"):
+        encode(state.to_definition())
+    pinned = encode(state.to_definition(),
+                    layout_pins={"oci-layout:///tmp/layout:v1": DIGEST})
+    assert _source(pinned).source.identifier == f"oci-layout://llb/layout@{DIGEST}"
+
+
+def _source(encoded) -> pb.Op:
+    op = pb.Op()
+    op.ParseFromString(getattr(encoded.message, "def")[0])
+    return op
 
 
 def _hello() -> llb.State:
