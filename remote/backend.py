@@ -133,11 +133,14 @@ def _layout_pins(definition: Definition, resolver: Resolver | None) -> dict[str,
     if resolver is None:
         return pins
     for op in definition.ops.values():
-        ident = op.identifier if isinstance(op, _ops.SourceOp) else ""
-        if ident.startswith("oci-layout://") and "@" not in ident.rpartition("/")[2]:
-            where, _, tag = ident[len("oci-layout://"):].rpartition(":")
-            platform = dict(op.attrs).get("platform") if isinstance(op, _ops.SourceOp) else None
-            pins[ident] = resolver.resolve_layout(where, tag, None, platform).digest
+        if not isinstance(op, _ops.SourceOp) or not op.identifier.startswith("oci-layout://"):
+            continue
+        locator = op.identifier[len("oci-layout://"):]
+        if "@" in locator.rpartition("/")[2]:
+            continue  # pinned already
+        where, _, tag = locator.rpartition(":")
+        platform = dict(op.attrs).get("platform")
+        pins[op.identifier] = resolver.resolve_layout(where, tag, None, platform).digest
     return pins
 
 
