@@ -181,7 +181,7 @@ def _locate(where: str, decode: Decoder, items: list) -> FieldError:
 def _dataclass_decoder(cls: type) -> Decoder:
     """Generated code (one function per dataclass): decoding runs once per op on load, so it
     avoids per-field calls and builds the frozen instance without its __init__."""
-    hints = typing.get_type_hints(cls, vars(_ops))
+    hints = typing.get_type_hints(cls)  # each class (and base) in its own module
     names = _fields_of(cls)
     tag = _tag_field(cls)
     env: dict[str, Any] = {"FieldError": FieldError, "typename": typename, "_wrong": _wrong,

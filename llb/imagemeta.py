@@ -15,10 +15,10 @@ unchanged. Its wire form is a map of the fields that are set, keys sorted:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from llb.errors import DefinitionError
+from llb.values import Value, value_class
 
 _PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
 _MAX_ITEMS = 1 << 16
@@ -26,8 +26,8 @@ _MAX_TEXT = 1 << 20
 KEYS = ("cmd", "entrypoint", "env", "expose", "labels", "user", "working_dir")
 
 
-@dataclass(frozen=True)
-class ImageMeta:
+@value_class(frozen=True, eq=False, repr=False)  # eq, hash, repr: Value's
+class ImageMeta(Value):
     """What an exported image's config says about running it. `entrypoint`/`cmd` None means
     unset (an empty tuple is set and empty, as Docker tells `null` from `[]`); `labels` are
     sorted (key, value) pairs; `expose` sorted "PORT/PROTO" strings."""

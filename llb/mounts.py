@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.node import Output
+from llb.values import Value, value_class
 
 
 
-@dataclass(frozen=True)
-class MountSpec:
+@value_class(frozen=True, eq=False, repr=False)  # eq, hash, repr: Value's
+class MountSpec(Value):
     """What `mount`, `cache_mount` and `tmpfs` return; `State.run(mounts=[...])` takes them."""
 
     dest: str

@@ -4,13 +4,13 @@ and metadata; an Output is one output of a node plus the settings later runs inh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from llb import codec, validate
 from llb import ops as _ops
 from llb.codec import FieldError
 from llb.errors import DefinitionError
+from llb.values import Value, value_class
 
 NO_META = _ops.OpMetadata()
 
@@ -78,8 +78,8 @@ def node_meta(name: str = "", description: str = "", ignore_cache: bool = False)
                            ignore_cache=bool(ignore_cache))
 
 
-@dataclass(frozen=True)
-class Settings:
+@value_class(frozen=True, eq=False, repr=False)  # eq, hash, repr: Value's
+class Settings(Value):
     """What a State carries into later runs (BuildKit keeps these as state values)."""
 
     env: tuple[tuple[str, str], ...] = ()

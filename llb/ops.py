@@ -8,43 +8,15 @@ Field order and names here are the wire contract: change them only with a versio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import field
 
-# ---------------------------------------------------------------------------------- values
-
-
-class _Value:
-    """Equality, hashing and repr of the op dataclasses, as dataclass(eq=True, repr=True)
-    defines them (same class and equal fields; hash of the field values; `Name(f=...)`), but
-    written once here: generated per class they cost every `llb` command ~4 ms of start-up
-    compiling 36 small functions."""
-
-    __slots__ = ()
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on every subclass
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__dataclass_fields__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
-        return f"{self.__class__.__qualname__}({fields})"
-
-
+from llb.values import Value, value_class
 
 # ---------------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Input(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Input(Value):
     """A reference to output `index` of the op with digest `digest` ("sha256:<hex>")."""
 
     digest: str
@@ -54,8 +26,8 @@ class Input(_Value):
 # ---------------------------------------------------------------------------------- sources
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class SourceOp(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class SourceOp(Value):
     """A leaf: where content comes from.
 
     identifier is BuildKit-style: "scratch", "docker-image://<normalised ref>",
@@ -116,8 +88,8 @@ SHARING_PRIVATE = "private"
 SHARING_LOCKED = "locked"
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Mount(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Mount(Value):
     """One mount of an ExecOp. mounts[0] of every ExecOp is the rootfs at "/".
 
     input: index into ExecOp.inputs, or -1 for none (cache and tmpfs mounts). A scratch
@@ -145,8 +117,8 @@ NETWORK_HOST = "host"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class ExecOp(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class ExecOp(Value):
     """Run a process (through runc) on the rootfs mount and mounts; outputs are the rootfs
     (output 0 unless read-only) and every writable bind mount."""
 
@@ -164,8 +136,8 @@ class ExecOp(_Value):
 # ---------------------------------------------------------------------------------- file
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Mkdir(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Mkdir(Value):
     """Create a directory; with parents, missing parents get the same mode as the leaf."""
 
     path: str
@@ -176,8 +148,8 @@ class Mkdir(_Value):
     action: str = field(default="mkdir", init=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Mkfile(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Mkfile(Value):
     """Create or replace a regular file (an existing file keeps its mode)."""
 
     path: str
@@ -188,8 +160,8 @@ class Mkfile(_Value):
     action: str = field(default="mkfile", init=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Rm(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Rm(Value):
     """Remove a path (recursively); a missing path is fine, an unmatched wildcard is not
     unless allow_not_found."""
 
@@ -199,8 +171,8 @@ class Rm(_Value):
     action: str = field(default="rm", init=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class Copy(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class Copy(Value):
     """Copy src from FileOp.inputs[source] to dest in the state being built."""
 
     source: int  # index into FileOp.inputs
@@ -223,8 +195,8 @@ class Copy(_Value):
 FileAction = Mkdir | Mkfile | Rm | Copy
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class FileOp(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class FileOp(Value):
     """Apply actions, in order, to inputs[0] (the base state); copies read other inputs.
     One output: the resulting tree."""
 
@@ -236,16 +208,16 @@ class FileOp(_Value):
 # ---------------------------------------------------------------------------------- merge/diff
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class MergeOp(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class MergeOp(Value):
     """Apply every input's layer chain in order onto an empty tree (later inputs win)."""
 
     inputs: tuple[Input, ...]
     kind: str = field(default="merge", init=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class DiffOp(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class DiffOp(Value):
     """What inputs[1] (upper) changed relative to inputs[0] (lower), deletions included."""
 
     inputs: tuple[Input, Input]
@@ -255,8 +227,8 @@ class DiffOp(_Value):
 Op = SourceOp | ExecOp | FileOp | MergeOp | DiffOp
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # eq and repr come from _Value
-class OpMetadata(_Value):
+@value_class(frozen=True, eq=False, repr=False)  # eq, repr, __init__ from Value
+class OpMetadata(Value):
     """What lives beside an op and does not change its result."""
 
     description: str = ""
