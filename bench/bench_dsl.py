@@ -10,6 +10,10 @@
                      cached, wall time of the whole process; and its instruction count under
                      callgrind (valgrind), which other jobs on the machine do not disturb
 
+  floor              the interpreter alone, `python -c pass` and `python -S -c pass` (no site:
+                     the venv's .pth files), timed and counted the same way in the same run:
+                     what no Python command can go under
+
 Targets: 10,000 actions < 0.05 s; 100,000 actions < 0.5 s and < 200 MiB peak; cached chain
 100 < 0.05 s wall. Medians of REPEAT runs. A missed target is printed, not an error. The
 10,000-action evaluation is also counted in instructions under callgrind (the process with
@@ -106,6 +110,17 @@ def cached_solve(work: Path, build: Path, root: Path, n: int) -> tuple[float, fl
     return wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
 
+def timed(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_ENV,
+                   check=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+
+
 def instructions(work: Path, build: Path, root: Path) -> int | None:
     """Instructions of one cached solve under callgrind, or None without valgrind."""
     return _callgrind([*LLB, "solve", str(build), "--root", str(root), "--progress", "plain",
@@ -138,7 +153,13 @@ def main() -> int:
         build.write_text(build_file("chain", 100))
         root = work / "root"
         cached_solve(work, build, root, 0)  # cold: fills the cache
-        runs = [cached_solve(work, build, root, i + 1) for i in range(REPEAT)]
+        floors: dict[tuple[str, ...], list[tuple[float, float]]] = {
+            args: [] for args in (("-c", "pass"), ("-S", "-c", "pass"))}
+        runs = []
+        for i in range(REPEAT):  # alternating, so a change of load moves both alike
+            runs.append(cached_solve(work, build, root, i + 1))
+            for args, times in floors.items():
+                times.append(timed([sys.executable, *args]))
         walls = [w for w, _ in runs]
         wall = statistics.median(walls)
         cpu = statistics.median(c for _, c in runs)
@@ -148,6 +169,14 @@ def main() -> int:
               f"{min(walls):.3f}; CPU {cpu:.3f} s), target < {CACHED_TARGET} s "
               f"{'met' if ok else 'MISSED'}"
               + (f"; {ins / 1e6:.0f}M instructions (callgrind)" if ins else ""))
+        for args, times in floors.items():
+            f_wall = statistics.median(w for w, _ in times)
+            f_cpu = statistics.median(c for _, c in times)
+            f_ins = _callgrind([sys.executable, *args])
+            print(f"  floor `python {' '.join(args)}`: {f_wall:.3f} s wall, CPU {f_cpu:.3f} s"
+                  + (f", {f_ins / 1e6:.0f}M instructions" if f_ins else "")
+                  + f"; the cached solve is {wall / f_wall:.1f}x its wall"
+                  + (f", {ins / f_ins:.1f}x its instructions" if ins and f_ins else ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

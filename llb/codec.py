@@ -352,8 +352,3 @@ def wire_lists(value: Any) -> Any:
             return value  # not a wire value: the decoder rejects it with its type name
         names = _fields_of(t)
     return {name: wire_lists(getattr(value, name)) for name in names}
-
-
-OP_DECODER: Decoder = decoder_for(_ops.Op)
-INPUT_DECODER: Decoder = decoder_for(_ops.Input)
-METADATA_DECODER: Decoder = decoder_for(_ops.OpMetadata)

@@ -217,7 +217,8 @@ def _from_bytes(data: Any) -> Definition:
     ops: dict[str, Op] = {}
     op_bytes: dict[str, bytes] = {}
     order: list[str] = []
-    decode_op = codec.OP_DECODER
+    decode_op = codec.decoder_for(Op)  # generated on first use (a cached solve of a build
+    # file decodes nothing)
     pack = codec.pack
     for i, item in enumerate(raw_ops):
         if type(item) is not list or len(item) != 2 or type(item[0]) is not str \
@@ -243,7 +244,7 @@ def _from_bytes(data: Any) -> Definition:
         order.append(digest)
 
     try:
-        output = codec.INPUT_DECODER(top["output"])
+        output = codec.decoder_for(Input)(top["output"])
     except FieldError as e:
         raise DefinitionError(f"definition output: {e}") from None
     validate.check_input(output, "definition output")
@@ -252,11 +253,12 @@ def _from_bytes(data: Any) -> Definition:
     if type(raw_meta) is not dict:
         raise DefinitionError("definition metadata must be a map")
     metadata: dict[str, OpMetadata] = {}
+    decode_meta = codec.decoder_for(OpMetadata)
     for digest, value in raw_meta.items():
         if digest not in ops:
             raise DefinitionError(f"metadata for unknown op {digest[:80]!r}")
         try:
-            meta = codec.METADATA_DECODER(value)
+            meta = decode_meta(value)
         except FieldError as e:
             raise DefinitionError(f"metadata for {digest}: {e}",
                                   vertex=digest) from None
