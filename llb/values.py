@@ -16,10 +16,9 @@ class Value:
 
     __slots__ = ()
     __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on every subclass
-    # value_class: the __init__ parameters (name, default or _REQUIRED) and the fields
-    # __init__ does not take (name, default)
+    # value_class: the __init__ parameters (name, default or _REQUIRED); a field __init__
+    # does not take is read from its class attribute, as a dataclass's is
     _init_params: ClassVar[tuple[tuple[str, Any], ...]]
-    _init_fixed: ClassVar[tuple[tuple[str, Any], ...]]
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__dataclass_fields__)
@@ -60,7 +59,6 @@ class Value:
                 raise TypeError(f"{cls.__qualname__}.__init__() got "
                                 + (f"multiple values for argument {name!r}" if twice else
                                    f"an unexpected keyword argument {name!r}"))
-            d.update(cls._init_fixed)
 
         def __setattr__(self, name: str, value: Any) -> None:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -77,19 +75,19 @@ if TYPE_CHECKING:
 else:
     def value_class(*, frozen: bool, eq: bool, repr: bool) -> Callable[[_V], _V]:
         """@dataclass(frozen=True, eq=False, repr=False) for a Value subclass, without the
-        three functions dataclass would compile per class (__init__, __setattr__,
-        __delattr__: ~2.5M instructions a class, for every command): Value's generic ones
-        do the same from the fields' list. The class is a dataclass (fields(), replace(),
-        is_dataclass) that cannot be changed once made; DSL and decoder hot paths fill
-        __dict__ directly anyway."""
+        functions dataclass would compile per class (__init__, __setattr__, __delattr__;
+        ~2.5M instructions a class, at every command): Value's generic ones do the same
+        from the fields' list. The class is a dataclass (fields(), replace(), is_dataclass)
+        that cannot be changed once made; DSL and decoder hot paths fill __dict__ directly
+        anyway. Fields take plain defaults (no default_factory)."""
         assert frozen and not eq and not repr
 
         def wrap(cls: _V) -> _V:
             cls = dataclasses.dataclass(init=False, eq=False, repr=False)(cls)
             fields = dataclasses.fields(cls)
+            assert all(f.default_factory is dataclasses.MISSING for f in fields), cls
             cls._init_params = tuple(
                 (f.name, _REQUIRED if f.default is dataclasses.MISSING else f.default)
                 for f in fields if f.init)
-            cls._init_fixed = tuple((f.name, f.default) for f in fields if not f.init)
             return cls
         return wrap
