@@ -113,3 +113,27 @@ def test_dumping_a_build_file_loads_no_engine(tmp_path: Path) -> None:
     assert "llb.state" in modules
     assert _crossed(modules, ("llb.solver.scheduler", "llb.snapshot.store", "llb.executor",
                               "llb.content") + HANDLERS) == []
+
+
+def test_a_cached_solve_compiles_few_dataclasses(tmp_path: Path, definition: Path) -> None:
+    # @dataclass compiles up to six functions per class (~1 ms of every command each class):
+    # the ops and DSL values are llb.values classes instead; these few remain on the path
+    code = ("import os, sys\nfrom llb.cli.main import run\n"
+            f"sys.argv = ['llb', 'solve', {str(definition)!r}, '--progress', 'plain']\n"
+            "exit = os._exit\n"
+            "def _exit(code):\n"
+            "    found = sorted(f'{m.__name__}.{c.__name__}' for m in list(sys.modules.values())\n"
+            "                   if m is not None and m.__name__.startswith('llb')\n"
+            "                   for c in list(vars(m).values()) if isinstance(c, type)\n"
+            "                   and c.__module__ == m.__name__\n"
+            "                   and '__dataclass_fields__' in vars(c) and '__init__' in vars(c))\n"
+            "    sys.stdout.write('\\n' + ' '.join(found))\n"
+            "    sys.stdout.flush()\n"
+            "    exit(code)\n"
+            "os._exit = _exit\nrun()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    compiled = out.stdout.rsplit("\n", 1)[-1].split()
+    assert compiled == ["llb.fsutil.meta.Meta", "llb.snapshot.layers.Change",
+                        "llb.solver.ops.context.OpContext"]
