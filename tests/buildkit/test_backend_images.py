@@ -6,9 +6,6 @@ what BuildKit v0.11.6 cannot do refused as one line, exit 2, before anything run
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import os
 import subprocess
@@ -18,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from bkhelp import BUILDCTL
+from layerhelp import layer_tree
 
 LLB = str(Path(sys.executable).parent / "llb")
 REPO = Path(__file__).resolve().parents[2]
@@ -93,28 +91,6 @@ def _blob_file(t: tarfile.TarFile, name: str) -> bytes:
     return f.read()
 
 
-def _layer_tree(data: bytes) -> dict[str, tuple]:
-    """One layer as path -> (kind, mode, uid, gid, content digest or link target)."""
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    out: dict[str, tuple] = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for m in tar.getmembers():
-            name = m.name.lstrip("./").rstrip("/")
-            if m.isdir():
-                what: tuple = ("dir",)
-            elif m.issym():
-                what = ("link", m.linkname)
-            elif m.isfile():
-                f = tar.extractfile(m)
-                assert f is not None
-                what = ("file", hashlib.sha256(f.read()).hexdigest()[:16])
-            else:
-                what = ("other", m.type)
-            out[name] = (*what, m.mode & 0o7777, m.uid, m.gid)
-    return out
-
-
 def test_oci_output_has_the_local_backends_layer_trees(tmp_path, buildkitd):
     from imageexport import need, tree, umoci_unpack, untar
 
@@ -133,8 +109,8 @@ def test_oci_output_has_the_local_backends_layer_trees(tmp_path, buildkitd):
     assert [d["mediaType"] for d in bk_descs] == \
         ["application/vnd.oci.image.layer.v1.tar+gzip"] * 3
     for i, (t, o) in enumerate(zip(bk_layers, llb_layers)):
-        assert _layer_tree(t) == _layer_tree(o), f"layer {i} differs"
-    assert _layer_tree(bk_layers[1])["app"][:2] == ("dir", 0o750)
+        assert layer_tree(t) == layer_tree(o), f"layer {i} differs"
+    assert layer_tree(bk_layers[1])["app"][:2] == ("dir", 0o750)
     # and the images unpack to the same root (umoci applies the layers, whiteouts included)
     rootfs = [tree(umoci_unpack(untar(a, tmp_path / f"{a.stem}-layout"), "v1",
                                 tmp_path / f"{a.stem}-bundle")) for a in (theirs, ours)]

@@ -6,18 +6,15 @@ times are not compared)."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from bkhelp import BUILDCTL
+from layerhelp import layer_tree
 
 LLB = str(Path(sys.executable).parent / "llb")
 
@@ -51,28 +48,7 @@ def _layer_trees(ref: str, tmp: Path) -> list[dict[str, tuple]]:
     index = json.loads((layout / "index.json").read_text())
     blob = lambda d: (layout / "blobs" / "sha256" / d.split(":")[1]).read_bytes()  # noqa: E731
     manifest = json.loads(blob(index["manifests"][0]["digest"]))
-    out = []
-    for layer in manifest["layers"]:
-        data = blob(layer["digest"])
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        entries: dict[str, tuple] = {}
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for m in tar.getmembers():
-                name = m.name.lstrip("./").rstrip("/")
-                if m.isdir():
-                    what: tuple = ("dir",)
-                elif m.issym():
-                    what = ("link", m.linkname)
-                elif m.isfile():
-                    f = tar.extractfile(m)
-                    assert f is not None
-                    what = ("file", hashlib.sha256(f.read()).hexdigest()[:16])
-                else:
-                    what = ("other", m.type)
-                entries[name] = (*what, m.mode & 0o7777, m.uid, m.gid)
-        out.append(entries)
-    return out
+    return [layer_tree(blob(layer["digest"])) for layer in manifest["layers"]]
 
 
 def test_merge_image_matches_buildkits_layer_by_layer(tmp_path, buildkitd, registry) -> None:

@@ -110,3 +110,26 @@ def raw_tar(entries: Sequence[tuple[str, str, bytes | str]]) -> bytes:
             else:
                 tar.addfile(info)
     return buf.getvalue()
+
+
+def layer_tree(data: bytes) -> dict[str, tuple]:
+    """One layer blob (gzip or plain tar) as path -> (kind, ..., mode, uid, gid): kind "dir",
+    "link" with its target, "file" with a short content digest, or "other" with its type."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    out: dict[str, tuple] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            name = m.name.lstrip("./").rstrip("/")
+            if m.isdir():
+                what: tuple = ("dir",)
+            elif m.issym():
+                what = ("link", m.linkname)
+            elif m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                what = ("file", hashlib.sha256(f.read()).hexdigest()[:16])
+            else:
+                what = ("other", m.type)
+            out[name] = (*what, m.mode & 0o7777, m.uid, m.gid)
+    return out
