@@ -147,8 +147,8 @@ class Scheduler:
             v = self.ready.pop()
             try:
                 self._compute_key(v)
-            except BaseException as e:  # noqa: BLE001 - becomes the solve's error
-                self._fail(v, e)
+            except Exception as e:  # noqa: BLE001 - becomes the solve's error (a signal's
+                self._fail(v, e)   # KeyboardInterrupt goes through: it is no build failure)
                 break
             keyed.append(v)
             if not v.provisional:

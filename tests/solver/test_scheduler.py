@@ -216,3 +216,23 @@ def test_no_cache_and_ignore_cache_run_again_and_explain_why(tmp_path, handlers)
     with Solver(tmp_path, progress=rec, store=FakeStore()) as solver:
         res = solver.solve(d, explain=True)
     assert res.done == 1 and res.explanations[0][2] == "ignore_cache is set on this op"
+
+
+def test_a_signal_while_a_local_source_is_hashed_stops_the_solve_not_fails_it(
+        tmp_path, monkeypatch):
+    """The CLI's signal handler raises a KeyboardInterrupt in the main thread wherever it
+    is; while a local context's content key is computed there, it must come out as the
+    interruption (exit 128+N), never as that vertex's build failure (exit 1)."""
+    from llb.solver.sources import local as local_source
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(local_source, "content_key", interrupted)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("x")
+    rec = Recorder()
+    with Solver(tmp_path / "root", progress=rec, store=FakeStore(), workers=1) as s:
+        with pytest.raises(KeyboardInterrupt):
+            s.solve(llb.local("ctx").to_definition(), local_dirs={"ctx": ctx})
