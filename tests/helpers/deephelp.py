@@ -1,11 +1,16 @@
 """Deep trees for tests: chains of directories made through dir fds (no path is ever longer
 than one name, so a chain may go past PATH_MAX), and the `no_deep_leftovers` fixture: pytest
 removes old temporary directories with shutil.rmtree, which recurses once per level and
-cannot remove such a tree, so a test that makes one empties its tmp_path itself."""
+cannot remove such a tree, so a test that makes one empties its tmp_path itself; and before
+pytest's own clean-up at the end of a session, the old directories it would remove (left by
+an earlier run that was killed, say) are removed here without recursion."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,3 +41,28 @@ def no_deep_leftovers(tmp_path: Path):
     yield
     for name in os.listdir(tmp_path):
         remove_tree(tmp_path / name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove what pytest's clean-up of old runs would remove (garbage-* and numbered
+    directories older than the ones it keeps, none in use), iteratively: shutil.rmtree
+    fails with RecursionError on a tree deeper than the recursion limit."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("basetemp", None):
+        return  # an xdist worker, or a directory the user gave: pytest removes no old runs
+    root = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) \
+        / f"pytest-of-{getpass.getuser()}"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    numbered = sorted((int(m.group(1)), n) for n in names
+                      if (m := re.fullmatch(r"pytest-(\d+)", n)))
+    keep = int(config.getini("tmp_path_retention_count"))
+    old = [n for _, n in numbered[:-keep] if not (root / n / ".lock").exists()] if keep else []
+    for name in old + [n for n in names if n.startswith("garbage-")]:
+        try:
+            remove_tree(root / name)
+        except OSError:
+            pass  # pytest tries again, as it would have
