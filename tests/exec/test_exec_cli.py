@@ -8,20 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc, tree_of
+from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc, tree_of
 
 pytestmark = needs_runc
 
 LLB = str(Path(sys.executable).parent / "llb")
 
 PRELUDE = f'''
-import importlib.util
-import llb
-
-_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
-_bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_bb)
-busybox = _bb.busybox
+{BUSYBOX_PRELUDE}busybox = _bb.busybox
 '''
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
 from loopfs import LoopFS, loop_problem
 from rootcheck import problems
 
@@ -22,14 +22,7 @@ pytestmark = [needs_runc, pytest.mark.skipif(loop_problem() is not None,
 LLB = str(Path(sys.executable).parent / "llb")
 
 BUILD = f'''
-import importlib.util
-import os
-import llb
-
-_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
-_bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_bb)
-
+{BUSYBOX_PRELUDE}
 
 def build():
     tag, kib = os.environ["TAG"], os.environ.get("KIB", "1")

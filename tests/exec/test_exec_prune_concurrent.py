@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
 from leftovers import containers, mounts_under, processes_with, session_temps
 
 pytestmark = needs_runc
@@ -21,14 +21,7 @@ pytestmark = needs_runc
 LLB = str(Path(sys.executable).parent / "llb")
 
 BUILD = f'''
-import importlib.util
-import os
-import llb
-
-_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
-_bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_bb)
-
+{BUSYBOX_PRELUDE}
 
 def build():
     """Variant V: files of its own merged over a shared base, then an exec reading both."""

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
 from leftovers import containers, mounts_under, processes_with, session_temps
 
 pytestmark = needs_runc
@@ -24,14 +24,7 @@ pytestmark = needs_runc
 LLB = str(Path(sys.executable).parent / "llb")
 
 BUILD = f'''
-import importlib.util
-import os
-import llb
-
-_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
-_bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_bb)
-
+{BUSYBOX_PRELUDE}
 
 def build():
     tag, pause = os.environ["TAG"], os.environ["PAUSE"]

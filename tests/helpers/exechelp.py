@@ -73,6 +73,15 @@ def make_busybox_rootfs(root: Path) -> Path:
 
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX_BUILD = REPO / "examples" / "busybox" / "build.py"
+# the head of a build file whose `_bb.busybox()` is the busybox example's base
+BUSYBOX_PRELUDE = f'''import importlib.util
+import os
+import llb
+
+_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
+_bb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bb)
+'''
 LOCALS = {"busybox": BUSYBOX.parent}
 
 

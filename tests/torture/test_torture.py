@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_BUILD, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
 from leftovers import processes_with
 from loopfs import LoopFS, loop_problem
 from rootcheck import du_disagreements, problems, tree_bytes
@@ -34,14 +34,7 @@ SEED = int(os.environ.get("LLB_TORTURE_SEED", str(time.time_ns() % 10**9)))
 SHAPES = ("plain", "deep", "wide", "bytes")
 
 BUILD = f'''
-import importlib.util
-import os
-import llb
-
-_spec = importlib.util.spec_from_file_location("busybox_base", {str(BUSYBOX_BUILD)!r})
-_bb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_bb)
-
+{BUSYBOX_PRELUDE}
 SCRIPTS = {{
     "plain": "",
     "deep": "mkdir -p /deep && cd /deep && i=0 && while [ $i -lt 1100 ]; do mkdir a && cd a; "
