@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, build_root, needs_runc
 from rootcheck import du_disagreements
 
 pytestmark = needs_runc
@@ -33,12 +33,7 @@ def build():
 
 @pytest.fixture(params=["overlayfs", "native"])
 def root(request, tmp_path: Path) -> tuple[Path, str]:
-    if request.param == "overlayfs":
-        from llb.snapshot.mount import overlay_works
-        if not overlay_works(tmp_path / "probe"):
-            pytest.skip("overlayfs mounts do not work here")
-    (tmp_path / "build.py").write_text(BUILD)
-    return tmp_path / "root", request.param
+    return build_root(request.param, tmp_path, BUILD)
 
 
 def _solve(root: Path, snapshotter: str, n: int) -> subprocess.Popen:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
+from exechelp import BUSYBOX_PRELUDE, LOCALS, build_root, needs_runc
 from leftovers import containers, mounts_under, processes_with, session_temps
 
 pytestmark = needs_runc
@@ -42,12 +42,7 @@ def _expected(v: int) -> str:
 
 @pytest.fixture(params=["overlayfs", "native"])
 def root(request, tmp_path: Path) -> tuple[Path, str]:
-    if request.param == "overlayfs":
-        from llb.snapshot.mount import overlay_works
-        if not overlay_works(tmp_path / "probe"):
-            pytest.skip("overlayfs mounts do not work here")
-    (tmp_path / "build.py").write_text(BUILD)
-    return tmp_path / "root", request.param
+    return build_root(request.param, tmp_path, BUILD)
 
 
 def _solve(root: Path, snapshotter: str, v: int, out: Path, pause: str = "0",

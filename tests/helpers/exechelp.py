@@ -139,3 +139,14 @@ def link_groups(root: Path) -> set[frozenset[str]]:
                 by_inode.setdefault((s.st_dev, s.st_ino), set()).add(
                     "/" + os.path.relpath(p, root))
     return {frozenset(v) for v in by_inode.values() if len(v) > 1}
+
+
+def build_root(snapshotter: str, tmp_path: Path, build: str) -> tuple[Path, str]:
+    """A root to come (tmp_path/root) beside `build` written as tmp_path/build.py, for one
+    snapshotter; the test is skipped where overlayfs does not mount."""
+    if snapshotter == "overlayfs":
+        from llb.snapshot.mount import overlay_works
+        if not overlay_works(tmp_path / "probe"):
+            pytest.skip("overlayfs mounts do not work here")
+    (tmp_path / "build.py").write_text(build)
+    return tmp_path / "root", snapshotter
