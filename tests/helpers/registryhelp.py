@@ -32,6 +32,7 @@ import pytest
 
 REGISTRY_BIN = "docker-registry"
 USER, PASSWORD = "llb-user", "llb-secret"
+IDENTITY_HEADER = "X-Llb-Test-Registry"
 
 
 def free_port() -> int:
@@ -46,6 +47,9 @@ class Registry:
 
     def __init__(self, workdir: Path, auth: dict[str, Any] | None = None):
         self.workdir = workdir
+        # every answer carries this header: start-up knows it reached this process, not
+        # another worker's registry that took the port between free_port() and our bind
+        self.identity = uuid.uuid4().hex
         workdir.mkdir(parents=True, exist_ok=True)
         self.storage = workdir / "storage"
         self.log = workdir / "registry.log"
@@ -59,7 +63,8 @@ class Registry:
                 "storage": {"filesystem": {"rootdirectory": str(self.storage)},
                             "delete": {"enabled": True},
                             "maintenance": {"uploadpurging": {"enabled": False}}},
-                "http": {"addr": self.host, "secret": "llb-test-secret"},
+                "http": {"addr": self.host, "secret": "llb-test-secret",
+                         "headers": {IDENTITY_HEADER: [self.identity]}},
                 **({"auth": auth} if auth else {}),
             }))
             with open(self.log, "ab") as log:
@@ -68,7 +73,7 @@ class Registry:
             if self._wait_ready():
                 return
             self.stop()
-            if "address already in use" not in self.log.read_text():
+            if "address already in use" not in self.log.read_text(errors="replace"):
                 break
         raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
 
@@ -78,12 +83,16 @@ class Registry:
             if self._proc.poll() is not None:
                 return False
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
-                return True
-            except urllib.error.HTTPError:
-                return True  # 401: up, and asking for auth
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as answer:
+                    headers = answer.headers
+            except urllib.error.HTTPError as denied:  # 401: up, and asking for auth
+                headers = denied.headers
             except OSError:
                 time.sleep(0.05)
+                continue
+            if headers.get(IDENTITY_HEADER) == self.identity:
+                return True
+            time.sleep(0.05)  # another process holds the port: ours will exit, and we retry
         return False
 
     def stop(self) -> None:
