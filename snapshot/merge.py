@@ -64,7 +64,8 @@ def _deleted_after(rel: str, index: int, deleted: dict[str, int]) -> bool:
     """Whether a layer after `index` deletes rel or a directory above it: then what layer
     `index` puts at rel would be removed again, so it is never written (a merge of a tree
     and its own deletions links and unlinks nothing, and on ext4 without a journal freed
-    inodes slow down the next creations)."""
+    inodes slow down the next creations). So a deletion finds nothing to remove but the
+    directories an earlier deletion's parents made."""
     while rel:
         if deleted.get(rel, -1) > index:
             return True
@@ -119,10 +120,14 @@ class _Merger:
                 if parent and parent not in st.dirs_done:
                     if not self._parents(st, parent):
                         continue  # the layer has no such directory: nothing of it to apply
-                dst = root + "/" + rel
                 if change.kind == "delete":
-                    _remove(dst)
+                    # Every entry an earlier layer had at rel or below was left out (doomed)
+                    # and dest started empty: only a directory made for an earlier
+                    # deletion's parents (as above) can be there, and it is in self.dirs.
+                    if rel in self.dirs:
+                        _remove(root + "/" + rel)
                     continue
+                dst = root + "/" + rel
                 src = src_of(rel)
                 err = None
                 if not st.no_link:

@@ -191,6 +191,20 @@ def test_nested_deletions_under_a_deleted_directory_are_skipped(shop, dest):
     assert_tree(dest, {"top": F()})
 
 
+def test_a_directory_made_for_a_deletion_is_removed_by_a_later_deletion(shop, dest):
+    # layer 1's deletion of d/x makes d (its parent, with the layer's metadata); layer 2
+    # deletes d itself, and layer 3 deletes e/y below a directory layer 2 made
+    one = shop.layer([("d/x", "delete")], mkdir("d", 0o700, mtime=T0))
+    two = shop.layer([("d", "delete"), ("e/y", "delete")], mkdir("e", 0o750, mtime=T0))
+    three = shop.layer([("e", "delete")])
+    merged(dest, [one, two])
+    assert_tree(dest, {"e": D(0o750, mtime=T0)})
+    other = dest.with_name("dest2")
+    other.mkdir()
+    merged(other, [one, two, three])
+    assert_tree(other, {})
+
+
 def test_what_a_later_layer_deletes_is_never_linked(shop, dest, monkeypatch):
     # merge-del's shape: a tree, the same tree with half deleted (and a directory gone), merged
     # onto a third input; the deleted entries are neither linked nor unlinked, the tree is exact
@@ -205,10 +219,19 @@ def test_what_a_later_layer_deletes_is_never_linked(shop, dest, monkeypatch):
         linked.append(os.path.relpath(dst, dest))
         return real(src, dst, *args, **kwargs)
 
+    removed: list[str] = []
+    real_remove = merge_mod._remove
+
+    def remove(dst):
+        removed.append(os.path.relpath(dst, dest))
+        real_remove(dst)
+
     monkeypatch.setattr(merge_mod, "_link", link)
+    monkeypatch.setattr(merge_mod, "_remove", remove)
     merged(dest, merge_chain(c, b))
     assert_tree(dest, {"data": D(0o750, mtime=T0 + S), "data/keep": F(b"k"),
                        "data/f1": F(b"1"), "data/f3": F(b"3"), "data/f5": F(b"5")})
+    assert removed == []  # nothing was there to remove
     # (directories are tried as links too: the kernel refuses, and they are made fresh)
     assert sorted(p for p in linked if p != "data") == [
         "data/f1", "data/f3", "data/f5", "data/keep"]
