@@ -32,6 +32,7 @@ BENCH_VERBOSE=1 prints every round's figures."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -293,17 +294,24 @@ def _line(cells: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    kinds = ["overlayfs", "native"]
-    rounds = ROUNDS
-    if "--snapshotter" in argv:
-        i = argv.index("--snapshotter")
-        kinds = [argv[i + 1]]
-        argv = argv[:i] + argv[i + 2:]
-    if "--rounds" in argv:
-        i = argv.index("--rounds")
-        rounds = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
-    shapes = [s for s in SHAPES if not argv or any(a in s.label for a in argv)]
+    ap = argparse.ArgumentParser(prog="bench_solver.py", description=__doc__.split("\n\n")[0],
+                                 epilog="BENCH_DIR (default /tmp/llb-bench) keeps contexts and "
+                                        "definitions; BENCH_VERBOSE=1 prints every round.")
+    ap.add_argument("shapes", nargs="*", metavar="SHAPE",
+                    help="run only the shapes whose label contains one of these "
+                         f"({', '.join(s.label for s in SHAPES)})")
+    ap.add_argument("--snapshotter", choices=["overlayfs", "native"], action="append",
+                    help="only this snapshotter (repeatable; default: both)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help=f"rounds per row, medians taken (default {ROUNDS})")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    kinds = args.snapshotter or ["overlayfs", "native"]
+    rounds = args.rounds
+    shapes = [s for s in SHAPES if not args.shapes or any(a in s.label for a in args.shapes)]
+    if not shapes:
+        ap.error(f"no shape matches {' '.join(args.shapes)}")
     work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
     # roots, daemons and exports of this run: each a new directory placed like a top-level one
     run = spread(fresh_dir(work / "runs"))
@@ -413,43 +421,42 @@ def _summary(rows: list[Row]) -> None:
     if not by_shape:
         return
     snaps = [s for s in ("overlayfs", "native") if any(s in v for v in by_shape.values())]
+    _table(f"llb/BuildKit wall time, cold / cached (target <= {1 / TARGET:.2f}x; where the "
+           f"floor forbids that, llb / the C loop's creation of the export, target <= "
+           f"{FLOOR_SLACK}x)", by_shape, snaps, _wall_cell)
+    _table("llb/BuildKit CPU seconds (user+system; BuildKit: daemon + buildctl), cold / cached",
+           by_shape, snaps, _cpu_cell)
+
+
+def _table(title: str, by_shape: dict[str, dict[str, Row]], snaps: list[str],
+           cell: Callable[[Row], str]) -> None:
+    """One markdown table: a row per shape, a column per snapshotter, `cell` for each."""
     print()
-    print(f"llb/BuildKit wall time, cold / cached (target <= {1 / TARGET:.2f}x; where the floor "
-          f"forbids that, llb / the C loop's creation of the export, target <= {FLOOR_SLACK}x)")
+    print(title)
     print("| shape | " + " | ".join(snaps) + " |")
     print("|---|" + "---|" * len(snaps))
     for label, per in by_shape.items():
-        cells = []
-        for s in snaps:
-            r = per.get(s)
-            if r is None:
-                cells.append("-")
-                continue
-            lc, lw, bc, bw = r.llb_fig("cold"), r.llb_fig("cached"), r.bk_fig("cold"), r.bk_fig("cached")
-            if lc is None or lw is None:
-                cells.append("llb fails")
-            elif bc is None or bw is None:
-                cells.append(f"BuildKit fails ({lc:.2f} / {lw:.2f} s)")
-            else:
-                v = (r.verdict("cold"), r.verdict("cached"))
-                cell = _pair(lc / bc, lw / bw, "x")
-                fc = r.floor_fig("create")
-                if fc is not None and fc * TARGET > min(bc, bw):  # the floor forbids 5x
-                    cell += f" (floor {_pair(lc / fc, lw / fc, 'x')})"
-                cells.append(cell + (" MISSED" if "MISSED" in v else ""))
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print()
-    print("llb/BuildKit CPU seconds (user+system; BuildKit: daemon + buildctl), cold / cached")
-    print("| shape | " + " | ".join(snaps) + " |")
-    print("|---|" + "---|" * len(snaps))
-    for label, per in by_shape.items():
-        cells = []
-        for s in snaps:
-            r = per.get(s)
-            lc, lw = (r.llb_fig("cold_cpu"), r.llb_fig("cached_cpu")) if r else (None, None)
-            bc, bw = (r.bk_fig("cold_cpu"), r.bk_fig("cached_cpu")) if r else (None, None)
-            cells.append(_pair(_div(lc, bc), _div(lw, bw), "x") if bc and bw else "-")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        print(f"| {label} | " + " | ".join(cell(per[s]) if s in per else "-" for s in snaps)
+              + " |")
+
+
+def _wall_cell(r: Row) -> str:
+    lc, lw, bc, bw = r.llb_fig("cold"), r.llb_fig("cached"), r.bk_fig("cold"), r.bk_fig("cached")
+    if lc is None or lw is None:
+        return "llb fails"
+    if bc is None or bw is None:
+        return f"BuildKit fails ({lc:.2f} / {lw:.2f} s)"
+    cell = _pair(lc / bc, lw / bw, "x")
+    fc = r.floor_fig("create")
+    if fc is not None and fc * TARGET > min(bc, bw):  # the floor forbids 5x
+        cell += f" (floor {_pair(lc / fc, lw / fc, 'x')})"
+    return cell + (" MISSED" if "MISSED" in (r.verdict("cold"), r.verdict("cached")) else "")
+
+
+def _cpu_cell(r: Row) -> str:
+    lc, lw = r.llb_fig("cold_cpu"), r.llb_fig("cached_cpu")
+    bc, bw = r.bk_fig("cold_cpu"), r.bk_fig("cached_cpu")
+    return _pair(_div(lc, bc), _div(lw, bw), "x") if bc and bw else "-"
 
 
 # ------------------------------------------------------------------ trees
