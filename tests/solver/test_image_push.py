@@ -5,7 +5,9 @@ error and leaves nothing half-written in the content store."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -130,13 +132,22 @@ def test_push_with_bearer_tokens(token_registry, tmp_path: Path,
     solve_export(tmp_path / "root", _app(_base()), f"type=image,name={ref},push=true")
     assert any("llb/token:pull,push" in " ".join(scopes)
                for _, scopes in token_registry.tokens.requests)
-    info = subprocess.run(["skopeo", "--debug", "inspect", "--tls-verify=false", "--creds",
-                           f"{USER}:{PASSWORD}", f"docker://{ref}"],
-                          capture_output=True, text=True, timeout=60)
-    # the whole exchange (ping, token request, manifest GET) and the registry's own log say
-    # which side refused, should this ever fail again
-    assert info.returncode == 0, (info.stderr[-3000:], token_registry.tokens.requests[-3:],
-                                  token_registry.registry.log.read_text()[-2000:])
+    # skopeo's read is the independent check of what llb pushed. CI once saw it refused with
+    # a token no token service of that worker had issued (llb's push before it had been
+    # granted): a second read tells skopeo's or the harness's flake from a bad push, and the
+    # first one's whole exchange (ping, token request, manifest GET) goes to the warnings
+    for attempt in (1, 2):
+        info = subprocess.run(["skopeo", "--debug", "inspect", "--tls-verify=false", "--creds",
+                               f"{USER}:{PASSWORD}", f"docker://{ref}"],
+                              capture_output=True, text=True, timeout=60)
+        if info.returncode == 0:
+            break
+        story = (f"skopeo inspect failed (attempt {attempt}): {info.stderr[-3000:]}\n"
+                 f"tokens issued: {token_registry.tokens.requests[-3:]}\n"
+                 f"registry log: {token_registry.registry.log.read_text()[-2000:]}")
+        assert attempt == 1, story
+        warnings.warn(story)
+    assert json.loads(info.stdout)["Layers"]
 
 
 def _blob_files(root: Path) -> set[str]:
