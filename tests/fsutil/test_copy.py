@@ -219,3 +219,44 @@ def test_copy_tree_of_a_big_directory_in_parts_keeps_everything(tmp_path, monkey
     assert first.st_nlink == 11
     assert all(os.lstat(tmp_path / "dst" / "big" / f"h{i:03}").st_ino == first.st_ino
                for i in range(0, 100, 10))
+
+
+@root_only
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_copy_tree_small_files_keep_every_kind_of_metadata(tmp_path, umask, workers):
+    """copy_tree copies a small regular file in its loop, setting only its times when the
+    creation gave it the rest; every file that needs more (another owner, set-id bits, bits
+    the umask took, xattrs, holes, an empty file, links within and outside the tree) ends
+    the same as its source, its link count included."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    files = {"plain": (0o644, None), "private": (0o600, None), "wide": (0o666, None),
+             "owned": (0o640, (1234, 5678)), "setuid": (0o4755, None),
+             "setgid": (0o2750, (0, 99)), "xattr": (0o644, None), "empty": (0o644, None)}
+    for name, (mode, owner) in files.items():
+        (src / "d" / name).write_bytes(b"" if name == "empty" else name.encode() * 3)
+        if owner:
+            os.chown(src / "d" / name, *owner)
+        os.chmod(src / "d" / name, mode)
+    os.setxattr(src / "d" / "xattr", "user.k", b"v")
+    with open(src / "d" / "sparse", "wb") as f:
+        f.truncate(12288)
+        f.seek(8192)
+        f.write(b"tail")
+    os.link(src / "d" / "plain", src / "d" / "plain2")
+    os.link(src / "d" / "private", tmp_path / "outside")  # its other name is not copied
+    for name in os.listdir(src / "d"):
+        os.utime(src / "d" / name, ns=(7, 1_600_000_000_000_000_001 + len(name)))
+    old = os.umask(umask)
+    try:
+        copy_tree(src, tmp_path / "dst", workers=workers)
+    finally:
+        os.umask(old)
+    out = tmp_path / "dst" / "d"
+    assert all(os.lstat(out / n).st_atime_ns == 7 for n in os.listdir(out))  # (read: later)
+    assert _pic(tmp_path / "dst") == _pic(src)
+    assert os.lstat(out / "plain").st_ino == os.lstat(out / "plain2").st_ino
+    assert os.lstat(out / "plain").st_nlink == 2
+    assert os.lstat(out / "private").st_nlink == 1
+    assert os.lstat(out / "sparse").st_blocks * 512 < 12288  # its hole kept
