@@ -13,6 +13,7 @@ from llb.fsutil import remove_tree
 from llb.snapshot.index import Index
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.merge import apply_layers
+from llb.snapshot.removal import write_removal
 from llb.snapshot.upper import write_layer
 
 
@@ -32,6 +33,7 @@ class Driver:
 
     kind = ""
     layer_dirname = ""
+    whiteouts = False  # layers mark deletions with overlay whiteouts (they are upperdirs)
 
     def __init__(self, index: Index):
         self.index = index
@@ -61,6 +63,11 @@ class Driver:
     def build_layer(self, sdir: Path, src: Path, changes: list[Change]) -> None:
         """Write a computed diff's content (a snapshot without parent) into sdir."""
         write_layer(src, sdir / self.layer_dirname, changes)
+
+    def build_removal(self, sdir: Path, tree: Path, gone: list[str]) -> list[Change]:
+        """Write into sdir the layer deleting `gone` (snapshot.removal.removal_paths) from
+        the tree at `tree`, its parent's; its changes."""
+        return write_removal(tree, sdir / self.layer_dirname, gone, whiteouts=self.whiteouts)
 
     def build_tree(self, dest: Path, chain: list[str]) -> None:
         """Apply a chain of layers onto the empty directory dest (the merge engine)."""

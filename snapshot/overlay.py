@@ -74,6 +74,7 @@ def _count_upto(root: Path, limit: int) -> int:
 class OverlayDriver(Driver):
     kind = "overlayfs"
     layer_dirname = "fs"
+    whiteouts = True
 
     def __init__(self, index: Index):
         super().__init__(index)

@@ -27,6 +27,7 @@ from llb.snapshot.imagelayers import ImageLayers
 from llb.snapshot.keeping import Keeping
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import Session
+from llb.snapshot.removal import removal_paths
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 from llb.resource import Closeable
 
@@ -214,6 +215,26 @@ class Store(ImageLayers, Keeping, Closeable):
             self._unbusy(parent.id if parent else None)
             raise
         return m
+
+    def delete_paths(self, parent: Ref, paths: Sequence[str]) -> Ref | None:
+        """A new layer on parent deleting what removing each of `paths` in order takes away
+        (clean relative paths; recursively, a final symlink itself; a missing one takes
+        nothing), found in parent's tree and written without copying or mounting it. None,
+        and nothing done, when a path's parent directories hold a symlink: the caller then
+        prepares a mutable as usual."""
+        with self.view(parent) as tree:
+            gone = removal_paths(os.fspath(tree), paths)
+            if gone is None:
+                return None
+            sid = new_id()
+            tmp = self.session.dir / sid
+            tmp.mkdir()
+            try:
+                changes = self._driver.build_removal(tmp, tree, gone)
+                return self._publish(sid, tmp, "layer", parent.id, [], changes)
+            except BaseException:
+                remove_tree(tmp)
+                raise
 
     def merge(self, refs: list[Ref | None]) -> Ref | None:
         """A snapshot whose tree is every input's layer chain applied in order onto an empty

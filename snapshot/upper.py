@@ -9,6 +9,7 @@ as its layer, and what the native snapshotter keeps as `layer/`."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -19,9 +20,19 @@ from llb.snapshot.layers import Change, path_key
 _WHITEOUT = stat.S_IFCHR | 0o000
 
 
-def make_whiteout(path: str) -> None:
-    """An overlay whiteout at path: what the kernel writes when a lower entry is deleted."""
+def make_whiteout(path: str, shared: str | None = None) -> str:
+    """An overlay whiteout at path: what the kernel writes when a lower entry is deleted.
+    shared: a whiteout to hardlink instead of making a new inode, as overlayfs shares one
+    among its own (half the cost of a mknod on ext4). Returns the whiteout to share next."""
+    if shared is not None:
+        try:
+            os.link(shared, path)
+            return shared
+        except OSError as e:
+            if e.errno != errno.EMLINK:
+                raise
     os.mknod(path, _WHITEOUT, os.makedev(0, 0))
+    return path
 
 
 def write_layer(tree: Path, dest: Path, changes: list[Change], *, whiteouts: bool = False
@@ -49,6 +60,7 @@ def write_layer(tree: Path, dest: Path, changes: list[Change], *, whiteouts: boo
 
     ensure_dir("")
     copied: dict[tuple[int, int], str] = {}  # hardlinks inside the layer stay hardlinks
+    whiteout: str | None = None  # the layer's whiteouts are hardlinks of its first one
     for ch in changes:
         parent = ch.path.rpartition("/")[0]
         if ch.kind == "delete":
@@ -60,7 +72,7 @@ def write_layer(tree: Path, dest: Path, changes: list[Change], *, whiteouts: boo
                     continue
                 ensure_dir(parent)
             if whiteouts:
-                make_whiteout(f"{dst}/{ch.path}")
+                whiteout = make_whiteout(f"{dst}/{ch.path}", whiteout)
             continue
         ensure_dir(parent)
         sp, dp = f"{src}/{ch.path}", f"{dst}/{ch.path}"

@@ -37,6 +37,14 @@ __all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundE
 def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
     """Apply op's actions to a mutable snapshot of inputs[0]; one output, the new tree."""
     base = inputs[0] if inputs else None
+    if base is not None:
+        removed = _removals(op.actions)
+        if removed is not None:
+            if ctx.cancelled.is_set():
+                raise SolveCancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
+            ref = ctx.store.delete_paths(base, removed)
+            if ref is not None:
+                return [ref]
     mutable = ctx.store.prepare(base, trusted=True)
     committed = False
     try:
@@ -56,6 +64,23 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
     finally:
         if not committed:
             mutable.discard()
+
+
+def _removals(actions: tuple[FileAction, ...]) -> list[str] | None:
+    """The paths (clean, relative) of an op made only of rm actions without wildcards,
+    which the store removes without preparing a tree (Store.delete_paths); None for any
+    other op, and for an rm of / (the general way refuses it)."""
+    if not actions:
+        return None
+    paths = []
+    for a in actions:
+        if not isinstance(a, Rm) or (a.allow_wildcard and contains_wildcards(a.path)):
+            return None
+        p = clean("/" + a.path)
+        if p == "/" or "\x00" in p:
+            return None
+        paths.append(p[1:])
+    return paths
 
 
 def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: str,

@@ -236,6 +236,60 @@ def test_a_run_of_rms_and_mkfiles_resolves_each_path_like_a_single_one(store):
                  Mkfile("/real/sub/f", b"f"))
 
 
+def _tree(store, ref):
+    """Every entry of ref's tree: (type, mode, owner, content or link target), by path."""
+    with store.view(ref) as root:
+        out = {}
+        for rel in listing(store, ref):
+            p = Path(root) / rel
+            s = os.lstat(p)
+            what = (p.read_bytes() if stat.S_ISREG(s.st_mode) else
+                    os.readlink(p) if stat.S_ISLNK(s.st_mode) else None)
+            out[rel] = (stat.S_IFMT(s.st_mode), stat.S_IMODE(s.st_mode), s.st_uid, s.st_gid, what)
+        return out
+
+
+def test_an_op_of_rms_deletes_without_preparing_a_tree(store):
+    """An op made only of plain rm actions is a layer of deletions (Store.delete_paths): no
+    mutable is prepared, and the tree is the one the general way gives."""
+    def fill(p):
+        (p / "data/sub").mkdir(parents=True)
+        for i in range(6):
+            (p / f"data/f{i}").write_bytes(b"%d" % i)
+        (p / "data/sub/x").write_bytes(b"x")
+        os.chmod(p / "data", 0o750)
+        os.symlink("/data", p / "link")
+        (p / "top").write_bytes(b"t")
+    base = seed(store, None, fill)
+    rms = (Rm("/data/f0"), Rm("data/./f2"), Rm("/data/sub/x"), Rm("/data/sub"),
+           Rm("/data/sub/gone"), Rm("/top/below"), Rm("/link"), Rm("/link/f4"),
+           Rm("/missing", allow_wildcard=True))
+    cs = _CountingStore(store)
+    ref = run_file(cs, base, *rms)
+    assert cs.events == [("delete_paths", ["data/f0", "data/f2", "data/sub/x", "data/sub",
+                                           "data/sub/gone", "top/below", "link", "link/f4",
+                                           "missing"], True)]
+    general = run_file(store, base, Mkdir("/top"), *rms)  # a mkdir that changes nothing
+    assert _tree(store, ref) == _tree(store, general)
+    assert sorted(_tree(store, ref)) == ["data", "data/f1", "data/f3", "data/f4", "data/f5",
+                                         "top"]
+    assert stat.S_IMODE(st(store, ref, "/data").st_mode) == 0o750
+
+
+def test_rms_through_a_symlinked_parent_take_the_general_way(store):
+    def fill(p):
+        (p / "real").mkdir()
+        (p / "real/a").write_bytes(b"a")
+        (p / "real/b").write_bytes(b"b")
+        os.symlink("/real", p / "dirlink")
+    base = seed(store, None, fill)
+    cs = _CountingStore(store)
+    ref = run_file(cs, base, Rm("/real/b"), Rm("/dirlink/a"), Rm("/dirlink"))
+    assert cs.events == [("delete_paths", ["real/b", "dirlink/a", "dirlink"], False),
+                         ("prepare", True), "commit"]
+    assert listing(store, ref) == ["real"]  # /dirlink/a removed /real/a
+
+
 def test_rm_wildcard(store):
     def fill(p):
         for n in ("a.txt", "b.txt", "c.log"):
@@ -345,6 +399,11 @@ class _CountingStore:
 
     def view(self, ref):
         return self.inner.view(ref)
+
+    def delete_paths(self, parent, paths):
+        ref = self.inner.delete_paths(parent, paths)
+        self.events.append(("delete_paths", list(paths), ref is not None))
+        return ref
 
 
 def test_failure_discards_and_success_commits(store):
