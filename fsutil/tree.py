@@ -255,20 +255,20 @@ class _CopyJob:
                 plain = fresh and not self.link and self.only is None
                 creds, after = self.creds, None if self.ctimes is None else self._record_fd
                 for i, (name, st, is_dir) in enumerate(items):
+                    assert st is not None  # a listing with stat
                     if self.check is not None and i & 255 == 255:
                         self.check()  # a big directory: once in a while
                     try:
                         if plain and not is_dir and st.st_size < BIG_FILE \
-                                and stat.S_ISREG(st.st_mode):  # type: ignore[union-attr]
-                            if st.st_nlink == 1 or self._first_name(  # type: ignore[union-attr]
-                                    st, f"{dst}/{name}"):  # type: ignore[arg-type]
-                                copy_file(name, name, st, src_dir_fd=sfd,  # type: ignore[arg-type]
-                                          dst_dir_fd=dfd, creds=creds, after=after)
+                                and stat.S_ISREG(st.st_mode):
+                            if st.st_nlink == 1 or self._first_name(st, f"{dst}/{name}"):
+                                copy_file(name, name, st, src_dir_fd=sfd, dst_dir_fd=dfd,
+                                          creds=creds, after=after)
                             continue
                         r = f"{rel}/{name}" if rel else name
                         if self.only is not None and r not in self.only:
                             continue
-                        sub = self.entry(sfd, dfd, src, dst, name, r, st, fresh)  # type: ignore[arg-type]
+                        sub = self.entry(sfd, dfd, src, dst, name, r, st, fresh)
                     except OSError as e:
                         _name_path(e, f"{dst}/{name}")
                         raise
