@@ -86,7 +86,6 @@ def _removals(actions: tuple[FileAction, ...]) -> list[str] | None:
 def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: str,
                 views: dict[int, str], inputs: list[Ref | None], action: FileAction,
                 parents: dict[str, str] | None = None) -> None:
-    what = action_name(action)
     src_root = None
     try:
         if isinstance(action, Mkdir):
@@ -105,14 +104,14 @@ def _run_action(ctx: OpContext, stack: contextlib.ExitStack[bool | None], root: 
         e.vertex = ctx.vertex
         if isinstance(e, SolveError):
             e.name = ctx.name
-        e.message = f"{what}: {e.message}"
+        e.message = f"{action_name(action)}: {e.message}"
         raise
     except OSError as e:
         if is_no_space(e):  # a full disk is no file-action problem: the solver names it
             raise
         path = _user_path(e.filename, root, src_root)
         detail = e.strerror or str(e)
-        raise FileActionError(f"{what}: {detail}" + (f": {path}" if path else ""),
+        raise FileActionError(f"{action_name(action)}: {detail}" + (f": {path}" if path else ""),
                               vertex=ctx.vertex, path=path, name=ctx.name) from None
 
 
@@ -247,7 +246,10 @@ def _mkfile_parent(root: str, a: Mkfile, parents: dict[str, str] | None) -> str 
     not a directory: the slow path says why)."""
     if parents is None:
         return None
-    d, _, base = clean("/" + a.path).rpartition("/")
+    path = a.path
+    if path[:1] != "/" or path[-1:] == "/" or "//" in path or "/." in path:
+        path = clean("/" + path)  # (a definition's paths are clean: this is seldom needed)
+    d, _, base = path.rpartition("/")
     if not base:
         return None
     parent = parents.get(d)
@@ -259,7 +261,7 @@ def _mkfile_parent(root: str, a: Mkfile, parents: dict[str, str] | None) -> str 
         if not os.path.isdir(parent):
             return None
         parents[d] = parent
-    return os.path.join(parent, base)
+    return parent + "/" + base if parent[-1:] != "/" else parent + base
 
 
 def _mkfile_target(root: str, a: Mkfile, parents: dict[str, str] | None
@@ -337,9 +339,12 @@ def _write_new(fd: int, tmp: str, p: str, a: Mkfile, mode: int, owner: tuple[int
     # already have them (each change is one more journalled inode update per file)
     try:
         try:
-            view = memoryview(a.data)
-            while view:
-                view = view[os.write(fd, view):]
+            data = a.data
+            n = os.write(fd, data) if data else 0
+            if n < len(data):  # a short write: the rest
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(fd, view):]
             have = os.fstat(fd)
             chowned = (have.st_uid, have.st_gid) != owner
             if chowned:
@@ -348,10 +353,10 @@ def _write_new(fd: int, tmp: str, p: str, a: Mkfile, mode: int, owner: tuple[int
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
-        write_xattrs(tmp, keep)
-        times = _times(a.created)
-        if times is not None:
-            set_times(tmp, times)
+        if keep:
+            write_xattrs(tmp, keep)
+        if a.created != -1:
+            set_times(tmp, a.created)
         if tmp != p:
             os.rename(tmp, p)
     except BaseException:

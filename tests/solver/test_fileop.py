@@ -194,6 +194,21 @@ def test_a_run_of_mkfiles_resolves_each_path_like_a_single_one(store):
         run_file(store, base, Mkfile("/real/x", b"x"), Mkfile("/dirlink", b"y"))
 
 
+def test_a_run_of_mkfiles_with_unclean_paths_and_big_contents(store):
+    """The backend takes an op that never went through a definition's validation: paths
+    with doubled slashes, `.` and `..`, a trailing slash, hidden names, all resolve as a
+    clean path would; contents bigger than one write are written whole."""
+    base = seed(store, None, lambda p: (p / "d").mkdir())
+    big = os.urandom(3 << 20)
+    ref = run_file(store, base, Mkfile("//d//a", b"a"), Mkfile("/d/./b", b"b"),
+                   Mkfile("/x/../d/c", b"c"), Mkfile("/d/e/", b"e"), Mkfile("/d/.f", b"f"),
+                   Mkfile("/d/..g", b"g"), Mkfile("/d/big", big))
+    assert listing(store, ref) == ["d", "d/..g", "d/.f", "d/a", "d/b", "d/big", "d/c", "d/e"]
+    assert [read(store, ref, f"/d/{n}") for n in ("a", "b", "c", "e", ".f", "..g")] == \
+        [b"a", b"b", b"c", b"e", b"f", b"g"]
+    assert read(store, ref, "/d/big") == big
+
+
 # ------------------------------------------------------------------------------ rm
 
 
