@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
@@ -37,9 +37,6 @@ from llb.solver.ops.context import OpContext
 from llb.solver.progress import Progress
 from llb.solver.sources import SourceEnv, is_local, keyed_after_run, source_for
 from llb.solver.vertex import Vertex
-
-if TYPE_CHECKING:  # imported when the first vertex runs (see _LazyPool)
-    from concurrent.futures import Future, ThreadPoolExecutor
 
 _T = TypeVar("_T")
 
@@ -82,7 +79,7 @@ class Scheduler:
         self.error: LLBError | None = None
         self.running = 0
         self.explanations: list[tuple[int, str, str]] = []
-        self._done_q: queue.Queue[tuple[Vertex, Future[_RunResult]]] = queue.Queue()
+        self._done_q: queue.Queue[tuple[Vertex, _Outcome[_RunResult]]] = queue.Queue()
         # digest -> content key (or its error), prefetched
         self._source_keys: dict[str, str | None | BaseException] = {}
 
@@ -341,12 +338,11 @@ class Scheduler:
                 self._fail(v, e)
                 return
             self.running += 1
-            fut = pool.submit(self._run_vertex, v, inputs)
-            fut.add_done_callback(functools.partial(self._queue_done, v))
+            pool.submit(functools.partial(self._queue_done, v), self._run_vertex, v, inputs)
 
-    def _queue_done(self, v: Vertex, fut: Future[_RunResult]) -> None:
+    def _queue_done(self, v: Vertex, outcome: _Outcome[_RunResult]) -> None:
         """(A worker thread:) hand a finished run to the main loop."""
-        self._done_q.put((v, fut))
+        self._done_q.put((v, outcome))
 
     def _run_vertex(self, v: Vertex, inputs: list[Ref | None]) -> _RunResult:
         """Worker: lock the key, re-check the cache, run the op, commit and record."""
@@ -424,10 +420,10 @@ class Scheduler:
         self.progress.transfer(vertex, v.name if v else "", v.index if v else 0, blob, current,
                                total, action)
 
-    def _complete(self, v: Vertex, fut: Future[_RunResult]) -> None:
+    def _complete(self, v: Vertex, outcome: _Outcome[_RunResult]) -> None:
         self.running -= 1
         try:
-            status, outs, refs, duration, key = fut.result()
+            status, outs, refs, duration, key = outcome.result()
         except BaseException as e:  # noqa: BLE001
             if isinstance(e, SolveCancelledError) and self.error is not None:
                 self._terminal(v, "error", error="cancelled")
@@ -470,25 +466,62 @@ class Scheduler:
         self.progress.emit(event, v.digest, v.name, v.index, **extra)
 
 
+class _Outcome(Generic[_T]):
+    """What a call on a worker gave: its value, or the exception it raised."""
+
+    __slots__ = ("value", "error")
+
+    def __init__(self, value: _T | None = None, error: BaseException | None = None):
+        self.value, self.error = value, error
+
+    def result(self) -> _T:
+        """The value, or the call's exception raised again."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # (set when no error)
+
+
 class _LazyPool:
-    """A ThreadPoolExecutor started on the first submit: a fully cached solve runs no op,
-    so it neither starts threads nor imports concurrent.futures (which loads logging)."""
+    """Up to `workers` threads running calls in the order submitted, started by the first
+    submits: a fully cached solve runs no op and starts none. Plain threads and a queue, not
+    concurrent.futures, which a cold solve would import with logging (7 ms of CPU)."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
+                                             Callable[[_Outcome[Any]], None]] | None] = \
+            queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
 
-    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+    def submit(self, done: Callable[[_Outcome[_T]], None], fn: Callable[..., _T],
+               *args: Any) -> None:
+        """Run fn(*args) on a worker, then done(its outcome) there."""
+        self._calls.put((fn, args, done))
+        if len(self._threads) < self.workers:
+            t = threading.Thread(target=self._work, name=f"llb-vertex_{len(self._threads)}")
+            t.start()
+            self._threads.append(t)
 
-            self._pool = ThreadPoolExecutor(max_workers=self.workers,
-                                            thread_name_prefix="llb-vertex")
-        return self._pool.submit(fn, *args)
+    def _work(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            fn, args, done = call
+            try:
+                outcome: _Outcome[Any] = _Outcome(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to the main loop
+                outcome = _Outcome(error=e)
+            del call, fn, args
+            done(outcome)
 
     def shutdown(self, wait: bool = True) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait)
+        """Let the workers finish what was submitted, then stop (and join them)."""
+        for _ in self._threads:
+            self._calls.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 def _describe(e: BaseException) -> str:

@@ -6,6 +6,7 @@ cost cannot creep back in unseen."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,20 @@ def test_a_cached_solve_of_a_build_file_loads_the_dsl_and_nothing_heavy(tmp_path
     assert "llb.state" in modules and "llb.solver.scheduler" in modules
     assert _crossed(modules, HEAVY + CLICK) == []
     assert _crossed(modules, HANDLERS) == []
+
+
+def test_a_cold_solve_of_file_ops_and_a_merge_loads_no_thread_pool(tmp_path: Path) -> None:
+    # the scheduler runs ops on plain threads: concurrent.futures would load logging (and
+    # traceback, string, textwrap) into every cold solve
+    (tmp_path / "build.py").write_text(
+        "import llb\n\ndef build():\n    a = llb.scratch().file(llb.mkfile('/a', 'x'))\n"
+        "    return llb.merge([a.file(llb.rm('/a')), llb.scratch().file(llb.mkdir('/d'))])\n")
+    out = tmp_path / "out"
+    modules = _loaded(tmp_path, ["solve", str(tmp_path / "build.py"), "--progress", "plain",
+                                 "--output", f"type=local,dest={out}"])
+    assert os.listdir(out) == ["d"]
+    assert "llb.solver.ops.file" in modules and "llb.solver.ops.merge" in modules  # it ran
+    assert _crossed(modules, ("concurrent.futures", "logging")) == []
 
 
 def test_version_loads_no_command(tmp_path: Path) -> None:
