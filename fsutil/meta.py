@@ -12,25 +12,67 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from llb.fsutil.policy import owner_refused, setid_refused
 from llb.fsutil.xattrs import Target, read_xattrs, write_xattrs
+from llb.records import Record
 
 
-@dataclass(frozen=True, slots=True)
 class Meta:
     """What apply_meta gives an entry. mode: st_mode (type bits tell a symlink, whose
     permission bits are never set); times in ns, atime None meaning mtime's, mtime None
-    leaving both alone; xattrs: name -> value (overlayfs' private ones are never set)."""
+    leaving both alone; xattrs: name -> value (overlayfs' private ones are never set).
+    Frozen, compared and shown as a frozen dataclass would be (written out, not made by
+    @dataclass, which compiled them at every `llb` command's start)."""
 
+    __slots__ = ("mode", "uid", "gid", "mtime_ns", "atime_ns", "xattrs")
+    __match_args__ = ("mode", "uid", "gid", "mtime_ns", "atime_ns", "xattrs")
     mode: int
-    uid: int = 0
-    gid: int = 0
-    mtime_ns: int | None = None
-    atime_ns: int | None = None
-    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    uid: int
+    gid: int
+    mtime_ns: int | None
+    atime_ns: int | None
+    xattrs: Mapping[str, bytes]
+
+    def __init__(self, mode: int, uid: int = 0, gid: int = 0, mtime_ns: int | None = None,
+                 atime_ns: int | None = None, xattrs: Mapping[str, bytes] | None = None
+                 ) -> None:
+        _set = object.__setattr__
+        _set(self, "mode", mode)
+        _set(self, "uid", uid)
+        _set(self, "gid", gid)
+        _set(self, "mtime_ns", mtime_ns)
+        _set(self, "atime_ns", atime_ns)
+        _set(self, "xattrs", {} if xattrs is None else xattrs)
+
+    def _values(self) -> tuple[object, ...]:
+        return self.mode, self.uid, self.gid, self.mtime_ns, self.atime_ns, self.xattrs
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return (f"Meta(mode={self.mode!r}, uid={self.uid!r}, gid={self.gid!r}, "
+                f"mtime_ns={self.mtime_ns!r}, atime_ns={self.atime_ns!r}, "
+                f"xattrs={self.xattrs!r})")
+
+    def __reduce__(self) -> tuple[type[Meta], tuple[object, ...]]:
+        return Meta, self._values()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     @classmethod
     def of(cls, st: os.stat_result, xattrs: Mapping[str, bytes] | None = None) -> Meta:
@@ -39,7 +81,7 @@ class Meta:
                    xattrs if xattrs is not None else {})
 
 
-class Creds(NamedTuple):
+class Creds(Record):
     """Who this process creates entries as: a new entry's owner and the umask applied to
     the permission bits it is created with (in a directory that is not set-group-ID, or
     has our group)."""

@@ -7,7 +7,6 @@ type hints in `llb.ops`, so it accepts exactly what encoding produces and nothin
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import types
 import typing
@@ -18,6 +17,7 @@ import msgpack
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
+from llb.values import field_names, fixed_fields
 
 try:  # CPython's own SHA-256 (_sha2 from 3.12, _sha256 before): hashing the short strings of
     # digests and cache keys without hashlib, whose import loads OpenSSL (~3 ms per command)
@@ -77,9 +77,20 @@ _PRIMITIVES = (str, int, bool, bytes)
 def _fields_of(cls: type) -> tuple[str, ...]:
     names = _SORTED_FIELDS.get(cls)
     if names is None:
-        names = tuple(sorted(f.name for f in dataclasses.fields(cls)))
+        own = field_names(cls)
+        if own is None:
+            import dataclasses
+
+            own = tuple(f.name for f in dataclasses.fields(cls))
+        names = tuple(sorted(own))
         _SORTED_FIELDS[cls] = names
     return names
+
+
+def _is_dataclass(cls: type) -> bool:
+    """dataclasses.is_dataclass for a class, without importing dataclasses for a value
+    class (llb.values) or making its dataclass fields."""
+    return field_names(cls) is not None or hasattr(cls, "__dataclass_fields__")
 
 
 def to_wire(value: Any) -> Any:
@@ -91,7 +102,7 @@ def to_wire(value: Any) -> Any:
         return [to_wire(x) for x in value]
     if t in _PRIMITIVES:
         return value
-    if dataclasses.is_dataclass(value):
+    if t in _SORTED_FIELDS or _is_dataclass(t):
         return {name: to_wire(getattr(value, name)) for name in _fields_of(t)}
     raise DefinitionError(f"cannot encode a {t.__name__} value in an op")
 
@@ -136,6 +147,11 @@ def _primitive(tp: type, label: str) -> Decoder:
 
 
 def _tag_field(cls: type) -> tuple[str, Any] | None:
+    if field_names(cls) is not None:  # a value class: its dataclass fields are not needed
+        fixed = fixed_fields(cls)
+        return fixed[0] if fixed else None
+    import dataclasses
+
     for f in dataclasses.fields(cls):
         if not f.init:
             return f.name, f.default
@@ -323,7 +339,7 @@ def decoder_for(tp: Any) -> Decoder:
         dec = _tuple_decoder(typing.get_args(tp))
     elif origin in (typing.Union, types.UnionType):
         dec = _union_decoder(typing.get_args(tp))
-    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and _is_dataclass(tp):
         dec = _dataclass_decoder(tp)
     else:
         raise TypeError(f"no wire decoder for {tp!r}")
@@ -348,7 +364,7 @@ def wire_lists(value: Any) -> Any:
         return [x if type(x) in _PRIMITIVES else wire_lists(x) for x in value]
     names = _SORTED_FIELDS.get(t)
     if names is None:
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        if isinstance(value, type) or not _is_dataclass(t):
             return value  # not a wire value: the decoder rejects it with its type name
         names = _fields_of(t)
     return {name: wire_lists(getattr(value, name)) for name in names}

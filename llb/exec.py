@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.mounts import MountSpec
 from llb.node import Node, Output, new_node
 from llb.paths import resolve
+from llb.records import Record
 
 
-class BuiltExec(NamedTuple):
+class BuiltExec(Record):
     """An ExecOp's node, its root output index (None: read-only rootfs) and the output index
     of every mount by destination (None: a mount without output)."""
 

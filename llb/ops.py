@@ -8,9 +8,7 @@ Field order and names here are the wire contract: change them only with a versio
 
 from __future__ import annotations
 
-from dataclasses import field
-
-from llb.values import Value, value_class
+from llb.values import Value, field, value_class
 
 # ---------------------------------------------------------------------------------- inputs
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, NamedTuple, Protocol
+from typing import Iterator, Protocol
 
 from llb.imagemeta import EMPTY, ImageMeta
+from llb.records import Record
 
 
-class ResolvedImage(NamedTuple):
+class ResolvedImage(Record):
     """What a resolver found: the digest the image is pinned to (the index or manifest the
     reference names), and what its config says about running it."""
 

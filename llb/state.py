@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from llb import ops as _ops
@@ -18,6 +17,7 @@ from llb.imagemeta import ImageMeta, normalize_port
 from llb.mounts import MountSpec
 from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node, node_meta
 from llb.paths import resolve
+from llb.values import replace
 
 _new = object.__new__
 

@@ -5,7 +5,8 @@ no registry, the solver hands it a BlobOpener."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable, NamedTuple, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
+from llb.records import Record
 
 
 ORIGINAL = ""  # the variant of the blob a layer was pulled as
@@ -19,7 +20,7 @@ class Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes | memoryview: ...
 
 
-class BlobRecord(NamedTuple):
+class BlobRecord(Record):
     """A layer blob: its digest and size as stored (compressed), its media type, and the
     digest of its uncompressed tar (the image config's diff_id)."""
 

@@ -3,14 +3,12 @@ deleted); a ref's layer chain is the ordered list of layers that rebuild its tre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
 ChangeKind = Literal["add", "modify", "delete"]
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
     """One path changed by a layer. `path` is relative ("a/b.txt", no leading slash).
 
@@ -18,10 +16,42 @@ class Change:
     means its metadata changed; a type change, e.g. a file replacing a directory, is
     "modify"), "delete" (present in the lower, gone; only the topmost deleted path of a
     subtree is listed). Opaque directories are already expanded into deletions.
+    Frozen, compared and shown as a frozen dataclass would be (written out, not made by
+    @dataclass, which compiled them at every `llb` command's start).
     """
 
+    __slots__ = ("path", "kind")
+    __match_args__ = ("path", "kind")
     path: str
     kind: ChangeKind
+
+    def __init__(self, path: str, kind: ChangeKind) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "kind", kind)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self.path == other.path and self.kind == other.kind
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.kind))
+
+    def __repr__(self) -> str:
+        return f"Change(path={self.path!r}, kind={self.kind!r})"
+
+    def __reduce__(self) -> tuple[type[Change], tuple[str, ChangeKind]]:
+        return Change, (self.path, self.kind)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
 
 def path_key(path: str) -> tuple[str, ...]:

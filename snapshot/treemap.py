@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 from llb.fsutil import read_xattrs
+from llb.records import Record
 from llb.snapshot.layers import Change, path_key
 
 DIR = -1  # the inode slot of a directory entry
 _RACY_NS = 20_000_000  # two ticks at HZ=100: a coarse ctime lags real time by less
 
 
-class DirRecord(NamedTuple):
+class DirRecord(Record):
     ident: tuple[int, int]        # (st_ino, st_ctime_ns): unchanged means nothing changed here
     meta: tuple                   # mode, owner, xattrs: what makes the directory "modified"
     names: dict[str, int]         # entry -> inode, or DIR

@@ -10,8 +10,9 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
+from llb import records
 from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.snapshot import Store
 from llb.snapshot.db import Database, create_tables
@@ -36,7 +37,7 @@ _BATCH = 500
 TOUCH_EVERY = 60.0  # seconds: a record's last_used is refreshed at most this often
 
 
-class Record(NamedTuple):
+class Record(records.Record):
     """One cache record (a named tuple: a class of its own costs start-up to create)."""
 
     key: str

@@ -6,13 +6,13 @@ which input or content change made a vertex miss."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterable
 
 import msgpack
 
 from llb.codec import sha256
 from llb.ops import Copy, FileOp, Op
+from llb.values import field_names
 
 _VERSION = b"llb-cachekey-v1"
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -26,7 +26,11 @@ def _plain(v: Any, blank: bool) -> Any:
         return [_plain(x, blank) for x in v]
     names = _FIELDS.get(t)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(v))
+        names = field_names(t)
+        if names is None:
+            import dataclasses
+
+            names = tuple(f.name for f in dataclasses.fields(v))
         _FIELDS[t] = names
     if blank and t.__name__ == "Input":
         return ["Input", "", v.index]

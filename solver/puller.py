@@ -15,9 +15,10 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
+from llb.records import Record
 from llb.snapshot import Ref, Store
 from llb.snapshot.blobs import BlobRecord, Reader
 from llb.snapshot.errors import BlobRetryError, LayerError
@@ -36,7 +37,7 @@ BlobProgress = Callable[[str, int, int], None]
 _PROGRESS_EVERY = 0.1  # seconds between two progress events of one blob
 
 
-class Origin(NamedTuple):
+class Origin(Record):
     """Where a pulled layer's blob is read from (see the module docstring)."""
 
     scheme: str     # "docker-image" or "oci-layout"

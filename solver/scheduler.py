@@ -22,11 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
 from llb.ops import Copy, ExecOp, SourceOp
+from llb.records import Record
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
 from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
@@ -41,7 +42,7 @@ from llb.solver.vertex import Vertex
 _T = TypeVar("_T")
 
 
-class _RunResult(NamedTuple):
+class _RunResult(Record):
     """What running a vertex gave: "cached" (another solve recorded it meanwhile) or "done",
     the output snapshot ids, the refs when it ran here, how long it took, and the key its
     result is recorded under (a source keyed by what it copied may differ from the key it

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
 from llb.ops import Copy, FileOp, SourceOp
+from llb.records import Record
+from llb.resource import Closeable
 from llb.snapshot import Ref, Store
 from llb.snapshot.space import ensure_reserve
 from llb.solver.cachedb import CacheDB
 from llb.solver.errors import InputError, opening_error
-from llb.solver.patterns import PathFilter
 from llb.solver.orphans import reap
+from llb.solver.patterns import PathFilter
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.puller import Puller
 from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
-from llb.resource import Closeable
 
 
-class SolveResult(NamedTuple):
+class SolveResult(Record):
     """What a solve produced: the output ref (None = empty tree) and the store holding it."""
 
     ref: Ref | None

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from llb.records import Record
 from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
 from llb.solver.registry import Registry
@@ -29,7 +30,7 @@ EXPORTERS: Registry[Exporter] = Registry({
 })
 
 
-class OutputSpec(NamedTuple):
+class OutputSpec(Record):
     """A parsed `--output`: its type, its key=value options (dest, ...), and the text as given
     (for messages)."""
 
@@ -43,7 +44,7 @@ class OutputSpec(NamedTuple):
         return self.attrs.get("dest", "")
 
 
-class ExportContext(NamedTuple):
+class ExportContext(Record):
     """What a solve tells an exporter besides the result: the llb root (its content store
     holds image blobs), the definition's image config, the name of the vertex that made
     each snapshot (for image history), and where progress goes."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -35,32 +34,44 @@ def _size_text(n: int) -> str:
     return f"{n}B"
 
 
-@dataclass
 class OpContext:
     """Everything an op handler may use while running one vertex.
 
     `log(stream, data)` emits a progress log event ("stdout" | "stderr"), up to
     log_max_size() bytes per stream, then says the output was clipped (as BuildKit does);
     handlers must check `cancelled` at safe points and stop (discarding what they
-    prepared) once it is set."""
+    prepared) once it is set. (A plain class, not a dataclass: @dataclass compiled its
+    methods at every `llb` command's start.)"""
 
-    store: Store
-    root: Path
-    vertex: str
-    name: str
-    local_dirs: dict[str, Path] = field(default_factory=dict)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    oci_layouts: Mapping[str, Path] = field(default_factory=dict)
-    puller: Puller | None = None
-    # set by a source keyed by its content (llb.local): the checksum of what its snapshot
-    # holds, which its cache record is keyed by (the content may have changed since the
-    # key it was looked up under was taken)
-    content_key: str | None = None
-    _log: Callable[[str, str, bytes], None] | None = None
-    _transfer: Callable[[str, str, int, int, str], None] | None = None
-    _tail: list[str] = field(default_factory=list)
-    _logged: dict[str, int] = field(default_factory=dict)  # bytes per stream so far
-    _log_limit: int = field(default_factory=log_max_size)
+    def __init__(self, store: Store, root: Path, vertex: str, name: str,
+                 local_dirs: dict[str, Path] | None = None,
+                 cancelled: threading.Event | None = None,
+                 oci_layouts: Mapping[str, Path] | None = None, puller: Puller | None = None,
+                 content_key: str | None = None,
+                 _log: Callable[[str, str, bytes], None] | None = None,
+                 _transfer: Callable[[str, str, int, int, str], None] | None = None,
+                 _tail: list[str] | None = None, _logged: dict[str, int] | None = None,
+                 _log_limit: int | None = None) -> None:
+        self.store = store
+        self.root = root
+        self.vertex = vertex
+        self.name = name
+        self.local_dirs = {} if local_dirs is None else local_dirs
+        self.cancelled = threading.Event() if cancelled is None else cancelled
+        self.oci_layouts = {} if oci_layouts is None else oci_layouts
+        self.puller = puller
+        # set by a source keyed by its content (llb.local): the checksum of what its
+        # snapshot holds, which its cache record is keyed by (the content may have changed
+        # since the key it was looked up under was taken)
+        self.content_key = content_key
+        self._log = _log
+        self._transfer = _transfer
+        self._tail = [] if _tail is None else _tail
+        self._logged = {} if _logged is None else _logged  # bytes per stream so far
+        self._log_limit = log_max_size() if _log_limit is None else _log_limit
+
+    def __repr__(self) -> str:
+        return f"OpContext(vertex={self.vertex!r}, name={self.name!r}, root={self.root!r})"
 
     def transfer(self, blob: str, current: int, total: int, action: str = "pull") -> None:
         """Report bytes of `blob` moving for this vertex (a "progress" event, throttled):

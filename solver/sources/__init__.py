@@ -9,9 +9,10 @@ with no local source imports none of them)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
+from llb.records import Record
 from llb.solver.errors import UnsupportedError
 from llb.solver.registry import Registry
 
@@ -30,7 +31,7 @@ SOURCES: Registry[Source] = Registry({
 })
 
 
-class SourceEnv(NamedTuple):
+class SourceEnv(Record):
     """What a solve gives its sources besides the op: the `--local` directories, the cache
     DB (memoised checksums), the llb root, the `--oci-layout` names, and the solver's
     image puller (registries and layouts, opened on first use)."""

@@ -19,7 +19,10 @@ import llb
 # (OpenSSL, the compression modules shutil loads, logging through concurrent.futures, ...)
 HEAVY = ("json", "shutil", "tarfile", "concurrent.futures", "logging", "ssl", "_hashlib",
          "subprocess", "tempfile", "networkx", "pathspec", "httpx", "google.protobuf", "rich",
-         "bz2", "lzma", "uuid", "platform", "calendar")
+         "bz2", "lzma", "uuid", "platform", "calendar",
+         # dataclasses loads inspect, ast, dis and tokenize (~40M instructions): llb.values
+         # makes a value class's dataclass fields only when fields() or replace() asks
+         "dataclasses", "inspect", "ast")
 # click (with the inspect, gettext and datetime parsing it loads) reads a command line only
 # when the executable's quick path (cli/quick.py) cannot: never for a plain cached solve
 CLICK = ("click", "llb.cli.group", "llb.cli.solve")
@@ -130,9 +133,9 @@ def test_dumping_a_build_file_loads_no_engine(tmp_path: Path) -> None:
                               "llb.content") + HANDLERS) == []
 
 
-def test_a_cached_solve_compiles_few_dataclasses(tmp_path: Path, definition: Path) -> None:
+def test_a_cached_solve_compiles_no_dataclass(tmp_path: Path, definition: Path) -> None:
     # @dataclass compiles up to six functions per class (~1 ms of every command each class):
-    # the ops and DSL values are llb.values classes instead; these few remain on the path
+    # the ops and DSL values are llb.values classes instead, and none remains on the path
     code = ("import os, sys\nfrom llb.cli.main import run\n"
             f"sys.argv = ['llb', 'solve', {str(definition)!r}, '--progress', 'plain']\n"
             "exit = os._exit\n"
@@ -141,7 +144,8 @@ def test_a_cached_solve_compiles_few_dataclasses(tmp_path: Path, definition: Pat
             "                   if m is not None and m.__name__.startswith('llb')\n"
             "                   for c in list(vars(m).values()) if isinstance(c, type)\n"
             "                   and c.__module__ == m.__name__\n"
-            "                   and '__dataclass_fields__' in vars(c) and '__init__' in vars(c))\n"
+            "                   and isinstance(vars(c).get('__dataclass_fields__'), dict)\n"
+            "                   and '__init__' in vars(c))\n"
             "    sys.stdout.write('\\n' + ' '.join(found))\n"
             "    sys.stdout.flush()\n"
             "    exit(code)\n"
@@ -150,5 +154,4 @@ def test_a_cached_solve_compiles_few_dataclasses(tmp_path: Path, definition: Pat
                          env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     compiled = out.stdout.rsplit("\n", 1)[-1].split()
-    assert compiled == ["llb.fsutil.meta.Meta", "llb.snapshot.layers.Change",
-                        "llb.solver.ops.context.OpContext"]
+    assert compiled == []
