@@ -20,7 +20,7 @@ from typing import Any
 from llb.errors import DefinitionError
 from llb.values import Value, value_class
 
-_PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
+_PORT = r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$"  # compiled on first use (re's cache)
 _MAX_ITEMS = 1 << 16
 _MAX_TEXT = 1 << 20
 KEYS = ("cmd", "entrypoint", "env", "expose", "labels", "user", "working_dir")
@@ -122,7 +122,7 @@ def normalize_port(port: str | int) -> str:
     text = str(port) if isinstance(port, int) and not isinstance(port, bool) else port
     if not isinstance(text, str):
         raise DefinitionError(f"expose: a port is a number or 'PORT/PROTO', not {port!r}")
-    m = _PORT.match(text.lower())
+    m = re.match(_PORT, text.lower())
     if not m or not 0 < int(m.group(1)) < 65536:
         raise DefinitionError(f"expose: bad port {text[:40]!r} (1-65535, optionally /tcp, "
                               "/udp or /sctp)")

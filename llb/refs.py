@@ -15,13 +15,14 @@ _LEGACY_DOMAIN = "index.docker.io"
 _OFFICIAL_PREFIX = "library/"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+# patterns, compiled on first use (re's cache): compiling them at import cost every command
+_PATH_RE = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_RE = re.compile(
+_DOMAIN_RE = (
     rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TAG_RE = r"^[\w][\w.-]{0,127}$"
+_DIGEST_RE = r"^sha256:[0-9a-f]{64}$"
 _NAME_MAX = 255
 
 
@@ -32,21 +33,21 @@ def normalize_image_ref(ref: str) -> str:
     name, digest = ref, ""
     if "@" in name:
         name, _, digest = name.partition("@")
-        if not _DIGEST_RE.match(digest):
+        if not re.match(_DIGEST_RE, digest):
             raise DefinitionError(f"invalid image reference {ref!r}: bad digest {digest!r}")
     tag = ""
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not _TAG_RE.match(tag):
+        if not re.match(_TAG_RE, tag):
             raise DefinitionError(f"invalid image reference {ref!r}: bad tag {tag!r}")
     domain, path = _split_domain(name)
-    if not _DOMAIN_RE.match(domain):
+    if not re.match(_DOMAIN_RE, domain):
         raise DefinitionError(f"invalid image reference {ref!r}: bad registry {domain!r}")
     if path != path.lower():
         raise DefinitionError(f"invalid image reference {ref!r}: repository name must be lowercase")
-    if not _PATH_RE.match(path):
+    if not re.match(_PATH_RE, path):
         raise DefinitionError(f"invalid image reference {ref!r}: bad repository name {path!r}")
     full = f"{domain}/{path}"
     if len(full) > _NAME_MAX:

@@ -15,7 +15,7 @@ from llb.resolver import ResolvedImage, current
 from llb.state import State
 from llb.validate import LOCAL_NAME_PATTERN, check_digest
 
-_PLATFORM = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$")
+_PLATFORM = r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$"  # compiled on first use
 
 _SCRATCH: Node | None = None
 
@@ -50,7 +50,7 @@ def image(ref: str, *, platform: str | None = None, name: str = "",
 def _platform_attrs(platform: str | None) -> tuple[tuple[str, str], ...]:
     if platform is None:
         return ()
-    if not isinstance(platform, str) or not _PLATFORM.match(platform):
+    if not isinstance(platform, str) or not re.match(_PLATFORM, platform):
         raise DefinitionError(f"platform {platform!r} must be os/arch[/variant], e.g. "
                               "linux/amd64")
     return (("platform", platform),)

@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["action_name", "exec_name", "file_name", "merge_name", "diff_name", "source_name",
            "vertex_name"]
 
-_SIMPLE_ARG = re.compile(r"^[A-Za-z0-9_./=:@%+,-]+$")
+_SIMPLE_ARG = r"^[A-Za-z0-9_./=:@%+,-]+$"  # compiled on first use (re's cache)
 
 
 def vertex_name(op: Any) -> str:
@@ -39,7 +39,7 @@ def exec_name(op: Any) -> str:
     out = []
     quote_next = False
     for arg in op.args:
-        if quote_next or not _SIMPLE_ARG.match(arg):
+        if quote_next or not re.match(_SIMPLE_ARG, arg):
             import json  # (quoting only)
 
             out.append(json.dumps(arg, ensure_ascii=False))
