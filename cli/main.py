@@ -4,7 +4,6 @@ the executable, solves a plain `llb solve` without loading click at all (cli/qui
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +46,9 @@ def run() -> None:
     except SystemExit as e:
         status = e.code
     except KeyboardInterrupt as e:  # a signal outside a command (while parsing its options)
-        from llb.cli.signals import Interrupted
+        from llb.cli.signals import SIGINT, Interrupted
 
-        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        stop = e if isinstance(e, Interrupted) else Interrupted(SIGINT)
         print(f"error: {stop.message}", file=sys.stderr)
         status = stop.exit_code
     if isinstance(status, int):

@@ -5,8 +5,6 @@ keeps its traceback. Shared by the click group (cli/group.py) and the quick path
 
 from __future__ import annotations
 
-import signal
-
 from llb.errors import LLBError, NoSpaceError, is_no_space
 
 
@@ -20,8 +18,8 @@ def error_report(e: BaseException) -> tuple[str, int] | None:
         where = f" ({e.filename})" if e.filename else ""
         return f"error: no space left on device{where}", NoSpaceError.exit_code
     if isinstance(e, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (llb.cli.signals)
-        from llb.cli.signals import Interrupted
+        from llb.cli.signals import SIGINT, Interrupted
 
-        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        stop = e if isinstance(e, Interrupted) else Interrupted(SIGINT)
         return f"error: {stop.message}", stop.exit_code
     return None

@@ -7,17 +7,29 @@ signal ended. A signal the parent ignored (nohup's SIGHUP) stays ignored."""
 
 from __future__ import annotations
 
-import signal
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import signal as _signal
+else:  # signal's C half: signal.py makes three IntEnums at import (~3M instructions, enum's
+    import _signal  # conversion of every SIG* name); names are read from it when needed
+
+SIGINT, SIGTERM, SIGHUP = _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP
+SIGNALS = (SIGINT, SIGTERM, SIGHUP)
+
+
+def _name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 class Interrupted(KeyboardInterrupt):
     """The command was stopped by a signal; `signum` says which."""
 
     def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(_name(signum))
         self.signum = signum
 
     @property
@@ -27,7 +39,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def message(self) -> str:
-        return f"interrupted by {signal.Signals(self.signum).name}"
+        return f"interrupted by {_name(self.signum)}"
 
 
 _received: list[int] = []
@@ -43,5 +55,5 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 def install() -> None:
     """Handle SIGINT, SIGTERM and SIGHUP in this process (call from the main thread)."""
     for sig in SIGNALS:
-        if signal.getsignal(sig) != signal.SIG_IGN:
-            signal.signal(sig, _handler)
+        if _signal.getsignal(sig) != _signal.SIG_IGN:
+            _signal.signal(sig, _handler)

@@ -3,7 +3,6 @@ runs inherit. Every method returns a new State; nothing is ever modified in plac
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -211,6 +210,8 @@ class State(Output):
         if hostname is not None:
             state = state.hostname(hostname)
         if isinstance(args, str):
+            import shlex  # (loaded by a build file that runs a command line only)
+
             try:
                 argv = shlex.split(args)
             except ValueError as e:
@@ -348,6 +349,8 @@ def _merge_meta(a: _ops.OpMetadata | None, b: _ops.OpMetadata) -> _ops.OpMetadat
 
 def _argv(args: str | Iterable[str], what: str) -> tuple[str, ...]:
     if isinstance(args, str):
+        import shlex
+
         try:
             return tuple(shlex.split(args))
         except ValueError as e:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import functools
 import queue
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -407,6 +406,8 @@ class Scheduler:
             e.name = v.name
 
     def _solve_error(self, v: Vertex, ctx: OpContext, msg: str) -> SolveError:
+        import shlex  # only for a failed exec's message
+
         cmd = shlex.join(v.op.args) if isinstance(v.op, ExecOp) else None
         return SolveError(f"[{v.index}/{len(self.vertices)}] {v.name}: {msg}", vertex=v.digest,
                           name=v.name, command=cmd, log_tail=ctx.log_tail())
