@@ -11,10 +11,10 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from llb.errors import BuildFileError, DefinitionError, LLBError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # the DSL is imported only when a build file runs, not for a definition
     from llb.definition import Definition
     from llb.resolver import Resolver

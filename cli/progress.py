@@ -9,10 +9,13 @@ import os
 import sys
 import threading
 import time
-from typing import IO
 
 from llb.cli.sizes import human_size
 from llb.solver.progress import ProgressSink
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import IO
 
 PLAIN_PROGRESS_INTERVAL = 1.0  # plain view: at most one line per blob and second
 LIVE_INTERVAL = 0.1  # plain and json views: byte progress written at most this often

@@ -11,11 +11,14 @@ import errno
 import os
 import stat
 import sys
-from typing import Any
 
 from llb.cli.solving import (
     PROGRESS_MODES, SNAPSHOTTERS, WORKERS_DEFAULT, WORKERS_MAX, WORKERS_MIN, is_name_path,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> parameter of solve_command; "-o" is --output's short form
 VALUE_OPTIONS = {

@@ -8,12 +8,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Callable
 
 from llb.fsutil.data import SMALL_FILE, copy_data
 from llb.fsutil.meta import Creds, Meta, apply_meta
 from llb.fsutil.policy import LINK_FALLBACK
 from llb.fsutil.xattrs import read_xattrs, xattr_names
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable
 
 _O_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -13,7 +13,6 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING
 
 from llb.fsutil.entry import copy_entry, copy_file, lstat_or_none
 from llb.fsutil.errors import PathTooLongError
@@ -22,6 +21,7 @@ from llb.fsutil.policy import LINK_FALLBACK
 from llb.fsutil.walk import listing, walk
 from llb.fsutil.xattrs import read_xattrs
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # (concurrent.futures loads logging: imported where a pool starts)
     from concurrent.futures import Future, ThreadPoolExecutor
 

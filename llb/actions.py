@@ -9,13 +9,16 @@ working directory (copy sources against the source state's) with `..` cleaned le
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.node import Output
 from llb.paths import is_clean_abs
 from llb.validate import MAX_STRING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 Owner = str | int | tuple[int | str, int | str] | None
 Created = int | _dt.datetime | None

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import itertools
 import types
-import typing
 from collections.abc import Callable, Iterable
-from typing import Any
+
 
 import msgpack
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.values import field_names, fixed_fields
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 try:  # CPython's own SHA-256 (_sha2 from 3.12, _sha256 before): hashing the short strings of
     # digests and cache keys without hashlib, whose import loads OpenSSL (~3 ms per command)
@@ -129,7 +132,8 @@ def op_digest(op: _ops.Op) -> str:
 
 # ---------------------------------------------------------------------------------- decode
 
-Decoder = Callable[[Any], Any]
+if TYPE_CHECKING:
+    Decoder = Callable[[Any], Any]
 _DECODERS: dict[Any, Decoder] = {}
 
 
@@ -197,6 +201,8 @@ def _locate(where: str, decode: Decoder, items: list) -> FieldError:
 def _dataclass_decoder(cls: type) -> Decoder:
     """Generated code (one function per dataclass): decoding runs once per op on load, so it
     avoids per-field calls and builds the frozen instance without its __init__."""
+    import typing  # (a process that decodes nothing never loads it)
+
     hints = typing.get_type_hints(cls)  # each class (and base) in its own module
     names = _fields_of(cls)
     tag = _tag_field(cls)
@@ -326,6 +332,8 @@ def decoder_for(tp: Any) -> Decoder:
     dec = _DECODERS.get(tp)
     if dec is not None:
         return dec
+    import typing
+
     origin = typing.get_origin(tp)
     if tp is str:
         dec = _primitive(str, "a string")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -29,7 +28,9 @@ from llb.errors import DefinitionError
 from llb.imagemeta import ImageMeta
 from llb.ops import Input, Op, OpMetadata
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any
     import networkx as nx
 
 __all__ = ["Definition", "VERSION", "op_digest", "op_outputs"]

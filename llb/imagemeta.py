@@ -15,10 +15,13 @@ unchanged. Its wire form is a map of the fields that are set, keys sorted:
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from llb.errors import DefinitionError
 from llb.values import Value, value_class
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 _PORT = r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$"  # compiled on first use (re's cache)
 _MAX_ITEMS = 1 << 16

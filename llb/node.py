@@ -4,13 +4,16 @@ and metadata; an Output is one output of a node plus the settings later runs inh
 
 from __future__ import annotations
 
-from typing import Any
 
 from llb import codec, validate
 from llb import ops as _ops
 from llb.codec import FieldError
 from llb.errors import DefinitionError
 from llb.values import Value, value_class
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 NO_META = _ops.OpMetadata()
 

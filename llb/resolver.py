@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, Protocol
 
 from llb.imagemeta import EMPTY, ImageMeta
 from llb.records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Iterator, Protocol
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 
 class ResolvedImage(Record):

@@ -3,7 +3,9 @@ locks and DB, a solver, a registry client), written once."""
 
 from __future__ import annotations
 
-from typing import Self
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class Closeable:

@@ -4,7 +4,6 @@ runs inherit. Every method returns a new State; nothing is ever modified in plac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from llb import ops as _ops
 from llb import validate
@@ -17,6 +16,10 @@ from llb.mounts import MountSpec
 from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node, node_meta
 from llb.paths import resolve
 from llb.values import replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 _new = object.__new__
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
 from llb.paths import is_clean_abs
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Patterns as strings, compiled by `re` on first use (and cached there): most definitions
 # never need most of them, and compiling all at import cost every command ~1 ms.

@@ -5,9 +5,13 @@ no registry, the solver hands it a BlobOpener."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable, Protocol, Sequence
 from llb.records import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable, Protocol, Sequence
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 ORIGINAL = ""  # the variant of the blob a layer was pulled as
 

@@ -11,12 +11,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
 from llb.snapshot.layers import Change, path_key
 from llb.snapshot.space import MIN_FREE, free_bytes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -7,7 +7,6 @@ import errno
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
 
 from llb.fsutil import remove_tree
 from llb.snapshot.index import Index
@@ -15,6 +14,12 @@ from llb.snapshot.layers import Change, Layer
 from llb.snapshot.merge import apply_layers
 from llb.snapshot.removal import write_removal
 from llb.snapshot.upper import write_layer
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 
 class Draft(Protocol):

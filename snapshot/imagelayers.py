@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex
@@ -21,6 +20,10 @@ from llb.snapshot.errors import BlobRetryError, NotFoundError, SnapshotError
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.layers import Change
 from llb.snapshot.lock import Session
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 
 class ImageLayers:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 from llb.snapshot.chains import Chains
 from llb.snapshot.db import MetaDB, Row
 from llb.snapshot.errors import NotFoundError, SnapshotError
 from llb.snapshot.layers import Change
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 def new_id() -> str:
     """A fresh snapshot (or temporary) id: 24 random hex digits (os.urandom: the uuid module

@@ -11,7 +11,6 @@ import threading
 import weakref
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
 
 from llb.errors import is_no_space
 from llb.fsutil import disk_usage, remove_tree
@@ -22,6 +21,10 @@ from llb.snapshot.errors import SnapshotError
 from llb.snapshot.index import Index
 from llb.snapshot.lock import Session
 from llb.snapshot.space import RESERVE, free_bytes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 DELETE_BATCH = 32  # snapshots removed per transaction (see Keeping._delete)
 

@@ -4,9 +4,12 @@ deleted); a ref's layer chain is the ordered list of layers that rebuild its tre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Literal
 
-ChangeKind = Literal["add", "modify", "delete"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable, Literal
+
+    ChangeKind = Literal["add", "modify", "delete"]
 
 
 class Change:

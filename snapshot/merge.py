@@ -15,13 +15,13 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from llb.fsutil import copy_entry, copy_xattrs, creds, remove_tree
 from llb.fsutil.policy import LINK_FALLBACK
 from llb.errors import is_no_space
 from llb.snapshot.errors import SnapshotError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from llb.snapshot.layers import Layer
 

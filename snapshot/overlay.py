@@ -22,7 +22,6 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from llb.fsutil import copy_meta, copy_tree, remove_tree
 from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
@@ -33,6 +32,9 @@ from llb.snapshot.mount import mount_overlay, unmount
 from llb.snapshot.treemap import TreeMap, build_map, map_changes
 from llb.snapshot.upper import write_layer
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself

@@ -11,7 +11,6 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn, Sequence
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex, try_lock, unlock_file
@@ -30,6 +29,10 @@ from llb.snapshot.lock import Session
 from llb.snapshot.removal import removal_paths
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 from llb.resource import Closeable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, NoReturn, Sequence
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
 # a root's snapshotter kind -> the module and class of its driver (only that one is imported)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Iterator
 
 from llb.fsutil import read_xattrs
 from llb.records import Record
 from llb.snapshot.layers import Change, path_key
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 DIR = -1  # the inode slot of a directory entry
 _RACY_NS = 20_000_000  # two ticks at HZ=100: a coarse ctime lags real time by less

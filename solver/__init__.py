@@ -5,7 +5,10 @@ progress events and exporters. Public names are imported on first use (PEP 562),
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 _EXPORTS = {
     "Solver": "llb.solver.solve",

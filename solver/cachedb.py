@@ -10,12 +10,15 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
 
 from llb import records
 from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.snapshot import Store
 from llb.snapshot.db import Database, create_tables
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

@@ -6,13 +6,16 @@ which input or content change made a vertex miss."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
 
 import msgpack
 
 from llb.codec import sha256
 from llb.ops import Copy, FileOp, Op
 from llb.values import field_names
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 _VERSION = b"llb-cachekey-v1"
 _FIELDS: dict[type, tuple[str, ...]] = {}

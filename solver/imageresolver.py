@@ -6,14 +6,15 @@ needs no network) and the registry is asked only for the rest (what a tag names 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
 
 from llb.imagemeta import ImageMeta
 from llb.resolver import ResolvedImage
 from llb.solver.errors import InputError
 from llb.solver.puller import Puller
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Mapping
     from llb.content.platforms import Platform
     from llb.content.resolve import Resolved
 

@@ -8,7 +8,10 @@ what running an op needs (runc's executor, the copy machinery)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["action_name", "exec_name", "file_name", "merge_name", "diff_name", "source_name",
            "vertex_name"]

@@ -10,13 +10,14 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
 
 from llb.fsutil import match, split_wildcards, walk as walk_tree
 from llb.paths import clean
 from llb.solver.errors import InputError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Iterable
     import pathspec
 
 

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Protocol
 
-Event = dict[str, Any]  # one progress event (see the module docstring for its fields)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Protocol
+    Event = dict[str, Any]  # one progress event (see the module docstring for its fields)
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 
 class ProgressSink(Protocol):

@@ -15,7 +15,6 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
 from llb.records import Record
@@ -25,7 +24,9 @@ from llb.snapshot.errors import BlobRetryError, LayerError
 from llb.solver.errors import InputError
 from llb.solver.progress import Progress
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Callable, Iterator, Sequence
     from llb.content.follow import BlobFollower
     from llb.content.layout import OCILayout
     from llb.content.platforms import Platform
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     from llb.content.resolve import Resolved
     from llb.content.store import ContentStore
 
-BlobProgress = Callable[[str, int, int], None]
+if TYPE_CHECKING:
+    BlobProgress = Callable[[str, int, int], None]
+
 _PROGRESS_EVERY = 0.1  # seconds between two progress events of one blob
 
 

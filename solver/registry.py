@@ -5,9 +5,17 @@ This is the start-up boundary they share (a cached solve imports none of their m
 from __future__ import annotations
 
 import importlib
-from typing import Generic, TypeVar, cast
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Generic, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+else:  # typing.Generic's subscription, for the class statement below (typing is not loaded)
+    T = object
+
+    class Generic:
+        def __class_getitem__(cls, params: object) -> type:
+            return cls
 
 
 class Registry(Generic[T]):
@@ -31,7 +39,7 @@ class Registry(Generic[T]):
             module = self._entries.get(name)
             if module is None:
                 return None
-            impl = self._loaded[name] = cast(T, importlib.import_module(module))
+            impl = self._loaded[name] = importlib.import_module(module)  # type: ignore[assignment]
         return impl
 
     def override(self, name: str, impl: T) -> None:

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
@@ -38,7 +37,17 @@ from llb.solver.progress import Progress
 from llb.solver.sources import SourceEnv, is_local, keyed_after_run, source_for
 from llb.solver.vertex import Vertex
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar
+
+    _T = TypeVar("_T")
+else:  # typing.Generic's subscription, for _Outcome's class statement (typing is not loaded)
+    _T = object
+
+    class Generic:
+        def __class_getitem__(cls, params: object) -> type:
+            return cls
 
 
 class _RunResult(Record):

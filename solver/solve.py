@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Sequence
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
@@ -22,6 +21,10 @@ from llb.solver.puller import Puller
 from llb.solver.scheduler import Scheduler
 from llb.solver.sources import SourceEnv, source_for
 from llb.solver.vertex import Vertex, build_graph
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 class SolveResult(Record):

@@ -3,7 +3,6 @@ the scheduler keeps (cache key, outputs, what is still awaited)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
@@ -11,7 +10,9 @@ from llb.ops import Copy, Op, OpMetadata
 from llb.solver.cachekey import partial_inputs
 from llb.solver.names import vertex_name
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any
     from llb.snapshot import Ref
 
 _NONE: dict[int, list[Copy]] = {}

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from llb.records import Record
 from llb.snapshot import Ref, Store
 from llb.solver.errors import OutputSpecError
 from llb.solver.registry import Registry
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Protocol
     from llb.imagemeta import ImageMeta
     from llb.solver.progress import Progress
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 # output type -> the module implementing it
 EXPORTERS: Registry[Exporter] = Registry({

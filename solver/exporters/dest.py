@@ -17,10 +17,13 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.solver.errors import ExportError, OutputSpecError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def write_error(e: OSError, dest: str | Path, what: str, path: str | None = None) -> LLBError:

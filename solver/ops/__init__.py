@@ -5,13 +5,17 @@ Modules are imported on first use so a fully cached solve never imports them."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from llb.snapshot import Ref
 from llb.solver.errors import UnsupportedError
 from llb.solver.names import vertex_name
 from llb.solver.ops.context import OpContext
 from llb.solver.registry import Registry
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 # op kind -> the module running it (imported on first use: a named start-up boundary)
 HANDLERS: Registry[Handler] = Registry({

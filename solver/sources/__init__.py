@@ -9,18 +9,21 @@ with no local source imports none of them)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
 from llb.records import Record
 from llb.solver.errors import UnsupportedError
 from llb.solver.registry import Registry
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any, Mapping, Protocol
     from llb.snapshot import Ref
     from llb.solver.cachedb import CacheDB
     from llb.solver.ops.context import OpContext
     from llb.solver.puller import Puller
+else:  # a protocol is a plain base class at run time (nothing checks one then)
+    Protocol = object
 
 # scheme -> the module implementing it
 SOURCES: Registry[Source] = Registry({

@@ -23,6 +23,12 @@ HEAVY = ("json", "shutil", "tarfile", "concurrent.futures", "logging", "ssl", "_
          # dataclasses loads inspect, ast, dis and tokenize (~40M instructions): llb.values
          # makes a value class's dataclass fields only when fields() or replace() asks
          "dataclasses", "inspect", "ast")
+# loaded by no cached solve: signal.py makes IntEnums of every signal at import (cli/signals
+# uses _signal), shlex splits and shows exec command lines only
+LEAN = ("signal", "shlex")
+# loaded by a cached solve of a build file only to decode a serialised definition: typing
+# (its type hints drive llb.codec's decoders); annotations need none of it at run time
+TYPING = ("typing",)
 # click (with the inspect, gettext and datetime parsing it loads) reads a command line only
 # when the executable's quick path (cli/quick.py) cannot: never for a plain cached solve
 CLICK = ("click", "llb.cli.group", "llb.cli.solve")
@@ -74,7 +80,7 @@ def definition(tmp_path: Path) -> Path:
 def test_a_cached_solve_crosses_no_boundary(tmp_path: Path, definition: Path) -> None:
     modules = _loaded(tmp_path, ["solve", str(definition), "--progress", "plain"])
     assert "llb.solver.scheduler" in modules  # it did solve
-    assert _crossed(modules, HEAVY) == []
+    assert _crossed(modules, HEAVY + LEAN) == []
     assert _crossed(modules, CLICK) == []
     assert _crossed(modules, HANDLERS + DSL) == []
     assert _crossed(modules, ("llb.executor", "llb.content", "llb.pb", "llb.remote",
@@ -100,7 +106,7 @@ def test_a_cached_solve_of_a_build_file_loads_the_dsl_and_nothing_heavy(tmp_path
     _loaded(tmp_path, argv)  # cold
     modules = _loaded(tmp_path, argv)
     assert "llb.state" in modules and "llb.solver.scheduler" in modules
-    assert _crossed(modules, HEAVY + CLICK) == []
+    assert _crossed(modules, HEAVY + CLICK + LEAN + TYPING) == []
     assert _crossed(modules, HANDLERS) == []
 
 
