@@ -41,20 +41,28 @@ class Chains:
         self._inputs = inputs
         self._len: dict[str, int] = {}
         self._items: dict[str, list[Item]] = {}
+        self._parts_of: dict[str, tuple[str, list[str]]] = {}  # sid -> _parts(sid)
 
     def forget(self) -> None:
         """Drop what is memoised (snapshots were removed)."""
         self._len.clear()
         self._items.clear()
+        self._parts_of.clear()
 
     # ------------------------------------------------------------------ structure
 
     def _parts(self, sid: str) -> tuple[str, list[str]]:
-        """(kind, the snapshots sid's chain is made of) from its row."""
-        row = self._row(sid)
-        if row.kind == "layer":
-            return "layer", [row.parent] if row.parent else []
-        return row.kind, self._inputs(sid)
+        """(kind, the snapshots sid's chain is made of) from its row, read once (length and
+        items both need it: a chain of n layers was 3n queries)."""
+        got = self._parts_of.get(sid)
+        if got is None:
+            row = self._row(sid)
+            if row.kind == "layer":
+                got = "layer", [row.parent] if row.parent else []
+            else:
+                got = row.kind, self._inputs(sid)
+            self._parts_of[sid] = got
+        return got
 
     def length(self, sid: str) -> int:
         """How many layers sid's chain has (repetitions counted)."""
