@@ -175,21 +175,21 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
         for name, e in uentries.items():
             r = _join(rel, name)
             le = lentries.get(name)
-            if le is not None and e.inode() == le.inode() and not e.is_dir(follow_symlinks=False):
+            if le is None:  # (its d_type says whether to descend: no stat)
+                out.append(Change(r, "add"))
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, r, None))
+                continue
+            if e.inode() == le.inode() and not e.is_dir(follow_symlinks=False):
                 if same_fs:
                     continue
                 st, lst = e.stat(follow_symlinks=False), le.stat(follow_symlinks=False)
                 if st.st_dev == lst.st_dev and st.st_ino == lst.st_ino:
                     continue  # the very same inode
             st = e.stat(follow_symlinks=False)
-            if le is not None and fresh is not None and fresh.get(st.st_ino) == st.st_ctime_ns \
+            if fresh is not None and fresh.get(st.st_ino) == st.st_ctime_ns \
                     and not stat.S_ISDIR(st.st_mode):
                 continue  # our own copy of le, untouched since (any change moves ctime)
-            if le is None:
-                out.append(Change(r, "add"))
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((e.path, r, None))
-                continue
             lst = le.stat(follow_symlinks=False)
             if stat.S_IFMT(st.st_mode) != stat.S_IFMT(lst.st_mode):
                 out.append(Change(r, "modify"))
