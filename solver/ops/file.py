@@ -42,7 +42,12 @@ def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
         if removed is not None:
             if ctx.cancelled.is_set():
                 raise SolveCancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
-            ref = ctx.store.delete_paths(base, removed)
+            try:
+                ref = ctx.store.delete_paths(base, removed)
+            except OSError as e:  # (a name too long, ...): the general way says it as ever
+                if is_no_space(e):
+                    raise
+                ref = None
             if ref is not None:
                 return [ref]
     mutable = ctx.store.prepare(base, trusted=True)

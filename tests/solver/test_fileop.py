@@ -305,6 +305,13 @@ def test_rms_through_a_symlinked_parent_take_the_general_way(store):
     assert listing(store, ref) == ["real"]  # /dirlink/a removed /real/a
 
 
+def test_an_rm_the_store_cannot_look_up_fails_as_the_general_way_says(store):
+    base = seed(store, None, lambda p: (p / "f").write_bytes(b"f"))
+    with pytest.raises(FileActionError, match=r"rm /x+: File name too long"):
+        run_file(store, base, Rm("/f"), Rm("/" + "x" * 300))
+    assert listing(store, base) == ["f"]
+
+
 def test_rm_wildcard(store):
     def fill(p):
         for n in ("a.txt", "b.txt", "c.log"):
