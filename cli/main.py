@@ -3,6 +3,7 @@ the executable, solves a plain `llb solve` without loading click at all (cli/qui
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -35,9 +36,13 @@ def run() -> None:
     try:
         quick = None
         if sys.argv[1:2] == ["solve"]:
+            # the cyclic GC would walk the objects importing the solver makes again and again
+            # (~8M instructions): paused until the solve starts (cli/solving.resume_gc)
+            gc.disable()
             from llb.cli.quick import quick_solve
 
             quick = quick_solve(sys.argv[2:])
+            gc.enable()
         if quick is None:
             from llb.cli.group import main as group
 

@@ -5,6 +5,7 @@ only to report a usage error, which ends the command anyway."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -69,6 +70,15 @@ def no_space(e: BaseException, root: Path, dest: str | None = None) -> NoSpaceEr
         if name is None or not os.path.abspath(str(name)).startswith(os.path.abspath(root)):
             return NoSpaceError.on("destination", dest)
     return NoSpaceError.on("root", os.path.abspath(root))
+
+
+def resume_gc() -> None:
+    """Turn the cyclic GC back on where the executable paused it for its imports (cli/main),
+    the objects made so far frozen (modules, classes, the definition: they live as long as
+    the command), so that later collections do not walk them again."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def fail(e: LLBError) -> None:
@@ -175,6 +185,7 @@ def _solve(build: str, target: str | None, output: str | None, locals_: tuple[st
     explanations: list[tuple[int, str, str]] = []
     try:
         try:
+            resume_gc()
             result = solver.solve(definition, locals_map, no_cache=no_cache, explain=explain,
                                   oci_layouts=layout_map)
             explanations = result.explanations

@@ -99,9 +99,9 @@ def umask() -> int:
     """The process umask, read without changing it (os.umask would race with threads that
     create files meanwhile); /proc/self/status has it since Linux 4.7."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith("Umask:"):
+                if line.startswith(b"Umask:"):
                     return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass

@@ -176,7 +176,9 @@ def mounts_under(prefix: Path) -> list[Path]:
     found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
+            point = line.split()[4]
+            if "\\" in point:  # octal escapes (\040 for a space): the codec only then
+                point = point.encode().decode("unicode_escape")
             if point.startswith(pre) or point == pre[:-1]:
                 found.append(Path(point))
     return sorted(found, key=lambda p: len(p.parts), reverse=True)

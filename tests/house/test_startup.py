@@ -24,8 +24,9 @@ HEAVY = ("json", "shutil", "tarfile", "concurrent.futures", "logging", "ssl", "_
          # makes a value class's dataclass fields only when fields() or replace() asks
          "dataclasses", "inspect", "ast")
 # loaded by no cached solve: signal.py makes IntEnums of every signal at import (cli/signals
-# uses _signal), shlex splits and shows exec command lines only
-LEAN = ("signal", "shlex")
+# uses _signal), shlex splits and shows exec command lines only, codecs other than utf-8 are
+# modules of their own
+LEAN = ("signal", "shlex", "encodings.unicode_escape", "encodings.ascii")
 # loaded by a cached solve of a build file only to decode a serialised definition: typing
 # (its type hints drive llb.codec's decoders); annotations need none of it at run time
 TYPING = ("typing",)
@@ -161,3 +162,26 @@ def test_a_cached_solve_compiles_no_dataclass(tmp_path: Path, definition: Path) 
     assert out.returncode == 0, out.stderr
     compiled = out.stdout.rsplit("\n", 1)[-1].split()
     assert compiled == []
+
+
+def test_a_cached_solve_pauses_the_gc_for_its_imports_only(tmp_path: Path,
+                                                           definition: Path) -> None:
+    # the executable pauses the cyclic GC while it imports (cli/main.run) and turns it back
+    # on, the start-up objects frozen, when the solve starts (cli/solving.resume_gc)
+    code = ("import gc, os, sys\nfrom llb.cli.main import run\n"
+            f"sys.argv = ['llb', 'solve', {str(definition)!r}, '--progress', 'plain']\n"
+            "import llb.solver.solve as solve\n"
+            "real = solve.Solver.solve\n"
+            "def spy(self, *a, **k):\n"
+            "    print('solving', gc.isenabled(), gc.get_freeze_count() > 1000, flush=True)\n"
+            "    return real(self, *a, **k)\n"
+            "solve.Solver.solve = spy\n"
+            "exit = os._exit\n"
+            "def _exit(code):\n"
+            "    print('end', gc.isenabled(), flush=True)\n"
+            "    exit(code)\n"
+            "os._exit = _exit\nrun()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-3:] == ["solving True True", "end True", ""]
