@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import errno
 import functools
-import queue
 import threading
 import time
+from _queue import SimpleQueue  # queue's C half: queue.py loads heapq and more (~2.4M instructions)
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,7 +88,7 @@ class Scheduler:
         self.error: LLBError | None = None
         self.running = 0
         self.explanations: list[tuple[int, str, str]] = []
-        self._done_q: queue.Queue[tuple[Vertex, _Outcome[_RunResult]]] = queue.Queue()
+        self._done_q: SimpleQueue[tuple[Vertex, _Outcome[_RunResult]]] = SimpleQueue()
         # digest -> content key (or its error), prefetched
         self._source_keys: dict[str, str | None | BaseException] = {}
 
@@ -499,9 +499,9 @@ class _LazyPool:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
+        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
                                              Callable[[_Outcome[Any]], None]] | None] = \
-            queue.SimpleQueue()
+            SimpleQueue()
         self._threads: list[threading.Thread] = []
 
     def submit(self, done: Callable[[_Outcome[_T]], None], fn: Callable[..., _T],

@@ -24,9 +24,9 @@ HEAVY = ("json", "shutil", "tarfile", "concurrent.futures", "logging", "ssl", "_
          # makes a value class's dataclass fields only when fields() or replace() asks
          "dataclasses", "inspect", "ast")
 # loaded by no cached solve: signal.py makes IntEnums of every signal at import (cli/signals
-# uses _signal), shlex splits and shows exec command lines only, codecs other than utf-8 are
-# modules of their own
-LEAN = ("signal", "shlex", "encodings.unicode_escape", "encodings.ascii")
+# uses _signal), shlex splits and shows exec command lines only, queue.py loads heapq (the
+# scheduler's queues are _queue's), codecs other than utf-8 are modules of their own
+LEAN = ("signal", "shlex", "queue", "encodings.unicode_escape", "encodings.ascii")
 # loaded by a cached solve of a build file only to decode a serialised definition: typing
 # (its type hints drive llb.codec's decoders); annotations need none of it at run time
 TYPING = ("typing",)
