@@ -190,38 +190,53 @@ class _CopyJob:
             apply_meta(d, Meta.of(st, read_xattrs(s)))
 
     def _run_pool(self, todo: list[_Task]) -> None:
-        from concurrent.futures import ThreadPoolExecutor  # (it loads logging: not at start-up)
-
-        done = threading.Condition()
-        pending = 0
+        """Copy the directories of todo, and those they hold, on this thread and workers - 1
+        more: plain threads taking tasks from one stack (a ThreadPoolExecutor would import
+        concurrent.futures, and logging with it, into every export of a tree). A failure,
+        or a signal's exception on this thread, stops them all at their next directory and
+        is raised here once they are done."""
+        cond = threading.Condition()
+        stack = list(todo)
+        pending = len(stack)  # tasks on the stack or running
         error: BaseException | None = None
+        stop = False  # this thread was interrupted: the others take no more tasks
 
-        def task(item: _Task) -> None:
+        def work() -> None:
             nonlocal pending, error
-            try:
-                if error is None:
-                    for sub in self.copy_dir(*item):
-                        submit(sub)
-            except BaseException as e:  # noqa: BLE001 (re-raised in the caller)
-                with done:
-                    error = error or e
-            finally:
-                with done:
-                    pending -= 1
-                    done.notify_all()
+            while True:
+                with cond:
+                    while not stack and pending > 0 and not stop:
+                        cond.wait()
+                    if stop or not stack:
+                        return  # (nothing waits or runs: all done)
+                    item = stack.pop()
+                subs: list[_Task] = []
+                try:
+                    if error is None:
+                        subs = self.copy_dir(*item)
+                except BaseException as e:  # noqa: BLE001 (re-raised once all are done)
+                    with cond:
+                        error = error or e
+                finally:
+                    with cond:
+                        stack.extend(subs)
+                        pending += len(subs) - 1
+                        cond.notify_all()
 
-        def submit(item: _Task) -> None:
-            nonlocal pending
-            with done:
-                pending += 1
-            pool.submit(task, item)
-
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="llb-copy") as pool:
-            for item in todo:
-                submit(item)
-            with done:
-                while pending:
-                    done.wait()
+        threads = [threading.Thread(target=work, name="llb-copy", daemon=True)
+                   for _ in range(self.workers - 1)]
+        for t in threads:
+            t.start()
+        try:
+            work()
+        except BaseException as e:  # a signal while this thread waited: stop the others
+            with cond:
+                error = error or e
+                stop = True
+                cond.notify_all()
+        finally:
+            for t in threads:
+                t.join()
         if error is not None:
             raise error
 

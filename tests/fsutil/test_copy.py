@@ -260,3 +260,60 @@ def test_copy_tree_small_files_keep_every_kind_of_metadata(tmp_path, umask, work
     assert os.lstat(out / "plain").st_nlink == 2
     assert os.lstat(out / "private").st_nlink == 1
     assert os.lstat(out / "sparse").st_blocks * 512 < 12288  # its hole kept
+
+
+@pytest.mark.parametrize("where", ["main", "worker"])
+@pytest.mark.parametrize("exc", [OSError(errno.EIO, "injected"), KeyboardInterrupt()])
+def test_copy_tree_stops_every_thread_on_a_failure_and_raises_it(tmp_path, monkeypatch,
+                                                                 where, exc):
+    """A directory that fails on any thread of a copy (an I/O error, or a signal's exception
+    on the calling thread) stops the others at their next directory; copy_tree raises it
+    once every thread has ended, and never copies the rest of the tree meanwhile."""
+    import threading
+    import time
+
+    import llb.fsutil.tree as tree
+
+    src = tmp_path / "src"
+    for i in range(40):
+        (src / f"d{i:02}" / "sub").mkdir(parents=True)
+        (src / f"d{i:02}" / "sub" / "f").write_bytes(b"x")
+    real = tree._CopyJob.copy_dir
+    seen: list[str] = []
+    failed = threading.Event()
+
+    def copy_dir(self, s, *args, **kwargs):
+        seen.append(s)
+        main = threading.current_thread() is threading.main_thread()
+        if s != str(src) and main == (where == "main") and not failed.is_set():
+            failed.set()
+            raise exc
+        if main != (where == "main"):
+            time.sleep(0.01)  # the other threads are slow: the failing one gets a task
+        return real(self, s, *args, **kwargs)
+
+    monkeypatch.setattr(tree._CopyJob, "copy_dir", copy_dir)
+    with pytest.raises(type(exc)):
+        tree.copy_tree(src, tmp_path / "dst", workers=3)
+    assert failed.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "llb-copy"]
+    assert len(seen) < 81  # the other directories were never started
+
+
+def test_copy_tree_of_many_directories_starts_no_thread_pool(tmp_path):
+    """The threads of a copy are plain threads: concurrent.futures (and logging with it)
+    stays out of a process that exports a tree of many directories."""
+    import subprocess
+    import sys
+
+    for i in range(20):
+        (tmp_path / "src" / f"d{i}").mkdir(parents=True)
+        (tmp_path / "src" / f"d{i}" / "f").write_bytes(b"%d" % i)
+    code = ("import sys; from llb.fsutil import copy_tree; "
+            f"copy_tree({str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, workers=2); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('concurrent', 'logging')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    assert sorted(os.listdir(tmp_path / "dst")) == sorted(f"d{i}" for i in range(20))
