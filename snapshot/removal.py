@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,13 +22,21 @@ class _Symlink(Exception):
     """A path's parent directories hold a symlink: its lexical path is not where it is."""
 
 
+_LIST_FROM = 16  # removals in one directory from which it is listed once, not lstat-ed each
+_DIR, _LINK, _OTHER = 1, 2, 3
+
+
 def removal_paths(tree: str, paths: Iterable[str]) -> list[str] | None:
     """The topmost entries of the tree at `tree` that removing each of `paths` in order
     takes away (recursively; a final symlink itself, never its target), sorted by
     path_key: a path that is missing, below a non-directory or below one removed before
     takes nothing. None when a path's parent directories hold a symlink (resolving it is
     the caller's work). Paths are clean and relative ("a/b"; no "..", "." or "/" parts)."""
+    paths = list(paths)
+    per_dir = Counter(rel.rpartition("/")[0] for rel in paths)
+    listings: dict[str, dict[str, int]] = {}  # directory -> its entries' kinds
     gone: set[str] = set()
+    hiding: set[str] = set()  # removed directories and symlinks: no path below them is left
     dirs: dict[str, bool] = {"": True}  # rel -> a real directory (False: missing, a file)
 
     def is_dir(rel: str) -> bool:
@@ -37,46 +46,57 @@ def removal_paths(tree: str, paths: Iterable[str]) -> list[str] | None:
         up = rel.rpartition("/")[0]
         ok = is_dir(up)
         if ok:
-            try:
-                mode = os.lstat(f"{tree}/{rel}").st_mode
-            except (FileNotFoundError, NotADirectoryError):
-                ok = False
-            else:
-                if stat.S_ISLNK(mode):
-                    raise _Symlink(rel)
-                ok = stat.S_ISDIR(mode)
+            k = kind(rel, up)
+            if k == _LINK:
+                raise _Symlink(rel)
+            ok = k == _DIR
         dirs[rel] = ok
         return ok
 
+    def kind(rel: str, parent: str) -> int | None:
+        """What rel is (None: nothing), its parent being a real directory of the tree."""
+        if per_dir[parent] >= _LIST_FROM:
+            names = listings.get(parent)
+            if names is None:
+                names = listings[parent] = _listing(f"{tree}/{parent}" if parent else tree)
+            return names.get(rel[len(parent) + 1:] if parent else rel)
+        try:
+            mode = os.lstat(f"{tree}/{rel}").st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _DIR if stat.S_ISDIR(mode) else _LINK if stat.S_ISLNK(mode) else _OTHER
+
     try:
         for rel in paths:
-            _check(rel)
-            if rel in gone or any(p in gone for p in _ancestors(rel)):
+            parts = rel.split("/")
+            if "" in parts or "." in parts or ".." in parts or "\x00" in rel:
+                raise PathEscapeError(f"not a clean relative path: {rel!r}", path=rel)
+            if rel in gone or hiding and any(
+                    "/".join(parts[:i]) in hiding for i in range(1, len(parts))):
                 continue  # removed already, with what was above it
-            if not is_dir(rel.rpartition("/")[0]):
+            parent = rel.rpartition("/")[0]
+            if not is_dir(parent):
                 continue
-            try:
-                mode = os.lstat(f"{tree}/{rel}").st_mode
-            except (FileNotFoundError, NotADirectoryError):
+            k = kind(rel, parent)
+            if k is None:
                 continue
-            if stat.S_ISDIR(mode):  # what was removed below it is listed as it
+            if k == _DIR:  # what was removed below it is listed as it
                 below = rel + "/"
                 gone = {g for g in gone if not g.startswith(below)}
+            if k != _OTHER:
+                hiding.add(rel)
             gone.add(rel)
     except _Symlink:
         return None
     return sorted(gone, key=path_key)
 
 
-def _ancestors(rel: str) -> Iterable[str]:
-    while "/" in rel:
-        rel = rel.rpartition("/")[0]
-        yield rel
-
-
-def _check(rel: str) -> None:
-    if not rel or "\x00" in rel or any(p in ("", ".", "..") for p in rel.split("/")):
-        raise PathEscapeError(f"not a clean relative path: {rel!r}", path=rel)
+def _listing(path: str) -> dict[str, int]:
+    """Each entry of the directory at path and its kind (by d_type where the filesystem
+    gives it)."""
+    with os.scandir(path) as it:
+        return {e.name: _DIR if e.is_dir(follow_symlinks=False) else
+                _LINK if e.is_symlink() else _OTHER for e in it}
 
 
 def write_removal(tree: Path, dest: Path, gone: list[str], *, whiteouts: bool) -> list[Change]:

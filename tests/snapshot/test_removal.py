@@ -48,6 +48,26 @@ def test_removal_paths_gives_up_on_a_symlink_among_the_parents(tree):
     assert removal_paths(tree, ["link/sub/f"]) is None
 
 
+@pytest.mark.parametrize("list_from", [1, 10**9])  # every directory listed once / lstat each
+def test_removal_paths_lists_a_directory_or_looks_up_each_path_alike(tmp_path, monkeypatch,
+                                                                     list_from):
+    import llb.snapshot.removal as removal
+
+    monkeypatch.setattr(removal, "_LIST_FROM", list_from)
+    root = tmp_path / "many"
+    root.mkdir()
+    write_tree(root, {**{f"d/f{i}": b"x" for i in range(30)}, "d/sub/x": b"x",
+                      "d/lnk": "->sub", "d/file": b"f", "top": b"t", "tlink": "->d"})
+    paths = ([f"d/f{i}" for i in range(0, 40, 2)] +  # f30.. f38 are missing
+             ["d/sub/x", "d/sub", "d/sub/y", "d/lnk", "d/lnk/x", "d/file/below", "d/nope/x",
+              "top/below"])
+    assert removal_paths(str(root), paths) == sorted(
+        [f"d/f{i}" for i in range(0, 30, 2)] + ["d/sub", "d/lnk"],
+        key=lambda p: p.split("/"))
+    assert removal_paths(str(root), paths + ["tlink/f1"]) is None
+    assert removal_paths(str(root), ["tlink", "tlink/f1"]) == ["tlink"]
+
+
 def test_removal_paths_refuses_unclean_paths(tree):
     for bad in ["", "/file", "a/../file", "./file", "a//b", "a\x00b"]:
         with pytest.raises(PathEscapeError):
