@@ -298,7 +298,7 @@ def main(argv: list[str]) -> int:
                                  epilog="BENCH_DIR (default /tmp/llb-bench) keeps contexts and "
                                         "definitions; BENCH_VERBOSE=1 prints every round.")
     ap.add_argument("shapes", nargs="*", metavar="SHAPE",
-                    help="run only the shapes whose label contains one of these "
+                    help="run only the shapes whose label is or contains one of these "
                          f"({', '.join(s.label for s in SHAPES)})")
     ap.add_argument("--snapshotter", choices=["overlayfs", "native"], action="append",
                     help="only this snapshotter (repeatable; default: both)")
@@ -309,7 +309,9 @@ def main(argv: list[str]) -> int:
         ap.error("--rounds must be at least 1")
     kinds = args.snapshotter or ["overlayfs", "native"]
     rounds = args.rounds
-    shapes = [s for s in SHAPES if not args.shapes or any(a in s.label for a in args.shapes)]
+    labels = {s.label for s in SHAPES}  # an exact label picks that shape only (chain 100, not 1000)
+    shapes = [s for s in SHAPES if not args.shapes
+              or any(a == s.label or (a not in labels and a in s.label) for a in args.shapes)]
     if not shapes:
         ap.error(f"no shape matches {' '.join(args.shapes)}")
     work = Path(os.environ.get("BENCH_DIR", "/tmp/llb-bench"))
