@@ -15,10 +15,10 @@ from collections.abc import Mapping
 
 from llb.fsutil.policy import owner_refused, setid_refused
 from llb.fsutil.xattrs import Target, read_xattrs, write_xattrs
-from llb.records import Record
+from llb.records import Record, Valued
 
 
-class Meta:
+class Meta(Valued):
     """What apply_meta gives an entry. mode: st_mode (type bits tell a symlink, whose
     permission bits are never set); times in ns, atime None meaning mtime's, mtime None
     leaving both alone; xattrs: name -> value (overlayfs' private ones are never set).
@@ -47,14 +47,6 @@ class Meta:
 
     def _values(self) -> tuple[object, ...]:
         return self.mode, self.uid, self.gid, self.mtime_ns, self.atime_ns, self.xattrs
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
 
     def __repr__(self) -> str:
         return (f"Meta(mode={self.mode!r}, uid={self.uid!r}, gid={self.gid!r}, "

@@ -10,7 +10,7 @@ import collections
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
 
-__all__ = ["Record"]
+__all__ = ["Record", "Valued"]
 
 if TYPE_CHECKING:
     from typing import NamedTuple as Record
@@ -48,3 +48,22 @@ else:
 
     class Record(metaclass=_RecordMeta):
         """Derive a class from Record as from typing.NamedTuple."""
+
+
+class Valued:
+    """Equality and hashing as a frozen dataclass's (same class, equal field values; the hash
+    of those values), for value classes written out rather than made by @dataclass: a
+    subclass gives its field values in order from _values()."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())

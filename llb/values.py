@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _thread
 
+from llb.records import Valued
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from dataclasses import Field
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     _T = TypeVar("_T", bound="Value")
 
 
-class Value:
+class Value(Valued):
     """Equality, hashing and repr as dataclass(frozen=True, eq=True, repr=True) defines them
     (same class and equal fields; hash of the field values; `Name(f=...)`), and (through
     value_class) its __init__ and frozen __setattr__/__delattr__."""
@@ -34,14 +36,6 @@ class Value:
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._field_names)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._field_names)

@@ -140,27 +140,33 @@ def test_dumping_a_build_file_loads_no_engine(tmp_path: Path) -> None:
                               "llb.content") + HANDLERS) == []
 
 
-def test_a_cached_solve_compiles_no_dataclass(tmp_path: Path, definition: Path) -> None:
-    # @dataclass compiles up to six functions per class (~1 ms of every command each class):
-    # the ops and DSL values are llb.values classes instead, and none remains on the path
-    code = ("import os, sys\nfrom llb.cli.main import run\n"
+def _solve_with(definition: Path, tmp_path: Path, setup: str, at_exit: str) -> str:
+    """Run `llb solve DEFINITION` in a fresh interpreter: `setup` runs after llb.cli.main is
+    imported, `at_exit` (indented code that may print) just before the process exits."""
+    code = ("import gc, os, sys\nfrom llb.cli.main import run\n"
             f"sys.argv = ['llb', 'solve', {str(definition)!r}, '--progress', 'plain']\n"
-            "exit = os._exit\n"
-            "def _exit(code):\n"
-            "    found = sorted(f'{m.__name__}.{c.__name__}' for m in list(sys.modules.values())\n"
-            "                   if m is not None and m.__name__.startswith('llb')\n"
-            "                   for c in list(vars(m).values()) if isinstance(c, type)\n"
-            "                   and c.__module__ == m.__name__\n"
-            "                   and isinstance(vars(c).get('__dataclass_fields__'), dict)\n"
-            "                   and '__init__' in vars(c))\n"
-            "    sys.stdout.write('\\n' + ' '.join(found))\n"
-            "    sys.stdout.flush()\n"
-            "    exit(code)\n"
+            f"{setup}exit = os._exit\n"
+            f"def _exit(code):\n{at_exit}    exit(code)\n"
             "os._exit = _exit\nrun()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    compiled = out.stdout.rsplit("\n", 1)[-1].split()
+    return out.stdout
+
+
+def test_a_cached_solve_compiles_no_dataclass(tmp_path: Path, definition: Path) -> None:
+    # @dataclass compiles up to six functions per class (~1 ms of every command each class):
+    # the ops and DSL values are llb.values classes instead, and none remains on the path
+    stdout = _solve_with(definition, tmp_path, "", (
+        "    found = sorted(f'{m.__name__}.{c.__name__}' for m in list(sys.modules.values())\n"
+        "                   if m is not None and m.__name__.startswith('llb')\n"
+        "                   for c in list(vars(m).values()) if isinstance(c, type)\n"
+        "                   and c.__module__ == m.__name__\n"
+        "                   and isinstance(vars(c).get('__dataclass_fields__'), dict)\n"
+        "                   and '__init__' in vars(c))\n"
+        "    sys.stdout.write('\\n' + ' '.join(found))\n"
+        "    sys.stdout.flush()\n"))
+    compiled = stdout.rsplit("\n", 1)[-1].split()
     assert compiled == []
 
 
@@ -168,20 +174,11 @@ def test_a_cached_solve_pauses_the_gc_for_its_imports_only(tmp_path: Path,
                                                            definition: Path) -> None:
     # the executable pauses the cyclic GC while it imports (cli/main.run) and turns it back
     # on, the start-up objects frozen, when the solve starts (cli/solving.resume_gc)
-    code = ("import gc, os, sys\nfrom llb.cli.main import run\n"
-            f"sys.argv = ['llb', 'solve', {str(definition)!r}, '--progress', 'plain']\n"
-            "import llb.solver.solve as solve\n"
-            "real = solve.Solver.solve\n"
-            "def spy(self, *a, **k):\n"
-            "    print('solving', gc.isenabled(), gc.get_freeze_count() > 1000, flush=True)\n"
-            "    return real(self, *a, **k)\n"
-            "solve.Solver.solve = spy\n"
-            "exit = os._exit\n"
-            "def _exit(code):\n"
-            "    print('end', gc.isenabled(), flush=True)\n"
-            "    exit(code)\n"
-            "os._exit = _exit\nrun()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"LLB_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[-3:] == ["solving True True", "end True", ""]
+    stdout = _solve_with(definition, tmp_path, (
+        "import llb.solver.solve as solve\n"
+        "real = solve.Solver.solve\n"
+        "def spy(self, *a, **k):\n"
+        "    print('solving', gc.isenabled(), gc.get_freeze_count() > 1000, flush=True)\n"
+        "    return real(self, *a, **k)\n"
+        "solve.Solver.solve = spy\n"), "    print('end', gc.isenabled(), flush=True)\n")
+    assert stdout.split("\n")[-3:] == ["solving True True", "end True", ""]
