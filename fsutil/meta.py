@@ -56,16 +56,6 @@ class Meta(Valued):
     def __reduce__(self) -> tuple[type[Meta], tuple[object, ...]]:
         return Meta, self._values()
 
-    def __setattr__(self, name: str, value: object) -> None:
-        import dataclasses
-
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        import dataclasses
-
-        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
-
     @classmethod
     def of(cls, st: os.stat_result, xattrs: Mapping[str, bytes] | None = None) -> Meta:
         """The metadata an lstat shows (plus the entry's xattrs, when given)."""

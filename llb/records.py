@@ -10,9 +10,10 @@ import collections
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
 
-__all__ = ["Record", "Valued"]
+__all__ = ["Generic", "Record", "Valued"]
 
 if TYPE_CHECKING:
+    from typing import Generic
     from typing import NamedTuple as Record
 else:
     # what NamedTuple neither copies from the class body nor lets it define
@@ -51,9 +52,10 @@ else:
 
 
 class Valued:
-    """Equality and hashing as a frozen dataclass's (same class, equal field values; the hash
-    of those values), for value classes written out rather than made by @dataclass: a
-    subclass gives its field values in order from _values()."""
+    """Equality, hashing and frozenness as a frozen dataclass's (same class, equal field
+    values; the hash of those values; FrozenInstanceError on assignment), for value classes
+    written out rather than made by @dataclass: a subclass gives its field values in order
+    from _values() and sets its fields with object.__setattr__."""
 
     __slots__ = ()
 
@@ -67,3 +69,22 @@ class Valued:
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+if not TYPE_CHECKING:
+    class Generic:
+        """typing.Generic's subscription (`class C(Generic[T])`) at run time, where typing is
+        not loaded: C[X] and Generic[T] are C and Generic themselves."""
+
+        def __class_getitem__(cls, params: object) -> type:
+            return cls

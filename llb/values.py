@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 
 class Value(Valued):
-    """Equality, hashing and repr as dataclass(frozen=True, eq=True, repr=True) defines them
-    (same class and equal fields; hash of the field values; `Name(f=...)`), and (through
-    value_class) its __init__ and frozen __setattr__/__delattr__."""
+    """Equality, hashing, frozenness (llb.records.Valued) and repr as dataclass(frozen=True,
+    eq=True, repr=True) defines them (`Name(f=...)`), and (through value_class) its
+    __init__."""
 
     __slots__ = ()
     # value_class: every field's name in order (the bases' first), and the __init__
@@ -65,16 +65,6 @@ class Value(Valued):
                 raise TypeError(f"{cls.__qualname__}.__init__() got "
                                 + (f"multiple values for argument {name!r}" if twice else
                                    f"an unexpected keyword argument {name!r}"))
-
-        def __setattr__(self, name: str, value: Any) -> None:
-            import dataclasses
-
-            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-        def __delattr__(self, name: str) -> None:
-            import dataclasses
-
-            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
 
 _REQUIRED = object()

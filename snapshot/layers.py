@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llb.records import Valued
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Callable, Literal
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     ChangeKind = Literal["add", "modify", "delete"]
 
 
-class Change:
+class Change(Valued):
     """One path changed by a layer. `path` is relative ("a/b.txt", no leading slash).
 
     kind: "add" (absent in the layer's lower), "modify" (present there; for a directory it
@@ -32,29 +34,14 @@ class Change:
         object.__setattr__(self, "path", path)
         object.__setattr__(self, "kind", kind)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self.path == other.path and self.kind == other.kind
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.path, self.kind))
+    def _values(self) -> tuple[str, ChangeKind]:
+        return self.path, self.kind
 
     def __repr__(self) -> str:
         return f"Change(path={self.path!r}, kind={self.kind!r})"
 
     def __reduce__(self) -> tuple[type[Change], tuple[str, ChangeKind]]:
-        return Change, (self.path, self.kind)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        import dataclasses
-
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        import dataclasses
-
-        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        return Change, self._values()
 
 
 def path_key(path: str) -> tuple[str, ...]:

@@ -5,17 +5,16 @@ This is the start-up boundary they share (a cached solve imports none of their m
 from __future__ import annotations
 
 import importlib
+
+from llb.records import Generic
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from typing import Generic, TypeVar
+    from typing import TypeVar
 
     T = TypeVar("T")
-else:  # typing.Generic's subscription, for the class statement below (typing is not loaded)
+else:
     T = object
-
-    class Generic:
-        def __class_getitem__(cls, params: object) -> type:
-            return cls
 
 
 class Registry(Generic[T]):

@@ -25,7 +25,7 @@ from pathlib import Path
 from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
 from llb.ops import Copy, ExecOp, SourceOp
-from llb.records import Record
+from llb.records import Generic, Record
 from llb.snapshot import Ref, Store
 from llb.solver.cachedb import CacheDB
 from llb.solver.cachekey import blanked_digest, blanked_digest_from_bytes, compute_key, explain as _explain
@@ -39,15 +39,11 @@ from llb.solver.vertex import Vertex
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from typing import Any, Generic, TypeVar
+    from typing import Any, TypeVar
 
     _T = TypeVar("_T")
-else:  # typing.Generic's subscription, for _Outcome's class statement (typing is not loaded)
+else:
     _T = object
-
-    class Generic:
-        def __class_getitem__(cls, params: object) -> type:
-            return cls
 
 
 class _RunResult(Record):
