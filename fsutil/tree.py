@@ -206,7 +206,7 @@ class _CopyJob:
             while True:
                 with cond:
                     while not stack and pending > 0 and not stop:
-                        cond.wait()
+                        cond.wait(0.1)  # (the main thread: see solver.scheduler._next_done)
                     if stop or not stack:
                         return  # (nothing waits or runs: all done)
                     item = stack.pop()

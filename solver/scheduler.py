@@ -18,7 +18,7 @@ import errno
 import functools
 import threading
 import time
-from _queue import SimpleQueue  # queue's C half: queue.py loads heapq and more (~2.4M instructions)
+from _queue import Empty, SimpleQueue  # queue's C half: queue.py loads heapq and more (~2.4M instructions)
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 else:
     _T = object
+
+_WAKE = 0.1  # seconds the main thread waits at most before it runs pending signal handlers
 
 
 class _RunResult(Record):
@@ -114,7 +116,7 @@ class Scheduler:
                     if self.error is not None or not (self.ready or self.runnable):
                         break
                     continue
-                self._complete(*self._done_q.get())
+                self._complete(*self._next_done())
         except BaseException:
             self.cancelled.set()
             raise
@@ -344,6 +346,17 @@ class Scheduler:
                 return
             self.running += 1
             pool.submit(functools.partial(self._queue_done, v), self._run_vertex, v, inputs)
+
+    def _next_done(self) -> tuple[Vertex, _Outcome[_RunResult]]:
+        """The next finished run, waited for in short slices: a signal's Python handler runs
+        in the main thread between bytecodes, and when the kernel hands the signal to a
+        worker thread nothing wakes a main thread blocked in one long wait (a SIGTERM would
+        wait for the running op to end, a sleeping container's hours)."""
+        while True:
+            try:
+                return self._done_q.get(timeout=_WAKE)
+            except Empty:
+                pass
 
     def _queue_done(self, v: Vertex, outcome: _Outcome[_RunResult]) -> None:
         """(A worker thread:) hand a finished run to the main loop."""

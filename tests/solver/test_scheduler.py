@@ -236,3 +236,33 @@ def test_a_signal_while_a_local_source_is_hashed_stops_the_solve_not_fails_it(
     with Solver(tmp_path / "root", progress=rec, store=FakeStore(), workers=1) as s:
         with pytest.raises(KeyboardInterrupt):
             s.solve(llb.local("ctx").to_definition(), local_dirs={"ctx": ctx})
+
+
+def test_a_signal_a_worker_thread_received_stops_the_solve(tmp_path, handlers):
+    """The kernel may hand a process's signal to any thread that does not block it (the
+    main thread with a signal already pending, say): its Python handler still runs in the
+    main thread, so the main loop must not sit in one long wait for an op that runs for
+    hours. Here a worker-side thread receives the signal while a file op runs for 60 s."""
+    import signal
+
+    h = handlers(delay=60)
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGUSR1")
+
+    def deliver() -> None:
+        while h.active == 0:
+            time.sleep(0.01)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # to this thread alone
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        threading.Thread(target=deliver, daemon=True).start()
+        started = time.monotonic()
+        with Solver(tmp_path / "root", progress=Recorder(), store=FakeStore(), workers=2) as s:
+            with pytest.raises(KeyboardInterrupt):
+                s.solve(llb.scratch().file(llb.mkfile("/f", b"x")).to_definition())
+        assert time.monotonic() - started < 20  # not the op's 60 s
+        assert h.cancel_seen == 1  # the running op was cancelled, not waited for
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
