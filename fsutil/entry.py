@@ -12,13 +12,13 @@ import stat
 from llb.fsutil.data import SMALL_FILE, copy_data
 from llb.fsutil.meta import Creds, Meta, apply_meta
 from llb.fsutil.policy import LINK_FALLBACK
-from llb.fsutil.xattrs import read_xattrs, xattr_names
+from llb.fsutil.xattrs import has_xattrs, read_xattrs
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Callable
 
-_O_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_FILE_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # how a file to copy is opened
 _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -70,43 +70,51 @@ def copy_file(src: str, dst: str, st: os.stat_result, *, src_dir_fd: int | None 
               creds: Creds | None = None, after: Callable[[int], None] | None = None) -> None:
     """Copy the regular file src (lstat st) to dst (absent), holes and metadata included;
     `after` gets dst's descriptor once written (a caller recording its ctime)."""
-    perm = stat.S_IMODE(meta.mode if meta is not None else st.st_mode) & 0o777
-    fin = os.open(src, _O_IN, dir_fd=src_dir_fd)
+    fin = os.open(src, O_FILE_IN, dir_fd=src_dir_fd)
     try:
-        # created with its final permission bits (minus the umask: apply_meta knows)
-        fout = os.open(dst, _O_OUT, perm, dir_fd=dst_dir_fd)
-        try:
-            size = st.st_size
-            try:
-                if 0 < size <= SMALL_FILE and st.st_blocks * 512 >= size:
-                    # the common small file, inline: one read, one write (copy_data
-                    # again, from the start, when the source changed size meanwhile)
-                    data = os.pread(fin, size, 0)
-                    if len(data) != size or os.pwrite(fout, data, 0) != size:
-                        copy_data(fin, fout, size, st.st_blocks)
-                else:
-                    copy_data(fin, fout, size, st.st_blocks)
-            except BaseException:  # a full disk: no part of a file is left behind
-                os.unlink(dst, dir_fd=dst_dir_fd)
-                raise
-            if meta is None:
-                if creds is not None and st.st_uid == creds.uid and st.st_gid == creds.gid \
-                        and stat.S_IMODE(st.st_mode) == perm & ~creds.umask \
-                        and not xattr_names(fin):
-                    # owner and mode came with the creation, no xattrs: only the times
-                    # (what apply_meta would do, without building a Meta per file)
-                    os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
-                    if after is not None:
-                        after(fout)
-                    return
-                meta = Meta.of(st, read_xattrs(fin))
-            apply_meta(fout, meta, have=creds.created(perm) if creds is not None else None)
-            if after is not None:
-                after(fout)
-        finally:
-            os.close(fout)
+        copy_open_file(fin, st, dst, dst_dir_fd, meta, creds, after)
     finally:
         os.close(fin)
+
+
+def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | None = None,
+                   meta: Meta | None = None, creds: Creds | None = None,
+                   after: Callable[[int], None] | None = None) -> None:
+    """copy_file from the source already open as fin (opened with O_FILE_IN; st: its
+    fstat or lstat), its arguments positional: a tree copy's per-file call."""
+    perm = stat.S_IMODE(meta.mode if meta is not None else st.st_mode) & 0o777
+    # created with its final permission bits (minus the umask: apply_meta knows)
+    fout = os.open(dst, _O_OUT, perm, dir_fd=dst_dir_fd)
+    try:
+        size = st.st_size
+        try:
+            if 0 < size <= SMALL_FILE and st.st_blocks * 512 >= size:
+                # the common small file, inline: one read, one write (copy_data
+                # again, from the start, when the source changed size meanwhile)
+                data = os.pread(fin, size, 0)
+                if len(data) != size or os.pwrite(fout, data, 0) != size:
+                    copy_data(fin, fout, size, st.st_blocks)
+            else:
+                copy_data(fin, fout, size, st.st_blocks)
+        except BaseException:  # a full disk: no part of a file is left behind
+            os.unlink(dst, dir_fd=dst_dir_fd)
+            raise
+        if meta is None:
+            if creds is not None and st.st_uid == creds.uid and st.st_gid == creds.gid \
+                    and stat.S_IMODE(st.st_mode) == perm & ~creds.umask \
+                    and not has_xattrs(fin):
+                # owner and mode came with the creation, no xattrs: only the times
+                # (what apply_meta would do, without building a Meta per file)
+                os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
+                if after is not None:
+                    after(fout)
+                return
+            meta = Meta.of(st, read_xattrs(fin))
+        apply_meta(fout, meta, have=creds.created(perm) if creds is not None else None)
+        if after is not None:
+            after(fout)
+    finally:
+        os.close(fout)
 
 
 def try_link(src: str, dst: str, *, src_dir_fd: int | None = None,

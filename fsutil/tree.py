@@ -14,7 +14,7 @@ import stat
 import threading
 from collections.abc import Callable, Collection, Sequence
 
-from llb.fsutil.entry import copy_entry, copy_file, lstat_or_none
+from llb.fsutil.entry import O_FILE_IN, copy_entry, copy_file, copy_open_file, lstat_or_none
 from llb.fsutil.errors import PathTooLongError
 from llb.fsutil.meta import Creds, Meta, apply_meta, creds as current_creds
 from llb.fsutil.policy import LINK_FALLBACK
@@ -254,32 +254,39 @@ class _CopyJob:
         try:
             dfd = _open_dir(dst, how)
             try:
+                # the common entry, a small regular file into a directory we made, is
+                # copied right here: the fewest Python steps per file (a tree of 10,000
+                # small files is mostly this loop), its lstat the fstat of the file opened
+                # to read it (regular files are listed without one)
+                plain = fresh and not self.link and self.only is None
                 if items is None:
                     if fresh:  # made by us, but a set-group-ID parent would give it its group
                         dst_st = os.fstat(dfd)
                         fresh = dst_st.st_gid == self.creds.gid and \
                             not dst_st.st_mode & stat.S_ISGID
-                    items = listing(sfd)
+                        plain = plain and fresh
+                    items = listing(sfd, stat_files=not plain)
                     if len(items) > SPLIT and self.workers > 1:
                         subdirs.extend((src, dst, rel, fresh, items[i:i + SPLIT])
                                        for i in range(SPLIT, len(items), SPLIT))
                         items = items[:SPLIT]
-                # the common entry, a small regular file into a directory we made, is
-                # copied right here: the fewest Python steps per file (a tree of 10,000
-                # small files is mostly this loop)
-                plain = fresh and not self.link and self.only is None
                 creds, after = self.creds, None if self.ctimes is None else self._record_fd
+                check, first = self.check, self._first_name
+                open_, fstat, close, s_isreg = os.open, os.fstat, os.close, stat.S_ISREG
                 for i, (name, st, is_dir) in enumerate(items):
-                    assert st is not None  # a listing with stat
-                    if self.check is not None and i & 255 == 255:
-                        self.check()  # a big directory: once in a while
+                    if check is not None and i & 255 == 255:
+                        check()  # a big directory: once in a while
                     try:
-                        if plain and not is_dir and st.st_size < BIG_FILE \
-                                and stat.S_ISREG(st.st_mode):
-                            if st.st_nlink == 1 or self._first_name(st, f"{dst}/{name}"):
-                                copy_file(name, name, st, src_dir_fd=sfd, dst_dir_fd=dfd,
-                                          creds=creds, after=after)
-                            continue
+                        if st is None:  # a regular file, in a plain copy: open it first
+                            fin = open_(name, O_FILE_IN, dir_fd=sfd)
+                            try:
+                                st = fstat(fin)
+                                if st.st_size < BIG_FILE and s_isreg(st.st_mode):
+                                    if st.st_nlink == 1 or first(st, f"{dst}/{name}"):
+                                        copy_open_file(fin, st, name, dfd, None, creds, after)
+                                    continue
+                            finally:
+                                close(fin)
                         r = f"{rel}/{name}" if rel else name
                         if self.only is not None and r not in self.only:
                             continue

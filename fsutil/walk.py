@@ -58,12 +58,17 @@ class _Level:
         self.next = 0
 
 
-def listing(fd: int, want_stat: bool = True) -> list[_Item]:
-    """The entries of the directory open as fd, sorted bytewise by name."""
+def listing(fd: int, want_stat: bool = True, *, stat_files: bool = True) -> list[_Item]:
+    """The entries of the directory open as fd, sorted bytewise by name. stat_files=False:
+    regular files (as the directory's d_type says) carry no lstat, a caller that opens them
+    taking it from the open file (an fstat: no second lookup of the name)."""
     with os.scandir(fd) as it:
         if want_stat:
             items: list[_Item] = []
             for e in it:
+                if not stat_files and e.is_file(follow_symlinks=False):
+                    items.append((e.name, None, False))
+                    continue
                 st = e.stat(follow_symlinks=False)
                 items.append((e.name, st, stat_.S_ISDIR(st.st_mode)))
         else:

@@ -262,6 +262,50 @@ def test_copy_tree_small_files_keep_every_kind_of_metadata(tmp_path, umask, work
     assert os.lstat(out / "sparse").st_blocks * 512 < 12288  # its hole kept
 
 
+@root_only
+@pytest.mark.parametrize("workers", [1, 2])
+def test_copy_tree_takes_a_files_metadata_from_the_file_it_opens(tmp_path, monkeypatch,
+                                                                  workers):
+    """A plain copy lists regular files without an lstat and takes each one's from the
+    descriptor it reads through: every kind of entry next to them (directories, symlinks,
+    fifos, devices, files big enough for their own threads, a hardlink across the parts
+    of a split directory) ends as its source; a file whose only xattrs are overlayfs'
+    private ones gets none, one with a user xattr next to it keeps its own."""
+    import llb.fsutil.tree as tree
+
+    monkeypatch.setattr(tree, "BIG_FILE", 64)  # files of 64 bytes and more: off the loop
+    monkeypatch.setattr(tree, "SPLIT", 8)
+    src = tmp_path / "src"
+    (src / "d" / "sub").mkdir(parents=True)
+    for i in range(30):
+        f = src / "d" / f"f{i:02}"
+        f.write_bytes(b"x" * (i * 5))  # 0..145 bytes: both sides of BIG_FILE
+        os.chmod(f, (0o644, 0o600, 0o4711, 0o1777)[i % 4])
+        if i % 3 == 0:
+            os.chown(f, 1000 + i, 2000 + i)
+    os.setxattr(src / "d" / "f01", "trusted.overlay.opaque", b"y")
+    os.setxattr(src / "d" / "f02", "user.k", b"v")
+    os.setxattr(src / "d" / "f03", "trusted.overlay.origin", b"o")
+    os.setxattr(src / "d" / "f03", "user.k", b"w")
+    os.link(src / "d" / "f04", src / "d" / "z-link")  # in another part than its first name
+    os.link(src / "d" / "f29", src / "d" / "sub" / "big-link")
+    os.symlink("f00", src / "d" / "l")
+    os.mkfifo(src / "d" / "p", 0o640)
+    os.mknod(src / "d" / "c", stat.S_IFCHR | 0o620, os.makedev(1, 3))
+    for e in walk(src):
+        os.utime(e.name, ns=(9, 1_650_000_000_000_000_007), dir_fd=e.dir_fd,
+                 follow_symlinks=False)
+    copy_tree(src, tmp_path / "dst", workers=workers)
+    out = tmp_path / "dst" / "d"
+    assert all(os.lstat(out / n).st_atime_ns == 9 for n in os.listdir(out)  # (read: later)
+               if n != "sub")
+    assert _pic(tmp_path / "dst") == _pic(src)
+    assert os.listxattr(out / "f01") == []
+    assert os.listxattr(out / "f03") == ["user.k"]
+    assert os.lstat(out / "z-link").st_ino == os.lstat(out / "f04").st_ino
+    assert os.lstat(out / "sub" / "big-link").st_ino == os.lstat(out / "f29").st_ino
+
+
 @pytest.mark.parametrize("where", ["main", "worker"])
 @pytest.mark.parametrize("exc", [OSError(errno.EIO, "injected"), KeyboardInterrupt()])
 def test_copy_tree_stops_every_thread_on_a_failure_and_raises_it(tmp_path, monkeypatch,
