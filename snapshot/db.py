@@ -3,7 +3,6 @@ snapshots, their dependencies, recorded diffs and leases."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import sqlite3
@@ -64,9 +63,7 @@ _SQLITE_IOERR = 10
 
 
 SHM_PREALLOC = 128 * 1024  # bytes of the -shm file allocated up front (a WAL of 16k pages)
-_FALLOC_FL_KEEP_SIZE = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.Connection:
@@ -115,10 +112,19 @@ def _allocate_shm(shm: Path) -> None:
     SQLite extends it by writing one byte per page, which leaves holes where a block is
     smaller than a page, and a store into a hole of a full disk is SIGBUS.
 
+    Only where that can happen (shm_needs_blocks): on a block device's filesystem whose
+    blocks are a page or more, SQLite's one byte per page leaves no hole, and the cached
+    solve that opens the databases loads no ctypes for the call (llb.snapshot.libc).
+
     Through SQLite's own descriptor of the file (found in /proc/self/fd): opening and
     closing one of ours would drop every POSIX lock this process holds on the file,
     SQLite's too, and another process would then take the index for unused and truncate
     it under our mapping (SIGBUS as well)."""
+    try:
+        if not shm_needs_blocks(shm):
+            return
+    except FileNotFoundError:  # not in WAL mode after all
+        return
     target = os.path.realpath(shm)
     fd = None
     for name in os.listdir("/proc/self/fd"):
@@ -130,11 +136,22 @@ def _allocate_shm(shm: Path) -> None:
             continue
     if fd is None:  # not in WAL mode after all
         return
-    if _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, SHM_PREALLOC) != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF):
+    from llb.snapshot import libc  # ctypes, only where a hole can be left (see above)
+
+    try:
+        libc.fallocate_keep_size(fd, SHM_PREALLOC)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF):
             return
-        raise OSError(err, os.strerror(err), str(shm))
+        raise OSError(e.errno, e.strerror, str(shm)) from None
+
+
+def shm_needs_blocks(shm: Path) -> bool:
+    """Whether the WAL index `shm` must have its blocks allocated up front: its blocks are
+    smaller than a page, or its filesystem has no block device of its own (an anonymous
+    device number: btrfs and other copy-on-write ones, tmpfs, overlayfs, NFS), where a
+    written page is no promise that a later store into it finds a block."""
+    return os.major(os.stat(shm).st_dev) == 0 or os.statvfs(shm).f_frsize < _PAGE
 
 
 def translate(e: sqlite3.Error, root: Path) -> BaseException:

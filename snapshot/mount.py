@@ -12,7 +12,6 @@ volatile upper's work directory cannot be mounted again (the kernel leaves
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import time
@@ -23,9 +22,6 @@ from llb.fsutil import remove_tree
 from llb.errors import is_no_space
 from llb.snapshot.errors import SnapshotError
 
-# the C library this process already runs on (no ctypes.util.find_library: it imports
-# subprocess and tempfile, a start-up cost every llb command would pay)
-_libc = ctypes.CDLL(None, use_errno=True)
 _MS_RDONLY = 1
 _MNT_DETACH = 2
 _BUSY_RETRY = 2.0  # seconds a non-lazy unmount retries EBUSY (see unmount)
@@ -51,34 +47,38 @@ _volatile = True  # until the kernel refuses it
 
 
 def _sys(name: str, *args: object) -> int:
-    ret = _libc.syscall(_SYS[name], *args)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
+    from llb.snapshot import libc  # ctypes: a mount's cost, not every command's
+
+    return libc.syscall(_SYS[name], *args)
+
+
+def _uint(value: int) -> object:
+    from llb.snapshot import libc
+
+    return libc.uint(value)
 
 
 def _mount_new_api(target: Path, params: list[tuple[str, str]], readonly: bool,
                    flags: list[str]) -> None:
     global _volatile
-    fs = _sys("fsopen", b"overlay", ctypes.c_uint(1))
+    fs = _sys("fsopen", b"overlay", _uint(1))
     try:
         for key, value in params:
-            _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_SET_STRING), key.encode(),
+            _sys("fsconfig", fs, _uint(_FSCONFIG_SET_STRING), key.encode(),
                  os.fsencode(value), 0)
         for flag in flags:
             try:
-                _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_SET_FLAG), flag.encode(), None, 0)
+                _sys("fsconfig", fs, _uint(_FSCONFIG_SET_FLAG), flag.encode(), None, 0)
             except OSError:  # an older kernel: mount without it
                 if flag == "volatile":
                     _volatile = False
-        _sys("fsconfig", fs, ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None, 0)
-        mnt = _sys("fsmount", fs, ctypes.c_uint(1), ctypes.c_uint(_MOUNT_ATTR_RDONLY if readonly else 0))
+        _sys("fsconfig", fs, _uint(_FSCONFIG_CMD_CREATE), None, None, 0)
+        mnt = _sys("fsmount", fs, _uint(1), _uint(_MOUNT_ATTR_RDONLY if readonly else 0))
     finally:
         os.close(fs)
     try:
         _sys("move_mount", mnt, b"", _AT_FDCWD, os.fsencode(str(target)),
-             ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH))
+             _uint(_MOVE_MOUNT_F_EMPTY_PATH))
     finally:
         os.close(mnt)
 
@@ -143,10 +143,10 @@ def unmount(target: Path, *, lazy: bool = True) -> None:
     A non-lazy unmount retries EBUSY for a while: a child another thread just forked
     (runc, mount(8)) holds copies of this process's fds, some perhaps inside target,
     until it execs."""
+    from llb.snapshot import libc  # ctypes: an unmount's cost, not every command's
+
     def umount2() -> None:
-        if _libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+        libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0)
 
     try:
         retry_busy(umount2, 0.0 if lazy else _BUSY_RETRY, first_delay=0.001)

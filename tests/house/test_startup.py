@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import llb
+from llb.snapshot.db import shm_needs_blocks
 
 # stdlib and third-party modules a fully cached solve never needs: they cost start-up time
 # (OpenSSL, the compression modules shutil loads, logging through concurrent.futures, ...)
@@ -87,6 +88,16 @@ def test_a_cached_solve_crosses_no_boundary(tmp_path: Path, definition: Path) ->
     assert _crossed(modules, ("llb.executor", "llb.content", "llb.pb", "llb.remote",
                               "llb.solver.checksum", "llb.solver.sources.local",
                               "llb.solver.exporters.local", "llb.solver.exporters.tar")) == []
+
+
+def test_a_cached_solve_loads_no_ctypes(tmp_path: Path, definition: Path) -> None:
+    # ctypes (snapshot/libc.py, ~9M instructions) is for mounts, unmounts and the WAL
+    # index's fallocate, which a filesystem with page-sized blocks on a device never needs
+    if shm_needs_blocks(tmp_path):
+        pytest.skip("this filesystem needs the WAL index's blocks allocated (ctypes)")
+    modules = _loaded(tmp_path, ["solve", str(definition), "--progress", "plain"])
+    assert "llb.snapshot.db" in modules  # it opened the store
+    assert _crossed(modules, ("ctypes", "_ctypes", "llb.snapshot.libc")) == []
 
 
 def test_a_cached_solve_with_a_local_export_loads_only_that_exporter(
