@@ -34,10 +34,13 @@ class ChainError(SnapshotError):
 
 
 class Chains:
-    """Chains of the committed snapshots, read through `row` and `inputs` (the DB)."""
+    """Chains of the committed snapshots, read through `lineage` and `inputs` (the DB):
+    lineage(sid) is sid's row, then, while a row is a layer's, its parent's row (a layer
+    chain in one query, not one a layer)."""
 
-    def __init__(self, row: Callable[[str], Row], inputs: Callable[[str], list[str]]):
-        self._row = row
+    def __init__(self, lineage: Callable[[str], list[Row]],
+                 inputs: Callable[[str], list[str]]):
+        self._lineage = lineage
         self._inputs = inputs
         self._len: dict[str, int] = {}
         self._items: dict[str, list[Item]] = {}
@@ -56,12 +59,14 @@ class Chains:
         items both need it: a chain of n layers was 3n queries)."""
         got = self._parts_of.get(sid)
         if got is None:
-            row = self._row(sid)
-            if row.kind == "layer":
-                got = "layer", [row.parent] if row.parent else []
-            else:
-                got = row.kind, self._inputs(sid)
-            self._parts_of[sid] = got
+            for row in self._lineage(sid):  # sid's row first: its parents' rows come along
+                if row.id in self._parts_of:
+                    break
+                if row.kind == "layer":
+                    self._parts_of[row.id] = "layer", [row.parent] if row.parent else []
+                elif row.id == sid:
+                    self._parts_of[sid] = row.kind, self._inputs(sid)
+            got = self._parts_of[sid]
         return got
 
     def length(self, sid: str) -> int:

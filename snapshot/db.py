@@ -58,6 +58,15 @@ CREATE TABLE IF NOT EXISTS pulled (      -- layers from images: where to read th
 );
 CREATE INDEX IF NOT EXISTS pulled_lazy ON pulled (lazy);
 """
+# a snapshot's row and its ancestors' through layer parents, nearest first (see lineage)
+_LINEAGE = """
+WITH RECURSIVE line(id, kind, parent, n) AS (
+    SELECT id, kind, parent, 0 FROM snapshots WHERE id=?
+    UNION ALL
+    SELECT s.id, s.kind, s.parent, line.n + 1 FROM snapshots s, line
+    WHERE line.kind = 'layer' AND s.id = line.parent
+)
+SELECT id, kind, parent FROM line ORDER BY n"""
 GENERATION = "generation"  # meta key: bumped by every removal of snapshots
 _SQLITE_IOERR = 10
 
@@ -266,6 +275,11 @@ class MetaDB(Database):
     def row(self, sid: str) -> Row | None:
         rows = self.query("SELECT id, kind, parent FROM snapshots WHERE id=?", (sid,))
         return Row(*rows[0]) if rows else None
+
+    def lineage(self, sid: str) -> list[Row]:
+        """sid's row, then its parent's, and so on while a row is a layer's: a chain of n
+        layers in one query rather than n (empty when sid has no row)."""
+        return [Row(*r) for r in self.query(_LINEAGE, (sid,))]
 
     def all_rows(self) -> list[Row]:
         return [Row(*r) for r in self.query("SELECT id, kind, parent FROM snapshots")]

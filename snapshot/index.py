@@ -33,7 +33,7 @@ class Index:
         self.snapshots_dir = root / "snapshots"
         self.session_dir = session_dir
         self.closed = False
-        self.chains = Chains(self.row, db.inputs)
+        self.chains = Chains(self.lineage, db.inputs)
         # layers known to have content (built, or pulled and unpacked): never lazy again
         self.solid: set[str] = set()
         # snapshots whose whole tree chain is known to have content (see tree_needs)
@@ -58,6 +58,17 @@ class Index:
             raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
                                 path=snapshot_id)
         return row
+
+    def lineage(self, snapshot_id: str) -> list[Row]:
+        """The snapshot's DB row, then its parent's and so on while a row is a layer's
+        (MetaDB.lineage); NotFoundError when the snapshot is unknown or removed."""
+        if self.closed:
+            raise SnapshotError(f"the store at {self.root} is closed")
+        rows = self.db.lineage(snapshot_id)
+        if not rows:
+            raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
+                                path=snapshot_id)
+        return rows
 
     def changes(self, layer_id: str) -> list[Change]:
         """The recorded diff of a layer, sorted by path (a lazy layer is unpacked first)."""

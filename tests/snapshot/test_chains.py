@@ -9,6 +9,7 @@ import pytest
 
 from treehelp import commit_tree, read_tree
 from llb.snapshot.chains import ChainError
+from llb.snapshot.errors import NotFoundError
 
 
 def _tree(store, ref):
@@ -124,3 +125,28 @@ def test_a_layer_chain_is_not_listed_again_at_each_step(store, monkeypatch):
     store.index.forget()  # snapshots removed elsewhere: known trees are forgotten too
     assert not store.index.solid_trees
     assert _tree(store, ref) == {f"f{i}": b"%d" % i for i in range(30)}
+
+
+def test_a_layer_chain_is_read_in_one_query_not_one_a_layer(tmp_path):
+    # a cached solve of a chain of n FileOps lists its result's tree chain: n row reads
+    # were n queries; the rows come with the first (MetaDB.lineage)
+    from llb.snapshot import Store
+
+    root = tmp_path / "root"
+    with Store(root, snapshotter="native") as store:
+        refs = [None]
+        for i in range(40):
+            refs.append(commit_tree(store, refs[-1], {f"f{i}": b"%d" % i}))
+        top = refs[-1].id
+        ids = [r.id for r in refs[1:]]
+    with Store(root, snapshotter="native") as store:
+        sql: list[str] = []
+        store.db._conn.set_trace_callback(sql.append)
+        assert store.index.tree_chain(top) == ids
+        assert store.index.tree_needs(top) == []
+        assert len([s for s in sql if "FROM snapshots" in s]) <= 3
+        # a removed snapshot still reads as missing
+        store.db._conn.set_trace_callback(None)
+        store.index.forget()
+        with pytest.raises(NotFoundError):
+            store.index.chains.tree_layers([("0" * 24, 0)])
