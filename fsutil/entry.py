@@ -82,7 +82,7 @@ def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | Non
                    after: Callable[[int], None] | None = None) -> None:
     """copy_file from the source already open as fin (opened with O_FILE_IN; st: its
     fstat or lstat), its arguments positional: a tree copy's per-file call."""
-    perm = stat.S_IMODE(meta.mode if meta is not None else st.st_mode) & 0o777
+    perm = (meta.mode if meta is not None else st.st_mode) & 0o777
     # created with its final permission bits (minus the umask: apply_meta knows)
     fout = os.open(dst, _O_OUT, perm, dir_fd=dst_dir_fd)
     try:
@@ -101,7 +101,7 @@ def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | Non
             raise
         if meta is None:
             if creds is not None and st.st_uid == creds.uid and st.st_gid == creds.gid \
-                    and stat.S_IMODE(st.st_mode) == perm & ~creds.umask \
+                    and st.st_mode & 0o7777 == perm & ~creds.umask \
                     and not has_xattrs(fin):
                 # owner and mode came with the creation, no xattrs: only the times
                 # (what apply_meta would do, without building a Meta per file)
