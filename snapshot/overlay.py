@@ -24,17 +24,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llb.fsutil import copy_meta, copy_tree, remove_tree
-from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
 from llb.snapshot.driver import Draft, Driver, make_root, publish_cache
 from llb.snapshot.index import Index
 from llb.snapshot.layers import Change
 from llb.snapshot.mount import mount_overlay, unmount
-from llb.snapshot.treemap import TreeMap, build_map, map_changes
-from llb.snapshot.upper import write_layer
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Iterator
+    from llb.snapshot.treemap import TreeMap
 
 MAX_LOWERS = 64  # layers per mount before flattening (well inside one page of options)
 LOOKUP_BUDGET = 4096  # upper entries x layers below which a commit looks paths up itself
@@ -129,6 +127,11 @@ class OverlayDriver(Driver):
             unmount(m.dir / "mnt", lazy=m.trusted)
 
     def commit_mutable(self, m: Draft) -> list[Change]:
+        # a writer's modules (see snapshot/driver.py)
+        from llb.snapshot.differ import LayeredLower, NeedView, PathLower, overlay_changes
+        from llb.snapshot.treemap import map_changes
+        from llb.snapshot.upper import write_layer
+
         base = self._base_maps.pop(m.id, None)
         if base is not None:
             tree = m.dir / "tree"
@@ -173,6 +176,8 @@ class OverlayDriver(Driver):
         BUILD_BUDGET entries, or, after a run of s trusted steps were mounted one on the
         other (a FileOp chain on a big image), s * STEP_ENTRIES, checked when s is a power
         of two: building then costs about what the mounted steps did (ski rental)."""
+        from llb.snapshot.treemap import build_map  # a writer's (see snapshot/driver.py)
+
         with self._maps_lock:
             known = self._maps.pop(sid, None)
         if self._take_tip(sid, dest):

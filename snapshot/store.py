@@ -18,7 +18,6 @@ from llb.snapshot.blobs import BlobOpener, BlobRecord
 from llb.snapshot.chains import Item
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.db import MetaDB, Row
-from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Driver
 from llb.snapshot.index import Index, new_id
 from llb.snapshot.errors import SnapshotError
@@ -26,7 +25,6 @@ from llb.snapshot.imagelayers import ImageLayers
 from llb.snapshot.keeping import Keeping
 from llb.snapshot.layers import Change, Layer
 from llb.snapshot.lock import Session
-from llb.snapshot.removal import removal_paths
 from llb.snapshot.mount import mounts_under, overlay_works, unmount
 from llb.resource import Closeable
 
@@ -225,6 +223,8 @@ class Store(ImageLayers, Keeping, Closeable):
         nothing), found in parent's tree and written without copying or mounting it. None,
         and nothing done, when a path's parent directories hold a symlink: the caller then
         prepares a mutable as usual."""
+        from llb.snapshot.removal import removal_paths  # a writer's: see snapshot/driver.py
+
         with self.view(parent) as tree:
             gone = removal_paths(os.fspath(tree), paths)
             if gone is None:
@@ -427,6 +427,8 @@ class Store(ImageLayers, Keeping, Closeable):
 
     def _computed_diff(self, lower: Ref, upper: Ref | None) -> Ref | None:
         """One new layer from comparing two trees (the non-prefix case of diff)."""
+        from llb.snapshot.differ import tree_changes  # a writer's: see snapshot/driver.py
+
         sid = new_id()
         tmp = self.session.dir / sid
         tmp.mkdir()

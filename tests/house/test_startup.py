@@ -90,6 +90,17 @@ def test_a_cached_solve_crosses_no_boundary(tmp_path: Path, definition: Path) ->
                               "llb.solver.exporters.local", "llb.solver.exporters.tar")) == []
 
 
+def test_a_cached_solve_on_overlayfs_loads_no_snapshot_writer(tmp_path: Path,
+                                                               definition: Path) -> None:
+    # a cached solve only reads committed snapshots: what writes one (diffs, tree maps,
+    # upper dirs, merges, removals) is imported by the methods that write (snapshot/driver.py)
+    modules = _loaded(tmp_path, ["solve", str(definition), "--progress", "plain"])
+    if "llb.snapshot.overlay" not in modules:
+        pytest.skip("the root is not an overlayfs one here")
+    assert _crossed(modules, tuple(f"llb.snapshot.{m}" for m in (
+        "differ", "treemap", "upper", "merge", "removal", "metadata"))) == []
+
+
 def test_a_cached_solve_loads_no_ctypes(tmp_path: Path, definition: Path) -> None:
     # ctypes (snapshot/libc.py, ~9M instructions) is for mounts, unmounts and the WAL
     # index's fallocate, which a filesystem with page-sized blocks on a device never needs
