@@ -204,3 +204,21 @@ def test_a_cached_solve_pauses_the_gc_for_its_imports_only(tmp_path: Path,
         "    return real(self, *a, **k)\n"
         "solve.Solver.solve = spy\n"), "    print('end', gc.isenabled(), flush=True)\n")
     assert stdout.split("\n")[-3:] == ["solving True True", "end True", ""]
+
+
+def test_a_cached_solve_compiles_no_source_of_its_own(tmp_path: Path, definition: Path) -> None:
+    # collections.namedtuple compiles each class's __new__ from source (~0.25M instructions
+    # a class): llb.records builds its named tuples from precompiled ones instead
+    stdout = _solve_with(definition, tmp_path, (
+        "import builtins\n"
+        "evals = []\n"
+        "real_eval = builtins.eval\n"
+        "def spy(*a, **k):\n"
+        "    f = sys._getframe(1)\n"
+        "    evals.append(f'{f.f_globals.get(\"__name__\")}<{f.f_back.f_globals.get(\"__name__\")}')\n"
+        "    return real_eval(*a, **k)\n"
+        "builtins.eval = spy\n"),
+        "    sys.stdout.write('\\n' + ' '.join(evals))\n    sys.stdout.flush()\n")
+    evals = stdout.rsplit("\n", 1)[-1].split()
+    assert "collections<urllib.parse" in evals  # the spy saw the standard library's
+    assert [e for e in evals if "llb" in e] == []
