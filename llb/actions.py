@@ -9,6 +9,8 @@ working directory (copy sources against the source state's) with `..` cleaned le
 from __future__ import annotations
 
 import datetime as _dt
+from itertools import repeat
+from operator import itemgetter
 
 from llb import ops as _ops
 from llb.errors import DefinitionError
@@ -24,42 +26,58 @@ Owner = str | int | tuple[int | str, int | str] | None
 Created = int | _dt.datetime | None
 
 _new = object.__new__
-
-
-_Mkfile = _ops.Mkfile
-
-
-def _ready(cls: type, wire: dict[str, Any]) -> _ops.FileAction:
-    """The action `cls` whose fields are `wire` (built without its __init__, as the codec's
-    decoder does: the fields are already checked)."""
-    op: _ops.FileAction = _new(cls)
-    op.__dict__.update(wire)
-    return op
+_set = object.__setattr__  # (an op is frozen: its own __setattr__ refuses)
+_OP_CLASS = {"mkdir": _ops.Mkdir, "mkfile": _ops.Mkfile, "rm": _ops.Rm}
+_action_of = itemgetter("action")
+_path_of = itemgetter("path")
 
 
 class FileActions:
     """An immutable chain of file actions; apply with `State.file(actions)`.
 
     A chain is its last action plus the chain before it (a linked list), so adding an action
-    copies nothing. The last action is `action` (its name), `options` (the keyword arguments
-    of its op, paths as written) and `source` (a copy's source state). `op` and `wire` are
-    the finished action and its wire form when they cannot depend on the state it is applied
-    to and are known to be valid (an absolute clean path, values of exactly the op's field
-    types, nothing validation would refuse): `State.file` then takes them as they are, and
-    options is None. Otherwise both are None and `State.file` builds the action from
-    options and checks it."""
+    copies nothing. An mkdir, mkfile or rm with default owner and time and values of exactly
+    its op's field types is kept as `wire`: its op's fields (the path as written), which
+    `finished_ops` turns into the op itself once the path is known to be absolute and clean
+    (or which `State.file` resolves against the state's working directory). Any other action
+    has wire None and is kept as `action` (its name), `options` (the keyword arguments of
+    its op, paths as written) and `source` (a copy's source state), for `State.file` to
+    build and check."""
 
-    __slots__ = ("_prev", "_len", "finished", "action", "options", "source", "op", "wire")
+    __slots__ = ("_prev", "_len", "wire", "_other")
 
     def __init__(self) -> None:
         self._prev: FileActions | None = None
         self._len = 0
-        self.finished = 0  # how many actions of the chain are finished (op and wire set)
-        self.action = ""
-        self.options: dict[str, Any] | None = None
-        self.source: Output | None = None
-        self.op: _ops.FileAction | None = None
         self.wire: dict[str, Any] | None = None
+        # (action, options, source) of an action without a wire form
+        self._other: tuple[str, dict[str, Any] | None, Output | None] = ("", None, None)
+
+    @property
+    def action(self) -> str:
+        """The last action's name: "mkdir", "mkfile", "rm" or "copy"."""
+        wire = self.wire
+        return self._other[0] if wire is None else wire["action"]
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        """The last action's op arguments (paths as written); None when it has a wire form."""
+        return self._other[1] if self.wire is None else None
+
+    @property
+    def source(self) -> Output | None:
+        """The state a copy reads (None for any other action)."""
+        return self._other[2] if self.wire is None else None
+
+    @property
+    def op(self) -> _ops.FileAction | None:
+        """The last action's op when it is finished (see finished_ops), else None."""
+        wire = self.wire
+        if wire is None or not _finished(wire):
+            return None
+        op: _ops.FileAction = _new(_OP_CLASS[wire["action"]])
+        _set(op, "__dict__", dict(wire))
+        return op
 
     @property
     def items(self) -> tuple[FileActions, ...]:
@@ -74,6 +92,16 @@ class FileActions:
         out.reverse()
         return tuple(out)
 
+    def wires(self) -> list[dict[str, Any] | None]:
+        """Each action's wire form (None for one without), in order."""
+        out = []
+        chain = self
+        while chain._len:
+            out.append(chain.wire)
+            chain = chain._prev  # type: ignore[assignment]  # (only the root has none)
+        out.reverse()
+        return out
+
     def __len__(self) -> int:
         return self._len
 
@@ -82,31 +110,28 @@ class FileActions:
             f"{a.action} {(a.options or a.wire or {}).get('path', '')}".strip()
             for a in self.items) + ")"
 
-    def _push(self, action: str, options: dict[str, Any] | None, source: Output | None,
-              op: _ops.FileAction | None, wire: dict[str, Any] | None) -> FileActions:
+    def _wired(self, wire: dict[str, Any]) -> FileActions:
         chain = _new(FileActions)
         chain._prev = self
         chain._len = self._len + 1
-        chain.finished = self.finished + (op is not None)
-        chain.action = action
-        chain.options = options
-        chain.source = source
-        chain.op = op
         chain.wire = wire
         return chain
 
     def _add(self, action: str, source: Output | None = None, **options: Any) -> FileActions:
-        return self._push(action, options, source, None, None)
+        chain = _new(FileActions)
+        chain._prev = self
+        chain._len = self._len + 1
+        chain.wire = None
+        chain._other = (action, options, source)
+        return chain
 
     def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False,
               owner: Owner = None, created: Created = None) -> FileActions:
         """Create a directory (with parents: missing parents too, with the same mode)."""
-        if owner is None and created is None and type(path) is str and type(mode) is int \
-                and 0 <= mode <= 0o7777 and isinstance(parents, bool) \
-                and 0 < len(path) <= MAX_STRING and is_clean_abs(path):
-            wire = {"action": "mkdir", "created": -1, "mode": mode, "owner": "",
-                    "parents": parents, "path": path}
-            return self._push("mkdir", None, None, _ready(_ops.Mkdir, wire), wire)
+        if owner is None and created is None and type(path) is str and path \
+                and type(mode) is int and 0 <= mode <= 0o7777 and isinstance(parents, bool):
+            return self._wired({"action": "mkdir", "created": -1, "mode": mode, "owner": "",
+                                "parents": parents, "path": path})
         return self._add("mkdir", path=_str(path, "mkdir path"), mode=_mode(mode, "mkdir"),
                          parents=_bool(parents, "parents"), owner=owner_str(owner),
                          created=created_ns(created))
@@ -122,23 +147,14 @@ class FileActions:
             elif not isinstance(data, bytes):
                 raise DefinitionError(f"mkfile {path}: data must be bytes or str, not "
                                       f"{type(data).__name__}")
-        if owner is None and created is None and type(path) is str and type(data) is bytes \
-                and type(mode) is int and 0 <= mode <= 0o7777 and 1 < len(path) <= MAX_STRING \
-                and (path[0] == "/" and path[-1] != "/" and "//" not in path and "/." not in path
-                     and "\x00" not in path or is_clean_abs(path)):
-            # the common case, finished here (see FileActions); _push inlined, for speed
-            wire = {"action": "mkfile", "created": -1, "data": data, "mode": mode, "owner": "",
-                    "path": path}
-            op = _new(_Mkfile)
-            op.__dict__.update(wire)
+        if type(path) is str and path and type(data) is bytes and type(mode) is int \
+                and 0 <= mode <= 0o7777 and owner is None and created is None:
+            # the common case; _wired inlined, for speed
             chain = _new(FileActions)
             chain._prev = self
             chain._len = self._len + 1
-            chain.finished = self.finished + 1
-            chain.action = "mkfile"
-            chain.options = chain.source = None
-            chain.op = op
-            chain.wire = wire
+            chain.wire = {"action": "mkfile", "created": -1, "data": data, "mode": mode,
+                          "owner": "", "path": path}
             return chain
         path = _str(path, "mkfile path")
         mode = _mode(mode, "mkfile")
@@ -148,12 +164,10 @@ class FileActions:
     def rm(self, path: str, *, allow_not_found: bool = False,
            allow_wildcard: bool = False) -> FileActions:
         """Remove a path recursively (a missing path is fine)."""
-        if type(path) is str and isinstance(allow_not_found, bool) \
-                and isinstance(allow_wildcard, bool) and 0 < len(path) <= MAX_STRING \
-                and is_clean_abs(path):
-            wire = {"action": "rm", "allow_not_found": allow_not_found,
-                    "allow_wildcard": allow_wildcard, "path": path}
-            return self._push("rm", None, None, _ready(_ops.Rm, wire), wire)
+        if type(path) is str and path and isinstance(allow_not_found, bool) \
+                and isinstance(allow_wildcard, bool):
+            return self._wired({"action": "rm", "allow_not_found": allow_not_found,
+                                "allow_wildcard": allow_wildcard, "path": path})
         return self._add("rm", path=_str(path, "rm path"),
                          allow_not_found=_bool(allow_not_found, "allow_not_found"),
                          allow_wildcard=_bool(allow_wildcard, "allow_wildcard"))
@@ -177,6 +191,40 @@ class FileActions:
                          owner=owner_str(owner), mode=-1 if mode is None else _mode(mode, "copy"),
                          include=patterns(include, "include"), exclude=patterns(exclude, "exclude"),
                          created=created_ns(created), **flags)
+
+
+def _finished(wire: dict[str, Any]) -> bool:
+    """True when the action of `wire` is valid as it is, whatever state it is applied to: an
+    absolute clean path within the length limit (not "/" for mkfile); its other values
+    were checked when it was written."""
+    path = wire["path"]
+    return len(path) <= MAX_STRING and is_clean_abs(path) \
+        and (path != "/" or wire["action"] != "mkfile")
+
+
+def finished_ops(wires: list[dict[str, Any] | None]) -> list[_ops.FileAction] | None:
+    """The ops of a chain's actions (FileActions.wires), each with its wire form for
+    __dict__, when every action is finished (see _finished); else None. The common case,
+    absolute clean paths under "/", is told for all paths at once (C-speed scans of the
+    paths joined by NUL, which no finished path holds), and the ops are made at C speed."""
+    n = len(wires)
+    if None in wires:
+        return None
+    finished: list[dict[str, Any]] = wires  # type: ignore[assignment]  # (no None: checked)
+    paths: list[str] = list(map(_path_of, finished))
+    joined = "\x00".join(paths)
+    # n - 1 NULs, all separators, each followed by "/": every path starts with "/"; none
+    # ends with "/" (so none is "/"), none holds "//" or "/." (a separator breaks both)
+    if not (joined[0] == "/" and joined[-1] != "/" and joined.count("\x00") == n - 1
+            and joined.count("\x00/") == n - 1 and "/\x00" not in joined
+            and "//" not in joined and "/." not in joined
+            and max(map(len, paths)) <= MAX_STRING):
+        if not all(map(_finished, finished)):
+            return None
+    ops: list[_ops.FileAction] = list(map(_new, map(_OP_CLASS.__getitem__,
+                                                    map(_action_of, finished))))
+    any(map(_set, ops, repeat("__dict__"), finished))  # (each returns None)
+    return ops
 
 
 def mkdir(path: str, mode: int = 0o755, *, parents: bool = False, owner: Owner = None,

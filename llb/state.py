@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from llb import ops as _ops
 from llb import validate
-from llb.actions import FileActions
+from llb.actions import FileActions, finished_ops
 from llb.definition import Definition
 from llb.errors import DefinitionError
 from llb.exec import build_exec
@@ -232,15 +232,15 @@ class State(Output):
         """Apply a chain of file actions to this state, as one FileOp."""
         if not isinstance(actions, FileActions) or not len(actions):
             raise DefinitionError("file() takes a chain of file actions, e.g. llb.mkdir(...)")
-        items = actions.items
         base = self.output
-        if actions.finished == len(items) <= validate.MAX_ITEMS:
+        wires = actions.wires()
+        ops = finished_ops(wires) if len(wires) <= validate.MAX_ITEMS else None
+        if ops is not None:
             # every action is finished and valid whatever this state is (see FileActions):
             # the op and its wire form are assembled from them, valid by construction
             op = _new(_ops.FileOp)
-            op.__dict__.update({"actions": tuple([item.op for item in items]),
-                                "inputs": (base,), "kind": "file"})
-            wire = {"actions": [item.wire for item in items],
+            op.__dict__.update({"actions": tuple(ops), "inputs": (base,), "kind": "file"})
+            wire = {"actions": wires,
                     "inputs": [{"digest": base.digest, "index": base.index}], "kind": "file"}
             node = Node.checked(op, wire, (self._node,),
                                 node_meta(name, description, ignore_cache))
@@ -249,17 +249,21 @@ class State(Output):
         inputs: list[_ops.Input] = [base]
         cwd = self._settings.cwd
         out: list[_ops.FileAction] = []
-        for item in items:
-            if item.op is not None:  # finished already (see FileActions)
-                out.append(item.op)
+        for item in actions.items:
+            action = item.action
+            finished = item.op
+            if finished is not None:
+                out.append(finished)
                 continue
-            opts = dict(item.options or {})
+            written = item.wire  # (its path not absolute and clean, or another refused)
+            opts: dict[str, Any] = dict(item.options or {}) if written is None else \
+                {k: v for k, v in written.items() if k != "action"}
             try:
-                if item.action == "mkdir":
+                if action == "mkdir":
                     out.append(_ops.Mkdir(**{**opts, "path": resolve(cwd, opts["path"])}))
-                elif item.action == "mkfile":
+                elif action == "mkfile":
                     out.append(_ops.Mkfile(**{**opts, "path": resolve(cwd, opts["path"])}))
-                elif item.action == "rm":
+                elif action == "rm":
                     out.append(_ops.Rm(**{**opts, "path": resolve(cwd, opts["path"])}))
                 else:
                     src_state = item.source
@@ -275,7 +279,7 @@ class State(Output):
                     dest = resolve(cwd, opts.pop("dest"), keep_slash=True)
                     out.append(_ops.Copy(source=index, src=src, dest=dest, **opts))
             except ValueError as e:
-                raise DefinitionError(f"{item.action}: {e}") from None
+                raise DefinitionError(f"{action}: {e}") from None
         op = _ops.FileOp(inputs=tuple(inputs), actions=tuple(out))
         node = new_node(op, tuple(nodes), name=name, description=description,
                         ignore_cache=ignore_cache)
