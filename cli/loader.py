@@ -121,6 +121,11 @@ def load_build_file(path: Path, target: str | None = None, *,
                 raise BuildFileError(f"{shown}: {name}(): {e}", path=shown) from None
         finally:
             if paused:
+                # what the build made (its graph, which the definition keeps) goes to the
+                # oldest generation unscanned, where two collections would have moved it:
+                # enabled with it all young, the GC's next collection walked all of it
+                gc.freeze()
+                gc.unfreeze()
                 gc.enable()
     finally:
         try:
