@@ -218,17 +218,18 @@ def finished_ops(wires: list[dict[str, Any] | None]) -> list[_ops.FileAction] | 
     absolute clean paths under "/", is told for all paths at once (C-speed scans of the
     paths joined by NUL, which no finished path holds), and the ops are made at C speed."""
     n = len(wires)
-    if None in wires:
+    try:
+        paths: list[str] = list(map(_path_of, wires))  # type: ignore[arg-type]
+    except TypeError:  # an action without a wire form (None)
         return None
-    finished: list[dict[str, Any]] = wires  # type: ignore[assignment]  # (no None: checked)
-    paths: list[str] = list(map(_path_of, finished))
+    finished: list[dict[str, Any]] = wires  # type: ignore[assignment]  # (no None)
     joined = "\x00".join(paths)
     # n - 1 NULs, all separators, each followed by "/": every path starts with "/"; none
     # ends with "/" (so none is "/"), none holds "//" or "/." (a separator breaks both)
     if not (joined[0] == "/" and joined[-1] != "/" and joined.count("\x00") == n - 1
             and joined.count("\x00/") == n - 1 and "/\x00" not in joined
             and "//" not in joined and "/." not in joined
-            and max(map(len, paths)) <= MAX_STRING):
+            and (len(joined) <= MAX_STRING or max(map(len, paths)) <= MAX_STRING)):
         if not all(map(_finished, finished)):
             return None
     ops: list[_ops.FileAction] = list(map(_new, map(_OP_CLASS.__getitem__,

@@ -137,3 +137,41 @@ def test_chains_share_their_prefix_and_stay_immutable() -> None:
     for i in range(20000):  # linear, not quadratic, in the chain's length
         long = long.mkfile(f"/f{i}", b"")
     assert len(long) == 20000 and long.items[-1].op.path == "/f19999"
+
+
+@pytest.mark.parametrize("odd, where", [
+    ("/d/.hidden", "/d/.hidden"),  # clean, though it holds "/."
+    ("rel", "/w/rel"),  # relative: resolved against the working directory
+    ("/d//x/", "/d/x"),  # not clean: cleaned
+    ("/d/./y/../z", "/d/z"),
+])
+def test_one_odd_path_among_many_clean_ones(odd, where) -> None:
+    # the chain's paths are checked together first, then one by one when that check fails
+    chain = llb.mkdir("/d")
+    expected = [llb.Mkdir(path="/d")]
+    for i in range(50):
+        chain = chain.mkfile(f"/d/f{i}", b"x")
+        expected.append(llb.Mkfile(path=f"/d/f{i}", data=b"x"))
+        if i == 25:
+            chain = chain.mkfile(odd, b"odd").mkdir("/").rm("/d/f0")
+            expected += [llb.Mkfile(path=where, data=b"odd"), llb.Mkdir(path="/"),
+                         llb.Rm(path="/d/f0")]
+    base = llb.scratch().file(llb.mkdir("/w")).cwd("/w")
+    state = base.file(chain)
+    op = llb.FileOp(inputs=(base.output,), actions=tuple(expected))
+    assert state.op == op and state.output.digest == llb.op_digest(op)
+    assert state.to_definition().op_bytes(state.output.digest) == codec.encode_op(op)
+
+
+@pytest.mark.parametrize("odd, message", [
+    ("/d/a\x00b", "NUL"),
+    ("/", "cannot create a file at /"),
+    ("/" + "a" * (1 << 16), "characters long"),
+])
+def test_one_refused_path_among_many_clean_ones(odd, message) -> None:
+    chain = llb.mkdir("/d")
+    for i in range(50):
+        chain = chain.mkfile(f"/d/f{i}", b"x")
+    chain = chain.mkfile(odd, b"odd").mkfile("/d/last", b"")
+    with pytest.raises(llb.DefinitionError, match=message):
+        llb.scratch().file(chain)
