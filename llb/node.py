@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 NO_META = _ops.OpMetadata()
+_new = object.__new__
 
 
 class Node:
@@ -131,7 +132,9 @@ class Output:
     @property
     def output(self) -> _ops.Input:
         """The op output this stands for (digest and index)."""
-        return _ops.Input(self._node.digest, self.output_index())
+        inp = _new(_ops.Input)  # (its fields known to be of their types: no __init__)
+        inp.__dict__.update({"digest": self._node.digest, "index": self.output_index()})
+        return inp
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Output):
