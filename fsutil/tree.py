@@ -225,9 +225,12 @@ class _CopyJob:
 
         threads = [threading.Thread(target=work, name="llb-copy", daemon=True)
                    for _ in range(self.workers - 1)]
-        for t in threads:
-            t.start()
         try:
+            # started inside the try: a signal's KeyboardInterrupt out of a start() must
+            # stop the threads already copying, not leave them writing into a tree that
+            # the caller's cleanup removes
+            for t in threads:
+                t.start()
             work()
         except BaseException as e:  # a signal while this thread waited: stop the others
             with cond:
@@ -236,7 +239,8 @@ class _CopyJob:
                 cond.notify_all()
         finally:
             for t in threads:
-                t.join()
+                if t.ident is not None:  # (started)
+                    t.join()
         if error is not None:
             raise error
 

@@ -113,7 +113,11 @@ class _Ahead:
         self._off = 0
         self._done = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # a signal's KeyboardInterrupt out of start(): the thread
+            self._stop.set()  # may run, and must not go on reading for nobody
+            raise
 
     def _put(self, item: bytes | memoryview | BaseException | None) -> bool:
         while not self._stop.is_set():

@@ -519,8 +519,10 @@ class _LazyPool:
         self._calls.put((fn, args, done))
         if len(self._threads) < self.workers:
             t = threading.Thread(target=self._work, name=f"llb-vertex_{len(self._threads)}")
-            t.start()
+            # listed before it starts: a signal's KeyboardInterrupt can come out of start()
+            # once the thread runs, and shutdown must still stop (and join) it
             self._threads.append(t)
+            t.start()
 
     def _work(self) -> None:
         while True:
@@ -541,7 +543,8 @@ class _LazyPool:
             self._calls.put(None)
         if wait:
             for t in self._threads:
-                t.join()
+                if t.ident is not None:  # (not one start() was interrupted before running)
+                    t.join()
 
 
 def _describe(e: BaseException) -> str:

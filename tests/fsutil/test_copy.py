@@ -361,3 +361,27 @@ def test_copy_tree_of_many_directories_starts_no_thread_pool(tmp_path):
                          check=True).stdout
     assert out.strip() == "[]"
     assert sorted(os.listdir(tmp_path / "dst")) == sorted(f"d{i}" for i in range(20))
+
+
+def test_a_signal_out_of_a_copy_threads_start_stops_the_copy_threads(tmp_path, monkeypatch):
+    """The signal handler's KeyboardInterrupt can come out of Thread.start() once the thread
+    runs: copy_tree must stop and join that thread before it raises, not leave it copying
+    into a tree the caller's cleanup is about to remove."""
+    import threading
+
+    src = tmp_path / "src"
+    for d in range(20):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(100):
+            (src / f"d{d}" / f"f{f}").write_bytes(b"x")
+    start = threading.Thread.start
+
+    def interrupted_start(self):
+        start(self)
+        if self.name == "llb-copy":
+            raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        copy_tree(src, tmp_path / "dst", workers=2)
+    assert [t.name for t in threading.enumerate() if t.name == "llb-copy"] == []

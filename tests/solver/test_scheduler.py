@@ -266,3 +266,37 @@ def test_a_signal_a_worker_thread_received_stops_the_solve(tmp_path, handlers):
         assert h.cancel_seen == 1  # the running op was cancelled, not waited for
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_signal_out_of_a_worker_threads_start_does_not_hang_the_solve(
+        tmp_path, handlers, monkeypatch):
+    """The signal handler's KeyboardInterrupt can come out of Thread.start() once the new
+    worker runs (start() waits for it): the pool must still count that worker, or its
+    shutdown hands out one stop too few and joins a worker that never gets one (a killed
+    `llb solve` that hung for good in the torture tests)."""
+    handlers(delay=2)
+    start = threading.Thread.start
+
+    def interrupted_start(self):
+        start(self)
+        if self.name == "llb-vertex_1":
+            raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    outcome: list[BaseException] = []
+
+    def solve() -> None:
+        try:
+            with Solver(tmp_path / "root", progress=Recorder(), store=FakeStore(),
+                        workers=2) as s:
+                s.solve(_wide(2).to_definition())
+        except BaseException as e:  # noqa: BLE001 - looked at below
+            outcome.append(e)
+
+    runner = threading.Thread(target=solve, daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "the solve hung in its pool's shutdown"
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt), outcome
+    time.sleep(0.1)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("llb-vertex")] == []
