@@ -17,6 +17,7 @@ from llb.fsutil import (
     read_xattrs, remove_tree, walk,
 )
 from llb.fsutil.policy import xattr_refused
+from signalhelp import interrupt_thread_starts
 
 pytestmark = pytest.mark.usefixtures("no_deep_leftovers")
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown and mknod need root")
@@ -374,14 +375,7 @@ def test_a_signal_out_of_a_copy_threads_start_stops_the_copy_threads(tmp_path, m
         (src / f"d{d}").mkdir(parents=True)
         for f in range(100):
             (src / f"d{d}" / f"f{f}").write_bytes(b"x")
-    start = threading.Thread.start
-
-    def interrupted_start(self):
-        start(self)
-        if self.name == "llb-copy":
-            raise KeyboardInterrupt("SIGTERM")
-
-    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    interrupt_thread_starts(monkeypatch, "llb-copy")
     with pytest.raises(KeyboardInterrupt):
         copy_tree(src, tmp_path / "dst", workers=2)
     assert [t.name for t in threading.enumerate() if t.name == "llb-copy"] == []

@@ -17,6 +17,7 @@ from llb.solver.cachedb import CacheDB
 from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.progress import Recorder
 from llb.solver.solve import Solver
+from signalhelp import interrupt_thread_starts
 
 
 class FakeRef:
@@ -275,14 +276,7 @@ def test_a_signal_out_of_a_worker_threads_start_does_not_hang_the_solve(
     shutdown hands out one stop too few and joins a worker that never gets one (a killed
     `llb solve` that hung for good in the torture tests)."""
     handlers(delay=2)
-    start = threading.Thread.start
-
-    def interrupted_start(self):
-        start(self)
-        if self.name == "llb-vertex_1":
-            raise KeyboardInterrupt("SIGTERM")
-
-    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    interrupt_thread_starts(monkeypatch, "llb-vertex_1")
     outcome: list[BaseException] = []
 
     def solve() -> None:
