@@ -12,7 +12,7 @@ import stat
 from llb.fsutil.data import SMALL_FILE, copy_data
 from llb.fsutil.meta import Creds, Meta, apply_meta
 from llb.fsutil.policy import LINK_FALLBACK
-from llb.fsutil.xattrs import has_xattrs, read_xattrs
+from llb.fsutil.xattrs import read_xattrs, xattr_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | Non
         if meta is None:
             if creds is not None and st.st_uid == creds.uid and st.st_gid == creds.gid \
                     and st.st_mode & 0o7777 == perm & ~creds.umask \
-                    and not has_xattrs(fin):
+                    and not xattr_names(fin):
                 # owner and mode came with the creation, no xattrs: only the times
                 # (what apply_meta would do, without building a Meta per file)
                 os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -42,18 +42,6 @@ def xattr_names(target: Target, *, dir_fd: int | None = None) -> list[str]:
     return sorted(n for n in names if not n.startswith(OVERLAY_PREFIX))
 
 
-def has_xattrs(fd: int) -> bool:
-    """Whether the file open as fd carries xattrs worth carrying: one flistxattr, for the
-    common file that has none (xattr_names' cost without its path handling)."""
-    try:
-        names = os.listxattr(fd)
-    except OSError as e:
-        if xattr_refused(e):
-            return False
-        raise
-    return bool(names) and not all(n.startswith(OVERLAY_PREFIX) for n in names)
-
-
 def read_xattrs(target: Target, *, dir_fd: int | None = None) -> dict[str, bytes]:
     """target's xattrs worth carrying, name -> value, in name order."""
     names = xattr_names(target, dir_fd=dir_fd)
