@@ -14,7 +14,9 @@ from llb.snapshot.layers import Change
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, TypeVar
+
+    _R = TypeVar("_R")
 
 
 def new_id() -> str:
@@ -51,24 +53,22 @@ class Index:
 
     def row(self, snapshot_id: str) -> Row:
         """The snapshot's DB row; NotFoundError when unknown or removed."""
-        if self.closed:
-            raise SnapshotError(f"the store at {self.root} is closed")
-        row = self.db.row(snapshot_id)
-        if row is None:
-            raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
-                                path=snapshot_id)
-        return row
+        return self._found(snapshot_id, self.db.row)
 
     def lineage(self, snapshot_id: str) -> list[Row]:
         """The snapshot's DB row, then its parent's and so on while a row is a layer's
         (MetaDB.lineage); NotFoundError when the snapshot is unknown or removed."""
+        return self._found(snapshot_id, self.db.lineage)
+
+    def _found(self, snapshot_id: str, read: Callable[[str], _R | None]) -> _R:
+        """What read(snapshot_id) gives; NotFoundError where it gives nothing (None, [])."""
         if self.closed:
             raise SnapshotError(f"the store at {self.root} is closed")
-        rows = self.db.lineage(snapshot_id)
-        if not rows:
+        got = read(snapshot_id)
+        if not got:
             raise NotFoundError(f"snapshot {snapshot_id} not found (unknown or removed)",
                                 path=snapshot_id)
-        return rows
+        return got
 
     def changes(self, layer_id: str) -> list[Change]:
         """The recorded diff of a layer, sorted by path (a lazy layer is unpacked first)."""
