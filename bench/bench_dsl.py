@@ -137,7 +137,7 @@ def main() -> int:
         for parts, (limit, mem_limit) in EVAL_TARGETS.items():
             build = work / f"merge-files-{parts}.py"
             build.write_text(build_file("merge-files", parts))
-            runs = [evaluate(build) for _ in range(REPEAT if parts < 1000 else 3)]
+            runs = [evaluate(build) for _ in range(REPEAT)]
             secs = statistics.median(r["eval"] for r in runs)
             imp = statistics.median(r["import"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs)

@@ -319,6 +319,8 @@ def main(argv: list[str]) -> int:
     run = spread(fresh_dir(work / "runs"))
     _Trash.init(run)
     rows: list[Row] = []
+    used: dict[str, int] = {}  # bytes a row of each shape took (nothing is freed till the end)
+    stopped = False  # a row could not run: the disk is short, or the harness failed
     try:
         if "overlayfs" in kinds and not _overlay_ok(run):
             print("overlayfs: cannot mount here, skipped")
@@ -337,6 +339,8 @@ def main(argv: list[str]) -> int:
         defs.mkdir(parents=True, exist_ok=True)
         warmup = None if why_not else buildkit.definition(graph_json("chain", 1), defs / "warmup.pb")
         for shape in shapes:
+            if stopped:
+                break
             d = work / f"{shape.kind}-{shape.n}"
             d.mkdir(parents=True, exist_ok=True)
             build = d / "build.py"
@@ -347,8 +351,21 @@ def main(argv: list[str]) -> int:
                 definition = buildkit.definition(graph_json(shape.kind, shape.n),
                                                  defs / f"{shape.kind}-{shape.n}.pb")
             for snap in kinds:
-                row = measure(run, shape, snap, build, locals_, definition, warmup, mktree,
-                              rounds)
+                short = _short_of_space(run, locals_, used.get(shape.label, 0), rounds)
+                if short:
+                    print(f"{shape.label} {snap}: not run: {short}", flush=True)
+                    stopped = True
+                    break
+                free = shutil.disk_usage(run).free
+                try:
+                    row = measure(run, shape, snap, build, locals_, definition, warmup, mktree,
+                                  rounds)
+                except OSError as e:  # the harness's own writes (floor, trash): say which row
+                    print(f"{shape.label} {snap}: stopped: {e}", flush=True)
+                    stopped = True
+                    break
+                used[shape.label] = max(used.get(shape.label, 0),
+                                        free - shutil.disk_usage(run).free)
                 rows.append(row)
                 print(format_row(row), flush=True)
                 if row.same_tree:
@@ -360,8 +377,8 @@ def main(argv: list[str]) -> int:
     finally:
         _Trash.empty()
         shutil.rmtree(run, ignore_errors=True)
-    failed = any(r.llb_fig("cold") is None or r.llb_fig("cached") is None or r.same_tree
-                 for r in rows)
+    failed = stopped or any(r.llb_fig("cold") is None or r.llb_fig("cached") is None
+                            or r.same_tree for r in rows)
     return 1 if failed else 0
 
 
@@ -492,6 +509,23 @@ def _compare_trees(a: Path, b: Path) -> str:
 
 
 # ------------------------------------------------------------------ setup
+
+
+MIN_FREE = 2 << 30  # bytes a row must leave free on the run's disk, besides its own needs
+
+
+def _short_of_space(work: Path, locals_: dict[str, Path], used: int, rounds: int) -> str:
+    """Why the next row would run out of disk, or "": nothing is deleted before the end, so
+    a row needs what the same shape's last row took (or, for its first row, about ten copies
+    of its local contexts a round: llb's and BuildKit's caches and exports and the floor's
+    trees) plus MIN_FREE. Saying so beats an ENOSPC half an hour into the run."""
+    need = used or rounds * 10 * sum(f.stat().st_size for p in locals_.values()
+                                     for f in p.rglob("*") if f.is_file())
+    free = shutil.disk_usage(work).free
+    if free >= need + MIN_FREE:
+        return ""
+    return (f"{free / 2**30:.1f} GiB free in {work}, and a row of this shape needs about "
+            f"{(need + MIN_FREE) / 2**30:.1f} GiB; free some space and run it again")
 
 
 def _overlay_ok(work: Path) -> bool:
