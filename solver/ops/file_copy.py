@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
 
 from llb.fsutil import Meta, apply_meta, copy_entry, read_xattrs, remove_tree, set_times, walk
 from llb.ops import Copy
@@ -133,35 +132,47 @@ def _copy_one(c: _Copier, src_root: str, src: str, dst_root: str, dest: str,
     c.copy(followed, dst, not action.include)
 
 
-@dataclass
+# plain classes, not dataclasses: dataclasses loads inspect, ast, dis and tokenize (~40M
+# instructions), which every cold solve with a FileOp paid for, copy or not
+
+
 class _Pending:
-    src: str
-    dst: str
-    copied: bool
-    created: bool = False
+    """A source directory whose destination may be created late (include patterns)."""
+
+    __slots__ = ("src", "dst", "copied", "created")
+
+    def __init__(self, src: str, dst: str, copied: bool, created: bool = False):
+        self.src, self.dst, self.copied, self.created = src, dst, copied, created
 
 
-@dataclass
 class _Dir:
     """A source directory being copied: what to do once its contents are done."""
-    pending: _Pending
-    st: os.stat_result
-    below: bool  # its entries are in (an include pattern matched here or above)
-    copy_info: bool  # give the destination directory the source's metadata at the end
+
+    __slots__ = ("pending", "st", "below", "copy_info")
+
+    def __init__(self, pending: _Pending, st: os.stat_result, below: bool, copy_info: bool):
+        self.pending = pending
+        self.st = st
+        self.below = below  # its entries are in (an include pattern matched here or above)
+        self.copy_info = copy_info  # give the destination the source's metadata at the end
 
 
-@dataclass
 class _Copier:
-    root: str
-    owner: Owner | None
-    created: int | None
-    mode: int | None
-    flt: PathFilter
-    always_replace: bool
-    touched: list[str]
-    cancelled: threading.Event
-    inodes: dict[tuple[int, int], str] = field(default_factory=dict)
-    parents: list[_Pending] = field(default_factory=list)
+    """One copy action's walk: its options, the hardlinks seen and the open directories."""
+
+    def __init__(self, root: str, owner: Owner | None, created: int | None, mode: int | None,
+                 flt: PathFilter, always_replace: bool, touched: list[str],
+                 cancelled: threading.Event):
+        self.root = root
+        self.owner = owner
+        self.created = created
+        self.mode = mode
+        self.flt = flt
+        self.always_replace = always_replace
+        self.touched = touched
+        self.cancelled = cancelled
+        self.inodes: dict[tuple[int, int], str] = {}
+        self.parents: list[_Pending] = []
 
     def copy(self, src: str, target: str, inherited: bool) -> None:
         """fsutil's copier.copy of one source (a directory with everything below it, in
