@@ -94,6 +94,11 @@ def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.
         raise translate(e, place) from e
     try:
         deadline = time.monotonic() + timeout
+        # the switch of a new database to WAL writes its first page through a rollback
+        # journal, synced four times (journal twice, its directory, the database): not for
+        # an empty database, whose loss to a power cut leaves it empty, as losing the
+        # commits made since (not synced before the first checkpoint) leaves it anyway
+        conn.execute("PRAGMA synchronous=OFF")
         while True:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
