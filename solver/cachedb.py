@@ -296,19 +296,9 @@ def _stamp(store: Store, sid: str) -> str:
 
 
 def _to_json(value: dict) -> str:
-    """json.dumps(value), by the C encoder json.dumps itself uses (its own arguments):
-    `import json` loads the decoder too and compiles its regular expressions (~5M
-    instructions), which every cold solve paid to write its history rows."""
-    from _json import encode_basestring_ascii, make_encoder
+    import json  # imported on use: a cached solve writes no history, and json costs start-up
 
-    encode = make_encoder({}, _unserialisable, encode_basestring_ascii, None, ": ", ", ",
-                          False, False, True)
-    return "".join(encode(value, 0))
-
-
-def _unserialisable(o: object) -> object:
-    """json.JSONEncoder.default: anything but JSON's own types is refused."""
-    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+    return json.dumps(value)
 
 
 def _from_json(text: str) -> dict:

@@ -3,12 +3,9 @@ and the per-key locks that make concurrent solves build a vertex once."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from llb.solver.cachedb import CacheDB, lease_holder
 from llb.solver.locks import KeyLock, clean_key_locks
@@ -69,21 +66,6 @@ def test_history_and_checksum_memo(tmp_path: Path):
     assert db.checksum("snap", "spec") == "sha256:c" and db.checksum("snap", "x") is None
     db.forget_checksums(keep=set())
     assert db.checksum("snap", "spec") is None
-    db.close()
-
-
-def test_history_is_stored_as_json_dumps_writes_it(tmp_path: Path):
-    # written by json's C encoder without importing json: the same text, read back the same
-    db = CacheDB(tmp_path)
-    ing = {"op": "blank", "source": "sha256:s\u00e9\"\\", "inputs": [
-        {"vertex": "sha256:u", "index": 2, "kind": "content", "value": "c:\u2603"},
-        {"vertex": "sha256:w", "index": 0, "kind": "key", "value": None}], "n": [1.5, True]}
-    db.put_history("sha256:v", "sha256:k", ing)
-    assert db.history_many(["sha256:v"]) == {"sha256:v": ing}
-    stored = db._db.query("SELECT ingredients FROM history WHERE vertex=?", ("sha256:v",))
-    assert stored == [(json.dumps(ing),)]
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        db.put_history("sha256:x", "sha256:k", {"op": "blank", "inputs": [object()]})
     db.close()
 
 
