@@ -35,15 +35,22 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from llb.fsutil import copy_entry, copy_tree, read_xattrs
-from llb.snapshot.differ import tree_changes
 from llb.snapshot.driver import Draft, Driver, make_root
 from llb.snapshot.index import Index
 from llb.snapshot.layers import Change, path_key
-from llb.snapshot.treemap import DIR, TreeMap, build_map, map_changes
-from llb.snapshot.upper import write_layer
+
+# What only writing a snapshot needs (differ, treemap, upper) is imported by the methods
+# that write, as in the store and the overlayfs driver (snapshot/driver.py), and typing
+# not at all: a cached solve on a native root loaded them (~16M instructions, typing 13M)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Iterator
+
+    from llb.snapshot.treemap import TreeMap
+
+    _Records = tuple[TreeMap, dict[int, tuple]]  # a tree's map, and _file_record by inode
 
 
 _MAPS_KEPT = 8  # tree maps remembered per process (the tips of FileOp chains)
@@ -90,6 +97,10 @@ class NativeDriver(Driver):
         pass
 
     def commit_mutable(self, m: Draft) -> list[Change]:
+        from llb.snapshot.differ import tree_changes  # a writer's (see above)
+        from llb.snapshot.treemap import map_changes
+        from llb.snapshot.upper import write_layer
+
         tree = m.dir / "tree"
         base = self._base_maps.pop(m.id, None)
         taken = self._taken.pop(m.id, None)
@@ -160,6 +171,8 @@ class NativeDriver(Driver):
             with self._maps_lock:
                 base = self._maps.pop(sid, None)
             if base is None:
+                from llb.snapshot.treemap import build_map  # a writer's (see above)
+
                 base = build_map(tree)
             os.rename(tree, dest)
             self._base_maps[mid] = base
@@ -199,7 +212,13 @@ class NativeDriver(Driver):
             os.rename(tree, dest)
         finally:
             os.close(fd)
-        tree_map, files = records if records is not None else (build_map(dest), None)
+        files: dict[int, tuple] | None = None
+        if records is None:
+            from llb.snapshot.treemap import build_map  # a writer's (see above)
+
+            tree_map = build_map(dest)
+        else:
+            tree_map, files = records
         unshared = _unshare(dest, tree_map, self.index.changes(sid))
         self._taken[mid] = _with_unshared(dest, tree_map, files, unshared)
         return True
@@ -217,7 +236,6 @@ class NativeDriver(Driver):
         return super().ensure_tree(sid)
 
 
-_Records = tuple[TreeMap, dict[int, tuple]]  # a tree's map, and _file_record by inode
 _PRIVATE = "user.llb.private"  # on <snapshot>/tree.lock: its tree is private (any process)
 
 
@@ -301,6 +319,8 @@ def _with_unshared(tree: Path, tree_map: TreeMap, files: dict[int, tuple] | None
 
 def _file_records(tree: Path, tree_map: TreeMap) -> dict[int, tuple]:
     """Each non-directory's record (_file_record), by inode."""
+    from llb.snapshot.treemap import DIR
+
     files: dict[int, tuple] = {}
     for rel, rec in tree_map.items():
         d = os.path.join(tree, rel)
@@ -317,6 +337,8 @@ def _taken_changes(tree: Path, base: TreeMap, files: dict[int, tuple]
     removed or replaced, directory metadata), plus every file still at its name with its
     inode that was changed in place (see the module docstring); and the tree's records
     now, for a child that takes it next."""
+    from llb.snapshot.treemap import DIR, map_changes
+
     changes, new = map_changes(tree, base)
     seen = {c.path for c in changes}
     now: dict[int, tuple] = {}
