@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~13M instructions)
+if TYPE_CHECKING:
+    from typing import Any
 
 from llb.solver.names import diff_name as name
 from llb.solver.ops.context import OpContext

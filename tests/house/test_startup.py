@@ -101,6 +101,26 @@ def test_a_cached_solve_on_overlayfs_loads_no_snapshot_writer(tmp_path: Path,
         "differ", "treemap", "upper", "merge", "removal", "metadata"))) == []
 
 
+def test_a_cached_solve_on_a_native_root_loads_no_snapshot_writer_nor_typing(
+        tmp_path: Path) -> None:
+    # the native driver imports what writes a snapshot (diffs, tree maps, upper dirs) in
+    # the methods that write, and typing not at all (~16M instructions)
+    (tmp_path / "build.py").write_text(
+        "import llb\n\ndef build():\n    a = llb.scratch().file(llb.mkfile('/a', 'x'))\n"
+        "    return llb.merge([a.file(llb.rm('/a')), llb.scratch().file(llb.mkdir('/d'))])\n")
+    out = tmp_path / "out"
+    argv = ["solve", str(tmp_path / "build.py"), "--progress", "plain", "--snapshotter",
+            "native", "--output", f"type=local,dest={out}"]
+    cold = _loaded(tmp_path, argv)
+    assert "llb.snapshot.native" in cold and "llb.snapshot.differ" in cold  # it wrote
+    cached = _loaded(tmp_path, argv)
+    assert sorted(os.listdir(out)) == ["d"]
+    assert "llb.snapshot.native" in cached and "llb.solver.exporters.local" in cached
+    assert _crossed(cached, tuple(f"llb.snapshot.{m}" for m in (
+        "differ", "treemap", "upper", "merge", "removal", "metadata"))) == []
+    assert _crossed(cached, TYPING + HEAVY) == []
+
+
 def test_a_cached_solve_loads_no_ctypes(tmp_path: Path, definition: Path) -> None:
     # ctypes (snapshot/libc.py, ~9M instructions) is for mounts, unmounts and the WAL
     # index's fallocate, which a filesystem with page-sized blocks on a device never needs
@@ -146,9 +166,10 @@ def test_a_cold_solve_of_file_ops_and_a_merge_loads_no_thread_pool(tmp_path: Pat
     assert "llb.solver.ops.file" in modules and "llb.solver.ops.merge" in modules  # it ran
     assert _crossed(modules, ("concurrent.futures", "logging")) == []
     # nor dataclasses (inspect, ast, dis, tokenize: ~40M instructions): a FileOp's handler
-    # loads the copy action's module, whose classes are plain ones
+    # loads the copy action's module, whose classes are plain ones; nor typing (~13M):
+    # the merge handler's annotations need none of it at run time
     assert "llb.solver.ops.file_copy" in modules
-    assert _crossed(modules, ("dataclasses", "inspect", "ast")) == []
+    assert _crossed(modules, ("dataclasses", "inspect", "ast") + TYPING) == []
 
 
 def test_version_loads_no_command(tmp_path: Path) -> None:
