@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
-from llb.snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change, change_key
 from llb.snapshot.space import MIN_FREE, free_bytes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -371,7 +371,7 @@ class MetaDB(Database):
 
     @staticmethod
     def add_changes(c: sqlite3.Connection, sid: str, changes: list[Change]) -> None:
-        ordered = sorted(changes, key=lambda ch: path_key(ch.path))
+        ordered = sorted(changes, key=change_key)
         c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
                       [(sid, i, db_path(ch.path), ch.kind) for i, ch in enumerate(ordered)])
 

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from llb.fsutil import read_xattrs
-from llb.snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change, change_key
 from llb.snapshot.metadata import is_opaque, is_whiteout, same_content, same_metadata
 
 
@@ -148,7 +148,7 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
             if _dir_meta_differs(st, lst, e.path, lpath):
                 out.append(Change(r, "modify"))
             stack.append((e.path, r, True, op))
-    out.sort(key=lambda c: path_key(c.path))
+    out.sort(key=change_key)
     return out
 
 
@@ -203,7 +203,7 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
                 continue
             if not _same_file(st, lst, e.path, le.path, compare_content):
                 out.append(Change(r, "modify"))
-    out.sort(key=lambda c: path_key(c.path))
+    out.sort(key=change_key)
     return out
 
 

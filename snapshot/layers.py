@@ -44,10 +44,17 @@ class Change(Valued):
         return Change, self._values()
 
 
-def path_key(path: str) -> tuple[str, ...]:
+def path_key(path: str) -> str:
     """Sort key for change paths: component-wise, so a directory's subtree is contiguous
-    and a parent always sorts before its children."""
-    return tuple(path.split("/"))
+    and a parent always sorts before its children. The path with each "/" made a NUL, which
+    sorts before any character a name can hold: the order of its tuple of components,
+    compared at C speed (a sort by the tuples spent ~7k instructions per change)."""
+    return path.replace("/", "\0")
+
+
+def change_key(change: Change) -> str:
+    """path_key of a change's path (one call per change in a sort)."""
+    return change.path.replace("/", "\0")
 
 
 class Layer:

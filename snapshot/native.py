@@ -39,7 +39,7 @@ from pathlib import Path
 from llb.fsutil import copy_entry, copy_tree, read_xattrs
 from llb.snapshot.driver import Draft, Driver, make_root
 from llb.snapshot.index import Index
-from llb.snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change, change_key
 
 # What only writing a snapshot needs (differ, treemap, upper) is imported by the methods
 # that write, as in the store and the overlayfs driver (snapshot/driver.py), and typing
@@ -359,5 +359,5 @@ def _taken_changes(tree: Path, base: TreeMap, files: dict[int, tuple]
                     stat.S_ISREG(st.st_mode) and st.st_size
                     and st.st_mtime_ns % 1_000_000_000 == 0)):
                 changes.append(Change(r, "modify"))
-    changes.sort(key=lambda c: path_key(c.path))
+    changes.sort(key=change_key)
     return changes, (new, now)

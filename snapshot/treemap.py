@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llb.fsutil import read_xattrs
 from llb.records import Record
-from llb.snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change, change_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -93,5 +93,5 @@ def map_changes(root: Path, old: TreeMap) -> tuple[list[Change], TreeMap]:
                 out.append(Change(r, "modify"))
         for name in was.keys() - rec.names.keys():
             out.append(Change(f"{rel}/{name}" if rel else name, "delete"))
-    out.sort(key=lambda c: path_key(c.path))
+    out.sort(key=change_key)
     return out, new

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from llb.fsutil import copy_entry, copy_meta, set_times, try_link
-from llb.snapshot.layers import Change, path_key
+from llb.snapshot.layers import Change
 
 _WHITEOUT = stat.S_IFCHR | 0o000
 
@@ -86,6 +86,6 @@ def write_layer(tree: Path, dest: Path, changes: list[Change], *, whiteouts: boo
                 continue
             copy_entry(sp, dp, st)
             copied[key] = dp
-    for rel in sorted(made, key=lambda r: -len(path_key(r)) if r else 0):
+    for rel in sorted(made, key=lambda r: -r.count("/") - 1 if r else 0):  # deepest first
         st = made[rel]
         set_times(f"{dst}/{rel}" if rel else dst, st.st_mtime_ns, st.st_atime_ns)
