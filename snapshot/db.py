@@ -370,10 +370,13 @@ class MetaDB(Database):
     # ---- writes (call inside transaction())
 
     @staticmethod
-    def add_changes(c: sqlite3.Connection, sid: str, changes: list[Change]) -> None:
+    def add_changes(c: sqlite3.Connection, sid: str, changes: list[Change]) -> list[Change]:
+        """Record a layer's changes; returns them in their recorded order (by path_key),
+        as changes() reads them back."""
         ordered = sorted(changes, key=change_key)
         c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
                       [(sid, i, db_path(ch.path), ch.kind) for i, ch in enumerate(ordered)])
+        return ordered
 
     @staticmethod
     def set_blob(c: sqlite3.Connection, layer: str, variant: str, rec: BlobRecord) -> None:
@@ -382,13 +385,17 @@ class MetaDB(Database):
 
     @staticmethod
     def insert(c: sqlite3.Connection, sid: str, kind: str, parent: str | None, created: float,
-               inputs: Sequence[str] = (), changes: list[Change] | None = None) -> None:
+               inputs: Sequence[str] = (), changes: list[Change] | None = None
+               ) -> list[Change] | None:
+        """The snapshot's row, its inputs and its changes; returns the changes as recorded
+        (add_changes), None without."""
         c.execute("INSERT INTO snapshots (id, kind, parent, created) VALUES (?,?,?,?)",
                   (sid, kind, parent, created))
         c.executemany("INSERT INTO inputs (id, pos, input) VALUES (?,?,?)",
                       [(sid, i, x) for i, x in enumerate(inputs)])
-        if changes is not None:
-            MetaDB.add_changes(c, sid, changes)
+        if changes is None:
+            return None
+        return MetaDB.add_changes(c, sid, changes)
 
     @staticmethod
     def hold(c: sqlite3.Connection, session: str, ids: Sequence[str]) -> None:

@@ -397,10 +397,12 @@ class Store(ImageLayers, Keeping, Closeable):
         """The row, held by this session from the start (a prune elsewhere never sees it
         unheld before whoever asked for it can lease it)."""
         with self.db.transaction() as c:
-            MetaDB.insert(c, sid, kind, parent, time.time(), inputs, changes)
+            recorded = MetaDB.insert(c, sid, kind, parent, time.time(), inputs, changes)
             MetaDB.hold(c, self.session.id, [sid])
         with self._state:
             self._held.add(sid)
+        if recorded is not None:
+            self.index.remember_changes(sid, recorded)
 
     def _materialised(self, kind: str, inputs: list[str], *,
                       build: list[Item] | None = None) -> Ref:

@@ -150,3 +150,38 @@ def test_a_layer_chain_is_read_in_one_query_not_one_a_layer(tmp_path):
         store.index.forget()
         with pytest.raises(NotFoundError):
             store.index.chains.tree_layers([("0" * 24, 0)])
+
+
+@pytest.mark.parametrize("snapshotter", ["native", "overlayfs"])
+def test_a_merge_of_layers_just_committed_reads_their_diffs_from_memory(tmp_path, snapshotter):
+    # a committed layer's recorded diff is kept by the process that recorded it: a merge
+    # right after (a FileOp's layer merged by the next vertex) reads no change back from
+    # the DB, and gets what the DB holds (order, non-UTF-8 names, deletions)
+    import os
+
+    from llb.snapshot import Store
+
+    latin = os.fsdecode(b"caf\xe9")
+    root = tmp_path / "root"
+    try:
+        store = Store(root, snapshotter=snapshotter)
+    except Exception as e:  # noqa: BLE001 - no overlay mounts here
+        pytest.skip(f"no {snapshotter} store here: {e}")
+    with store:
+        a = commit_tree(store, None, {"d/x": b"1", "d/y": b"2", latin: b"3", "e": None})
+        b = commit_tree(store, a, {"d/z": b"4"}, delete=("d/x", "e"), trusted=True)
+        c = commit_tree(store, None, {"d/x": b"5", "w": b"6"})
+        sql: list[str] = []
+        store.db._conn.set_trace_callback(sql.append)
+        m = store.merge([c, b])
+        store.db._conn.set_trace_callback(None)
+        assert [s for s in sql if "FROM changes" in s] == []
+        remembered = {i: store.index.changes(i) for i in (a.id, b.id, c.id)}
+        with store.view(m) as tree:
+            got = read_tree(tree)
+    assert got == {"d": None, "d/y": b"2", "d/z": b"4", latin: b"3", "w": b"6"}
+    with Store(root, snapshotter=snapshotter) as fresh:  # read back from the DB
+        assert {i: fresh.index.changes(i) for i in remembered} == remembered
+        fresh.index.remember_changes("0" * 24, [])
+        fresh.index.forget()  # snapshots removed: nothing remembered is trusted any more
+        assert fresh.index._remembered == {}
