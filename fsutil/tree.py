@@ -569,16 +569,21 @@ def _cpu_times() -> tuple[int, int]:
     return sum(ticks[3:5]), sum(ticks[:8])
 
 
+def _is_whole_dir(task: _Task) -> bool:
+    """A whole fresh directory below the root (not a part of one): a second process's kind."""
+    return task[4] is None and task[3] and bool(task[2])
+
+
 def _whole_dirs(stack: list[_Task]) -> int:
-    """How many tasks of the stack are whole fresh directories (a second process's kind)."""
-    return sum(1 for t in stack if t[4] is None and t[3] and t[2])
+    """How many tasks of the stack are whole fresh directories (_is_whole_dir)."""
+    return sum(1 for t in stack if _is_whole_dir(t))
 
 
 def _take_whole_dirs(todo: list[_Task]) -> list[tuple[str, str, str]]:
     """A quarter of todo's whole fresh directories (at least one when two wait), from its
     bottom, taken out of it: batches shrinking with what is left, so neither process waits
     long for the other's last batch."""
-    whole = [i for i, t in enumerate(todo) if t[4] is None and t[3] and t[2]]
+    whole = [i for i, t in enumerate(todo) if _is_whole_dir(t)]
     give = set(whole[:(len(whole) + 2) // 4])
     if not give:
         return []
