@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from placement import fresh_dir
+from placement import discard, fresh_dir
 from shapes import build_file
 
 HERE = Path(__file__).resolve().parent
@@ -178,7 +178,7 @@ def main() -> int:
                   + f"; the cached solve is {wall / f_wall:.1f}x its wall"
                   + (f", {ins / f_ins:.1f}x its instructions" if ins and f_ins else ""))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        discard(work)
     return 0
 
 

@@ -36,6 +36,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from placement import discard
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -263,7 +265,7 @@ def main() -> int:
         print(f"worst overhead per exec (target < {TARGET_MS:.0f} ms): " + ", ".join(verdicts))
         return 0
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         try:
             _BENCH_PARENT.rmdir()
         except OSError:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 import buildkit
-from placement import fresh_dir, spread
+from placement import discard, fresh_dir, spread
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -367,8 +367,8 @@ def main(argv: list[str]) -> int:
         if args.only != "export":
             pull_rounds(work, args.files, tree, build, args.rounds, figs, setup, args.lean)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(setup, ignore_errors=True)
+        discard(work)
+        discard(setup)
     report(figs, size_mb)
     return 0
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from placement import discard
+
 TREES = 8
 FILES_PER_TREE = 12_500
 REPEAT = 3
@@ -237,7 +239,7 @@ def main() -> int:
                   f"   ratio to cp -al {ratio:5.2f}x   peak {st['peak_mib']:6.1f} MiB")
         return 0
     finally:
-        subprocess.run(["rm", "-rf", str(work)])
+        discard(work)
 
 
 if __name__ == "__main__":
