@@ -247,3 +247,24 @@ def test_a_cached_solve_compiles_no_source_of_its_own(tmp_path: Path, definition
     evals = stdout.rsplit("\n", 1)[-1].split()
     assert "collections<urllib.parse" in evals  # the spy saw the standard library's
     assert [e for e in evals if "llb" in e] == []
+
+
+def test_a_cached_solve_tries_no_import_of_its_own_that_fails(tmp_path: Path,
+                                                              definition: Path) -> None:
+    # a failed import searches every entry of sys.path (~0.4M instructions each): llb.codec
+    # names CPython's own SHA-256 module by the version (_sha2 from 3.12, _sha256 before)
+    # instead of trying one then the other
+    stdout = _solve_with(definition, tmp_path, (
+        "missed = []\n"
+        "class _Last:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        f = sys._getframe(1)\n"
+        "        while f is not None and f.f_globals.get('__name__', '').startswith(\n"
+        "                ('importlib', '_frozen_importlib')):\n"
+        "            f = f.f_back\n"
+        "        missed.append(f'{name}<{f.f_globals.get(\"__name__\") if f else None}')\n"
+        "sys.meta_path.append(_Last)\n"),
+        "    sys.stdout.write('\\n' + ' '.join(missed))\n    sys.stdout.flush()\n")
+    missed = stdout.rsplit("\n", 1)[-1].split()
+    assert [m for m in missed if "<llb" in m] == []
