@@ -13,12 +13,15 @@ from pathlib import Path
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
+from llb.snapshot.errors import SnapshotError
 from llb.snapshot.layers import Change, change_key
 from llb.snapshot.space import MIN_FREE, free_bytes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator, Sequence
+
+    from llb.snapshot.layers import ChangeKind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +40,12 @@ CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
 CREATE TABLE IF NOT EXISTS changes (   -- path: a file name is bytes, not text: TEXT where
     layer TEXT NOT NULL, seq INTEGER NOT NULL, -- it is UTF-8, else a BLOB of its raw bytes
     path TEXT NOT NULL, kind TEXT NOT NULL,    -- (roots written before hold TEXT only)
-    PRIMARY KEY (layer, seq)
+    PRIMARY KEY (layer, seq)                   -- read only: what roots written before hold
+);
+CREATE TABLE IF NOT EXISTS diffs (     -- a layer's recorded diff in one row: its paths'
+    layer TEXT PRIMARY KEY,            -- raw bytes joined by NULs (a name holds none), and
+    paths BLOB NOT NULL,               -- their kinds, one letter each (a, m, d), in order
+    kinds TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (id, holder)
@@ -294,6 +302,10 @@ class MetaDB(Database):
             "SELECT input FROM inputs WHERE id=? ORDER BY pos", (sid,))]
 
     def changes(self, layer: str) -> list[Change]:
+        """The layer's recorded diff, in its recorded order (by path_key)."""
+        rows = self.query("SELECT paths, kinds FROM diffs WHERE layer=?", (layer,))
+        if rows:
+            return unpack_changes(*rows[0])
         return [Change(p if isinstance(p, str) else os.fsdecode(p), k) for p, k in self.query(
             "SELECT path, kind FROM changes WHERE layer=? ORDER BY seq", (layer,))]
 
@@ -374,8 +386,8 @@ class MetaDB(Database):
         """Record a layer's changes; returns them in their recorded order (by path_key),
         as changes() reads them back."""
         ordered = sorted(changes, key=change_key)
-        c.executemany("INSERT INTO changes (layer, seq, path, kind) VALUES (?,?,?,?)",
-                      [(sid, i, db_path(ch.path), ch.kind) for i, ch in enumerate(ordered)])
+        c.execute("INSERT INTO diffs (layer, paths, kinds) VALUES (?,?,?)",
+                  (sid, *pack_changes(ordered)))
         return ordered
 
     @staticmethod
@@ -411,18 +423,31 @@ class MetaDB(Database):
     @staticmethod
     def delete(c: sqlite3.Connection, sid: str) -> None:
         for table, col in (("snapshots", "id"), ("inputs", "id"), ("changes", "layer"),
+                           ("diffs", "layer"),
                            ("leases", "id"), ("blobs", "layer"), ("pulled", "id")):
             c.execute(f"DELETE FROM {table} WHERE {col}=?", (sid,))
 
 
-def db_path(path: str) -> str | bytes:
-    """A path as the DB keeps it, losslessly: the text itself when it is UTF-8, else its raw
-    bytes (a name that is not UTF-8 is a str with surrogate escapes, which SQLite's UTF-8
-    text cannot hold)."""
-    if path.isascii():
-        return path
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path)
+_KIND_LETTER: dict[ChangeKind, str] = {"add": "a", "modify": "m", "delete": "d"}
+_LETTER_KIND: dict[str, ChangeKind] = {"a": "add", "m": "modify", "d": "delete"}
+
+
+def pack_changes(changes: list[Change]) -> tuple[bytes, str]:
+    """A diff as its row in `diffs`: the paths' raw bytes (a name that is not UTF-8 is a
+    str with surrogate escapes, as os.listdir gives it) joined by NULs, and the kinds'
+    letters. One row, not one per change: a row cost SQLite ~16k instructions to insert."""
+    joined = "\0".join([ch.path for ch in changes])
+    if joined.count("\0") != max(len(changes) - 1, 0):
+        bad = next(ch.path for ch in changes if "\0" in ch.path)
+        raise SnapshotError(f"change path {bad!r} is not a file name", path=bad)
+    kinds = "".join([_KIND_LETTER[ch.kind] for ch in changes])
+    return joined.encode("utf-8", "surrogateescape"), kinds
+
+
+def unpack_changes(paths: bytes, kinds: str) -> list[Change]:
+    """The changes a `diffs` row holds (pack_changes)."""
+    if not kinds:
+        return []
+    names = paths.decode("utf-8", "surrogateescape").split("\0")
+    letter = _LETTER_KIND
+    return [Change(p, letter[k]) for p, k in zip(names, kinds, strict=True)]

@@ -143,9 +143,11 @@ def test_prune_keeps_leased_and_their_dependencies(store):
     assert sorted(store.snapshot_ids()) == sorted([base, kept])
     with store.view(store.get(kept)) as p:
         assert (p / "base").read_bytes() == b"b" * 5000
+    assert sorted(r[0] for r in store.db.query("SELECT layer FROM diffs")) == sorted([base, kept])
     store.release(kept, "cache")
     store.prune()
     assert store.snapshot_ids() == []
+    assert store.db.query("SELECT count(*) FROM diffs") == [(0,)]  # recorded diffs go too
 
 
 def test_prune_keeps_live_refs(store):
