@@ -83,11 +83,16 @@ SHM_PREALLOC = 128 * 1024  # bytes of the -shm file allocated up front (a WAL of
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.Connection:
+def connect(path: Path, timeout: float, *, root: Path | None = None,
+            keep_new_unsynced: bool = False) -> tuple[sqlite3.Connection, bool]:
     """A connection in WAL mode (synchronous=NORMAL, busy timeout `timeout` seconds),
-    autocommit, usable from any thread. Two processes opening a new database at once can
-    both find it in rollback mode, and SQLite fails one's switch to WAL at once ("database
-    is locked") without waiting: that switch is retried for up to `timeout`.
+    autocommit, usable from any thread, and whether it switched the database to WAL (a new
+    database). Two processes opening a new database at once can both find it in rollback
+    mode, and SQLite fails one's switch to WAL at once ("database is locked") without
+    waiting: that switch is retried for up to `timeout`.
+
+    keep_new_unsynced: a connection that switched the database is left at synchronous=OFF
+    for its caller's first transaction (the schema; see Database).
 
     On a full disk this is a NoSpaceError naming `root` (default: the database's directory),
     never SIGBUS: nothing is opened with less than MIN_FREE free, and the blocks of the
@@ -107,7 +112,8 @@ def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.
         # an empty database, whose loss to a power cut leaves it empty, as losing the
         # commits made since (not synced before the first checkpoint) leaves it anyway
         conn.execute("PRAGMA synchronous=OFF")
-        while True:
+        new = conn.execute("PRAGMA journal_mode").fetchall() != [("wal",)]
+        while new:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 break
@@ -115,7 +121,8 @@ def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if not (new and keep_new_unsynced):
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # maps the WAL index
         _allocate_shm(Path(f"{path}-shm"))
@@ -126,7 +133,7 @@ def connect(path: Path, timeout: float, *, root: Path | None = None) -> sqlite3.
         if isinstance(e, OSError) and is_no_space(e):
             raise NoSpaceError.on("root", place) from e
         raise
-    return conn
+    return conn, new
 
 
 def _allocate_shm(shm: Path) -> None:
@@ -238,18 +245,42 @@ def create_tables(c: sqlite3.Connection, schema: str) -> None:
 class Database:
     """One SQLite connection (see connect) shared by a process's threads: reads through
     query(), writes through transaction(); errors come out translated (a full disk names
-    `root`)."""
+    `root`).
+
+    The first transaction on a database this connection created (its schema) runs with
+    synchronous=OFF: it starts the WAL, whose header SQLite would otherwise sync, and the
+    WAL's directory with it (2 of the 8 fdatasyncs of a cold solve on a new root). Lost to
+    a power cut, the WAL leaves the database as new (its schema is created again at the
+    next open), as losing the commits after it, never synced before a checkpoint in WAL's
+    NORMAL mode, does anyway; and a new WAL has no older frames a torn write could revive.
+    Every later transaction runs with synchronous=NORMAL."""
 
     def __init__(self, path: Path, timeout: float, root: Path | None = None):
         self._lock = threading.RLock()
         self.root = Path(path).parent if root is None else Path(root)
-        self._conn = connect(path, timeout, root=root)
+        self._conn, self._unsynced = connect(path, timeout, root=root, keep_new_unsynced=True)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (write_transaction)."""
-        with self._lock, write_transaction(self._conn, self.root) as c:
-            yield c
+        with self._lock:
+            try:
+                with write_transaction(self._conn, self.root) as c:
+                    yield c
+            finally:
+                if self._unsynced:
+                    self._unsynced = False
+                    self._synced()
+
+    def _synced(self) -> None:
+        """synchronous=NORMAL from now on (see the class docstring)."""
+        try:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as e:
+            err = translate(e, self.root)
+            if err is e:
+                raise
+            raise err from e
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """All rows of one read."""
