@@ -10,9 +10,7 @@ from llb import validate
 from llb.actions import FileActions, finished_ops
 from llb.definition import Definition
 from llb.errors import DefinitionError
-from llb.exec import build_exec
 from llb.imagemeta import ImageMeta, normalize_port
-from llb.mounts import MountSpec
 from llb.node import DEFAULT_SETTINGS, NO_META, Node, Output, Settings, new_node, node_meta
 from llb.paths import resolve
 from llb.values import replace
@@ -20,6 +18,7 @@ from llb.values import replace
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any
+    from llb.mounts import MountSpec
 
 _new = object.__new__
 
@@ -223,6 +222,8 @@ class State(Output):
             argv = list(args)
         if not argv or not all(isinstance(a, str) for a in argv):
             raise DefinitionError(f"run: args must be a non-empty command, got {args!r}")
+        from llb.exec import build_exec  # (a build file that runs nothing never loads it)
+
         built = build_exec(state, argv, list(mounts), bool(readonly_rootfs),
                            name=name, description=description, ignore_cache=ignore_cache)
         return ExecState(built.node, built.root_output, state.settings, built.mount_outputs)

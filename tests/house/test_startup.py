@@ -151,6 +151,9 @@ def test_a_cached_solve_of_a_build_file_loads_the_dsl_and_nothing_heavy(tmp_path
     assert "llb.state" in modules and "llb.solver.scheduler" in modules
     assert _crossed(modules, HEAVY + CLICK + LEAN + TYPING) == []
     assert _crossed(modules, HANDLERS) == []
+    # State.run imports what builds an exec (llb.exec, and llb.mounts through it): a build
+    # file that runs nothing loads neither
+    assert _crossed(modules, ("llb.exec", "llb.mounts")) == []
 
 
 def test_a_cold_solve_of_file_ops_and_a_merge_loads_no_thread_pool(tmp_path: Path) -> None:
