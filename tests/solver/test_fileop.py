@@ -209,6 +209,79 @@ def test_a_run_of_mkfiles_with_unclean_paths_and_big_contents(store):
     assert read(store, ref, "/d/big") == big
 
 
+def _default_acl(user: int, group: int, other: int) -> bytes:
+    """A POSIX default ACL (system.posix_acl_default's binary form) of the three base
+    entries only."""
+    import struct
+
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+                                           for tag, perm in ((0x01, user), (0x04, group),
+                                                             (0x20, other)))
+
+
+def test_a_long_run_of_new_files_gets_exact_contents_modes_owners_and_links(store):
+    """A run of plain mkfiles into directories resolved before (created in one loop, no
+    fstat each): every file as a single mkfile would leave it, also where the directory
+    gives new files another group (set-group-ID) or mode (a default ACL), where a name is
+    there already, and where a mode has bits the umask takes away."""
+    def fill(p):
+        for d in ("plain", "sg", "acl"):
+            (p / d).mkdir()
+        os.chown(p / "sg", 0, 77)
+        os.chmod(p / "sg", 0o2775)
+        os.setxattr(p / "acl", "system.posix_acl_default", _default_acl(7, 5, 0))
+        (p / "plain" / "f5").write_bytes(b"old")
+        os.chmod(p / "plain" / "f5", 0o700)
+    base = seed(store, None, fill)
+    acts = []
+    for d in ("plain", "sg", "acl"):
+        acts += [Mkfile(f"/{d}/f{i}", f"{d} {i}".encode() * (i + 1),
+                        mode=(0o644, 0o600, 0o755, 0o666)[i % 4]) for i in range(40)]
+    ref = run_file(store, base, *acts)
+    links = st(store, ref, "/plain/f0").st_nlink  # (the first of a directory: the general way)
+    for d in ("plain", "sg", "acl"):
+        assert listing(store, ref).count(d) == 1
+        for i in range(40):
+            s = st(store, ref, f"/{d}/f{i}")
+            assert read(store, ref, f"/{d}/f{i}") == f"{d} {i}".encode() * (i + 1)
+            if d == "plain" and i == 5:  # replaced: keeps its mode
+                assert stat.S_IMODE(s.st_mode) == 0o700
+            else:
+                assert stat.S_IMODE(s.st_mode) == (0o644, 0o600, 0o755, 0o666)[i % 4], (d, i)
+            assert (s.st_uid, s.st_gid, s.st_nlink) == (0, 0, links), (d, i)
+    assert sorted(os.path.basename(n) for n in listing(store, ref) if n.startswith("plain/")) \
+        == sorted(f"f{i}" for i in range(40))  # no temp file left
+    assert read(store, base, "/plain/f5") == b"old"
+
+
+def test_a_run_of_new_files_stops_where_a_name_fails_and_says_why(store):
+    base = run_file(store, None, Mkdir("/d"), Mkfile("/d/a", b"a"))
+    long = "x" * 300
+    with pytest.raises(FileActionError, match="too long") as e:
+        run_file(store, base, Mkfile("/d/b", b"b"), Mkfile("/d/c", b"c"),
+                 Mkfile(f"/d/{long}", b"x"), Mkfile("/d/e", b"e"))
+    assert e.value.path == f"/d/{long}"
+
+
+def test_new_files_looks_at_cancellation_every_64_files(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    acts = tuple(Mkfile(f"/d/f{i}", b"x") for i in range(200))
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) == 2
+
+    done = fileop._new_files(str(tmp_path), acts, 0, {"/d": str(d)}, fileop._Dirs(),
+                             cancelled)
+    if os.geteuid() or os.getegid():
+        assert done == 0
+        return
+    assert done == 128 and len(calls) == 2
+    assert sorted(os.listdir(d)) == sorted(f"f{i}" for i in range(128))
+
+
 # ------------------------------------------------------------------------------ rm
 
 
