@@ -15,7 +15,6 @@ from llb.snapshot.space import ensure_reserve
 from llb.solver.cachedb import CacheDB
 from llb.solver.errors import InputError, opening_error
 from llb.solver.orphans import reap
-from llb.solver.patterns import PathFilter
 from llb.solver.progress import Progress, ProgressSink
 from llb.solver.puller import Puller
 from llb.solver.scheduler import Scheduler
@@ -137,6 +136,8 @@ def _check_inputs(vertices: list[Vertex], env: SourceEnv) -> None:
         elif isinstance(v.op, FileOp):
             for a in v.op.actions:
                 if isinstance(a, Copy) and (a.include or a.exclude):
+                    from llb.solver.patterns import PathFilter  # (only copies that filter)
+
                     try:
                         PathFilter(a.include, a.exclude)
                     except InputError as e:

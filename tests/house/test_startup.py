@@ -88,6 +88,9 @@ def test_a_cached_solve_crosses_no_boundary(tmp_path: Path, definition: Path) ->
     assert _crossed(modules, ("llb.executor", "llb.content", "llb.pb", "llb.remote",
                               "llb.solver.checksum", "llb.solver.sources.local",
                               "llb.solver.exporters.local", "llb.solver.exporters.tar")) == []
+    # include/exclude patterns are read by the copies that have them (solver/solve.py checks
+    # them where a copy filters): a solve of file ops without any loads no llb.solver.patterns
+    assert _crossed(modules, ("llb.solver.patterns",)) == []
 
 
 def test_a_cached_solve_on_overlayfs_loads_no_snapshot_writer(tmp_path: Path,
