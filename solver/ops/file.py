@@ -96,9 +96,14 @@ def _removals(actions: tuple[FileAction, ...]) -> list[str] | None:
         return None
     paths = []
     for a in actions:
-        if not isinstance(a, Rm) or (a.allow_wildcard and contains_wildcards(a.path)):
+        if not isinstance(a, Rm):
             return None
-        p = clean("/" + a.path)
+        path = a.path
+        if a.allow_wildcard and contains_wildcards(path):
+            return None
+        p = path if path[:1] == "/" else "/" + path
+        if "//" in p or "/." in p or p[-1:] == "/":  # (else clean already: the usual case)
+            p = clean("/" + path)
         if p == "/" or "\x00" in p:
             return None
         paths.append(p[1:])

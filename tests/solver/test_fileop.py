@@ -8,9 +8,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis.strategies import text as st_text
 from storehelp import overlay_reason
 
 from llb.ops import Copy, FileOp, Input, Mkdir, Mkfile, Rm
+from llb.paths import clean
 from llb.solver.errors import SolveCancelledError, SolveError
 from llb.solver.ops import file as fileop
 from llb.solver.ops.file_errors import FileActionError, OwnerError
@@ -362,6 +365,16 @@ def test_an_op_of_rms_deletes_without_preparing_a_tree(store):
     assert sorted(_tree(store, ref)) == ["data", "data/f1", "data/f3", "data/f4", "data/f5",
                                          "top"]
     assert stat.S_IMODE(st(store, ref, "/data").st_mode) == 0o750
+
+
+@settings(max_examples=300, deadline=None)
+@given(st_text(alphabet="/.a\x00", max_size=8))
+def test_an_op_of_rms_takes_each_path_as_clean_makes_it(path):
+    """_removals passes a path that is clean already as it is and cleans the others: the
+    same relative path either way, and none (the general way) for / or a NUL."""
+    got = fileop._removals((Rm(path),))
+    want = clean("/" + path)
+    assert got == (None if want == "/" or "\x00" in want else [want[1:]])
 
 
 def test_rms_through_a_symlinked_parent_take_the_general_way(store):
