@@ -10,7 +10,6 @@ each layer's change list: O(changes) syscalls, no data copied, no input ever wri
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -45,8 +44,8 @@ def apply_layers(dest: Path, layers: Iterable[Layer]) -> None:
     merger = _Merger(os.fspath(dest))
     deleted = _last_deletions(layers)
     for i, layer in enumerate(layers):
-        merger.apply(layer, functools.partial(_deleted_after, index=i, deleted=deleted)
-                     if deleted else None)
+        later = {p for p, j in deleted.items() if j > i}
+        merger.apply(layer, later or None)
     merger.finish()
 
 
@@ -60,14 +59,15 @@ def _last_deletions(layers: list[Layer]) -> dict[str, int]:
     return out
 
 
-def _deleted_after(rel: str, index: int, deleted: dict[str, int]) -> bool:
-    """Whether a layer after `index` deletes rel or a directory above it: then what layer
-    `index` puts at rel would be removed again, so it is never written (a merge of a tree
-    and its own deletions links and unlinks nothing, and on ext4 without a journal freed
-    inodes slow down the next creations). So a deletion finds nothing to remove but the
-    directories an earlier deletion's parents made."""
+def _deleted_later(rel: str, later: set[str]) -> bool:
+    """Whether a later layer deletes rel or a directory above it (`later`: the paths the
+    layers after this one delete): then what this layer puts at rel would be removed again,
+    so it is never written (a merge of a tree and its own deletions links and unlinks
+    nothing, and on ext4 without a journal freed inodes slow down the next creations). So
+    a deletion finds nothing to remove but the directories an earlier deletion's parents
+    made."""
     while rel:
-        if deleted.get(rel, -1) > index:
+        if rel in later:
             return True
         rel = rel.rpartition("/")[0]
     return False
@@ -75,12 +75,18 @@ def _deleted_after(rel: str, index: int, deleted: dict[str, int]) -> bool:
 
 def _source_of(layer: Layer) -> Callable[[str], str]:
     """rel -> the layer's path for it, as a str (the hot loop wants no Path objects)."""
-    root = getattr(layer, "root", None)
-    if root is not None:
-        prefix = os.fspath(root) + "/"
+    prefix = _root_prefix(layer)
+    if prefix is not None:
         return lambda rel: prefix + rel
     path = layer.path
     return lambda rel: os.fspath(path(rel))
+
+
+def _root_prefix(layer: Layer) -> str | None:
+    """The layer's root directory and a "/" (its path for rel is that and rel), where it
+    has one."""
+    root = getattr(layer, "root", None)
+    return os.fspath(root) + "/" if root is not None else None
 
 
 def _check_rel(rel: str) -> None:
@@ -101,11 +107,12 @@ class _Merger:
 
     # ------------------------------------------------------------------ one layer
 
-    def apply(self, layer: Layer, doomed: Callable[[str], bool] | None = None) -> None:
-        """Apply one layer; entries for which doomed(rel) is true are left out (a later
-        layer deletes them)."""
+    def apply(self, layer: Layer, later: set[str] | None = None) -> None:
+        """Apply one layer; entries a later layer deletes (`later` holds the paths the
+        later layers delete: _deleted_later) are left out."""
         root = self.root
         src_of = _source_of(layer)
+        prefix = _root_prefix(layer)  # (src_of(rel) is prefix + rel where there is one)
         st = _LayerState(src_of)
         link = _link
         rel = ""
@@ -114,21 +121,24 @@ class _Merger:
                 rel = change.path
                 if rel[:1] == "/" or ".." in rel or "//" in rel or not rel:
                     _check_rel(rel)
-                if doomed is not None and change.kind != "delete" and doomed(rel):
-                    continue
+                kind = change.kind
+                if later is not None and kind != "delete":
+                    if rel in later or "/" in rel and _deleted_later(rel, later):
+                        continue
                 parent = rel.rpartition("/")[0]
                 if parent and parent not in st.dirs_done:
                     if not self._parents(st, parent):
                         continue  # the layer has no such directory: nothing of it to apply
-                if change.kind == "delete":
-                    # Every entry an earlier layer had at rel or below was left out (doomed)
-                    # and dest started empty: only a directory made for an earlier
-                    # deletion's parents (as above) can be there, and it is in self.dirs.
+                if kind == "delete":
+                    # Every entry an earlier layer had at rel or below was left out (a later
+                    # deletion's) and dest started empty: only a directory made for an
+                    # earlier deletion's parents (as above) can be there, and it is in
+                    # self.dirs.
                     if rel in self.dirs:
                         _remove(root + "/" + rel)
                     continue
                 dst = root + "/" + rel
-                src = src_of(rel)
+                src = prefix + rel if prefix is not None else src_of(rel)
                 err = None
                 if not st.no_link:
                     try:
