@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-from llb.cli.sizes import human_size
 from llb.solver.progress import ProgressSink
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -28,6 +27,8 @@ def transfer_text(ev: dict) -> str:
     short = f"{kind}:{rest[:12]}" if colon else blob[:24]
     current, total = int(ev.get("current", 0)), int(ev.get("total", 0))
     head = f"{ev.get('action', 'transfer')} {short}"
+    from llb.cli.sizes import human_size  # (byte transfers only: image pulls and pushes)
+
     if total < 0:  # size not known (yet)
         return f"{head} {human_size(current)}"
     if current >= total:

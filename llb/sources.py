@@ -9,7 +9,6 @@ from llb import ops as _ops
 from llb.actions import patterns
 from llb.errors import DefinitionError
 from llb.paths import clean
-from llb.refs import normalize_image_ref
 from llb.node import DEFAULT_SETTINGS, Node, Settings, new_node
 from llb.resolver import ResolvedImage, current
 from llb.state import State
@@ -35,6 +34,8 @@ def image(ref: str, *, platform: str | None = None, name: str = "",
     multi-platform image (default: the host's). With a resolver in effect (llb.resolver),
     the reference is pinned to the digest it names now and the state takes the image's
     Env, WorkingDir and User."""
+    from llb.refs import normalize_image_ref  # (a build file without images never loads it)
+
     full = normalize_image_ref(ref)
     attrs = _platform_attrs(platform)
     resolver = current()

@@ -157,6 +157,9 @@ def test_a_cached_solve_of_a_build_file_loads_the_dsl_and_nothing_heavy(tmp_path
     # State.run imports what builds an exec (llb.exec, and llb.mounts through it): a build
     # file that runs nothing loads neither
     assert _crossed(modules, ("llb.exec", "llb.mounts")) == []
+    # nor what only images need: reference normalisation (llb.sources.image imports it) and
+    # the byte sizes of transfers (the progress views import them for a pull's events)
+    assert _crossed(modules, ("llb.refs", "llb.cli.sizes")) == []
 
 
 def test_a_cold_solve_of_file_ops_and_a_merge_loads_no_thread_pool(tmp_path: Path) -> None:
