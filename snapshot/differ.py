@@ -172,6 +172,14 @@ def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = Fal
                 lentries = {e.name: e for e in it}
             for name in lentries.keys() - uentries.keys():
                 out.append(Change(_join(rel, name), "delete"))
+        if ldir is None:  # all additions (its d_type says whether to descend: no stat)
+            base = rel + "/" if rel else ""
+            for name, e in uentries.items():
+                r = base + name
+                out.append(Change(r, "add"))
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, r, None))
+            continue
         for name, e in uentries.items():
             r = _join(rel, name)
             le = lentries.get(name)
