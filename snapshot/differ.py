@@ -117,6 +117,18 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
             for name in lower.listdir(rel):
                 if name not in names:
                     out.append(Change(_join(rel, name), "delete"))
+        if not has_lower or lower is None:  # all additions but whiteouts (nothing below)
+            base = rel + "/" if rel else ""
+            for e in entries:
+                r = base + e.name
+                if not (e.is_file(follow_symlinks=False) or e.is_symlink()):
+                    st = e.stat(follow_symlinks=False)
+                    if is_whiteout(st):
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append((e.path, r, False, False))
+                out.append(Change(r, "add"))
+            continue
         for e in entries:
             r = _join(rel, e.name)
             found = lower.lookup(r) if has_lower and lower is not None else None

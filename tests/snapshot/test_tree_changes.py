@@ -1,10 +1,12 @@
-"""differ.tree_changes: a tree against nothing (a snapshot without parent) is all additions,
-every entry listed once in path_key order, symlinks to directories not descended; against
-a lower tree, the new subtrees are all additions too."""
+"""differ.tree_changes and overlay_changes: a tree against nothing (a snapshot without
+parent) is all additions, every entry listed once in path_key order, symlinks to
+directories not descended (an upperdir's whiteouts left out); against a lower tree, the new
+subtrees are all additions too."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from llb.snapshot.differ import tree_changes
@@ -46,3 +48,20 @@ def test_new_subtrees_below_a_lower_tree_are_all_additions(tmp_path: Path):
         ["a", "a/b", "a.b", "a/b/c", "z", "a/f", "a/b/c/g", "a.b/h", "top", LATIN, "link",
          "a/dangling"], key=path_key)]
     assert got == [Change(p, "add") for p in sorted(want, key=path_key)]
+
+
+def test_an_upper_without_lower_is_every_entry_added_but_its_whiteouts(tmp_path: Path):
+    """overlay_changes of an upperdir over nothing (an overlay snapshot without parent):
+    each entry added once in path_key order, whiteouts (0/0 character devices, nothing
+    below them to hide) left out, also inside new directories."""
+    from llb.snapshot.differ import overlay_changes
+
+    up = tmp_path / "up"
+    up.mkdir()
+    _fill(up)
+    for w in ("gone", "a/b/gone"):
+        os.mknod(up / w, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    got = overlay_changes(up, None)
+    want = sorted(["a", "a/b", "a.b", "a/b/c", "z", "a/f", "a/b/c/g", "a.b/h", "top", LATIN,
+                   "link", "a/dangling"], key=path_key)
+    assert got == [Change(p, "add") for p in want]
