@@ -44,15 +44,32 @@ class LLBGroup(click.Group):
                 self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        # a signal while the group's own options are parsed: reported as in a command, not
+        # as click's "Aborted!" and status 1
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt as e:
+            raise click.exceptions.Exit(_report(e)) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)
+            # the command's end: exit here, where a signal that comes now is still reported
+            # as one (click's own exit after invoke would say "Aborted!", status 1)
+            ctx.exit(0)
         except (LLBError, OSError, KeyboardInterrupt) as e:
-            report = error_report(e)
-            if report is None:
-                raise
-            click.echo(report[0], err=True)
-            ctx.exit(report[1])
+            ctx.exit(_report(e))
+
+
+def _report(e: BaseException) -> int:
+    """Print e's `error: ...` line and return its exit status; re-raise what has none."""
+    report = error_report(e)
+    if report is None:
+        raise e
+    click.echo(report[0], err=True)
+    return report[1]
 
 
 @click.group(cls=LLBGroup, context_settings={"help_option_names": ["-h", "--help"]})

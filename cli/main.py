@@ -29,7 +29,7 @@ def run() -> None:
     modules) would add 10-20 ms to every command; an exception other than the exit itself
     still ends the normal way. SIGINT, SIGTERM and SIGHUP all stop a command cleanly
     (llb.cli.signals)."""
-    from llb.cli.signals import install
+    from llb.cli.signals import install, settle
 
     install()
     status: str | int | None = 0
@@ -57,6 +57,7 @@ def run() -> None:
         stop = e if isinstance(e, Interrupted) else Interrupted(SIGINT)
         print(f"error: {stop.message}", file=sys.stderr)
         status = stop.exit_code
+    settle()
     if isinstance(status, int):
         code = status
     elif status is None:

@@ -45,11 +45,21 @@ class Interrupted(KeyboardInterrupt):
 _received: list[int] = []
 
 
+_over = False  # the command has ended (settle): a signal now changes nothing
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
-    if len(_received) == 1:
+    if len(_received) == 1 and not _over:
         raise Interrupted(signum)
     # a second signal while the first one's cleanup runs: cleanup goes on
+
+
+def settle() -> None:
+    """The command is over and its status decided: a signal from now on is only noted (it
+    would otherwise come out of the exit's flushing as a traceback)."""
+    global _over
+    _over = True
 
 
 def install() -> None:
