@@ -410,12 +410,7 @@ def _new_files(root: str, actions: tuple[FileAction, ...], start: int,
             break  # a name there already (the general way replaces it), or it says why
         try:
             try:
-                data = a.data
-                done = os.write(fd, data) if data else 0
-                if done < len(data):  # a short write: the rest
-                    view = memoryview(data)[done:]
-                    while view:
-                        view = view[os.write(fd, view):]
+                _write_all(fd, a.data)
             finally:
                 os.close(fd)
         except BaseException as e:
@@ -426,6 +421,15 @@ def _new_files(root: str, actions: tuple[FileAction, ...], start: int,
             raise
         i += 1
     return i - start
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of data to fd (one write, the usual case; the rest after a short one)."""
+    done = os.write(fd, data) if data else 0
+    if done < len(data):
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _plain_dir(path: str, creds: Creds) -> bool:
@@ -454,12 +458,7 @@ def _write_new(fd: int, tmp: str, p: str, a: Mkfile, mode: int, owner: tuple[int
     # already have them (each change is one more journalled inode update per file)
     try:
         try:
-            data = a.data
-            n = os.write(fd, data) if data else 0
-            if n < len(data):  # a short write: the rest
-                view = memoryview(data)[n:]
-                while view:
-                    view = view[os.write(fd, view):]
+            _write_all(fd, a.data)
             have = os.fstat(fd)
             chowned = (have.st_uid, have.st_gid) != owner
             if chowned:
