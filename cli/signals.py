@@ -17,12 +17,13 @@ else:  # signal's C half: signal.py makes three IntEnums at import (~3M instruct
 
 SIGINT, SIGTERM, SIGHUP = _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP
 SIGNALS = (SIGINT, SIGTERM, SIGHUP)
+_NAMES: dict[int, str] = {SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"}
 
 
 def _name(signum: int) -> str:
-    import signal
-
-    return signal.Signals(signum).name
+    # no import here: the handler runs between any two bytecodes, an import's among them, and
+    # `import signal` while enum was half made once turned a SIGHUP into a NameError traceback
+    return _NAMES.get(signum, f"signal {signum}")
 
 
 class Interrupted(KeyboardInterrupt):
