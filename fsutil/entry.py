@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 O_FILE_IN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC  # how a file to copy is opened
 _O_OUT = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_listxattr, _utime = os.listxattr, os.utime  # (per-file calls: one global lookup each)
 
 
 def lstat_or_none(path: str, *, dir_fd: int | None = None) -> os.stat_result | None:
@@ -101,14 +102,20 @@ def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | Non
             raise
         if meta is None:
             if creds is not None and st.st_uid == creds.uid and st.st_gid == creds.gid \
-                    and st.st_mode & 0o7777 == perm & ~creds.umask \
-                    and not xattr_names(fin):
-                # owner and mode came with the creation, no xattrs: only the times
-                # (what apply_meta would do, without building a Meta per file)
-                os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
-                if after is not None:
-                    after(fout)
-                return
+                    and st.st_mode & 0o7777 == perm & ~creds.umask:
+                # owner and mode came with the creation: without xattrs (flistxattr on
+                # the open source, the common empty answer taken here without
+                # xattr_names' frames), only the times (what apply_meta would do,
+                # without building a Meta per file)
+                try:
+                    names = _listxattr(fin)
+                except OSError:
+                    names = xattr_names(fin)  # (refused: none; else it raises)
+                if not names or not xattr_names(fin):
+                    _utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    if after is not None:
+                        after(fout)
+                    return
             meta = Meta.of(st, read_xattrs(fin))
         apply_meta(fout, meta, have=creds.created(perm) if creds is not None else None)
         if after is not None:

@@ -379,3 +379,39 @@ def test_a_signal_out_of_a_copy_threads_start_stops_the_copy_threads(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         copy_tree(src, tmp_path / "dst", workers=2)
     assert [t.name for t in threading.enumerate() if t.name == "llb-copy"] == []
+
+
+def test_plain_files_keep_xattrs_and_times_where_listing_them_is_refused(tmp_path, monkeypatch):
+    # the per-file path of a plain copy lists the open source's xattrs itself: a file of
+    # our owner and plain mode with a carried xattr keeps it, one with only overlayfs'
+    # private ones gets none; where the source refuses the listing, files are copied
+    # without xattrs, their times kept
+    import llb.fsutil.entry as entry
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        (src / name).write_bytes(name.encode())
+        os.chmod(src / name, 0o644)
+    os.setxattr(src / "a", "user.k", b"v")
+    os.setxattr(src / "b", "trusted.overlay.opaque", b"y")
+    for name in ("a", "b", "c"):
+        os.utime(src / name, ns=(5, 1_650_000_000_000_000_003))
+    copy_tree(src, tmp_path / "one", workers=1)
+    assert os.getxattr(tmp_path / "one" / "a", "user.k") == b"v"
+    assert os.listxattr(tmp_path / "one" / "b") == []
+    assert _pic(tmp_path / "one") == _pic(src)
+
+    def refused(fd):
+        raise OSError(errno.ENOTSUP, "not supported")
+
+    monkeypatch.setattr(entry, "_listxattr", refused)
+    monkeypatch.setattr(entry, "xattr_names", lambda fd: [])  # (the refusal, as it reports it)
+    for name in ("a", "b", "c"):  # (the first copy's reads moved the atimes)
+        os.utime(src / name, ns=(5, 1_650_000_000_000_000_003))
+    copy_tree(src, tmp_path / "two", workers=1)
+    for name in ("a", "b", "c"):
+        st = os.lstat(tmp_path / "two" / name)
+        assert (st.st_mtime_ns, st.st_atime_ns, stat.S_IMODE(st.st_mode)) == \
+            (1_650_000_000_000_000_003, 5, 0o644)
+    assert os.listxattr(tmp_path / "two" / "a") == []
