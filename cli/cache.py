@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import click
@@ -32,7 +33,7 @@ def _iso(t: float) -> str:
 def du(verbose: bool, root: str | None) -> None:
     """Show the cache records and the disk they use, least recently used first."""
     try:
-        cache = usage(resolve_root(root))
+        cache = usage(Path(resolve_root(root)))
     except LLBError as e:
         fail(e)
         return
@@ -114,7 +115,7 @@ def prune(all_: bool, keep_storage: str | None, root: str | None, snapshotter: s
 
 
 def _prune(all_: bool, keep: int | None, root: str | None, snapshotter: str) -> None:
-    path = resolve_root(root)
+    path = Path(resolve_root(root))
     if not path.exists():
         click.echo("Total:\t0B reclaimed")
         return

@@ -9,8 +9,8 @@ apart by content, and BuildKit's format (llb.pb, protobuf) is imported only for 
 from __future__ import annotations
 
 import gc
+import os
 import sys
-from pathlib import Path
 
 from llb.errors import BuildFileError, DefinitionError, LLBError
 
@@ -30,21 +30,29 @@ def load_definition(build: str, target: str | None = None, *,
             raise BuildFileError("--target applies to build files, not a definition on stdin")
         data = sys.stdin.buffer.read()
         return _parse(data, "<stdin>")
-    path = Path(build)
-    if path.is_dir():
-        path = path / "build.py"
-    if not path.is_file():
+    path = _lexical(build)
+    if os.path.isdir(path):
+        path = os.path.join(path, "build.py")
+    if not os.path.isfile(path):
         raise BuildFileError(f"{build}: no such build file or definition", path=build)
-    if path.suffix == ".py":
+    if os.path.splitext(path)[1] == ".py":
         return load_build_file(path, target, resolver=resolver)
     if target:
         raise BuildFileError(f"{build}: --target applies to build files, not a definition",
                              path=build)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise BuildFileError(f"{build}: cannot read: {e.strerror}", path=build) from None
     return _parse(data, str(build))
+
+
+def _lexical(path: str) -> str:
+    """path as pathlib shows it (no empty or `.` components, no trailing slash), without
+    pathlib: a cached solve loads none (it imports re, enum, urllib.parse, ...)."""
+    top = "/" if path.startswith("/") else ""
+    return top + "/".join(c for c in path.split("/") if c not in ("", ".")) or "."
 
 
 def is_buildkit(data: bytes) -> bool:
@@ -66,7 +74,7 @@ def _parse(data: bytes, where: str) -> Definition:
         raise type(e)(f"{where}: {e}", vertex=e.vertex, path=where) from None
 
 
-def load_build_file(path: Path, target: str | None = None, *,
+def load_build_file(path: str | os.PathLike[str], target: str | None = None, *,
                     resolver: Resolver | None = None) -> Definition:
     """Run a build file's `build()` (or `target`) and return the definition of its State,
     with `resolver` in effect for the images it names."""
@@ -76,12 +84,12 @@ def load_build_file(path: Path, target: str | None = None, *,
     from llb.state import State
 
     name = target or "build"
-    shown = str(path)
-    directory = str(path.resolve().parent)
+    shown = _lexical(os.fspath(path))
+    directory = os.path.dirname(os.path.realpath(shown))
     sys.path.insert(0, directory)  # so a build file can import helpers beside it
     modules_before = set(sys.modules)
     try:
-        spec = importlib.util.spec_from_file_location(f"_llb_build_{abs(hash(shown))}", path)
+        spec = importlib.util.spec_from_file_location(f"_llb_build_{abs(hash(shown))}", shown)
         if spec is None or spec.loader is None:
             raise BuildFileError(f"{shown}: cannot load as a Python module", path=shown)
         module = importlib.util.module_from_spec(spec)
@@ -141,7 +149,7 @@ def _forget_modules_from(directory: str, names: set[str]) -> None:
     for name in names:
         module = sys.modules.get(name)
         origin = getattr(module, "__file__", None) or ""
-        if origin and str(Path(origin).resolve()).startswith(directory + "/"):
+        if origin and os.path.realpath(origin).startswith(directory + "/"):
             del sys.modules[name]
 
 
@@ -165,9 +173,9 @@ def _where(shown: str, e: BaseException) -> str:
     """`file:line` of the deepest traceback frame inside the build file, else the file."""
     import traceback
 
-    target = str(Path(shown).resolve())
+    target = os.path.realpath(shown)
     line = None
     for frame in traceback.extract_tb(e.__traceback__):
-        if str(Path(frame.filename).resolve()) == target:
+        if os.path.realpath(frame.filename) == target:
             line = frame.lineno
     return f"{shown}:{line}" if line else shown

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from pathlib import Path
 
 from llb.cli.loader import load_definition
 from llb.cli.progress import Deferred, TtyRenderer, make_renderer
@@ -25,17 +24,17 @@ BACKENDS = ("local", "buildkit")
 WORKERS_MIN, WORKERS_MAX, WORKERS_DEFAULT = 1, 64, 4
 
 
-def resolve_root(root: str | None) -> Path:
+def resolve_root(root: str | None) -> str:
     """--root, else $LLB_ROOT, else $XDG_DATA_HOME/llb, else ~/.local/share/llb."""
     if root:
-        return Path(root)
+        return root
     env = os.environ.get("LLB_ROOT")
     if env:
-        return Path(env)
+        return env
     xdg = os.environ.get("XDG_DATA_HOME")
     if xdg:
-        return Path(xdg) / "llb"
-    return Path.home() / ".local" / "share" / "llb"
+        return os.path.join(xdg, "llb")
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "llb")
 
 
 def is_name_path(value: str) -> bool:
@@ -44,21 +43,21 @@ def is_name_path(value: str) -> bool:
     return bool(eq and name and path)
 
 
-def parse_locals(values: tuple[str, ...], hint: str = "--local") -> dict[str, Path]:
+def parse_locals(values: tuple[str, ...], hint: str = "--local") -> dict[str, str]:
     """`--local NAME=PATH` (or `--oci-layout NAME=PATH`) pairs; click.BadParameter for
     another form."""
-    out: dict[str, Path] = {}
+    out: dict[str, str] = {}
     for v in values:
         if not is_name_path(v):
             import click
 
             raise click.BadParameter(f"expected NAME=PATH, got {v!r}", param_hint=hint)
         name, _, path = v.partition("=")
-        out[name] = Path(path)
+        out[name] = path
     return out
 
 
-def no_space(e: BaseException, root: Path, dest: str | None = None) -> NoSpaceError | None:
+def no_space(e: BaseException, root: str | os.PathLike[str], dest: str | None = None) -> NoSpaceError | None:
     """A full disk met outside the paths that name it themselves (a raw ENOSPC, SQLite's
     "database or disk is full"): the NoSpaceError naming the destination when the failed
     file lies there, else the root; None for any other error."""
@@ -143,6 +142,8 @@ def _solve_on_buildkit(build: str, target: str | None, output: str | None,
     root's content store; --snapshotter and --workers are the local solver's."""
     if explain:
         raise _usage_error("--explain applies to --backend local")
+    from pathlib import Path
+
     from llb.remote import BuildkitBackend
     from llb.remote.outputs import check_output
 
@@ -156,8 +157,9 @@ def _solve_on_buildkit(build: str, target: str | None, output: str | None,
     try:
         resolver = PullerResolver(puller, layout_map)
         definition = load_definition(build, target, resolver=resolver)
-        backend.solve(definition, locals_map, spec, no_cache=no_cache, oci_layouts=layout_map,
-                      resolver=resolver)
+        backend.solve(definition, {k: Path(v) for k, v in locals_map.items()}, spec,
+                      no_cache=no_cache,
+                      oci_layouts={k: Path(v) for k, v in layout_map.items()}, resolver=resolver)
     finally:
         puller.close()
 

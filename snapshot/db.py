@@ -9,7 +9,6 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from llb.errors import NoSpaceError, is_no_space
 from llb.snapshot.blobs import BlobRecord
@@ -83,7 +82,8 @@ SHM_PREALLOC = 128 * 1024  # bytes of the -shm file allocated up front (a WAL of
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def connect(path: Path, timeout: float, *, root: Path | None = None,
+def connect(path: str | os.PathLike[str], timeout: float, *,
+            root: str | os.PathLike[str] | None = None,
             keep_new_unsynced: bool = False) -> tuple[sqlite3.Connection, bool]:
     """A connection in WAL mode (synchronous=NORMAL, busy timeout `timeout` seconds),
     autocommit, usable from any thread, and whether it switched the database to WAL (a new
@@ -97,8 +97,10 @@ def connect(path: Path, timeout: float, *, root: Path | None = None,
     On a full disk this is a NoSpaceError naming `root` (default: the database's directory),
     never SIGBUS: nothing is opened with less than MIN_FREE free, and the blocks of the
     WAL index SQLite maps into memory are allocated before any use (see llb.snapshot.space)."""
-    place = Path(path).parent if root is None else Path(root)
-    if free_bytes(Path(path).parent) < MIN_FREE:
+    path = os.fspath(path)
+    parent = os.path.dirname(path) or "."
+    place = parent if root is None else os.fspath(root)
+    if free_bytes(parent) < MIN_FREE:
         raise NoSpaceError.on("root", place)
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
@@ -125,7 +127,7 @@ def connect(path: Path, timeout: float, *, root: Path | None = None,
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # maps the WAL index
-        _allocate_shm(Path(f"{path}-shm"))
+        _allocate_shm(f"{path}-shm")
     except BaseException as e:
         conn.close()
         if isinstance(e, sqlite3.Error):
@@ -136,7 +138,7 @@ def connect(path: Path, timeout: float, *, root: Path | None = None,
     return conn, new
 
 
-def _allocate_shm(shm: Path) -> None:
+def _allocate_shm(shm: str) -> None:
     """Give the WAL index's first SHM_PREALLOC bytes real blocks (its size unchanged):
     SQLite extends it by writing one byte per page, which leaves holes where a block is
     smaller than a page, and a store into a hole of a full disk is SIGBUS.
@@ -175,7 +177,7 @@ def _allocate_shm(shm: Path) -> None:
         raise OSError(e.errno, e.strerror, str(shm)) from None
 
 
-def shm_needs_blocks(shm: Path) -> bool:
+def shm_needs_blocks(shm: str | os.PathLike[str]) -> bool:
     """Whether the WAL index `shm` must have its blocks allocated up front: its blocks are
     smaller than a page, or its filesystem has no block device of its own (an anonymous
     device number: btrfs and other copy-on-write ones, tmpfs, overlayfs, NFS), where a
@@ -183,7 +185,7 @@ def shm_needs_blocks(shm: Path) -> bool:
     return os.major(os.stat(shm).st_dev) == 0 or os.statvfs(shm).f_frsize < _PAGE
 
 
-def translate(e: sqlite3.Error, root: Path) -> BaseException:
+def translate(e: sqlite3.Error, root: str | os.PathLike[str]) -> BaseException:
     """The error to raise for a failed database call: NoSpaceError naming `root` when the
     disk is full (SQLite says so, or says "disk I/O error" with almost nothing free), else
     `e` itself."""
@@ -200,7 +202,7 @@ def translate(e: sqlite3.Error, root: Path) -> BaseException:
 
 
 @contextmanager
-def write_transaction(conn: sqlite3.Connection, root: Path) -> Iterator[sqlite3.Connection]:
+def write_transaction(conn: sqlite3.Connection, root: str | os.PathLike[str]) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT on `conn` (the caller serialises its threads), rolled back
     on any exception; database errors come out through translate(). A transaction an
     interrupted caller left open (a signal between BEGIN and the body) is rolled back
@@ -255,9 +257,10 @@ class Database:
     NORMAL mode, does anyway; and a new WAL has no older frames a torn write could revive.
     Every later transaction runs with synchronous=NORMAL."""
 
-    def __init__(self, path: Path, timeout: float, root: Path | None = None):
+    def __init__(self, path: str | os.PathLike[str], timeout: float,
+                 root: str | os.PathLike[str] | None = None):
         self._lock = threading.RLock()
-        self.root = Path(path).parent if root is None else Path(root)
+        self.root = (os.path.dirname(os.fspath(path)) or ".") if root is None else os.fspath(root)
         self._conn, self._unsynced = connect(path, timeout, root=root, keep_new_unsynced=True)
 
     @contextmanager
@@ -301,7 +304,7 @@ class Database:
 class MetaDB(Database):
     """Thread-safe access to the metadata DB; writes go through `transaction()`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | os.PathLike[str]):
         super().__init__(path, 60)
         try:
             with self.transaction() as c:

@@ -43,8 +43,8 @@ def _same_file(st: os.stat_result, lst: os.stat_result, path: str, lpath: str,
 class PathLower:
     """The lower tree as one directory (a mounted view, or a single full tree)."""
 
-    def __init__(self, root: Path):
-        self.root = str(root)
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = os.fspath(root)
 
     def lookup(self, rel: str) -> tuple[os.stat_result, str] | None:
         p = os.path.join(self.root, rel)

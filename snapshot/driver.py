@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 from llb.fsutil import remove_tree
 from llb.snapshot.index import Index
@@ -18,6 +17,8 @@ from llb.snapshot.layers import Change, Layer
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Protocol
 else:  # a protocol is a plain base class at run time (nothing checks one then)
     Protocol = object
@@ -49,7 +50,7 @@ class Driver:
     def mount_mutable(self, m: Draft) -> Path: raise NotImplementedError
     def unmount_mutable(self, m: Draft) -> None: raise NotImplementedError
     def commit_mutable(self, m: Draft) -> list[Change]: raise NotImplementedError
-    def view(self, sid: str) -> AbstractContextManager[Path]: raise NotImplementedError
+    def view(self, sid: str) -> AbstractContextManager[str]: raise NotImplementedError
 
     def discard_mutable(self, m: Draft) -> None:
         """Forget per-mutable state (its directory is removed by the store)."""

@@ -10,7 +10,6 @@ import fcntl
 import os
 import threading
 import time
-from pathlib import Path
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex
@@ -23,6 +22,8 @@ from llb.snapshot.lock import Session
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Callable, Sequence
 
 
@@ -34,8 +35,8 @@ class ImageLayers:
     index: Index
     opener: BlobOpener | None
     session: Session
-    snapshots_dir: Path
-    unpack_dir: Path
+    snapshots_dir: str
+    unpack_dir: str
     _lock: Mutex
     _state: threading.RLock
     _held: set[str]
@@ -136,8 +137,8 @@ class ImageLayers:
         """Move an unpacked layer's directory into place and record its diff; a directory
         left there by an unpack killed before recording it is replaced."""
         with self._lock.held():
-            final = self.snapshots_dir / sid
-            if final.exists():
+            final = os.path.join(self.snapshots_dir, sid)
+            if os.path.exists(final):
                 trash = self.new_temp("trash")
                 os.rename(final, trash)
                 remove_tree(trash)
@@ -161,7 +162,7 @@ class ImageLayers:
         row = self._row(sid)
         if row.parent is not None:  # first what it needs below (no lock held meanwhile)
             self._ensure_tree(row.parent)
-        fd = os.open(self.unpack_dir / f"{sid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+        fd = os.open(os.path.join(self.unpack_dir, f"{sid}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 from llb.snapshot.chains import Chains
 from llb.snapshot.db import MetaDB, Row
@@ -16,6 +15,8 @@ from llb.snapshot.layers import Change
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Callable, TypeVar
 
     _R = TypeVar("_R")
@@ -34,10 +35,10 @@ class Index:
     """Rows, chains and diffs of the committed snapshots under `root`, plus the paths of the
     root's layout (snapshots/<id>, the session's temporaries)."""
 
-    def __init__(self, root: Path, db: MetaDB, session_dir: Path):
+    def __init__(self, root: str, db: MetaDB, session_dir: str):
         self.root = root
         self.db = db
-        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir = os.path.join(root, "snapshots")
         self.session_dir = session_dir
         self.closed = False
         self.chains = Chains(self.lineage, db.inputs)
@@ -56,11 +57,15 @@ class Index:
 
     def snapshot_dir(self, snapshot_id: str) -> Path:
         """Where a committed snapshot's directory is."""
-        return self.snapshots_dir / snapshot_id
+        from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
+        return Path(self.snapshots_dir, snapshot_id)
 
     def new_temp(self, prefix: str) -> Path:
         """A fresh path (not created) in this process's temporary directory."""
-        return self.session_dir / f"{prefix}-{new_id()}"
+        from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
+        return Path(self.session_dir, f"{prefix}-{new_id()}")
 
     def row(self, snapshot_id: str) -> Row:
         """The snapshot's DB row; NotFoundError when unknown or removed."""

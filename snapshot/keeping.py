@@ -10,7 +10,6 @@ import os
 import threading
 import weakref
 from collections import Counter
-from pathlib import Path
 
 from llb.errors import is_no_space
 from llb.fsutil import disk_usage, remove_tree
@@ -24,6 +23,8 @@ from llb.snapshot.space import RESERVE, free_bytes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Any, Iterable
 
 DELETE_BATCH = 32  # snapshots removed per transaction (see Keeping._delete)
@@ -33,12 +34,12 @@ class Keeping:
     """Store's methods for leases, holds and pruning (Store derives from it; the attributes
     below are the store's own)."""
 
-    root: Path
+    root: str
     db: MetaDB
     index: Index
     session: Session
-    snapshots_dir: Path
-    unpack_dir: Path
+    snapshots_dir: str
+    unpack_dir: str
     _driver: Driver
     _lock: Mutex
     _state: threading.RLock
@@ -162,7 +163,7 @@ class Keeping:
         """Bytes on disk under the snapshot's directory, each inode counted once (data it
         shares by hardlink with other snapshots counts in each of them)."""
         self._row(snapshot_id)
-        return disk_usage([self.snapshots_dir / snapshot_id])
+        return disk_usage([os.path.join(self.snapshots_dir, snapshot_id)])
 
     def usage_stamp(self, snapshot_id: str) -> str:
         """A value that changes whenever usage() may have: a snapshot is immutable, but its
@@ -171,7 +172,7 @@ class Keeping:
         (its mtime, and its link count where timestamps are whole seconds)."""
         self._row(snapshot_id)
         try:
-            st = os.lstat(self.snapshots_dir / snapshot_id)
+            st = os.lstat(os.path.join(self.snapshots_dir, snapshot_id))
         except FileNotFoundError:
             return "gone"
         return f"{st.st_mtime_ns}.{st.st_nlink}"
@@ -187,14 +188,17 @@ class Keeping:
         trash: list[Path] = []
         for start in range(0, len(ids), DELETE_BATCH):
             batch = ids[start:start + DELETE_BATCH]
-            freed += disk_usage([self.snapshots_dir / i for i in batch], exclusive=True)
+            freed += disk_usage([os.path.join(self.snapshots_dir, i) for i in batch], exclusive=True)
             with self.db.transaction() as c:
                 MetaDB.bump_generation(c)
                 for i in batch:
                     MetaDB.delete(c, i)
             for i in batch:
-                (self.unpack_dir / f"{i}.lock").unlink(missing_ok=True)
-                moved = self._move_out(self.snapshots_dir / i)
+                try:
+                    os.unlink(os.path.join(self.unpack_dir, f"{i}.lock"))
+                except FileNotFoundError:
+                    pass
+                moved = self._move_out(os.path.join(self.snapshots_dir, i))
                 if moved is not None:
                     trash.append(moved)
             if trash and free_bytes(self.root) < RESERVE:
@@ -205,7 +209,7 @@ class Keeping:
             self._driver.forget()
         return freed, trash
 
-    def _move_out(self, path: Path) -> Path | None:
+    def _move_out(self, path: str) -> Path | None:
         """Move a snapshot directory into this session's temporaries (removed by whoever
         reaps the session, should this process die first); where even that move finds no
         room (a directory entry may need a block), remove it in place: None."""

@@ -4,7 +4,7 @@ directories and DB, is an llb.fsutil.locks.Mutex on `<root>/lock`.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from llb.fsutil.locks import Claim
 
@@ -13,13 +13,13 @@ class Session:
     """This process's claim on `<root>/tmp/<sid>/`: held with flock on `<sid>.lock` for the
     store's lifetime, so another process may delete the directory only once we are dead."""
 
-    def __init__(self, tmp: Path, sid: str):
+    def __init__(self, tmp: str, sid: str):
         self.id = sid
-        self.dir = tmp / sid
-        self.lock_path = tmp / f"{sid}.lock"
+        self.dir = os.path.join(tmp, sid)
+        self.lock_path = os.path.join(tmp, f"{sid}.lock")
         self._claim = Claim(self.lock_path)
         try:
-            self.dir.mkdir(mode=0o700)
+            os.mkdir(self.dir, 0o700)
         except BaseException:  # e.g. a full disk: no half session left behind
             self._claim.close()
             raise

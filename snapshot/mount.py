@@ -16,7 +16,6 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from llb.fsutil import remove_tree
 from llb.errors import is_no_space
@@ -58,8 +57,8 @@ def _uint(value: int) -> object:
     return libc.uint(value)
 
 
-def _mount_new_api(target: Path, params: list[tuple[str, str]], readonly: bool,
-                   flags: list[str]) -> None:
+def _mount_new_api(target: str | os.PathLike[str], params: list[tuple[str, str]],
+                   readonly: bool, flags: list[str]) -> None:
     global _volatile
     fs = _sys("fsopen", b"overlay", _uint(1))
     try:
@@ -77,25 +76,25 @@ def _mount_new_api(target: Path, params: list[tuple[str, str]], readonly: bool,
     finally:
         os.close(fs)
     try:
-        _sys("move_mount", mnt, b"", _AT_FDCWD, os.fsencode(str(target)),
+        _sys("move_mount", mnt, b"", _AT_FDCWD, os.fsencode(target),
              _uint(_MOVE_MOUNT_F_EMPTY_PATH))
     finally:
         os.close(mnt)
 
 
-def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None = None,
-                  work: str | None = None) -> None:
+def mount_overlay(target: str | os.PathLike[str], base: str | os.PathLike[str], lowers: list[str],
+                  upper: str | None = None, work: str | None = None) -> None:
     """Mount an overlay at target; layer paths are relative to base. Uses the new mount
     API where the kernel has it, else mount(8) run with base as its working directory
     (so no thread's cwd ever changes)."""
     global _new_api
     api_error: OSError | None = None
     if _new_api is not False:
-        params = [("lowerdir+", str(base / low)) for low in lowers]
+        params = [("lowerdir+", os.path.join(base, low)) for low in lowers]
         if upper is not None:
             if work is None:
                 raise ValueError("an overlay with an upper dir needs a work dir")
-            params += [("upperdir", str(base / upper)), ("workdir", str(base / work))]
+            params += [("upperdir", os.path.join(base, upper)), ("workdir", os.path.join(base, work))]
         params += [("index", "off"), ("metacopy", "off"), ("redirect_dir", "off")]
         flags = ["volatile"] if upper is not None and _volatile else []
         try:
@@ -113,8 +112,8 @@ def mount_overlay(target: Path, base: Path, lowers: list[str], upper: str | None
         _new_api = False  # mount(8) works where the new API did not: use it from now on
 
 
-def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
-            work: str | None) -> None:
+def _mount8(target: str | os.PathLike[str], base: str | os.PathLike[str], lowers: list[str],
+            upper: str | None, work: str | None) -> None:
     global _volatile
     import subprocess  # the fallback only: not a start-up cost
 
@@ -137,7 +136,7 @@ def _mount8(target: Path, base: Path, lowers: list[str], upper: str | None,
                             path=str(target))
 
 
-def unmount(target: Path, *, lazy: bool = True) -> None:
+def unmount(target: str | os.PathLike[str], *, lazy: bool = True) -> None:
     """umount2(target). Lazy (MNT_DETACH, the default) does not wait for an RCU grace
     period, which costs milliseconds per mount; writes are already in the upperdir.
     A non-lazy unmount retries EBUSY for a while: a child another thread just forked
@@ -146,7 +145,7 @@ def unmount(target: Path, *, lazy: bool = True) -> None:
     from llb.snapshot import libc  # ctypes: an unmount's cost, not every command's
 
     def umount2() -> None:
-        libc.umount2(os.fsencode(str(target)), _MNT_DETACH if lazy else 0)
+        libc.umount2(os.fsencode(target), _MNT_DETACH if lazy else 0)
 
     try:
         retry_busy(umount2, 0.0 if lazy else _BUSY_RETRY, first_delay=0.001)
@@ -170,9 +169,9 @@ def retry_busy(call: Callable[[], None], seconds: float, *, first_delay: float =
         delay = min(delay * 2, 0.05)
 
 
-def mounts_under(prefix: Path) -> list[Path]:
+def mounts_under(prefix: str | os.PathLike[str]) -> list[str]:
     """Mount points at or below prefix (deepest first), from /proc/self/mountinfo."""
-    pre = str(prefix).rstrip("/") + "/"
+    pre = os.fspath(prefix).rstrip("/") + "/"
     found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -180,14 +179,16 @@ def mounts_under(prefix: Path) -> list[Path]:
             if "\\" in point:  # octal escapes (\040 for a space): the codec only then
                 point = point.encode().decode("unicode_escape")
             if point.startswith(pre) or point == pre[:-1]:
-                found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+                found.append(point)
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
 
-def overlay_works(scratch: Path) -> bool:
+def overlay_works(scratch: str | os.PathLike[str]) -> bool:
     """Try a real overlay mount under scratch (what `auto` uses to choose), in directories
     of its own that it removes afterwards: a volatile mount leaves its work directory
     unmountable, so a probe must never find an earlier probe's."""
+    from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
     base = Path(scratch) / f"overlay-probe-{os.getpid()}-{time.monotonic_ns()}"
     dirs = [base / n for n in ("l", "u", "w", "m")]
     try:

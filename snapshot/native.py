@@ -34,7 +34,6 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from pathlib import Path
 
 from llb.fsutil import copy_entry, copy_tree, read_xattrs
 from llb.snapshot.driver import Draft, Driver, make_root
@@ -46,6 +45,8 @@ from llb.snapshot.layers import Change, change_key
 # not at all: a cached solve on a native root loaded them (~16M instructions, typing 13M)
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Iterator
 
     from llb.snapshot.treemap import TreeMap
@@ -134,10 +135,15 @@ class NativeDriver(Driver):
         self._taken.pop(m.id, None)
 
     @contextmanager
-    def view(self, sid: str) -> Iterator[Path]:
+    def view(self, sid: str) -> Iterator[str]:
         self._shared(sid)  # a reader may link what it sees into another snapshot
-        with self._reading(sid) as tree:
-            yield tree
+        fd = self._lockfd(sid)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # as _reading, but in str (no pathlib when cached)
+            tree = os.path.join(self.index.snapshots_dir, sid, "tree")
+            yield tree if os.path.isdir(tree) else os.fspath(self.ensure_tree(sid))
+        finally:
+            os.close(fd)
 
     # ---- trees
 
@@ -152,7 +158,7 @@ class NativeDriver(Driver):
             os.close(fd)
 
     def _lockfd(self, sid: str) -> int:
-        return os.open(self.index.snapshot_dir(sid) / "tree.lock",
+        return os.open(os.path.join(self.index.snapshots_dir, sid, "tree.lock"),
                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _take_tree(self, sid: str, dest: Path, mid: str) -> bool:
@@ -186,7 +192,7 @@ class NativeDriver(Driver):
         with self._maps_lock:
             self._private.pop(sid, None)
         try:
-            os.removexattr(self.index.snapshot_dir(sid) / "tree.lock", _PRIVATE)
+            os.removexattr(os.path.join(self.index.snapshots_dir, sid, "tree.lock"), _PRIVATE)
         except OSError:
             pass  # no lock file, or not marked
 

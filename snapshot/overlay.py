@@ -21,7 +21,6 @@ import os
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from pathlib import Path
 
 from llb.fsutil import copy_meta, copy_tree, remove_tree
 from llb.snapshot.driver import Draft, Driver, make_root, publish_cache
@@ -31,6 +30,8 @@ from llb.snapshot.mount import mount_overlay, unmount
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Iterator
     from llb.snapshot.treemap import TreeMap
 
@@ -56,10 +57,10 @@ def _few_entries(root: Path, limit: int) -> bool:
     return _count_upto(root, limit) <= limit
 
 
-def _count_upto(root: Path, limit: int) -> int:
+def _count_upto(root: str | os.PathLike[str], limit: int) -> int:
     """Entries of the tree at root, counted up to limit + 1."""
     n = 0
-    stack = [str(root)]
+    stack = [os.fspath(root)]
     while stack:
         with os.scandir(stack.pop()) as it:
             for e in it:
@@ -84,7 +85,7 @@ class OverlayDriver(Driver):
         self._streaks: dict[str, int] = {}  # snapshot -> trusted steps mounted in a row to it
         self._maps_lock = threading.Lock()
 
-    def _rel(self, path: Path) -> str:
+    def _rel(self, path: str | os.PathLike[str]) -> str:
         return os.path.relpath(path, self.index.root)
 
     # ---- mutables
@@ -100,8 +101,8 @@ class OverlayDriver(Driver):
         if m.parent_id is not None:
             # overlay shows a merged directory with its upper's attributes: the root must
             # start as the parent's root (mode, owner, xattrs, times)
-            top = self.index.root / self.lowers(m.parent_id)[0]
-            copy_meta(str(top), str(m.dir / "fs"))
+            top = os.path.join(self.index.root, self.lowers(m.parent_id)[0])
+            copy_meta(top, str(m.dir / "fs"))
             (m.dir / "mnt").mkdir()
             os.mkdir(_scratch(m))
 
@@ -155,7 +156,7 @@ class OverlayDriver(Driver):
             if _few_entries(upper, LOOKUP_BUDGET // len(dirs)):
                 try:  # look paths up in the layers: no mount for a small change
                     changes = overlay_changes(
-                        upper, LayeredLower([str(self.index.root / d) for d in dirs]))
+                        upper, LayeredLower([os.path.join(self.index.root, d) for d in dirs]))
                 except NeedView:
                     changes = None
             if changes is None:
@@ -187,7 +188,7 @@ class OverlayDriver(Driver):
             return None  # not a power of two: no count this time
         budget = max(BUILD_BUDGET, streak * STEP_ENTRIES)
         for d in self.lowers(sid):
-            budget -= _count_upto(self.index.root / d, budget)
+            budget -= _count_upto(os.path.join(self.index.root, d), budget)
             if budget < 0:
                 return None
         row = self.index.row(sid)
@@ -201,7 +202,7 @@ class OverlayDriver(Driver):
         """An fd of sid's tip directory flocked `how`, or None when it has no tip (or, with
         LOCK_NB, when someone else holds it). The lock is on the directory itself, so it
         is checked to still be sid's tip once held (a taker may have moved it)."""
-        tip = self.index.snapshot_dir(sid) / "tip"
+        tip = os.path.join(self.index.snapshots_dir, sid, "tip")
         try:
             fd = os.open(tip, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -229,24 +230,24 @@ class OverlayDriver(Driver):
     # ---- views
 
     @contextmanager
-    def view(self, sid: str) -> Iterator[Path]:
+    def view(self, sid: str) -> Iterator[str]:
         fd = self._lock_tip(sid, fcntl.LOCK_SH)
         if fd is not None:
             try:
-                yield self.index.snapshot_dir(sid) / "tip"
+                yield os.path.join(self.index.snapshots_dir, sid, "tip")
             finally:
                 os.close(fd)
             return
         lowers = self.lowers(sid)
         if len(lowers) == 1:
-            yield self.index.root / lowers[0]
+            yield os.path.join(self.index.root, lowers[0])
             return
         mnt = self.index.new_temp("view")
         mnt.mkdir()
         try:
             mount_overlay(mnt, self.index.root, lowers)
             try:
-                yield mnt
+                yield os.fspath(mnt)
             finally:
                 unmount(mnt)
         finally:
@@ -266,16 +267,18 @@ class OverlayDriver(Driver):
             if s in self._cache:
                 base = self._cache[s]
                 break
-            sdir = self.index.snapshot_dir(s)
-            if (sdir / "flat").is_dir():
-                base = self._cache[s] = [self._rel(sdir / "flat")]
+            sdir = os.path.join(self.index.snapshots_dir, s)  # str: no pathlib when cached
+            if os.path.isdir(os.path.join(sdir, "flat")):
+                base = self._cache[s] = [self._rel(os.path.join(sdir, "flat"))]
                 break
             row = self.index.row(s)
             if row.kind != "layer":
-                base = self._cache[s] = [self._rel(self.ensure_tree(s))]
+                tree = os.path.join(sdir, "tree")  # ensure_tree's, when it is there already
+                base = self._cache[s] = [
+                    self._rel(tree if os.path.isdir(tree) else self.ensure_tree(s))]
                 break
             if row.parent is None:  # a layer without parent: its upper dir is its whole tree
-                base = self._cache[s] = [self._rel(sdir / "fs")]
+                base = self._cache[s] = [self._rel(os.path.join(sdir, "fs"))]
                 break
             todo.append((s, row.parent))
             s = row.parent
@@ -284,7 +287,7 @@ class OverlayDriver(Driver):
             if len(dirs) >= MAX_LOWERS:
                 self._flatten(parent, dirs)
                 dirs = self._cache[parent] = [self._rel(self.index.snapshot_dir(parent) / "flat")]
-            dirs = [self._rel(self.index.snapshot_dir(s) / "fs")] + dirs
+            dirs = [self._rel(os.path.join(self.index.snapshots_dir, s, "fs"))] + dirs
             self._cache[s] = dirs
         return dirs
 

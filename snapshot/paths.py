@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 from llb.snapshot.errors import PathEscapeError, SnapshotError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 
@@ -18,6 +21,8 @@ def resolve_in_root(root: str | os.PathLike[str], path: str, *,
     are taken relative to root. Missing trailing components are joined as they are.
 
     With follow_final=False a final symlink is returned itself (for rm, lchown, ...)."""
+    from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
     if "\x00" in path:
         raise PathEscapeError(f"path contains a NUL byte: {path!r}", path=path)
     top = Path(os.path.abspath(root))
@@ -56,9 +61,11 @@ def resolve_in_root(root: str | os.PathLike[str], path: str, *,
     return result
 
 
-def join_beneath(root: Path, rel: str) -> Path:
+def join_beneath(root: str | os.PathLike[str], rel: str) -> Path:
     """Join a recorded relative path under root lexically, refusing `..`, absolute paths
     and NUL (RESOLVE_BENEATH for names that must already be clean, e.g. diff records)."""
     if "\x00" in rel or rel.startswith("/") or ".." in rel.split("/"):
         raise PathEscapeError(f"path escapes its root: {rel!r}", path=rel)
+    from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
     return Path(root, rel) if rel else Path(root)

@@ -13,14 +13,13 @@ free the rest, and allocates it again once there is room."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 MIN_FREE = 256 * 1024  # bytes: below this no database is opened (see the module docstring)
 RESERVE = 8 * 1024 * 1024  # bytes kept in <root>/reserve for a prune on a full disk
 RESERVE_NAME = "reserve"
 
 
-def free_bytes(path: Path) -> int:
+def free_bytes(path: str | os.PathLike[str]) -> int:
     """Bytes free for ordinary writes on path's filesystem (statvfs's f_bavail), for root
     too: llb leaves the blocks a filesystem keeps for root (and the clusters ext4 keeps
     for itself, which f_bfree counts) to the system."""
@@ -28,20 +27,20 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def reserve_path(root: Path) -> Path:
-    return Path(root) / RESERVE_NAME
+def reserve_path(root: str | os.PathLike[str]) -> str:
+    return os.path.join(root, RESERVE_NAME)
 
 
-def ensure_reserve(root: Path) -> bool:
+def ensure_reserve(root: str | os.PathLike[str]) -> bool:
     """Allocate the root's reserve if it is missing and the disk has room for it and more
     (twice its size beyond MIN_FREE); True when it is there now."""
     path = reserve_path(root)
-    if path.exists():
+    if os.path.exists(path):
         return True
     try:
         if free_bytes(root) < 2 * RESERVE + MIN_FREE:
             return False
-        tmp = path.with_name(f".{RESERVE_NAME}.{os.getpid()}")
+        tmp = os.path.join(root, f".{RESERVE_NAME}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.posix_fallocate(fd, 0, RESERVE)
@@ -51,13 +50,13 @@ def ensure_reserve(root: Path) -> bool:
         return True
     except OSError:  # no room after all, or a filesystem without fallocate: go without
         try:
-            os.unlink(path.with_name(f".{RESERVE_NAME}.{os.getpid()}"))
+            os.unlink(os.path.join(root, f".{RESERVE_NAME}.{os.getpid()}"))
         except OSError:
             pass
         return False
 
 
-def release_reserve(root: Path) -> int:
+def release_reserve(root: str | os.PathLike[str]) -> int:
     """Delete the root's reserve (a prune on a full disk); the bytes it freed."""
     path = reserve_path(root)
     try:

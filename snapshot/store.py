@@ -10,7 +10,6 @@ import time
 import weakref
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 
 from llb.fsutil import remove_tree
 from llb.fsutil.locks import Mutex, try_lock, unlock_file
@@ -30,6 +29,8 @@ from llb.resource import Closeable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing import Callable, Iterator, NoReturn, Sequence
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")
@@ -138,23 +139,23 @@ class Store(ImageLayers, Keeping, Closeable):
     """Snapshots under `root`. snapshotter: "auto" (overlayfs when a test mount works, else
     native), "overlayfs" or "native"; a root keeps the kind it was created with."""
 
-    def __init__(self, root: Path, snapshotter: str = "auto"):
+    def __init__(self, root: str | os.PathLike[str], snapshotter: str = "auto"):
         if snapshotter not in SNAPSHOTTERS:
             raise SnapshotError(f"unknown snapshotter {snapshotter!r} (use auto, overlayfs or native)")
-        self.root = Path(os.path.abspath(root))
-        self.snapshots_dir = self.root / "snapshots"
-        self.tmp_dir = self.root / "tmp"
-        self.unpack_dir = self.root / "unpack"  # <id>.lock: one unpacker per lazy layer
+        self.root = os.path.abspath(root)
+        self.snapshots_dir = os.path.join(self.root, "snapshots")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.unpack_dir = os.path.join(self.root, "unpack")  # <id>.lock: one per lazy layer
         # reads pulled blobs when a lazy layer is unpacked (the solver sets it)
         self.opener: BlobOpener | None = None
         try:
             for d in (self.root, self.snapshots_dir, self.tmp_dir, self.unpack_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            self._lock = Mutex(self.root / "lock")  # every change of snapshots and DB
+                os.makedirs(d, exist_ok=True)
+            self._lock = Mutex(os.path.join(self.root, "lock"))  # every change of snapshots and DB
         except OSError as e:
             _reraise(e, self.root)
         try:
-            self.db = MetaDB(self.root / "metadata.db")
+            self.db = MetaDB(os.path.join(self.root, "metadata.db"))
         except BaseException:
             self._lock.close()
             raise
@@ -205,7 +206,7 @@ class Store(ImageLayers, Keeping, Closeable):
             self._row(parent.id)
         self._busy_add(parent.id if parent else None)
         mid = new_id()
-        m = Mutable(self, mid, self.session.dir / mid, parent, trusted)
+        m = Mutable(self, mid, self._session_path(mid), parent, trusted)
         m.underlay = underlay
         try:
             if parent is not None:
@@ -230,7 +231,7 @@ class Store(ImageLayers, Keeping, Closeable):
             if gone is None:
                 return None
             sid = new_id()
-            tmp = self.session.dir / sid
+            tmp = self._session_path(sid)
             tmp.mkdir()
             try:
                 changes = self._driver.build_removal(tmp, tree, gone)
@@ -282,6 +283,14 @@ class Store(ImageLayers, Keeping, Closeable):
     @contextmanager
     def view(self, ref: Ref) -> Iterator[Path]:
         """The snapshot's full tree, read-only (never write there)."""
+        from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
+        with self.view_dir(ref) as path:
+            yield Path(path)
+
+    @contextmanager
+    def view_dir(self, ref: Ref) -> Iterator[str]:
+        """view()'s tree as a str: what a cached solve's export reads, without pathlib."""
         self._row(ref.id)
         self._busy_add(ref.id)
         try:
@@ -339,6 +348,12 @@ class Store(ImageLayers, Keeping, Closeable):
         """A fresh path (not created) in this process's temporary directory."""
         return self.index.new_temp(prefix)
 
+    def _session_path(self, name: str) -> Path:
+        """`name` in this process's temporary directory, as a Path for the writers."""
+        from pathlib import Path  # not for a cached solve (pathlib loads re, enum, ...)
+
+        return Path(self.session.dir, name)
+
     def _row(self, snapshot_id: str) -> Row:
         return self.index.row(snapshot_id)
 
@@ -382,11 +397,11 @@ class Store(ImageLayers, Keeping, Closeable):
         with self._lock.held():
             for dep in ([parent] if parent else []) + inputs:
                 self._row(dep)
-            os.rename(tmp, self.snapshots_dir / sid)
+            os.rename(tmp, os.path.join(self.snapshots_dir, sid))
             try:
                 self._publish_row(sid, kind, parent, inputs, changes)
             except BaseException:
-                os.rename(self.snapshots_dir / sid, tmp)
+                os.rename(os.path.join(self.snapshots_dir, sid), tmp)
                 raise
             if kind == "layer":
                 self.index.solid.add(sid)  # built here: never lazy
@@ -414,7 +429,7 @@ class Store(ImageLayers, Keeping, Closeable):
             self._busy_add(i)
         try:
             sid = new_id()
-            tmp = self.session.dir / sid
+            tmp = self._session_path(sid)
             tmp.mkdir()
             try:
                 if build is not None:
@@ -432,7 +447,7 @@ class Store(ImageLayers, Keeping, Closeable):
         from llb.snapshot.differ import tree_changes  # a writer's: see snapshot/driver.py
 
         sid = new_id()
-        tmp = self.session.dir / sid
+        tmp = self._session_path(sid)
         tmp.mkdir()
         try:
             with self.view(lower) as lpath:
@@ -460,11 +475,11 @@ class Store(ImageLayers, Keeping, Closeable):
         then rename it into place and record it (ImageLayers._unpack holds its lock)."""
         parent = self.get(parent_id) if parent_id is not None else None
         self._busy_add(parent_id)
-        m = Mutable(self, sid, self.session.dir / sid, parent, True)
+        m = Mutable(self, sid, self._session_path(sid), parent, True)
         try:
             self._driver.init_mutable(m)
             with m.mount() as dest:
-                apply(Path(dest))
+                apply(dest)  # mount() yields a Path
             changes = self._driver.commit_mutable(m)
         except BaseException:
             m.discard()  # (releases the parent too)
@@ -485,7 +500,7 @@ class Store(ImageLayers, Keeping, Closeable):
             return have
         kind = wanted
         if kind == "auto":
-            probe = self.session.dir / "probe"
+            probe = self._session_path("probe")
             kind = "overlayfs" if overlay_works(probe) else "native"
             remove_tree(probe)
         with self.db.transaction() as c:
@@ -495,35 +510,41 @@ class Store(ImageLayers, Keeping, Closeable):
     def _cleanup(self) -> None:
         """Remove what dead processes left: their temporaries, mounts and session leases,
         and snapshot directories that never got a DB row (a commit killed mid-way)."""
-        for lock in self.tmp_dir.glob("*.lock"):
-            sid = lock.name[: -len(".lock")]
+        names = os.listdir(self.tmp_dir)
+        for name in names:
+            if not name.endswith(".lock"):
+                continue
+            lock = os.path.join(self.tmp_dir, name)
+            sid = name[: -len(".lock")]
             if sid == self.session.id:
                 continue
             fd = try_lock(lock)  # its session's process is dead
             if fd is None:
                 continue
             try:
-                self._reap_session(self.tmp_dir / sid, sid)
+                self._reap_session(os.path.join(self.tmp_dir, sid), sid)
             except BaseException:
                 os.close(fd)
                 raise
             unlock_file(lock, fd)
-        for d in self.tmp_dir.iterdir():  # a session dir whose lock file is gone
-            if d.is_dir() and not (self.tmp_dir / f"{d.name}.lock").exists():
-                self._reap_session(d, d.name)
+        for name in os.listdir(self.tmp_dir):  # a session dir whose lock file is gone
+            d = os.path.join(self.tmp_dir, name)
+            if os.path.isdir(d) and not os.path.exists(f"{d}.lock"):
+                self._reap_session(d, name)
         gone = [(s,) for (s,) in self.db.query("SELECT DISTINCT session FROM holds")
-                if not (self.tmp_dir / f"{s}.lock").exists()]
+                if not os.path.exists(os.path.join(self.tmp_dir, f"{s}.lock"))]
         if gone:  # holds of sessions that ended on a full disk
             with self.db.transaction() as c:
                 c.executemany("DELETE FROM holds WHERE session=?", gone)
         known = set(self.snapshot_ids())
-        for d in self.snapshots_dir.iterdir():
-            if d.name not in known:
+        for name in os.listdir(self.snapshots_dir):
+            if name not in known:
+                d = os.path.join(self.snapshots_dir, name)
                 for m in mounts_under(d):
                     unmount(m, lazy=True)
                 remove_tree(d)
 
-    def _reap_session(self, path: Path, session: str) -> None:
+    def _reap_session(self, path: str | os.PathLike[str], session: str) -> None:
         """Unmount and remove a session's temporaries (which frees room on a full disk
         first); drop its holds (and the session leases older versions took). Holds a full
         disk kept from going are dropped by the next open (_cleanup: no lock file, no
@@ -542,7 +563,7 @@ class Store(ImageLayers, Keeping, Closeable):
             pass
 
 
-def _reraise(e: OSError, root: Path) -> NoReturn:
+def _reraise(e: OSError, root: str) -> NoReturn:
     """Raise a full disk as NoSpaceError naming the root, any other OSError as it is."""
     if is_no_space(e):
         raise NoSpaceError.on("root", root) from e

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from llb import records
 from llb.errors import LLBError, NoSpaceError, is_no_space
@@ -18,6 +17,7 @@ from llb.snapshot.db import Database, create_tables
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Iterable
 
 _SCHEMA = """
@@ -71,16 +71,16 @@ def lease_holder(key: str) -> str:
 class CacheDB:
     """Cache records in `<root>/solver/cache.db`; safe to share between threads."""
 
-    def __init__(self, root: Path):
-        self.root = Path(os.path.abspath(root))
-        d = self.root / "solver"
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = os.path.abspath(root)
+        d = os.path.join(self.root, "solver")
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
         except OSError as e:
             if is_no_space(e):
                 raise NoSpaceError.on("root", self.root) from e
             raise
-        self.path = d / "cache.db"
+        self.path = os.path.join(d, "cache.db")
         self._stale: set[str] = set()
         self._db = Database(self.path, 30, root=self.root)
         try:
@@ -102,9 +102,9 @@ class CacheDB:
             raise
 
     @staticmethod
-    def exists(root: Path) -> bool:
+    def exists(root: str | os.PathLike[str]) -> bool:
         """Whether `root` holds a cache DB (without creating one)."""
-        return (Path(root) / "solver" / "cache.db").exists()
+        return os.path.exists(os.path.join(root, "solver", "cache.db"))
 
     def close(self) -> None:
         self._db.close()

@@ -5,7 +5,8 @@ needs no network) and the registry is asked only for the rest (what a tag names 
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
 
 from llb.imagemeta import ImageMeta
 from llb.resolver import ResolvedImage
@@ -14,6 +15,7 @@ from llb.solver.puller import Puller
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Mapping
     from llb.content.platforms import Platform
     from llb.content.resolve import Resolved
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 class PullerResolver:
     """llb.resolver.Resolver over a Puller; `oci_layouts` maps `--oci-layout` names."""
 
-    def __init__(self, puller: Puller, oci_layouts: Mapping[str, Path] | None = None):
+    def __init__(self, puller: Puller,
+                 oci_layouts: Mapping[str, str | os.PathLike[str]] | None = None):
         self.puller = puller
         self.oci_layouts = dict(oci_layouts or {})
 
@@ -36,6 +39,8 @@ class PullerResolver:
             if mapped is None:
                 raise InputError(f"no --oci-layout mapping for layout {path!r} (pass "
                                  f"--oci-layout {path}=PATH)")
+            from pathlib import Path  # a layout's: not for a cached solve
+
             path = str(Path(mapped).absolute())
         if digest is None and tag is None:
             tag = "latest"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from pathlib import Path
 
 from llb.fsutil.locks import lock_file, try_lock, unlock_file
 
@@ -16,10 +15,10 @@ class KeyLock:
 
     _made: set[str] = set()  # lock directories known to exist (one mkdir per process)
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: str | os.PathLike[str], key: str):
         d = os.path.join(os.fspath(root), "solver", "locks")
         self._dir = d
-        self.path = Path(d, key.split(":", 1)[-1])
+        self.path = os.path.join(d, key.split(":", 1)[-1])
         self._fd: int | None = None
 
     def acquire(self, cancelled: threading.Event | None = None) -> bool:
@@ -38,13 +37,14 @@ class KeyLock:
             self._fd = None
 
 
-def clean_key_locks(root: Path) -> int:
+def clean_key_locks(root: str | os.PathLike[str]) -> int:
     """Remove lock files nobody holds (prune); returns how many were removed."""
-    base = Path(root) / "solver" / "locks"
+    base = os.path.join(root, "solver", "locks")
     n = 0
-    if not base.is_dir():
+    if not os.path.isdir(base):
         return 0
-    for p in base.iterdir():
+    for name in os.listdir(base):
+        p = os.path.join(base, name)
         fd = try_lock(p)
         if fd is not None:
             unlock_file(p, fd)
@@ -56,12 +56,12 @@ class PruneLock:
     """`<root>/solver/prune.lock`: prunes take it exclusively, so they take turns. Solves
     do not take it (a prune skips what they hold: llb.solver.gc)."""
 
-    def __init__(self, root: Path):
-        self.path = Path(root) / "solver" / "prune.lock"
+    def __init__(self, root: str | os.PathLike[str]):
+        self.path = os.path.join(root, "solver", "prune.lock")
         self._fd: int | None = None
 
     def acquire(self, exclusive: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
 

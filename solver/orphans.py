@@ -7,16 +7,17 @@ cached solve of a graph without execs loads none of it)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 EXECUTOR_DIR = "executor"  # the executor's state directory under an llb root
 
 
-def reap(root: Path) -> list[str]:
+def reap(root: str | os.PathLike[str]) -> list[str]:
     """Kill and delete the containers whose llb process died; returns their ids."""
-    state = Path(root) / EXECUTOR_DIR
+    state = os.path.join(root, EXECUTOR_DIR)
     if not os.path.isdir(state):
         return []  # no exec ever ran here
+    from pathlib import Path
+
     from llb.executor.orphans import reap_orphans
 
-    return reap_orphans(state)
+    return reap_orphans(Path(state))

@@ -11,10 +11,10 @@ blob is read from."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from llb.ops import SCHEME_IMAGE, SCHEME_OCI_LAYOUT
 from llb.records import Record
@@ -26,6 +26,7 @@ from llb.solver.progress import Progress
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Callable, Iterator, Sequence
     from llb.content.follow import BlobFollower
     from llb.content.layout import OCILayout
@@ -81,9 +82,9 @@ class _Stop(threading.Event):
 class Puller:
     """Resolves images and reads their blobs for one solver (see the module docstring)."""
 
-    def __init__(self, root: Path, *, insecure: Sequence[str] = (),
+    def __init__(self, root: str | os.PathLike[str], *, insecure: Sequence[str] = (),
                  progress: Progress | None = None):
-        self.root = Path(root)
+        self.root = os.fspath(root)
         self.insecure = tuple(insecure)
         self.progress = progress
         self.cancelled: threading.Event | None = None  # the running solve's
@@ -107,9 +108,11 @@ class Puller:
         """The root's content store."""
         with self._lock:
             if self._content is None:
+                from pathlib import Path
+
                 from llb.content.store import ContentStore
 
-                self._content = ContentStore(self.root)
+                self._content = ContentStore(Path(self.root))
             return self._content
 
     def client(self) -> RegistryClient:

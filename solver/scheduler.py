@@ -20,7 +20,6 @@ import threading
 import time
 from _queue import Empty, SimpleQueue  # queue's C half: queue.py loads heapq and more (~2.4M instructions)
 from collections.abc import Callable
-from pathlib import Path
 
 from llb.errors import DefinitionError, LLBError, NoSpaceError, is_no_space
 from llb.fsutil import PathTooLongError
@@ -39,6 +38,7 @@ from llb.solver.vertex import Vertex
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, TypeVar
 
     _T = TypeVar("_T")
@@ -64,7 +64,7 @@ class _RunResult(Record):
 class Scheduler:
     """One solve's run over its vertices (see the module docstring)."""
 
-    def __init__(self, *, store: Store, db: CacheDB, progress: Progress, root: Path, workers: int,
+    def __init__(self, *, store: Store, db: CacheDB, progress: Progress, root: str, workers: int,
                  vertices: list[Vertex], output: Vertex, env: SourceEnv, no_cache: bool,
                  explain: bool, op_bytes: Callable[[str], bytes] | None = None):
         self.store = store

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from pathlib import Path
 
 from llb.definition import Definition
 from llb.errors import DefinitionError
@@ -23,6 +23,9 @@ from llb.solver.vertex import Vertex, build_graph
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from typing import Sequence
 
 
@@ -42,15 +45,15 @@ class Solver(Closeable):
     commits, what it mounts) is held in the store by its session until close(), so a
     concurrent `llb prune` skips it (and never waits for the solve)."""
 
-    def __init__(self, root: Path, snapshotter: str = "auto", workers: int = 4,
+    def __init__(self, root: str | os.PathLike[str], snapshotter: str = "auto", workers: int = 4,
                  progress: ProgressSink | None = None, *, store: Store | None = None,
                  insecure: Sequence[str] = (), puller: Puller | None = None):
-        self.root = Path(root)
+        self.root = os.fspath(root)
         self.workers = max(1, workers)
         self.progress = Progress(progress)
         opened: Store | None = None
         try:  # a root that cannot be used is one line (RootError), not a traceback
-            self.root.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.root, exist_ok=True)
             reap(self.root)  # dead processes' containers, before the store reuses their mounts
             ensure_reserve(self.root)  # room for a prune on a full disk (llb.snapshot.space)
             if store is None:
@@ -75,15 +78,15 @@ class Solver(Closeable):
         self.db.close()
         self.store.close()
 
-    def solve(self, definition: Definition, local_dirs: dict[str, Path] | None = None,
+    def solve(self, definition: Definition,
+              local_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
               no_cache: bool = False, explain: bool = False,
-              oci_layouts: dict[str, Path] | None = None) -> SolveResult:
+              oci_layouts: Mapping[str, str | os.PathLike[str]] | None = None) -> SolveResult:
         """Resolve the definition's output: each vertex is cached, done or an error.
 
         Raises SolveError (exit 1) when a vertex fails, InputError/UnsupportedError/
         DefinitionError (exit 2) for bad input, before anything runs where it can tell."""
-        env = SourceEnv({k: Path(v) for k, v in (local_dirs or {}).items()}, self.db, self.root,
-                        {k: Path(v) for k, v in (oci_layouts or {}).items()}, self.puller)
+        env = SourceEnv(_paths(local_dirs), self.db, self.root, _paths(oci_layouts), self.puller)
         vertices, out, out_index = build_graph(definition)
         _check_inputs(vertices, env)
         sched = Scheduler(store=self.store, db=self.db, progress=self.progress, root=self.root,
@@ -113,6 +116,15 @@ class Solver(Closeable):
             explanations=sorted(sched.explanations),
             names=_snapshot_names(vertices),
         )
+
+
+def _paths(named: Mapping[str, str | os.PathLike[str]] | None) -> dict[str, Path]:
+    """The `--local` or `--oci-layout` directories as Paths (pathlib only when there are)."""
+    if not named:
+        return {}
+    from pathlib import Path  # not for a solve without any (pathlib loads re, enum, ...)
+
+    return {k: Path(v) for k, v in named.items()}
 
 
 def _snapshot_names(vertices: list[Vertex]) -> dict[str, str]:

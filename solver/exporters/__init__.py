@@ -7,7 +7,6 @@ local export no image code)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from llb.records import Record
 from llb.snapshot import Ref, Store
@@ -16,6 +15,7 @@ from llb.solver.registry import Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Protocol
     from llb.imagemeta import ImageMeta
     from llb.solver.progress import Progress
@@ -52,7 +52,7 @@ class ExportContext(Record):
     holds image blobs), the definition's image config, the name of the vertex that made
     each snapshot (for image history), and where progress goes."""
 
-    root: Path | None = None
+    root: str | None = None
     image: ImageMeta | None = None
     names: Mapping[str, str] = {}  # snapshot id -> name of the vertex that produced it
     progress: Progress | None = None

@@ -16,13 +16,13 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 
 from llb.errors import LLBError, NoSpaceError, is_no_space
 from llb.solver.errors import ExportError, OutputSpecError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import BinaryIO
 
 
@@ -37,23 +37,32 @@ def write_error(e: OSError, dest: str | Path, what: str, path: str | None = None
 def check_dir_dest(dest: str) -> None:
     """Prove dest can be a directory we write into: create what is missing, create and remove
     a probe file, then remove what was created (nothing is left behind either way)."""
-    p = Path(dest)
-    if p.exists() and not p.is_dir():
+    # pathlib's lexical view of dest (its parents), in str: a cached solve loads no pathlib
+    top = "/" if dest.startswith("/") else ""
+    parts = [c for c in dest.split("/") if c not in ("", ".")]
+
+    def upto(n: int) -> str:
+        return top + "/".join(parts[:n]) if n else (top or ".")
+
+    p = upto(len(parts))
+    if os.path.exists(p) and not os.path.isdir(p):
         raise OutputSpecError(f"--output dest={dest}: exists and is not a directory", path=dest)
-    missing: list[Path] = []
+    missing: list[str] = []
+    n = len(parts)
     probe = p
-    while not probe.exists() and probe != probe.parent:
+    while n and not os.path.exists(probe):
         missing.append(probe)
-        probe = probe.parent
-    if not probe.is_dir():
+        n -= 1
+        probe = upto(n)
+    if not os.path.isdir(probe):
         raise OutputSpecError(f"--output dest={dest}: cannot write there ({probe} is not a directory)",
                               path=dest)
-    created: list[Path] = []
+    created: list[str] = []
     try:
         for d in reversed(missing):
             os.mkdir(d)
             created.append(d)
-        _probe_file(p / f".llb-probe-{os.getpid()}")
+        _probe_file(os.path.join(p, f".llb-probe-{os.getpid()}"))
     except OSError as e:
         if is_no_space(e):
             raise NoSpaceError.on("destination", dest) from None
@@ -71,6 +80,8 @@ def check_file_dest(dest: str) -> None:
     """Prove dest can be written as a file: an existing regular file is opened for writing
     (not truncated); anything else that exists must be writable (a FIFO is never opened: a
     reader would see the end of its stream); a new file is created and removed."""
+    from pathlib import Path  # a file output's: not for a cached solve's directory one
+
     p = Path(dest)
     if p.is_dir():
         raise OutputSpecError(f"--output dest={dest}: is a directory", path=dest)
@@ -155,6 +166,8 @@ def _regular_target(dest: Path, st: os.stat_result | None) -> Path | None:
         return _new_file_path(dest)
     if not os.path.islink(dest):
         return dest
+    from pathlib import Path  # a file output's: not for a cached solve's directory one
+
     real = Path(os.path.realpath(dest))
     try:
         rst = os.lstat(real)
@@ -168,6 +181,8 @@ def _regular_target(dest: Path, st: os.stat_result | None) -> Path | None:
 def _new_file_path(dest: Path) -> Path:
     """Where a file that does not exist yet is created: dest, or the target of the dangling
     symlink(s) it is."""
+    from pathlib import Path  # a file output's: not for a cached solve's directory one
+
     return Path(os.path.realpath(dest)) if os.path.islink(dest) else dest
 
 
@@ -181,7 +196,7 @@ def _keep_owner_and_mode(fd: int, st: os.stat_result) -> None:
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
-def _probe_file(path: Path) -> None:
+def _probe_file(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
     os.unlink(path)

@@ -9,7 +9,6 @@ the directory a symlink destination leads to."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from llb.fsutil import copy_tree
 from llb.snapshot import Ref, Store
@@ -29,15 +28,16 @@ def check(spec: OutputSpec) -> None:
 def export(spec: OutputSpec, store: Store, ref: Ref | None,
            ctx: ExportContext | None = None) -> None:
     """Copy the result into the dest directory."""
-    export_local(store, ref, Path(spec.dest))
+    export_local(store, ref, spec.dest)
 
 
-def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None = None) -> None:
+def export_local(store: Store, ref: Ref | None, dest: str | os.PathLike[str],
+                 workers: int | None = None) -> None:
     """Copy the tree of ref (None = empty) into dest, created if missing, by llb.fsutil's
     copy_tree (`workers` threads; default: its WORKERS)."""
-    dest = Path(dest)
+    dest = os.fspath(dest)
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        os.makedirs(dest, exist_ok=True)
     except FileExistsError:
         raise ExportError(f"local output {dest} exists and is not a directory",
                           path=str(dest)) from None
@@ -47,8 +47,8 @@ def export_local(store: Store, ref: Ref | None, dest: Path, workers: int | None 
         return
     # a symlink to a directory is written into, as buildctl does (below it nothing is
     # followed: every entry is opened relative to its directory, without following)
-    root = os.path.realpath(dest) if os.path.islink(dest) else str(dest)
-    with store.view(ref) as src:
+    root = os.path.realpath(dest) if os.path.islink(dest) else dest
+    with store.view_dir(ref) as src:
         try:
             copy_tree(src, root, into=True, workers=workers)
         except OSError as e:  # on a full disk what was copied stays: never a part of a file

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 from llb.snapshot import Store
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Callable, Mapping
     from llb.solver.puller import Puller
 
@@ -44,7 +44,7 @@ class OpContext:
     prepared) once it is set. (A plain class, not a dataclass: @dataclass compiled its
     methods at every `llb` command's start.)"""
 
-    def __init__(self, store: Store, root: Path, vertex: str, name: str,
+    def __init__(self, store: Store, root: str, vertex: str, name: str,
                  local_dirs: dict[str, Path] | None = None,
                  cancelled: threading.Event | None = None,
                  oci_layouts: Mapping[str, Path] | None = None, puller: Puller | None = None,

@@ -61,7 +61,7 @@ def run(ctx: OpContext, op: ExecOp, inputs: list[Any]) -> list[Any]:
     _validate(ctx, op)
     if ctx.cancelled.is_set():
         raise SolveCancelledError("cancelled", vertex=ctx.vertex)
-    executor = executor_for(ctx.root)
+    executor = executor_for(Path(ctx.root))
     n_outputs = max([m.output for m in op.mounts] + [-1]) + 1
     prepared: list[tuple[int, Any]] = []  # (output index or -1, Mutable), not yet finished
     try:
@@ -143,7 +143,7 @@ def _acquire_caches(ctx: OpContext, op: ExecOp, mounted: ExitStack) -> dict[str,
     testDuplicateCacheMount expects; taking one lock twice would wait for ourselves); each
     private mount gets an instance of its own. Ids are taken in sorted order, so two execs
     waiting on the same locked ids never wait for each other in a circle."""
-    cache = CacheMounts(ctx.root)
+    cache = CacheMounts(Path(ctx.root))
     wanted: dict[str, str] = {}  # id -> sharing of its shared/locked mounts
     for m in op.mounts[1:]:
         if m.type == MOUNT_CACHE and m.sharing != SHARING_PRIVATE:

@@ -8,7 +8,6 @@ with no local source imports none of them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
 from llb.records import Record
@@ -17,6 +16,7 @@ from llb.solver.registry import Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Mapping, Protocol
     from llb.snapshot import Ref
     from llb.solver.cachedb import CacheDB
@@ -41,7 +41,7 @@ class SourceEnv(Record):
 
     local_dirs: Mapping[str, Path]
     db: CacheDB | None
-    root: Path
+    root: str
     oci_layouts: Mapping[str, Path] = {}
     puller: Puller | None = None
 

@@ -40,7 +40,7 @@ def _base(store):
 
 
 def _tree_dir(store, ref) -> Path:
-    return store.root / "snapshots" / ref.id / "tree"
+    return Path(store.root) / "snapshots" / ref.id / "tree"
 
 
 def test_untrusted_child_takes_a_private_tree_and_unshares_the_layer(tmp_path):

@@ -335,7 +335,7 @@ def test_cache_mount_private_gives_concurrent_execs_their_own_dir(store, base):
     results = _run_concurrently(store, base, ops)
     for i, [root] in enumerate(results):
         assert _tree(store, root)["/seen"] == f"f 644 mine{i}\n"
-    assert len({p.name for p in (store.root / "cache-mounts").glob("*/[0-9]")}) == 2
+    assert len({p.name for p in (Path(store.root) / "cache-mounts").glob("*/[0-9]")}) == 2
 
 
 def test_unmounts_survive_concurrent_forks(store, base):

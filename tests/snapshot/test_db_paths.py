@@ -27,7 +27,7 @@ def test_changes_with_names_that_are_not_utf8_round_trip_through_the_db(store, t
     ref = m.commit()
     want = sorted([LATIN, os.fsdecode(b"d\xff"), os.fsdecode(b"d\xff/x"), "café"])
     assert sorted(c.path for c in ref.layer_chain()[0].changes()) == want
-    root = store.root
+    root = Path(store.root)
     kind = store.kind
     store.close()
     db = sqlite3.connect(root / "metadata.db")

@@ -43,8 +43,8 @@ def _fails(store: Store, tmp_path: Path, tar: bytes, match: str, *, blob: bytes 
     assert bad.digest in str(info.value)
     assert store.is_lazy(image.id)
     assert not store.is_lazy(image.layer_chain()[0].id)  # the good layer below is kept
-    assert not (store.snapshots_dir / image.id).exists()
-    assert [p.name for p in store.session.dir.iterdir() if not p.name.startswith("trash")] == []
+    assert not (Path(store.snapshots_dir) / image.id).exists()
+    assert [p.name for p in Path(store.session.dir).iterdir() if not p.name.startswith("trash")] == []
 
 
 def test_a_dotdot_entry(store: Store, tmp_path: Path, outside: Path) -> None:

@@ -152,10 +152,10 @@ def test_a_kill_mid_unpack_leaves_the_layer_lazy(store: Store, opener: MemoryOpe
     p.join()
     assert store.is_lazy(image.id)
     # a directory an unpack left before recording it is replaced
-    (store.snapshots_dir / image.id / "junk").mkdir(parents=True)
+    (Path(store.snapshots_dir) / image.id / "junk").mkdir(parents=True)
     with store.view(image) as v:
         assert sorted(os.listdir(v)) == ["base", "shared"]
-    assert not (store.snapshots_dir / image.id / "junk").exists()
+    assert not (Path(store.snapshots_dir) / image.id / "junk").exists()
     assert not store.is_lazy(image.id)
 
 
@@ -167,4 +167,4 @@ def test_prune_removes_lazy_layers_and_what_they_kept(store: Store, opener: Memo
     store.prune()
     assert not any(store.exists(i) for i in ids)
     assert store.kept_digests() == set()
-    assert not any((store.unpack_dir / f"{i}.lock").exists() for i in ids)
+    assert not any((Path(store.unpack_dir) / f"{i}.lock").exists() for i in ids)

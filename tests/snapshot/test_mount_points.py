@@ -22,9 +22,9 @@ def test_mount_points_with_escaped_characters(tmp_path: Path) -> None:
         inner.mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inner)], check=True)
         mounted.append(inner)
-        assert mounts_under(tmp_path) == [inner, plain, spaced] or \
-            mounts_under(tmp_path) == [inner, spaced, plain]
-        assert mounts_under(spaced) == [spaced]
+        assert mounts_under(tmp_path) == [str(inner), str(plain), str(spaced)] or \
+            mounts_under(tmp_path) == [str(inner), str(spaced), str(plain)]
+        assert mounts_under(spaced) == [str(spaced)]
         assert mounts_under(tmp_path / "a") == []
     finally:
         for d in reversed(mounted):

@@ -4,6 +4,7 @@ diff is computed once at commit, and metadata survives every copy and comparison
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import stat
 
 import pytest
@@ -52,7 +53,7 @@ def test_native_layer_dir_and_tree_share_inodes(native_store):
     a = commit_tree(store, commit_tree(store, None, {"z": b"0"}), {"x/y": b"1"})
     with store.view(a) as p:
         assert os.lstat(a.layer_chain()[-1].path("x/y")).st_ino == os.lstat(p / "x/y").st_ino
-    assert not (store.root / "snapshots" / a.layer_chain()[0].id / "tree").exists()
+    assert not (Path(store.root) / "snapshots" / a.layer_chain()[0].id / "tree").exists()
 
 
 def _rich_tree(root):
@@ -146,9 +147,9 @@ def test_trusted_chain_takes_tree_and_parent_rebuilds(native_store):
     store = native_store
     a0 = commit_tree(store, None, {"d/x": b"1", "d/y": b"2"}, trusted=True)
     a = commit_tree(store, a0, {"f": b"f", "g/h": b"h"}, trusted=True)
-    assert (store.root / "snapshots" / a.id / "tree").is_dir()
+    assert (Path(store.root) / "snapshots" / a.id / "tree").is_dir()
     m = store.prepare(a, trusted=True)
-    assert not (store.root / "snapshots" / a.id / "tree").exists()  # taken, not copied
+    assert not (Path(store.root) / "snapshots" / a.id / "tree").exists()  # taken, not copied
     with m.mount() as p:
         os.unlink(p / "f")
         os.mkdir(p / "f")                      # a file replaced by a directory
@@ -180,7 +181,7 @@ def test_tree_being_read_is_never_taken(native_store):
     with store.view(a) as p:
         m = store.prepare(a, trusted=True)
         assert (p / "x").read_bytes() == b"1"
-        assert (store.root / "snapshots" / a.id / "tree").is_dir()
+        assert (Path(store.root) / "snapshots" / a.id / "tree").is_dir()
         with m.mount() as mp:
             assert os.lstat(mp / "x").st_ino == os.lstat(p / "x").st_ino  # hardlinked
     b = m.commit()

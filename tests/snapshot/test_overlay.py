@@ -5,6 +5,7 @@ both snapshotters (the native one must record the same changes by walking)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 import stat
 
@@ -57,7 +58,7 @@ def test_upperdir_holds_kernel_whiteouts(overlay_store):
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
     assert is_opaque(upper / "d")
     assert not (upper / "e").exists()  # untouched paths are not in the upper
-    assert not (store.root / "snapshots" / ref.id / "work").exists()
+    assert not (Path(store.root) / "snapshots" / ref.id / "work").exists()
 
 
 def test_child_of_merge_mounts_on_its_tree(store):
@@ -80,7 +81,7 @@ def test_chain_past_flatten_threshold(overlay_store):
     for i in range(MAX_LOWERS + 6):
         ref = commit_tree(store, ref, {f"f{i}": str(i).encode()},
                           delete=(f"f{i - 1}",) if i % 10 == 9 else ())
-    flats = [d for d in (store.root / "snapshots").iterdir() if (d / "flat").is_dir()]
+    flats = [d for d in (Path(store.root) / "snapshots").iterdir() if (d / "flat").is_dir()]
     assert len(flats) == 1
     with store.view(ref) as p:
         tree = read_tree(p)
@@ -92,7 +93,7 @@ def test_chain_past_flatten_threshold(overlay_store):
 def _publish_layer(store, parent, i):
     """A layer snapshot laid out directly (what a commit of one new file records)."""
     sid = f"deep{i:04d}" + "0" * 16
-    tmp = store.session.dir / sid
+    tmp = Path(store.session.dir) / sid
     (tmp / "fs").mkdir(parents=True)
     (tmp / "fs" / f"f{i}").write_bytes(str(i).encode())
     return store._publish(sid, tmp, "layer", parent.id if parent else None, [],
@@ -156,7 +157,7 @@ def test_layered_lookup_agrees_with_mounted_view(overlay_store):
     c = commit_tree(store, b, {"keep/k2": b"2"}, delete=("keep/k",))
     paths = ["d", "d/x", "d/sub", "d/sub/y", "d/new", "f", "f/x", "g", "g/h", "keep",
              "keep/k", "keep/k2", "nope", "nope/deeper"]
-    dirs = [str(store.root / d) for d in store._driver.lowers(c.id)]
+    dirs = [os.path.join(store.root, d) for d in store._driver.lowers(c.id)]
     assert len(dirs) == 3
     layered = LayeredLower(dirs)
     with store.view(c) as v:

@@ -85,7 +85,7 @@ def test_unknown_and_removed_snapshots_raise(store):
     aid = a.id
     freed = store.remove(aid)
     assert freed > 0
-    assert not (store.root / "snapshots" / aid).exists()
+    assert not (Path(store.root) / "snapshots" / aid).exists()
     for call in (lambda: store.get(aid), lambda: a.layer_chain(), lambda: store.prepare(a),
                  lambda: store.lease(aid, "x"), lambda: store.usage(aid)):
         with pytest.raises(NotFoundError):
@@ -205,7 +205,7 @@ def test_usage_counts_own_bytes(store):
 
 
 def test_root_keeps_its_snapshotter(store):
-    root, kind = store.root, store.kind
+    root, kind = Path(store.root), store.kind
     store.close()
     other = "native" if kind == "overlayfs" else "overlayfs"
     with pytest.raises(SnapshotError, match="cannot be used"):

@@ -3,6 +3,7 @@ and the per-key locks that make concurrent solves build a vertex once."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -88,12 +89,12 @@ def test_key_lock_is_exclusive_across_threads_and_cancellable(tmp_path: Path):
     t.join(2)
     assert got == [False]
     a.release()
-    assert not a.path.exists()  # released locks leave no file behind
+    assert not os.path.exists(a.path)  # released locks leave no file behind
     c = KeyLock(tmp_path, "sha256:" + "ab" * 32)
     assert c.acquire()
     assert clean_key_locks(tmp_path) == 0  # held: kept
     c.release()
-    stale = KeyLock(tmp_path, "sha256:" + "cd" * 32).path
+    stale = Path(KeyLock(tmp_path, "sha256:" + "cd" * 32).path)
     stale.touch()  # as a killed process leaves it
     assert clean_key_locks(tmp_path) == 1 and not stale.exists()
 
