@@ -7,9 +7,12 @@ holding a wildcard. Whatever reads the paths a wildcard names and whatever keys 
 from __future__ import annotations
 
 import functools
-import re
 
 from llb.paths import clean
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import re
 
 
 def contains_wildcards(name: str) -> bool:
@@ -53,6 +56,8 @@ def match(pattern: str, name: str) -> bool:
 @functools.lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str] | None:
     """Translate a Go filepath.Match pattern; None for a malformed one."""
+    import re  # a pattern's (re loads enum): not for a cached solve
+
     out = []
     i, n = 0, len(pattern)
     while i < n:

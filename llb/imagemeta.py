@@ -14,7 +14,6 @@ unchanged. Its wire form is a map of the fields that are set, keys sorted:
 
 from __future__ import annotations
 
-import re
 
 from llb.errors import DefinitionError
 from llb.values import Value, value_class
@@ -125,6 +124,8 @@ def normalize_port(port: str | int) -> str:
     text = str(port) if isinstance(port, int) and not isinstance(port, bool) else port
     if not isinstance(text, str):
         raise DefinitionError(f"expose: a port is a number or 'PORT/PROTO', not {port!r}")
+    import re  # a port's (re loads enum): not for a cached solve
+
     m = re.match(_PORT, text.lower())
     if not m or not 0 < int(m.group(1)) < 65536:
         raise DefinitionError(f"expose: bad port {text[:40]!r} (1-65535, optionally /tcp, "

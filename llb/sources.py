@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 from llb import ops as _ops
 from llb.actions import patterns
@@ -12,7 +11,7 @@ from llb.paths import clean
 from llb.node import DEFAULT_SETTINGS, Node, Settings, new_node
 from llb.resolver import ResolvedImage, current
 from llb.state import State
-from llb.validate import LOCAL_NAME_PATTERN, check_digest
+from llb.validate import LOCAL_NAME_PATTERN, check_digest, matches
 
 _PLATFORM = r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$"  # compiled on first use
 
@@ -51,7 +50,7 @@ def image(ref: str, *, platform: str | None = None, name: str = "",
 def _platform_attrs(platform: str | None) -> tuple[tuple[str, str], ...]:
     if platform is None:
         return ()
-    if not isinstance(platform, str) or not re.match(_PLATFORM, platform):
+    if not isinstance(platform, str) or not matches(_PLATFORM, platform):
         raise DefinitionError(f"platform {platform!r} must be os/arch[/variant], e.g. "
                               "linux/amd64")
     return (("platform", platform),)
@@ -92,7 +91,7 @@ def oci_layout(path: str | os.PathLike[str], *, tag: str | None = None,
     path = os.fspath(path)
     if not isinstance(path, str) or not path:
         raise DefinitionError(f"oci_layout: path must be a non-empty path, not {path!r}")
-    if "/" not in path and path not in (".", "..") and re.match(LOCAL_NAME_PATTERN, path):
+    if "/" not in path and path not in (".", "..") and matches(LOCAL_NAME_PATTERN, path):
         where = path  # a name, mapped with --oci-layout NAME=PATH when solving
     else:
         where = clean(os.path.abspath(path))
@@ -118,7 +117,7 @@ def local(name: str, *, include: list[str] | tuple[str, ...] = (),
           exclude: list[str] | tuple[str, ...] = (), description: str = "") -> State:
     """A directory of the user's machine, given to the solver as `--local NAME=PATH`;
     include/exclude are gitignore-style patterns (a progress name: `.with_name(...)`)."""
-    if not isinstance(name, str) or not re.match(LOCAL_NAME_PATTERN, name):
+    if not isinstance(name, str) or not matches(LOCAL_NAME_PATTERN, name):
         raise DefinitionError(f"local name {name!r} must match {LOCAL_NAME_PATTERN}")
     op = _ops.SourceOp(_ops.source_identifier(_ops.SCHEME_LOCAL, name), include=patterns(include, "include"),
                        exclude=patterns(exclude, "exclude"))

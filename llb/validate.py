@@ -6,7 +6,6 @@ paths, mode ranges, mount kinds, sharing modes, source identifiers and the like.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from llb import ops as _ops
@@ -25,6 +24,16 @@ _HOSTNAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$"
 _ENV_KEY_PATTERN = r"^[^=\x00]{1,4096}$"
 _ATTR_KEY_PATTERN = r"^[a-z][a-z0-9._-]{0,127}$"
 _HEX = frozenset("0123456789abcdef")
+
+
+
+def matches(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches at the start of `text`: `re` (which loads enum) only once
+    a definition has a string to check, never for a cached solve of file ops."""
+    import re
+
+    return re.match(pattern, text) is not None
+
 
 MAX_INPUTS = 1 << 16
 MAX_OUTPUTS = 1 << 16
@@ -89,7 +98,7 @@ def check_mode(mode: int, what: str, *, allow_unset: bool = False) -> None:
 
 
 def check_owner(owner: str, what: str) -> None:
-    if owner and not re.match(_OWNER_PATTERN, owner):
+    if owner and not matches(_OWNER_PATTERN, owner):
         _fail(f"{what} {owner[:80]!r} must be 'user[:group]' (names or numbers)")
     for part in owner.split(":"):
         if part.isascii() and part.isdigit() and int(part) > MAX_ID:
@@ -142,12 +151,12 @@ def check_source(op: _ops.SourceOp) -> None:
             check_digest(digest, "oci-layout digest")
         else:
             path, sep, tag = rest.rpartition(":")
-            if not sep or not re.match(r"^[\w][\w.-]{0,127}$", tag):
+            if not sep or not matches(r"^[\w][\w.-]{0,127}$", tag):
                 _fail(f"oci-layout source {rest[:200]!r} needs ':<tag>' or '@<digest>'")
-        if not re.match(LOCAL_NAME_PATTERN, path):  # else a name: --oci-layout NAME=PATH
+        if not matches(LOCAL_NAME_PATTERN, path):  # else a name: --oci-layout NAME=PATH
             check_path(path, "oci-layout path")
     elif is_local:
-        if not re.match(LOCAL_NAME_PATTERN, rest):
+        if not matches(LOCAL_NAME_PATTERN, rest):
             _fail(f"local name {rest[:80]!r} must match {LOCAL_NAME_PATTERN}")
     else:
         _fail(f"unknown source identifier {ident[:80]!r}")
@@ -160,7 +169,7 @@ def check_source(op: _ops.SourceOp) -> None:
     if keys != sorted(set(keys)):
         _fail("source attrs must be sorted by key, each key once")
     for k, v in op.attrs:
-        if not re.match(_ATTR_KEY_PATTERN, k):
+        if not matches(_ATTR_KEY_PATTERN, k):
             _fail(f"source attr key {k[:80]!r} is invalid")
         _check_str(v, f"source attr {k}")
 
@@ -176,14 +185,14 @@ def check_exec(op: _ops.ExecOp) -> None:
     for e in op.env:
         _check_str(e, "exec env entry")
         key, sep, _ = e.partition("=")
-        if not sep or not re.match(_ENV_KEY_PATTERN, key):
+        if not sep or not matches(_ENV_KEY_PATTERN, key):
             _fail(f"exec env entry {e[:80]!r} must be KEY=value")
     check_path(op.cwd, "exec cwd")
     check_process_path(op.cwd, "exec cwd")
     check_owner(op.user, "exec user")
     if op.network not in NETWORKS:
         _fail(f"exec network {op.network[:40]!r} must be one of {', '.join(NETWORKS)}")
-    if op.hostname and not re.match(_HOSTNAME_PATTERN, op.hostname):
+    if op.hostname and not matches(_HOSTNAME_PATTERN, op.hostname):
         _fail(f"exec hostname {op.hostname[:80]!r} is invalid")
     if not op.mounts:
         _fail("exec has no mounts (mounts[0] must be the rootfs at /)")

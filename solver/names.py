@@ -7,7 +7,6 @@ what running an op needs (runc's executor, the copy machinery)."""
 
 from __future__ import annotations
 
-import re
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -39,6 +38,8 @@ def file_name(op: Any) -> str:
 
 def exec_name(op: Any) -> str:
     """`exec sh -c "make"`: the argv, with a shell script and any unusual argument quoted."""
+    import re  # an exec's name (re loads enum): not for a cached solve of file ops
+
     out = []
     quote_next = False
     for arg in op.args:

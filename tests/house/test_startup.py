@@ -32,6 +32,9 @@ LEAN = ("signal", "shlex", "queue", "encodings.unicode_escape", "encodings.ascii
 # instructions): the cached path holds paths as str (os.path); what needs a Path imports it
 # where it runs
 PATHLIB = ("pathlib", "fnmatch", "urllib.parse", "ipaddress")
+# re loads enum: what checks a string against a pattern imports it where it runs; only
+# typing (see TYPING: a serialised definition's decoders) still brings it along
+REGEX = ("re", "enum")
 # loaded by a cached solve of a build file only to decode a serialised definition: typing
 # (its type hints drive llb.codec's decoders); annotations need none of it at run time
 TYPING = ("typing",)
@@ -125,7 +128,7 @@ def test_a_cached_solve_on_a_native_root_loads_no_snapshot_writer_nor_typing(
     assert "llb.snapshot.native" in cached and "llb.solver.exporters.local" in cached
     assert _crossed(cached, tuple(f"llb.snapshot.{m}" for m in (
         "differ", "treemap", "upper", "merge", "removal", "metadata"))) == []
-    assert _crossed(cached, TYPING + HEAVY + PATHLIB) == []
+    assert _crossed(cached, TYPING + HEAVY + PATHLIB + REGEX) == []
 
 
 def test_a_cached_solve_loads_no_ctypes(tmp_path: Path, definition: Path) -> None:
@@ -156,7 +159,7 @@ def test_a_cached_solve_of_a_build_file_loads_the_dsl_and_nothing_heavy(tmp_path
     _loaded(tmp_path, argv)  # cold
     modules = _loaded(tmp_path, argv)
     assert "llb.state" in modules and "llb.solver.scheduler" in modules
-    assert _crossed(modules, HEAVY + CLICK + LEAN + TYPING + PATHLIB) == []
+    assert _crossed(modules, HEAVY + CLICK + LEAN + TYPING + PATHLIB + REGEX) == []
     assert _crossed(modules, HANDLERS) == []
     # State.run imports what builds an exec (llb.exec, and llb.mounts through it): a build
     # file that runs nothing loads neither
