@@ -26,7 +26,6 @@ _ATTR_KEY_PATTERN = r"^[a-z][a-z0-9._-]{0,127}$"
 _HEX = frozenset("0123456789abcdef")
 
 
-
 def matches(pattern: str, text: str) -> bool:
     """Whether `pattern` matches at the start of `text`: `re` (which loads enum) only once
     a definition has a string to check, never for a cached solve of file ops."""
