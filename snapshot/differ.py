@@ -164,7 +164,7 @@ def overlay_changes(upper: Path, lower: "PathLower | LayeredLower | None") -> li
     return out
 
 
-def tree_changes(upper: Path, lower: Path | None, *, compare_content: bool = False,
+def tree_changes(upper: Path, lower: str | os.PathLike[str] | None, *, compare_content: bool = False,
                  same_fs: bool = False, fresh: dict[int, int] | None = None) -> list[Change]:
     """Double-walk two full trees. The same inode in both is unchanged (trusted hardlinked
     trees make this the common, cheap case); otherwise type, mode, owner, size, mtime,

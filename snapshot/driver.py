@@ -18,7 +18,6 @@ from llb.snapshot.layers import Change, Layer
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Protocol
 else:  # a protocol is a plain base class at run time (nothing checks one then)
     Protocol = object
@@ -87,11 +86,12 @@ class Driver:
 
         apply_layers(dest, self.layers(chain))
 
-    def ensure_tree(self, sid: str) -> Path:
+    def ensure_tree(self, sid: str) -> str:
         """`<snapshot>/tree`, materialised from the snapshot's chain if it is not there yet
-        (built in a temporary and renamed in, so a crash never leaves half a tree)."""
-        final = self.index.snapshot_dir(sid) / "tree"
-        if final.is_dir():
+        (built in a temporary and renamed in, so a crash never leaves half a tree); a str,
+        so that reading a tree already there needs no pathlib (a cached solve loads none)."""
+        final = os.path.join(self.index.snapshots_dir, sid, "tree")
+        if os.path.isdir(final):
             return final
         tmp = self.index.new_temp("tree")
         try:
@@ -108,7 +108,7 @@ def make_root(path: Path) -> None:
     os.chmod(path, 0o755)
 
 
-def publish_cache(tmp: Path, final: Path) -> None:
+def publish_cache(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
     """Rename a finished cache directory into a committed snapshot; losing a race to an
     identical one is fine."""
     try:

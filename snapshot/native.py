@@ -46,7 +46,6 @@ from llb.snapshot.layers import Change, change_key
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Iterator
 
     from llb.snapshot.treemap import TreeMap
@@ -137,18 +136,13 @@ class NativeDriver(Driver):
     @contextmanager
     def view(self, sid: str) -> Iterator[str]:
         self._shared(sid)  # a reader may link what it sees into another snapshot
-        fd = self._lockfd(sid)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # as _reading, but in str (no pathlib when cached)
-            tree = os.path.join(self.index.snapshots_dir, sid, "tree")
-            yield tree if os.path.isdir(tree) else os.fspath(self.ensure_tree(sid))
-        finally:
-            os.close(fd)
+        with self._reading(sid) as tree:
+            yield tree
 
     # ---- trees
 
     @contextmanager
-    def _reading(self, sid: str) -> Iterator[Path]:
+    def _reading(self, sid: str) -> Iterator[str]:
         """sid's full tree, protected from being taken while we read it."""
         fd = self._lockfd(sid)
         try:
@@ -235,10 +229,13 @@ class NativeDriver(Driver):
             while len(self._maps) > _MAPS_KEPT:
                 self._maps.popitem(last=False)
 
-    def ensure_tree(self, sid: str) -> Path:
+    def ensure_tree(self, sid: str) -> str:
+        tree = os.path.join(self.index.snapshots_dir, sid, "tree")
+        if os.path.isdir(tree):
+            return tree  # (before the row: a tree already there needs no lookup)
         row = self.index.row(sid)
-        if row.kind == "layer" and row.parent is None and not (self.index.snapshot_dir(sid) / "tree").exists():
-            return self.layer_root(sid)  # a parentless layer's tree is its layer content
+        if row.kind == "layer" and row.parent is None and not os.path.exists(tree):
+            return os.fspath(self.layer_root(sid))  # a parentless layer's tree: its content
         return super().ensure_tree(sid)
 
 

@@ -31,7 +31,6 @@ from llb.snapshot.mount import mount_overlay, unmount
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Iterator
     from llb.snapshot.treemap import TreeMap
 
@@ -273,9 +272,7 @@ class OverlayDriver(Driver):
                 break
             row = self.index.row(s)
             if row.kind != "layer":
-                tree = os.path.join(sdir, "tree")  # ensure_tree's, when it is there already
-                base = self._cache[s] = [
-                    self._rel(tree if os.path.isdir(tree) else self.ensure_tree(s))]
+                base = self._cache[s] = [self._rel(self.ensure_tree(s))]
                 break
             if row.parent is None:  # a layer without parent: its upper dir is its whole tree
                 base = self._cache[s] = [self._rel(os.path.join(sdir, "fs"))]
