@@ -108,10 +108,10 @@ def copy_open_file(fin: int, st: os.stat_result, dst: str, dst_dir_fd: int | Non
                 # xattr_names' frames), only the times (what apply_meta would do,
                 # without building a Meta per file)
                 try:
-                    names = _listxattr(fin)
-                except OSError:
-                    names = xattr_names(fin)  # (refused: none; else it raises)
-                if not names or not xattr_names(fin):
+                    bare = not _listxattr(fin)
+                except OSError:  # xattr_names below tells a refusal (none) from an error
+                    bare = False
+                if bare or not xattr_names(fin):
                     _utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
                     if after is not None:
                         after(fout)
