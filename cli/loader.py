@@ -13,6 +13,7 @@ import os
 import sys
 
 from llb.errors import BuildFileError, DefinitionError, LLBError
+from llb.paths import lexical
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:  # the DSL is imported only when a build file runs, not for a definition
@@ -30,7 +31,7 @@ def load_definition(build: str, target: str | None = None, *,
             raise BuildFileError("--target applies to build files, not a definition on stdin")
         data = sys.stdin.buffer.read()
         return _parse(data, "<stdin>")
-    path = _lexical(build)
+    path = lexical(build)
     if os.path.isdir(path):
         path = os.path.join(path, "build.py")
     if not os.path.isfile(path):
@@ -46,13 +47,6 @@ def load_definition(build: str, target: str | None = None, *,
     except OSError as e:
         raise BuildFileError(f"{build}: cannot read: {e.strerror}", path=build) from None
     return _parse(data, str(build))
-
-
-def _lexical(path: str) -> str:
-    """path as pathlib shows it (no empty or `.` components, no trailing slash), without
-    pathlib: a cached solve loads none (it imports re, enum, urllib.parse, ...)."""
-    top = "/" if path.startswith("/") else ""
-    return top + "/".join(c for c in path.split("/") if c not in ("", ".")) or "."
 
 
 def is_buildkit(data: bytes) -> bool:
@@ -84,7 +78,7 @@ def load_build_file(path: str | os.PathLike[str], target: str | None = None, *,
     from llb.state import State
 
     name = target or "build"
-    shown = _lexical(os.fspath(path))
+    shown = lexical(os.fspath(path))
     directory = os.path.dirname(os.path.realpath(shown))
     sys.path.insert(0, directory)  # so a build file can import helpers beside it
     modules_before = set(sys.modules)

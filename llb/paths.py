@@ -19,6 +19,13 @@ def clean(path: str) -> str:
     return out
 
 
+def lexical(path: str) -> str:
+    """`path` with no empty or `.` components and no trailing slash (`..` kept), as pathlib
+    shows a path the user typed, without loading pathlib (it imports re, enum, ...)."""
+    top = "/" if path.startswith("/") else ""
+    return top + "/".join(c for c in path.split("/") if c not in ("", ".")) or "."
+
+
 def resolve(cwd: str, path: str, *, keep_slash: bool = False) -> str:
     """Absolute, clean form of `path` taken relative to `cwd` (BuildKit's normalizePath).
 

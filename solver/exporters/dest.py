@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable
 
 from llb.errors import LLBError, NoSpaceError, is_no_space
+from llb.paths import lexical
 from llb.solver.errors import ExportError, OutputSpecError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -37,23 +38,14 @@ def write_error(e: OSError, dest: str | Path, what: str, path: str | None = None
 def check_dir_dest(dest: str) -> None:
     """Prove dest can be a directory we write into: create what is missing, create and remove
     a probe file, then remove what was created (nothing is left behind either way)."""
-    # pathlib's lexical view of dest (its parents), in str: a cached solve loads no pathlib
-    top = "/" if dest.startswith("/") else ""
-    parts = [c for c in dest.split("/") if c not in ("", ".")]
-
-    def upto(n: int) -> str:
-        return top + "/".join(parts[:n]) if n else (top or ".")
-
-    p = upto(len(parts))
+    p = lexical(dest)  # and its parents as pathlib's: a cached solve loads no pathlib
     if os.path.exists(p) and not os.path.isdir(p):
         raise OutputSpecError(f"--output dest={dest}: exists and is not a directory", path=dest)
     missing: list[str] = []
-    n = len(parts)
     probe = p
-    while n and not os.path.exists(probe):
+    while not os.path.exists(probe) and probe != _parent(probe):
         missing.append(probe)
-        n -= 1
-        probe = upto(n)
+        probe = _parent(probe)
     if not os.path.isdir(probe):
         raise OutputSpecError(f"--output dest={dest}: cannot write there ({probe} is not a directory)",
                               path=dest)
@@ -74,6 +66,11 @@ def check_dir_dest(dest: str) -> None:
                 os.rmdir(d)
             except OSError:
                 pass
+
+
+def _parent(path: str) -> str:
+    """A lexical path's parent, as pathlib's `.parent` ("/" and "." are their own)."""
+    return os.path.dirname(path) or "."
 
 
 def check_file_dest(dest: str) -> None:
