@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 

@@ -14,7 +14,6 @@ unchanged. Its wire form is a map of the fields that are set, keys sorted:
 
 from __future__ import annotations
 
-
 from llb.errors import DefinitionError
 from llb.values import Value, value_class
 

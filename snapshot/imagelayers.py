@@ -23,7 +23,6 @@ from llb.snapshot.lock import Session
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Callable, Sequence
 
 

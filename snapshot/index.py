@@ -16,7 +16,6 @@ from llb.snapshot.layers import Change
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Callable, TypeVar
 
     _R = TypeVar("_R")

@@ -24,7 +24,6 @@ from llb.snapshot.space import RESERVE, free_bytes
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Any, Iterable
 
 DELETE_BATCH = 32  # snapshots removed per transaction (see Keeping._delete)

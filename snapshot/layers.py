@@ -3,13 +3,11 @@ deleted); a ref's layer chain is the ordered list of layers that rebuild its tre
 
 from __future__ import annotations
 
-
 from llb.records import Valued
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Callable, Literal
 
     ChangeKind = Literal["add", "modify", "delete"]

@@ -30,7 +30,6 @@ from llb.resource import Closeable
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from pathlib import Path
-
     from typing import Callable, Iterator, NoReturn, Sequence
 
 SNAPSHOTTERS = ("auto", "overlayfs", "native")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-
 from llb.imagemeta import ImageMeta
 from llb.resolver import ResolvedImage
 from llb.solver.errors import InputError

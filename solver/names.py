@@ -7,7 +7,6 @@ what running an op needs (runc's executor, the copy machinery)."""
 
 from __future__ import annotations
 
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any

@@ -25,7 +25,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
-
     from typing import Sequence
 
 

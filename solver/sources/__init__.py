@@ -8,7 +8,6 @@ with no local source imports none of them)."""
 
 from __future__ import annotations
 
-
 from llb.ops import SCHEME_IMAGE, SCHEME_LOCAL, SCHEME_OCI_LAYOUT, SCRATCH, Copy, SourceOp
 from llb.records import Record
 from llb.solver.errors import UnsupportedError
