@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -625,3 +627,67 @@ def test_design_example_through_solver_and_local_export(kind, tmp_path):
     assert (out / "a/b.txt").read_bytes() == b"data"
     assert stat.S_IMODE(os.lstat(out / "a/b.txt").st_mode) == 0o644
     assert (out / "app/src/pkg/m.py").read_bytes() == b"print(1)\n"
+
+
+# ------------------------------------------------------------------------------ one at a time
+
+
+def test_fileops_of_one_process_run_one_at_a_time(store, monkeypatch):
+    """Scheduler threads running FileOps side by side take turns (fileop._TURN): each op's
+    actions run with no other FileOp's in between, and every result is whole."""
+    active, most = [0], [0]
+    count = threading.Lock()
+    real = fileop._run
+
+    def counted(ctx, op, inputs):
+        with count:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return real(ctx, op, inputs)
+        finally:
+            with count:
+                active[0] -= 1
+
+    monkeypatch.setattr(fileop, "_run", counted)
+    refs: dict[int, object] = {}
+    start = threading.Barrier(4)
+
+    def op(k: int) -> None:
+        start.wait()
+        refs[k] = run_file(store, None, Mkdir(f"/d{k}"),
+                           *(Mkfile(f"/d{k}/f{j}", f"{k}.{j}".encode()) for j in range(60)))
+
+    threads = [threading.Thread(target=op, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    for k in range(4):
+        assert listing(store, refs[k]) == [f"d{k}"] + sorted(f"d{k}/f{j}" for j in range(60))
+        assert read(store, refs[k], f"/d{k}/f59") == f"{k}.59".encode()
+
+
+def test_a_fileop_waiting_for_its_turn_stops_when_the_solve_is_cancelled(store):
+    """A FileOp queued behind another one does not wait for it once the solve is cancelled."""
+    got: list[BaseException] = []
+
+    def op() -> None:
+        try:
+            run_file(store, None, Mkfile("/a"), cancelled=True)
+        except BaseException as e:  # noqa: BLE001 (checked below)
+            got.append(e)
+
+    with fileop._TURN:  # another FileOp of this process is running
+        t = threading.Thread(target=op)
+        t0 = time.monotonic()
+        t.start()
+        t.join(5)
+        waited = time.monotonic() - t0
+    assert not t.is_alive()
+    assert len(got) == 1 and isinstance(got[0], SolveCancelledError)
+    assert "mkfile /a: cancelled" in str(got[0])
+    assert waited < 2
+    assert fileop._TURN.acquire(blocking=False)  # (and the turn is free again)
+    fileop._TURN.release()
