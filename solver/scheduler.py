@@ -46,6 +46,7 @@ else:
     _T = object
 
 _WAKE = 0.1  # seconds the main thread waits at most before it runs pending signal handlers
+_TURN_POLL = 0.1  # seconds between looks at the cancellation while an op waits for its turn
 
 
 class _RunResult(Record):
@@ -368,6 +369,7 @@ class Scheduler:
         lock = KeyLock(self.root, v.key)
         if not lock.acquire(self.cancelled):
             raise SolveCancelledError("cancelled", vertex=v.digest)
+        turn = None
         try:
             if not (self.no_cache or v.ignore_cache):
                 outs = self._lookup_pinned([v.key]).get(v.key)
@@ -375,6 +377,7 @@ class Scheduler:
                     return _RunResult("cached", outs, None, 0.0, v.key)
             if self.cancelled.is_set():
                 raise SolveCancelledError("cancelled", vertex=v.digest)
+            turn = self._take_turn(v)  # (FileOps: one at a time, each started when it runs)
             t0 = time.time()
             self.progress.emit("start", v.digest, v.name, v.index)
             ctx = OpContext(store=self.store, root=self.root, vertex=v.digest, name=v.name,
@@ -412,7 +415,20 @@ class Scheduler:
                 v.ingredients = ingredients
             return _RunResult("done", ids, refs, time.time() - t0, key)
         finally:
+            if turn is not None:
+                turn.release()
             lock.release()
+
+    def _take_turn(self, v: Vertex) -> threading.Lock | None:
+        """The lock v's op kind runs under (ops.turn), now held, or None for a kind without
+        one; the solve's cancellation is looked at every _TURN_POLL seconds meanwhile: a
+        queued op of a cancelled solve never starts."""
+        turn = handlers.turn(v.op)
+        if turn is not None:
+            while not turn.acquire(timeout=_TURN_POLL):
+                if self.cancelled.is_set():
+                    raise SolveCancelledError("cancelled", vertex=v.digest)
+        return turn
 
     def _name_vertex(self, v: Vertex, e: SolveError) -> None:
         """Make a build failure's one line say which vertex failed: `[n/m] name: ...`."""

@@ -13,6 +13,7 @@ from llb.solver.registry import Registry
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from threading import Lock
     from typing import Any, Protocol
 else:  # a protocol is a plain base class at run time (nothing checks one then)
     Protocol = object
@@ -34,7 +35,7 @@ class Handler(Protocol):
         """Run `op` on its input refs; results are indexed by output index."""
 
 
-__all__ = ["HANDLERS", "Handler", "OpContext", "handler", "run", "name"]
+__all__ = ["HANDLERS", "Handler", "OpContext", "handler", "run", "name", "turn"]
 
 
 def handler(kind: str) -> Handler:
@@ -48,6 +49,14 @@ def handler(kind: str) -> Handler:
 def run(ctx: OpContext, op: Any, inputs: list[Ref | None]) -> list[Ref | None]:
     """Run `op` on its input refs; results are indexed by output index."""
     return handler(op.kind).run(ctx, op, inputs)
+
+
+def turn(op: Any) -> Lock | None:
+    """The lock ops of `op`'s kind run under, one at a time in this process (its handler's
+    TURN: FileOp's), which the scheduler takes before the op starts; None for other kinds
+    (and for a kind llb does not know: run() says so)."""
+    mod = HANDLERS.get(op.kind)
+    return getattr(mod, "TURN", None) if mod is not None else None
 
 
 def name(op: Any) -> str:

@@ -41,30 +41,19 @@ __all__ = ["run", "name", "action_name", "FileActionError", "CopySourceNotFoundE
            "OwnerError"]
 
 
-# One FileOp at a time per process. A FileOp is file-system metadata work driven from Python
-# (a few syscalls per file, the GIL taken back after each): run side by side on other
-# scheduler threads they pass the GIL back and forth on every syscall and contend for the
-# same directories' and block groups' locks. Measured on 2 CPUs, cold merge-files 100 (100
-# FileOps of 100 mkfiles): 1.09 s wall and 1.27 s CPU one at a time, 1.38 s and 1.94 s four
-# at a time. Execs, pulls and local sources still run in parallel; a copy action's own tree
-# copy keeps its worker threads.
-_TURN = threading.Lock()
-_TURN_POLL = 0.1  # seconds between looks at the cancellation while another FileOp runs
+# One FileOp at a time per process: the scheduler takes TURN before the op starts (see
+# llb.solver.ops.turn). A FileOp is file-system metadata work driven from Python (a few
+# syscalls per file, the GIL taken back after each): run side by side on other scheduler
+# threads they pass the GIL back and forth on every syscall and contend for the same
+# directories' and block groups' locks. Measured on 2 CPUs, cold merge-files 100 (100 FileOps
+# of 100 mkfiles): 1.09 s wall and 1.27 s CPU one at a time, 1.38 s and 1.94 s four at a
+# time. Execs, pulls and local sources still run in parallel; a copy action's own tree copy
+# keeps its worker threads.
+TURN = threading.Lock()
 
 
 def run(ctx: OpContext, op: FileOp, inputs: list) -> list:
-    """Apply op's actions to a mutable snapshot of inputs[0]; one output, the new tree. Waits
-    for any other FileOp of this process to finish first (see _TURN)."""
-    while not _TURN.acquire(timeout=_TURN_POLL):
-        if ctx.cancelled.is_set():
-            raise SolveCancelledError(f"{name(op)}: cancelled", vertex=ctx.vertex)
-    try:
-        return _run(ctx, op, inputs)
-    finally:
-        _TURN.release()
-
-
-def _run(ctx: OpContext, op: FileOp, inputs: list) -> list:
+    """Apply op's actions to a mutable snapshot of inputs[0]; one output, the new tree."""
     base = inputs[0] if inputs else None
     if base is not None:
         removed = _removals(op.actions)

@@ -294,3 +294,43 @@ def test_a_signal_out_of_a_worker_threads_start_does_not_hang_the_solve(
     assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt), outcome
     time.sleep(0.1)
     assert [t.name for t in threading.enumerate() if t.name.startswith("llb-vertex")] == []
+
+
+def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
+        tmp_path, handlers):
+    """Ops of a kind with a turn (ops.turn: FileOps) wait for it before they start; a signal
+    meanwhile stops the solve at once: the queued ops never start and are not waited for."""
+    import signal
+
+    h = handlers()
+    turn = threading.Lock()
+    ops.HANDLERS.override("file", types.SimpleNamespace(**vars(h.module("file")), TURN=turn))
+    turn.acquire()  # another FileOp of this process is running
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGUSR1")
+
+    main = threading.get_ident()
+
+    def deliver() -> None:
+        time.sleep(0.3)
+        signal.pthread_kill(main, signal.SIGUSR1)
+        time.sleep(10)  # a broken turn would wait for ever: free it, so the test fails, not hangs
+        if turn.locked():
+            turn.release()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    rec = Recorder()
+    try:
+        threading.Thread(target=deliver, daemon=True).start()
+        started = time.monotonic()
+        with Solver(tmp_path / "root", progress=rec, store=FakeStore(), workers=2) as s:
+            with pytest.raises(KeyboardInterrupt):
+                s.solve(_wide(2).to_definition())
+        assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert [n for n in h.ran if n.startswith("mkfile")] == []
+    assert [e for e in rec.events if e["event"] == "start" and e["name"].startswith("mkfile")] == []
+    assert turn.locked()  # still the other FileOp's: nothing released a turn it did not take
+    turn.release()
