@@ -296,6 +296,24 @@ def test_a_signal_out_of_a_worker_threads_start_does_not_hang_the_solve(
     assert [t.name for t in threading.enumerate() if t.name.startswith("llb-vertex")] == []
 
 
+class _Turn:
+    """A lock that tells when someone asks for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.asked = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.asked.set()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
 def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
         tmp_path, handlers):
     """Ops of a kind with a turn (ops.turn: FileOps) wait for it before they start; a signal
@@ -303,9 +321,10 @@ def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
     import signal
 
     h = handlers()
-    turn = threading.Lock()
+    turn = _Turn()
     ops.HANDLERS.override("file", types.SimpleNamespace(**vars(h.module("file")), TURN=turn))
     turn.acquire()  # another FileOp of this process is running
+    turn.asked.clear()
 
     def handler(signum, frame):
         raise KeyboardInterrupt("SIGUSR1")
@@ -313,7 +332,7 @@ def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
     main = threading.get_ident()
 
     def deliver() -> None:
-        time.sleep(0.3)
+        turn.asked.wait(30)  # an op waits for its turn (so the solve is under way)
         signal.pthread_kill(main, signal.SIGUSR1)
         time.sleep(10)  # a broken turn would wait for ever: free it, so the test fails, not hangs
         if turn.locked():

@@ -26,10 +26,9 @@ from leftovers import processes_with
 from loopfs import LoopFS, loop_problem
 from rootcheck import du_disagreements, problems, tree_bytes
 
-pytestmark = needs_runc
-
 LLB = str(Path(sys.executable).parent / "llb")
 ROUNDS = int(os.environ.get("LLB_TORTURE_ROUNDS", "1"))
+pytestmark = [needs_runc, pytest.mark.timeout(180 * ROUNDS)]  # (pyproject's limit is per round)
 SEED = int(os.environ.get("LLB_TORTURE_SEED", str(time.time_ns() % 10**9)))
 SHAPES = ("plain", "deep", "wide", "bytes")
 
