@@ -1,12 +1,39 @@
 """What a stopped or killed `llb` process may leave behind, looked up independently of llb's
 own bookkeeping: processes (by a token in their command line), runc containers of a root,
-mounts under a path, and the session temporaries of a root."""
+mounts under a path, and the session temporaries of a root; and `finish`, which waits for
+an `llb` process and, if it is stuck, fails with where it is."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
+
+STACKS_ENV = {"PYTHONFAULTHANDLER": "1"}  # an llb run with these prints its stacks on SIGABRT
+
+
+def finish(p: subprocess.Popen, timeout: float, what: str) -> tuple[bytes, bytes]:
+    """p's stdout and stderr once it ends. If it has not within `timeout` seconds, fail with
+    its kernel wait channel and, for a process started with STACKS_ENV, every thread's Python
+    stack (SIGABRT makes faulthandler print them), instead of waiting for ever."""
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        with open(f"/proc/{p.pid}/wchan") as f:
+            wchan = f.read()
+    except OSError:
+        wchan = "?"
+    p.send_signal(signal.SIGABRT)
+    try:
+        _, err = p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    raise AssertionError(f"{what}: still running after {timeout:.0f} s (wait channel {wchan}); "
+                         f"its stderr:\n{(err or b'').decode(errors='replace')[-6000:]}")
 
 from llb.executor.orphans import BUNDLES, OWNERS, RUNC_STATE, run_dirs
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from exechelp import BUSYBOX_PRELUDE, LOCALS, needs_runc
-from leftovers import processes_with
+from leftovers import STACKS_ENV, finish, processes_with
 from loopfs import LoopFS, loop_problem
 from rootcheck import du_disagreements, problems, tree_bytes
 
@@ -103,7 +103,7 @@ class Torture:
 
     def start(self, v: int, shape: str, pause: str = "0", out: Path | None = None
               ) -> subprocess.Popen:
-        env = dict(os.environ, V=str(v), SHAPE=shape, PAUSE=pause)
+        env = dict(os.environ, V=str(v), SHAPE=shape, PAUSE=pause, **STACKS_ENV)
         return subprocess.Popen(self.argv(out), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
 
@@ -112,7 +112,7 @@ class Torture:
         self.n += 1
         out = self.base / f"out-{self.n}"
         p = self.start(v, shape, out=out)
-        _, err = p.communicate(timeout=300)
+        _, err = finish(p, 300, self.why("the next solve"))
         assert p.returncode == 0, self.why(f"next solve failed: {err.decode()[-3000:]}")
         _check_result(out, v, shape)
         subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -147,8 +147,13 @@ def torture(request, tmp_path: Path) -> Iterator[Torture]:
 def _clean(root: Path) -> None:
     """Reap and prune what a round left (deep trees among it: pytest's own recursive
     cleanup of old temporary directories cannot remove those), then remove the root."""
-    subprocess.run([LLB, "prune", "--all", "--root", str(root)], capture_output=True)
-    subprocess.run(["rm", "-rf", str(root)], capture_output=True)
+    prune = subprocess.Popen([LLB, "prune", "--all", "--root", str(root)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, **STACKS_ENV))
+    try:
+        finish(prune, 120, f"llb prune --all of {root} after the test")
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], capture_output=True)
 
 
 def _catches_sigterm(pid: int) -> bool:
@@ -179,7 +184,7 @@ def _kill_at_random(t: Torture, p: subprocess.Popen, latest: float) -> str:
     except subprocess.TimeoutExpired:
         pass
     p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    _, err = finish(p, 120, t.why(f"after {sig.name}"))
     text = err.decode(errors="replace")
     assert "Traceback" not in text, t.why(f"a traceback after {sig.name}: {text[-3000:]}")
     if sig != signal.SIGKILL and p.returncode != 0:
@@ -213,7 +218,7 @@ def test_prunes_stopped_at_random_points_beside_solves(torture: Torture):
         args = t.rnd.choice([["--all"], ["--keep-storage", "2MB"], []])
         prune = subprocess.Popen([LLB, "prune", "--root", str(t.root), *args],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 start_new_session=True)
+                                 start_new_session=True, env=dict(os.environ, **STACKS_ENV))
         t.log.append(f"{i}: prune {args}: " + _kill_at_random(t, prune, 1.0))
         if solve is not None:
             t.log.append(f"{i}: beside solve: " + _kill_at_random(t, solve, 3.0))
@@ -251,7 +256,7 @@ def test_a_disk_that_fills_up(tmp_path: Path):
             (dest if on_dest else fs).fill(free)
             out = dest.mnt / f"out-{i}" if on_dest else None
             p = t.start(v, shape, out=out)
-            _, err = p.communicate(timeout=300)
+            _, err = finish(p, 300, t.why("a solve on a full disk"))
             text = err.decode(errors="replace")
             t.log.append(f"{i}: v{v} {shape}, {free} KiB free on {'dest' if on_dest else 'root'}"
                          f": exit {p.returncode}")
