@@ -1,12 +1,16 @@
 """Hangs become failures that say where: a test that leaves a non-daemon thread running (which
 the interpreter would wait for at exit, for ever if it is stuck) fails with that thread's
-stack, and a run still alive a minute after it ended (an exit hook or a thread it joins
-that is stuck) prints every thread's stack and exits 1. Per-test time limits
-are pytest-timeout's (pyproject.toml)."""
+stack; a run still alive a minute after it ended (an exit hook or a thread it joins that is
+stuck) prints every thread's stack and exits 1; and a run still going after
+LLB_TEST_RUN_LIMIT seconds (1800; the suite takes 3-5 minutes) ends: each xdist worker
+exits 1 with its stacks (printed where pytest is not capturing them; otherwise xdist names
+the test it crashed in), the main process a minute later. Per-test time limits, with every
+thread's stack, are pytest-timeout's (pyproject.toml)."""
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 import threading
 import time
@@ -17,6 +21,7 @@ import pytest
 
 _GRACE = 5.0  # seconds a test's threads get to end after it (most end at once)
 _EXIT_GRACE = 60.0  # seconds a process gets to exit after its session
+_RUN_LIMIT = float(os.environ.get("LLB_TEST_RUN_LIMIT", "1800"))
 
 
 def _running() -> dict[int, threading.Thread]:
@@ -56,10 +61,16 @@ def no_threads_left() -> Iterator[None]:
                     pytrace=False)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Past _RUN_LIMIT seconds, print every thread's stack and exit 1: each xdist worker
+    then, the main process (which waits for them) _EXIT_GRACE seconds later."""
+    main = not hasattr(config, "workerinput")
+    faulthandler.dump_traceback_later(_RUN_LIMIT + (_EXIT_GRACE if main else 0), exit=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """From here the run's main process only exits: if it has not within _EXIT_GRACE
     seconds, print every thread's stack and exit 1 (rather than hang the run). (An xdist
-    worker waits here for the main process to let it go, and its hangs before are
-    pytest-timeout's.)"""
+    worker waits here for the main process to let it go; its limit stays.)"""
     if not hasattr(config, "workerinput"):
         faulthandler.dump_traceback_later(_EXIT_GRACE, exit=True)
