@@ -10,6 +10,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from llb.executor.orphans import BUNDLES, OWNERS, RUNC_STATE, run_dirs
+
 STACKS_ENV = {"PYTHONFAULTHANDLER": "1"}  # an llb run with these prints its stacks on SIGABRT
 
 
@@ -34,8 +36,6 @@ def finish(p: subprocess.Popen, timeout: float, what: str) -> tuple[bytes, bytes
         _, err = p.communicate()
     raise AssertionError(f"{what}: still running after {timeout:.0f} s (wait channel {wchan}); "
                          f"its stderr:\n{(err or b'').decode(errors='replace')[-6000:]}")
-
-from llb.executor.orphans import BUNDLES, OWNERS, RUNC_STATE, run_dirs
 
 
 def processes_with(token: str) -> list[str]:
