@@ -61,11 +61,26 @@ def no_threads_left() -> Iterator[None]:
                     pytrace=False)
 
 
+_deadline = 0.0  # time.monotonic() when this process's run limit is up
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Past _RUN_LIMIT seconds, print every thread's stack and exit 1: each xdist worker
     then, the main process (which waits for them) _EXIT_GRACE seconds later."""
+    global _deadline
     main = not hasattr(config, "workerinput")
-    faulthandler.dump_traceback_later(_RUN_LIMIT + (_EXIT_GRACE if main else 0), exit=True)
+    _deadline = time.monotonic() + _RUN_LIMIT + (_EXIT_GRACE if main else 0)
+    _arm_run_limit()
+
+
+def pytest_runtest_logfinish() -> None:
+    """Arm the run limit again: pytest cancels faulthandler's timer whenever a test fails
+    (its pytest_exception_interact)."""
+    _arm_run_limit()
+
+
+def _arm_run_limit() -> None:
+    faulthandler.dump_traceback_later(max(_deadline - time.monotonic(), 1.0), exit=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
