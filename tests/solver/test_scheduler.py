@@ -330,12 +330,15 @@ def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
         raise KeyboardInterrupt("SIGUSR1")
 
     main = threading.get_ident()
+    finished = threading.Event()  # the test is past its solve: no signal any more
 
     def deliver() -> None:
-        turn.asked.wait(30)  # an op waits for its turn (so the solve is under way)
+        while not turn.asked.wait(0.05):  # until an op waits for its turn (a solve under way)
+            if finished.is_set():
+                return  # no op asked for it: the test fails without a signal
         signal.pthread_kill(main, signal.SIGUSR1)
-        time.sleep(10)  # a broken turn would wait for ever: free it, so the test fails, not hangs
-        if turn.locked():
+        # a broken turn would wait for ever: free it, so the test fails, not hangs
+        if not finished.wait(10) and turn.locked():
             turn.release()
 
     previous = signal.signal(signal.SIGUSR1, handler)
@@ -348,6 +351,7 @@ def test_an_op_waiting_for_its_turn_is_cancelled_with_the_solve_never_started(
                 s.solve(_wide(2).to_definition())
         assert time.monotonic() - started < 5
     finally:
+        finished.set()
         signal.signal(signal.SIGUSR1, previous)
     assert [n for n in h.ran if n.startswith("mkfile")] == []
     assert [e for e in rec.events if e["event"] == "start" and e["name"].startswith("mkfile")] == []
