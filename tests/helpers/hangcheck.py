@@ -29,7 +29,7 @@ def _running() -> dict[int, threading.Thread]:
             if t.ident is not None and not t.daemon and t is not threading.main_thread()}
 
 
-def left_running(before: set[int], grace: float = _GRACE) -> list[threading.Thread]:
+def _left_running(before: set[int], grace: float = _GRACE) -> list[threading.Thread]:
     """The non-daemon threads not in `before` (idents) still running after up to `grace` s."""
     deadline = time.monotonic() + grace
     while True:
@@ -39,7 +39,7 @@ def left_running(before: set[int], grace: float = _GRACE) -> list[threading.Thre
         time.sleep(0.02)
 
 
-def describe(threads: list[threading.Thread]) -> str:
+def _describe(threads: list[threading.Thread]) -> str:
     """Each thread's name and where it is now."""
     frames = sys._current_frames()
     parts = []
@@ -55,9 +55,9 @@ def no_threads_left() -> Iterator[None]:
     """Fail the test if a non-daemon thread it started is still running after it."""
     before = set(_running())
     yield
-    left = left_running(before)
+    left = _left_running(before)
     if left:
-        pytest.fail(f"{len(left)} thread(s) left running after the test:\n{describe(left)}",
+        pytest.fail(f"{len(left)} thread(s) left running after the test:\n{_describe(left)}",
                     pytrace=False)
 
 
